@@ -1,0 +1,1 @@
+"""registry.api (DESIGN.md §2)."""

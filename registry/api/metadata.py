@@ -1,0 +1,18 @@
+"""``GET /fhir/metadata``: the CapabilityStatement (FHIR R4 §http.html#capabilities). Open to all."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request
+from starlette.responses import Response
+
+from registry.api.conditional import published_response
+from registry.api.negotiation import require_json
+from registry.context import AppContext
+
+router = APIRouter(prefix="/fhir", tags=["FHIR"], dependencies=[Depends(require_json)])
+
+
+@router.get("/metadata", summary="CapabilityStatement", response_class=Response)
+def metadata(request: Request) -> Response:
+    ctx: AppContext = request.app.state.ctx
+    return published_response(request, ctx.metadata)

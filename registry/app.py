@@ -1,0 +1,104 @@
+"""The composition root: ``create_app(settings)`` wires settings, catalog and routers (DESIGN.md §2, §8).
+
+``uvicorn registry.app:create_app --factory`` serves the registry with settings from ``REGISTRY_*`` variables.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from catalog import InvalidCatalogError, Kind
+from registry.api import codesystems, metadata
+from registry.catalog_file import load_catalog
+from registry.context import AppContext
+from registry.errors import CatalogUnavailableError, RegistryError
+from registry.fhir.outcome import operation_outcome
+from registry.fhir.response import fhir_response
+from registry.settings import Settings
+
+log = logging.getLogger("registry")
+
+_HTTP_ISSUE = {400: "invalid", 401: "login", 403: "forbidden", 404: "not-found", 405: "not-supported",
+               406: "not-supported", 409: "conflict", 410: "deleted", 412: "conflict", 413: "too-costly",
+               415: "not-supported", 422: "processing", 429: "throttled"}  # fmt: skip
+
+
+def _outcome_response(status: int, code: str, diagnostics: str, *, expression: list[str] | None = None) -> Response:
+    severity = "error" if status < 500 else "fatal"
+    return fhir_response(operation_outcome(severity, code, diagnostics, expression=expression), status_code=status)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RegistryError)
+    async def _registry_error(_request: Request, exc: RegistryError) -> Response:
+        return _outcome_response(exc.status, exc.code, exc.diagnostics, expression=exc.expression)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        detail = exc.detail if isinstance(exc.detail, str) else "request failed"
+        if exc.status_code == 404 and detail == "Not Found":
+            detail = f"no such endpoint: {request.method} {request.url.path}"
+        elif exc.status_code == 405:
+            detail = f"{request.method} is not supported on {request.url.path}"
+        response = _outcome_response(exc.status_code, _HTTP_ISSUE.get(exc.status_code, "processing"), detail)
+        for name, value in (exc.headers or {}).items():
+            response.headers[name] = value
+        return response
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_request: Request, exc: RequestValidationError) -> Response:
+        parts = []
+        for err in exc.errors()[:20]:
+            loc = ".".join(str(x) for x in err.get("loc", ()))
+            parts.append(f"{loc}: {err.get('msg', 'invalid')}")
+        return _outcome_response(400, "invalid", "; ".join(parts) or "invalid request")
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_request: Request, exc: Exception) -> Response:
+        # The client learns only that it failed; the details (stack, SQL) stay in the server log.
+        log.exception("unhandled error", exc_info=exc)
+        return _outcome_response(500, "exception", "internal error; the incident is in the server log")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the registry application. With no argument, settings come from ``REGISTRY_*`` variables."""
+    settings = settings or Settings.from_env()
+    try:
+        catalog = load_catalog(settings.catalog_path)
+    except InvalidCatalogError as exc:
+        raise CatalogUnavailableError(f"catalog {settings.catalog_path} is invalid:\n{exc}") from None
+    ctx = AppContext.build(settings, catalog, today=datetime.now(UTC).date())
+
+    app = FastAPI(
+        title="HR Registry",
+        version="0.1.0",
+        summary="Cross-hospital exam and lab result mutual-recognition registry (检查检验结果互认)",
+        description="FHIR R4 registry, recognition check and CDS Hooks for 检查检验结果互认. "
+        "FHIR endpoints speak `application/fhir+json`; every error is an OperationOutcome.",
+    )
+    app.state.ctx = ctx
+    _install_error_handlers(app)
+
+    @app.get("/healthz", tags=["operations"], summary="Liveness and catalog summary")
+    def healthz() -> JSONResponse:
+        return JSONResponse(
+            {
+                "status": "ok",
+                "catalog": {
+                    "edition": catalog.edition,
+                    "lab": len(catalog.of_kind(Kind.LAB)),
+                    "imaging": len(catalog.of_kind(Kind.IMAGING)),
+                },
+            }
+        )
+
+    app.include_router(metadata.router)
+    app.include_router(codesystems.router)
+    return app

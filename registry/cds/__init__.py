@@ -1,0 +1,1 @@
+"""registry.cds (DESIGN.md §2)."""

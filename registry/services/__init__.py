@@ -1,0 +1,1 @@
+"""registry.services (DESIGN.md §2)."""

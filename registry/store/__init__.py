@@ -1,0 +1,1 @@
+"""Storage: SQLModel tables, repository, migrations (DESIGN.md §4)."""

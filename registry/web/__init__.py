@@ -1,0 +1,1 @@
+"""registry.web (DESIGN.md §2)."""
