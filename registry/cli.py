@@ -228,9 +228,7 @@ def serve(
         raise typer.Exit(2) from None
 
     base = settings.public_base_url
-    table = Table(title="HR Registry is starting", show_header=False, title_justify="left")
-    table.add_column("what", style="bold")
-    table.add_column("where")
+    out.print("[bold]HR Registry is starting[/bold]")
     for label, path in (
         ("Registry", ""),
         ("FHIR base (R4)", "/fhir"),
@@ -240,10 +238,9 @@ def serve(
         ("API docs (OpenAPI)", "/docs"),
         ("Health", "/healthz"),
     ):
-        table.add_row(label, f"{base}{path}")
-    table.add_row("Database", settings.effective_database_url)
-    table.add_row("Local state", str(settings.var_dir.resolve()))
-    out.print(table)
+        out.print(f"  {label:<26} {base}{path}", soft_wrap=True, highlight=False)
+    out.print(f"  {'Database':<26} {settings.effective_database_url}", soft_wrap=True, highlight=False)
+    out.print(f"  {'Local state':<26} {settings.var_dir.resolve()}", soft_wrap=True, highlight=False)
     uvicorn.run(application, host=settings.host, port=settings.port, log_level="info")
 
 

@@ -31,10 +31,10 @@ ensure_venv() {
     fi
     echo "==> installing hr-registry${extras:+[$extras]} and its dependencies into .venv (first run takes a minute)"
     .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip >/dev/null 2>&1 || true
-    .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".${extras:+[$extras]}" 2>&1 \
-      | grep -vE "^WARNING: Location .* is ignored|BuildBackendWarning|^\s*$" || true
-    if ! .venv/bin/python -c "import registry, catalog" 2>/dev/null; then
-      echo "error: installing the project failed; see the pip output above" >&2
+    if ! .venv/bin/python -m pip install --disable-pip-version-check -e ".${extras:+[$extras]}" \
+        > .venv/pip-install.log 2>&1 || ! .venv/bin/python -c "import registry, catalog" 2>/dev/null; then
+      tail -n 40 .venv/pip-install.log >&2
+      echo "error: installing the project failed (full log: .venv/pip-install.log)" >&2
       return 1
     fi
     echo "$want" > "$stamp"
