@@ -7,10 +7,10 @@ fixing the YAML sees the whole list (``hr-registry catalog validate FILE``).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import date, timedelta, timezone
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, TypeVar
 
 from catalog.codes import LOINC, SYSTEM_ALIASES, Coding
 from catalog.errors import InvalidCatalogError, Problem
@@ -29,6 +29,8 @@ from catalog.model import (
     Specimen,
     Validity,
 )
+
+T = TypeVar("T")
 
 _ID = {Kind.LAB: re.compile(r"^L\d{3}$"), Kind.IMAGING: re.compile(r"^I\d{3}$")}
 _LOINC = re.compile(r"^\d{1,7}-\d$")
@@ -198,57 +200,57 @@ def parse_catalog(document: Mapping[str, Any]) -> Catalog:
     )
 
 
-def _parse_scopes(c: _Collector, document: Mapping[str, Any]) -> dict[str, Scope]:
-    out: dict[str, Scope] = {}
-    for i, raw in enumerate(_list(c, "scopes", document, "scopes")):
-        where = f"scopes[{i}]"
+def _declared(
+    c: _Collector, document: Mapping[str, Any], section: str, build: Callable[[str, Mapping[str, Any]], T | None]
+) -> dict[str, T]:
+    """A declaration section (scopes, groups, specimens): a list of mappings, each with a unique ``code``."""
+    out: dict[str, T] = {}
+    for i, raw in enumerate(_list(c, section, document, section)):
+        where = f"{section}[{i}]"
         if not isinstance(raw, Mapping):
             c.add(where, "-", "must be a mapping")
             continue
         code = _text(c, where, raw, "code")
+        value = build(where, raw)
+        if value is None:
+            continue
+        if code in out:
+            c.add(where, "code", f"duplicate {section[:-1]} {code!r}")
+        out[code] = value
+    return out
+
+
+def _parse_scopes(c: _Collector, document: Mapping[str, Any]) -> dict[str, Scope]:
+    def build(where: str, raw: Mapping[str, Any]) -> Scope:
         kind = _text(c, where, raw, "kind")
         if kind and kind not in ("region", "alliance"):
             c.add(where, "kind", f"must be 'region' or 'alliance', got {kind!r}")
-        if code in out:
-            c.add(where, "code", f"duplicate scope {code!r}")
-        out[code] = Scope(code, _text(c, where, raw, "name_zh"), _text(c, where, raw, "name_en"), kind)
+        return Scope(str(raw.get("code")), _text(c, where, raw, "name_zh"), _text(c, where, raw, "name_en"), kind)
+
+    out = _declared(c, document, "scopes", build)
     if not out:
         c.add("scopes", "-", "at least one scope must be declared")
     return out
 
 
 def _parse_groups(c: _Collector, document: Mapping[str, Any]) -> dict[str, Group]:
-    out: dict[str, Group] = {}
-    for i, raw in enumerate(_list(c, "groups", document, "groups")):
-        where = f"groups[{i}]"
-        if not isinstance(raw, Mapping):
-            c.add(where, "-", "must be a mapping")
-            continue
-        code = _text(c, where, raw, "code")
+    def build(where: str, raw: Mapping[str, Any]) -> Group | None:
         kind_text = _text(c, where, raw, "kind")
         try:
             kind = Kind(kind_text)
         except ValueError:
             c.add(where, "kind", f"must be 'lab' or 'imaging', got {kind_text!r}")
-            continue
-        if code in out:
-            c.add(where, "code", f"duplicate group {code!r}")
-        out[code] = Group(code, kind, _text(c, where, raw, "name_zh"), _text(c, where, raw, "name_en"))
-    return out
+            return None
+        return Group(str(raw.get("code")), kind, _text(c, where, raw, "name_zh"), _text(c, where, raw, "name_en"))
+
+    return _declared(c, document, "groups", build)
 
 
 def _parse_specimens(c: _Collector, document: Mapping[str, Any]) -> dict[str, Specimen]:
-    out: dict[str, Specimen] = {}
-    for i, raw in enumerate(_list(c, "specimens", document, "specimens")):
-        where = f"specimens[{i}]"
-        if not isinstance(raw, Mapping):
-            c.add(where, "-", "must be a mapping")
-            continue
-        code = _text(c, where, raw, "code")
-        if code in out:
-            c.add(where, "code", f"duplicate specimen {code!r}")
-        out[code] = Specimen(code, _text(c, where, raw, "name_zh"), _text(c, where, raw, "name_en"))
-    return out
+    def build(where: str, raw: Mapping[str, Any]) -> Specimen:
+        return Specimen(str(raw.get("code")), _text(c, where, raw, "name_zh"), _text(c, where, raw, "name_en"))
+
+    return _declared(c, document, "specimens", build)
 
 
 def _parse_codes(c: _Collector, where: str, raw: Mapping[str, Any]) -> tuple[Coding, ...]:
