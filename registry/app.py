@@ -15,13 +15,22 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from catalog import InvalidCatalogError, Kind
-from registry.api import codesystems, metadata
+from registry.api import auth_token, codesystems, fhir_rest, metadata
 from registry.catalog_file import load_catalog
 from registry.context import AppContext
-from registry.errors import CatalogUnavailableError, RegistryError
+from registry.errors import (
+    CatalogUnavailableError,
+    InvalidResourceError,
+    RateLimitedError,
+    RegistryError,
+    SchemaOutOfDateError,
+    UnauthorizedError,
+)
 from registry.fhir.outcome import operation_outcome
 from registry.fhir.response import fhir_response
+from registry.middleware import BodyLimitMiddleware, RequestIdMiddleware, install_log_masking
 from registry.settings import Settings
+from registry.store import migrate
 
 log = logging.getLogger("registry")
 
@@ -38,7 +47,22 @@ def _outcome_response(status: int, code: str, diagnostics: str, *, expression: l
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RegistryError)
     async def _registry_error(_request: Request, exc: RegistryError) -> Response:
-        return _outcome_response(exc.status, exc.code, exc.diagnostics, expression=exc.expression)
+        if isinstance(exc, InvalidResourceError) and exc.issues:
+            issues = [
+                {"severity": "error", "code": "invalid", "diagnostics": msg, **({"expression": [loc]} if loc else {})}
+                for loc, msg in exc.issues
+            ]
+            return fhir_response({"resourceType": "OperationOutcome", "issue": issues}, status_code=400)
+        response = _outcome_response(exc.status, exc.code, exc.diagnostics, expression=exc.expression)
+        if isinstance(exc, UnauthorizedError):
+            response.headers["WWW-Authenticate"] = (
+                'Bearer realm="hr-registry", error="invalid_token", error_description="'
+                + exc.diagnostics.replace('"', "'")
+                + '"'
+            )
+        if isinstance(exc, RateLimitedError):
+            response.headers["Retry-After"] = str(exc.retry_after)
+        return response
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
@@ -67,14 +91,27 @@ def _install_error_handlers(app: FastAPI) -> None:
         return _outcome_response(500, "exception", "internal error; the incident is in the server log")
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the registry application. With no argument, settings come from ``REGISTRY_*`` variables."""
-    settings = settings or Settings.from_env()
+def build_context(settings: Settings) -> AppContext:
+    """Catalog, keys, database (migrated when ``auto_migrate``) and services — shared by the app and the CLI."""
     try:
         catalog = load_catalog(settings.catalog_path)
     except InvalidCatalogError as exc:
         raise CatalogUnavailableError(f"catalog {settings.catalog_path} is invalid:\n{exc}") from None
+    settings.var_dir.mkdir(parents=True, exist_ok=True)
     ctx = AppContext.build(settings, catalog, today=datetime.now(UTC).date())
+    if settings.auto_migrate:
+        migrate.upgrade(settings.effective_database_url, ctx.engine)
+    elif migrate.current_revision(ctx.engine) != migrate.head_revision():
+        raise SchemaOutOfDateError("the database schema is not up to date: run `hr-registry db upgrade`")
+    return ctx
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the registry application. With no argument, settings come from ``REGISTRY_*`` variables."""
+    settings = settings or Settings.from_env()
+    ctx = build_context(settings)
+    catalog = ctx.catalog
+    install_log_masking()
 
     app = FastAPI(
         title="HR Registry",
@@ -101,4 +138,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.include_router(metadata.router)
     app.include_router(codesystems.router)
+    app.include_router(auth_token.router)
+    app.include_router(fhir_rest.router)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestIdMiddleware)
     return app

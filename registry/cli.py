@@ -15,9 +15,12 @@ from rich.table import Table
 
 from catalog import Catalog, InvalidCatalogError, Item, Kind, parse_catalog
 from catalog.codes import LOINC
+from registry.auth import Principal, PrincipalKind, parse_scopes
 from registry.catalog_file import read_document
-from registry.errors import CatalogUnavailableError
+from registry.context import AppContext
+from registry.errors import CatalogUnavailableError, RegistryError
 from registry.reference_tables import USABLE_STATUSES, load_loinc_reference
+from registry.services.principals import NewClient
 from registry.settings import Settings
 
 app = typer.Typer(help="HR Registry — cross-hospital result mutual-recognition registry.", no_args_is_help=True)
@@ -199,12 +202,266 @@ def catalog_validate(file: Annotated[Path, typer.Argument(help="catalog YAML to 
         out.print(f"  scope {code} ({scope.name_zh}): {n} items")
 
 
+# ====================================================================================== database, clients, tokens
+db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
+clients_app = typer.Typer(help="Principals that may obtain tokens.", no_args_is_help=True)
+demo_app = typer.Typer(help="The synthetic demo region.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(clients_app, name="clients")
+app.add_typer(demo_app, name="demo")
+
+CLI_PRINCIPAL = Principal("cli", PrincipalKind.ADMIN, parse_scopes("system/*.*"), name="hr-registry CLI")
+
+
+def _context(settings: Settings | None = None) -> AppContext:
+    from registry.app import build_context
+
+    try:
+        return build_context(settings or Settings.from_env())
+    except (CatalogUnavailableError, RegistryError) as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+
+
+def _fail(exc: RegistryError) -> typer.Exit:
+    err.print(f"[red]{exc.diagnostics}[/red]")
+    return typer.Exit(1)
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply every pending migration to REGISTRY_DATABASE_URL (default: the SQLite file under var/)."""
+    from registry.store import migrate
+    from registry.store.db import make_engine
+
+    settings = Settings.from_env()
+    settings.var_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.effective_database_url, pool_size=1)
+    before = migrate.current_revision(engine)
+    migrate.upgrade(settings.effective_database_url, engine)
+    after = migrate.current_revision(engine)
+    out.print(f"database {_safe_url(settings.effective_database_url)}: {before or 'empty'} → {after}")
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Show the schema revision of the database and the newest one this code knows."""
+    from registry.store import migrate
+    from registry.store.db import make_engine
+
+    settings = Settings.from_env()
+    engine = make_engine(settings.effective_database_url, pool_size=1)
+    out.print(f"current {migrate.current_revision(engine) or 'none'}, head {migrate.head_revision()}")
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _print_client(new: NewClient) -> None:
+    out.print(f"[green]client {new.client_id}[/green] ({new.principal.kind.value})")
+    out.print(f"  client_id      {new.client_id}")
+    out.print(f"  client_secret  {new.secret}    [dim](shown once; keep it safe)[/dim]")
+    out.print(f"  scopes         {' '.join(str(s) for s in new.principal.scopes)}")
+
+
+@clients_app.command("add-hospital")
+def clients_add_hospital(
+    org_id: Annotated[str, typer.Argument(help="Organization id, e.g. hosp-a")],
+    name: Annotated[str, typer.Option(help="The hospital's name")],
+    client_id: Annotated[str | None, typer.Option(help="default: <org-id>-system")] = None,
+    region: Annotated[
+        list[str] | None, typer.Option(help="recognition region(s), e.g. beijing, jjjl, alliance:x")
+    ] = None,
+    code: Annotated[str | None, typer.Option(help="organization code (统一社会信用代码)")] = None,
+) -> None:
+    """Register a hospital: its Organization resource and a system client that writes as it."""
+    import orjson
+
+    from registry.services.audit import AuditContext
+    from registry.services.demo import ORG_CODE, REGION_EXT
+
+    ctx = _context()
+    org: dict[str, object] = {"resourceType": "Organization", "id": org_id, "active": True, "name": name}
+    if code:
+        org["identifier"] = [{"system": ORG_CODE, "value": code}]
+    if region:
+        org["extension"] = [{"url": REGION_EXT, "valueCode": r} for r in region]
+    try:
+        ctx.ingest.update(
+            CLI_PRINCIPAL,
+            AuditContext("cli", CLI_PRINCIPAL, "update"),
+            "Organization",
+            org_id,
+            orjson.dumps(org).decode(),
+            None,
+        )
+        new = ctx.principals.add(
+            PrincipalKind.HOSPITAL, client_id or f"{org_id}-system", f"{name} 信息系统", org_id=org_id
+        )
+    except RegistryError as exc:
+        raise _fail(exc) from None
+    out.print(f"Organization/{org_id} {name}")
+    _print_client(new)
+
+
+@clients_app.command("add-clinician")
+def clients_add_clinician(
+    client_id: Annotated[str, typer.Argument(help="e.g. dr-li")],
+    org: Annotated[str, typer.Option(help="the clinician's hospital (Organization id)")],
+    name: Annotated[str, typer.Option(help="display name")],
+) -> None:
+    """A clinician: reads patients in the care context of their hospital (user/*.read)."""
+    ctx = _context()
+    try:
+        new = ctx.principals.add(PrincipalKind.CLINICIAN, client_id, name, org_id=org)
+    except RegistryError as exc:
+        raise _fail(exc) from None
+    _print_client(new)
+
+
+@clients_app.command("add-patient")
+def clients_add_patient(
+    client_id: Annotated[str, typer.Argument(help="e.g. patient-zhang")],
+    national_id: Annotated[
+        str, typer.Option(help="the patient's national identifier (never stored)", prompt=True, hide_input=True)
+    ],
+    id_type: Annotated[str, typer.Option(help="ID type: resident-id, passport, …")] = "resident-id",
+    name: Annotated[str, typer.Option(help="display name (not the full legal name)")] = "patient",
+) -> None:
+    """A patient: reads only their own records (patient/*.read), found by the keyed hash of their national ID."""
+    ctx = _context()
+    systems = {v: k for k, v in ctx.identity.systems.items()}
+    if id_type not in systems:
+        err.print(f"[red]unknown ID type {id_type!r}; known: {', '.join(systems)}[/red]")
+        raise typer.Exit(2)
+    from registry.services.identity import NationalIdError
+
+    try:
+        key = ctx.identity.master_key(systems[id_type], national_id)
+        new = ctx.principals.add(PrincipalKind.PATIENT, client_id, name, patient_key=key)
+    except NationalIdError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+    except RegistryError as exc:
+        raise _fail(exc) from None
+    _print_client(new)
+
+
+@clients_app.command("add-admin")
+def clients_add_admin(
+    client_id: Annotated[str, typer.Argument()], name: Annotated[str, typer.Option()] = "admin"
+) -> None:
+    """A regional platform administrator (system/*.*, reads the audit trail)."""
+    ctx = _context()
+    try:
+        new = ctx.principals.add(PrincipalKind.ADMIN, client_id, name)
+    except RegistryError as exc:
+        raise _fail(exc) from None
+    _print_client(new)
+
+
+@clients_app.command("list")
+def clients_list() -> None:
+    """Every client with its kind, organization and scopes (never secrets)."""
+    ctx = _context()
+    table = Table(title="clients")
+    for col in ("client_id", "kind", "name", "organization", "scopes", "disabled"):
+        table.add_column(col, overflow="fold")
+    for row in ctx.principals.list():
+        table.add_row(row.client_id, row.kind, row.name, row.org_id or "", row.scopes, "yes" if row.disabled else "")
+    out.print(table)
+
+
+@app.command()
+def token(
+    client_id: Annotated[str, typer.Argument(help="the client to mint a token for")],
+    ttl: Annotated[int | None, typer.Option(help="lifetime in seconds (default REGISTRY_TOKEN_TTL_SECONDS)")] = None,
+    scope: Annotated[str | None, typer.Option(help="narrow to these scopes")] = None,
+) -> None:
+    """Mint an access token directly with the registry's key (for demos and tests); prints only the token."""
+    ctx = _context()
+    principal = ctx.principals.get(client_id)
+    if principal is None:
+        err.print(f"[red]no enabled client {client_id!r}[/red]")
+        raise typer.Exit(1)
+    try:
+        issued = ctx.principals.token(principal, requested=scope, ttl_seconds=ttl)
+    except RegistryError as exc:
+        raise _fail(exc) from None
+    typer.echo(issued.access_token)
+
+
+@demo_app.command("load")
+def demo_load(patients: Annotated[int, typer.Option(min=1, max=5000)] = 50) -> None:
+    """Load the synthetic demo region (idempotent: loading again changes nothing)."""
+    ctx = _context()
+    counts = _load_demo(ctx, patients, force=True)
+    out.print(f"demo region: {counts}")
+
+
+@demo_app.command("patient")
+def demo_patient() -> None:
+    """Print the scripted demo patient's synthetic resident ID number (MRN A-123 at hosp-a, B-9 at hosp-b)."""
+    from registry.services.demo import NATIONAL_ID, first_patient_national_id
+
+    typer.echo(f"{NATIONAL_ID}|{first_patient_national_id()}")
+
+
+def _load_demo(ctx: AppContext, patients: int, *, force: bool) -> dict[str, int] | None:
+    from registry.services.demo import DEMO_STATE_KEY, DemoRegion
+
+    if not force and ctx.principals.state(DEMO_STATE_KEY):
+        return None
+    with out.status(f"loading the demo region ({patients} synthetic patients)…"):
+        counts = DemoRegion(ctx.ingest, ctx.catalog, ctx.clock).load(CLI_PRINCIPAL, patients=patients)
+    import orjson
+
+    ctx.principals.set_state(DEMO_STATE_KEY, orjson.dumps(counts).decode())
+    return counts
+
+
+def _demo_credentials(ctx: AppContext) -> list[tuple[str, str, str]]:
+    """(client id, secret, description) of the demo clients, creating them on first use; the secrets live in
+    var/demo-credentials.json (mode 0600) so they can be shown at every start."""
+    import json
+    import os
+
+    from registry.services.demo import demo_principals, first_patient_national_id
+
+    path = ctx.settings.var_dir / "demo-credentials.json"
+    saved: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+    rows: list[tuple[str, str, str]] = []
+    wanted = demo_principals()
+    patient_key = ctx.identity.master_key(
+        next(s for s, t in ctx.identity.systems.items() if t == "resident-id"), first_patient_national_id()
+    )
+    wanted.append((PrincipalKind.PATIENT, "demo-patient", "演示患者（张）", {"patient_key": patient_key}))
+    for kind, cid, label, extra in wanted:
+        secret = saved.get(cid)
+        existing = ctx.principals.get(cid)
+        if existing is None:
+            secret = ctx.principals.add(
+                kind, cid, label, org_id=extra.get("org_id"), patient_key=extra.get("patient_key"), secret=secret
+            ).secret
+        elif secret is None:
+            secret = ctx.principals.reset_secret(cid)
+        saved[cid] = secret
+        rows.append((cid, secret, f"{kind.value}: {label}"))
+    path.write_text(json.dumps(saved, indent=2))
+    os.chmod(path, 0o600)
+    return rows
+
+
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="interface to bind (default REGISTRY_HOST or 127.0.0.1)")] = None,
     port: Annotated[int | None, typer.Option(help="port (default REGISTRY_PORT or 8000)")] = None,
+    demo: Annotated[bool, typer.Option(help="load the synthetic demo region once and print demo credentials")] = True,
 ) -> None:
-    """Run the registry server (embedded SQLite under var/ unless REGISTRY_DATABASE_URL says otherwise)."""
+    """Run the registry server: migrate the database, load the demo region once, print the URLs and demo tokens."""
     import uvicorn
 
     from registry.app import create_app
@@ -223,11 +480,19 @@ def serve(
     settings.var_dir.mkdir(parents=True, exist_ok=True)
     try:
         application = create_app(settings)
-    except CatalogUnavailableError as exc:
+    except (CatalogUnavailableError, RegistryError) as exc:
         err.print(f"[red]cannot start: {exc}[/red]")
         raise typer.Exit(2) from None
+    ctx: AppContext = application.state.ctx
 
     base = settings.public_base_url
+    credentials: list[tuple[str, str, str]] = []
+    if demo:
+        counts = _load_demo(ctx, 50, force=False)
+        if counts:
+            out.print(f"demo region loaded: {counts}")
+        credentials = _demo_credentials(ctx)
+
     out.print("[bold]HR Registry is starting[/bold]")
     for label, path in (
         ("Registry", ""),
@@ -235,12 +500,32 @@ def serve(
         ("CapabilityStatement", "/fhir/metadata"),
         ("Recognized items (481)", "/fhir/CodeSystem/recognized-items"),
         ("Non-recognition reasons", "/fhir/CodeSystem/nonrecognition-reasons"),
+        ("Token endpoint", "/auth/token"),
+        ("SMART configuration", "/.well-known/smart-configuration"),
         ("API docs (OpenAPI)", "/docs"),
         ("Health", "/healthz"),
     ):
         out.print(f"  {label:<26} {base}{path}", soft_wrap=True, highlight=False)
-    out.print(f"  {'Database':<26} {settings.effective_database_url}", soft_wrap=True, highlight=False)
+    out.print(f"  {'Database':<26} {_safe_url(settings.effective_database_url)}", soft_wrap=True, highlight=False)
     out.print(f"  {'Local state':<26} {settings.var_dir.resolve()}", soft_wrap=True, highlight=False)
+    if credentials:
+        out.print(
+            "\n[bold]Demo credentials[/bold] (synthetic data; POST /auth/token with grant_type=client_credentials)"
+        )
+        for cid, secret, label in credentials:
+            out.print(f"  {cid:<18} {secret}   {label}", soft_wrap=True, highlight=False)
+        out.print("\n[bold]Demo tokens[/bold] (valid 8 hours; send as 'Authorization: Bearer <token>')")
+        for cid, _secret, _label in credentials:
+            principal = ctx.principals.get(cid)
+            if principal is not None:
+                tok = ctx.principals.token(principal, ttl_seconds=8 * 3600).access_token
+                out.print(f"  {cid:<18} {tok}", soft_wrap=True, highlight=False)
+        out.print(
+            "\nThe scripted demo patient is MRN A-123 at hosp-a and B-9 at hosp-b; `hr-registry demo patient` prints "
+            "the synthetic resident ID that links them (it is never stored).",
+            soft_wrap=True,
+            highlight=False,
+        )
     uvicorn.run(application, host=settings.host, port=settings.port, log_level="info")
 
 

@@ -1,23 +1,31 @@
-"""What a running registry holds: its settings, the catalog and the catalog's published FHIR forms.
+"""What a running registry holds: settings, catalog, database, keys, and the services built on them.
 
 Built once by ``create_app(settings)`` (the composition root) and reached by handlers as ``request.app.state.ctx``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime, timedelta, timezone
 
 import orjson
+from sqlalchemy import Engine
 
 from catalog import Catalog
+from registry.auth import TokenService, utcnow
 from registry.fhir.response import etag_of
+from registry.keys import load_identity_secret, load_signing_key
+from registry.ratelimit import RateLimiter
 from registry.services.capability import capability_statement
-from registry.services.catalog_publication import (
-    nonrecognition_reasons_codesystem,
-    recognized_items_codesystem,
-)
+from registry.services.catalog_publication import nonrecognition_reasons_codesystem, recognized_items_codesystem
+from registry.services.identity import IdentityPolicy
+from registry.services.ingest import Ingest, WriteContext
+from registry.services.principals import Principals
+from registry.services.search import ReadContext, Reads
 from registry.settings import Settings
+from registry.store.db import make_engine
+from registry.store.repository import UnitOfWork
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,9 +47,39 @@ class AppContext:
     catalog: Catalog
     codesystems: dict[str, Published]
     metadata: Published
+    engine: Engine
+    uow: UnitOfWork
+    identity: IdentityPolicy
+    tokens: TokenService
+    principals: Principals
+    reads: Reads
+    ingest: Ingest
+    limiter: RateLimiter
+    clock: Callable[[], datetime]
 
     @classmethod
-    def build(cls, settings: Settings, catalog: Catalog, *, today: date) -> AppContext:
+    def build(
+        cls, settings: Settings, catalog: Catalog, *, today: date, clock: Callable[[], datetime] = utcnow
+    ) -> AppContext:
+        engine = make_engine(settings.effective_database_url)
+        uow = UnitOfWork(engine)
+        identity = IdentityPolicy(dict(settings.national_id_systems), load_identity_secret(settings))
+        tokens = TokenService(load_signing_key(settings), settings.public_base_url, settings.token_ttl_seconds)
+        local_tz = catalog.timezone if catalog.timezone is not None else timezone(timedelta(hours=8))
+        reads = Reads(
+            ReadContext(
+                uow,
+                identity,
+                settings.fhir_base_url,
+                local_tz,
+                settings.default_page_size,
+                settings.max_page_size,
+                clock,
+            )
+        )
+        ingest = Ingest(
+            WriteContext(uow, identity, settings.fhir_base_url, local_tz, clock, settings.max_bundle_entries)
+        )
         return cls(
             settings=settings,
             catalog=catalog,
@@ -50,4 +88,13 @@ class AppContext:
                 "nonrecognition-reasons": Published.of(nonrecognition_reasons_codesystem()),
             },
             metadata=Published.of(capability_statement(settings.fhir_base_url, published=today)),
+            engine=engine,
+            uow=uow,
+            identity=identity,
+            tokens=tokens,
+            principals=Principals(engine, tokens, clock),
+            reads=reads,
+            ingest=ingest,
+            limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
+            clock=clock,
         )

@@ -42,3 +42,67 @@ class CatalogUnavailableError(RegistryError):
 
     status = 500
     code = "exception"
+
+
+class SchemaOutOfDateError(RegistryError):
+    """The database is behind the code's migrations; the registry refuses to start."""
+
+    status = 500
+    code = "exception"
+
+
+class UnauthorizedError(RegistryError):
+    status = 401
+    code = "login"
+
+
+class ForbiddenError(RegistryError):
+    status = 403
+    code = "forbidden"
+
+
+class GoneError(RegistryError):
+    status = 410
+    code = "deleted"
+
+
+class ConflictError(RegistryError):
+    status = 409
+    code = "conflict"
+
+
+class PreconditionFailedError(RegistryError):
+    status = 412
+    code = "conflict"
+
+
+class UnprocessableError(RegistryError):
+    """Valid FHIR that breaks a rule of the registry (unknown patient, unresolvable reference…)."""
+
+    status = 422
+    code = "processing"
+
+
+class TooLargeError(RegistryError):
+    status = 413
+    code = "too-costly"
+
+
+class RateLimitedError(RegistryError):
+    status = 429
+    code = "throttled"
+
+    def __init__(self, diagnostics: str, *, retry_after: int) -> None:
+        super().__init__(diagnostics)
+        self.retry_after = retry_after
+
+
+class InvalidResourceError(RegistryError):
+    """A resource failing validation; carries every issue with its FHIRPath-like location."""
+
+    status = 400
+    code = "invalid"
+
+    def __init__(self, diagnostics: str, *, issues: list[tuple[str, str]]) -> None:
+        super().__init__(diagnostics)
+        self.issues = issues

@@ -25,12 +25,44 @@ class Settings(BaseSettings):
         description="SQLAlchemy URL; default is the embedded SQLite file var_dir/registry.sqlite3. "
         "Production: postgresql+psycopg://user@host/db",
     )
+    auto_migrate: bool = Field(
+        default=True,
+        description="Bring the database schema up to date when the app starts (set false where deployments run "
+        "`hr-registry db upgrade` themselves).",
+    )
     catalog_path: Path = Field(default=DEFAULT_CATALOG, description="The recognized-item catalog YAML.")
     public_base_url: str = Field(
         default="http://127.0.0.1:8000", description="Base URL the registry is reached at (links, fullUrls)."
     )
     host: str = "127.0.0.1"
     port: int = 8000
+
+    # ---------------------------------------------------------------- patient identity (DESIGN.md §4)
+    identity_secret: str | None = Field(
+        default=None,
+        description="HMAC key for the master patient key. Default: generated once and kept in var_dir/keys/. "
+        "It must never change for a running region: every link between hospitals depends on it.",
+    )
+    national_id_systems: dict[str, str] = Field(
+        default={
+            "https://hr-registry.org.cn/fhir/sid/cn-resident-id": "resident-id",
+            "https://hr-registry.org.cn/fhir/sid/passport": "passport",
+            "https://hr-registry.org.cn/fhir/sid/hk-macao-permit": "hk-macao-permit",
+            "https://hr-registry.org.cn/fhir/sid/taiwan-permit": "taiwan-permit",
+            "https://hr-registry.org.cn/fhir/sid/foreigner-permanent-residence": "foreigner-permanent-residence",
+        },
+        description="Identifier systems that carry a national identifier, each with its ID type. Values are "
+        "never stored in plaintext: only their keyed hash and a masked form.",
+    )
+
+    # ---------------------------------------------------------------- security and limits (DESIGN.md §6)
+    token_ttl_seconds: int = Field(default=900, ge=30, le=86_400, description="Access token lifetime.")
+    max_body_bytes: int = Field(default=20 * 1024 * 1024, ge=1024, description="Largest request body accepted.")
+    max_bundle_entries: int = Field(default=1000, ge=1, description="Largest Bundle accepted.")
+    rate_limit_per_second: float = Field(default=100.0, ge=0, description="Sustained requests/s per client; 0 = off")
+    rate_limit_burst: int = Field(default=300, ge=1, description="Requests a client may send at once.")
+    default_page_size: int = Field(default=50, ge=1, le=1000)
+    max_page_size: int = Field(default=500, ge=1, le=5000)
 
     @field_validator("public_base_url")
     @classmethod
@@ -50,3 +82,7 @@ class Settings(BaseSettings):
     @property
     def fhir_base_url(self) -> str:
         return f"{self.public_base_url}/fhir"
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.var_dir / "keys"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from registry.api.conditional import published_response
@@ -16,3 +17,8 @@ router = APIRouter(prefix="/fhir", tags=["FHIR"], dependencies=[Depends(require_
 def metadata(request: Request) -> Response:
     ctx: AppContext = request.app.state.ctx
     return published_response(request, ctx.metadata)
+
+
+@router.api_route("/metadata", methods=["POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)
+def metadata_is_read_only(request: Request) -> Response:
+    raise StarletteHTTPException(405, f"{request.method} is not supported on /fhir/metadata")

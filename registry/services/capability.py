@@ -1,4 +1,5 @@
-"""The CapabilityStatement (FHIR R4 §CapabilityStatement): exactly what this server supports, nothing more."""
+"""The CapabilityStatement (FHIR R4 §CapabilityStatement): exactly what this server supports, built from the same
+tables the server runs on (search parameters, includes, sort keys), so it cannot drift from the code."""
 
 from __future__ import annotations
 
@@ -6,14 +7,60 @@ from datetime import date
 from typing import Any
 
 from registry.fhir.models import FHIR_VERSION
+from registry.fhir.search_params import INCLUDES, SEARCH_PARAMS, SORTABLE, ParamType
 
 SOFTWARE_VERSION = "0.1.0"
+HR = "https://hr-registry.org.cn/fhir"
+
+_STANDARD_SP = "http://hl7.org/fhir/SearchParameter"
+_CUSTOM = {("DiagnosticReport", "imaging-study")}
+_INTERACTIONS = ["read", "vread", "update", "delete", "history-instance", "create", "search-type"]
+
+
+def _search_params(rtype: str) -> list[dict[str, Any]]:
+    out = []
+    for p in SEARCH_PARAMS[rtype].values():
+        definition = (
+            f"{HR}/SearchParameter/{rtype}-{p.name}"
+            if (rtype, p.name) in _CUSTOM
+            else f"{_STANDARD_SP}/{'Resource' if p.name.startswith('_') else rtype}-{p.name.lstrip('_')}"
+        )
+        entry: dict[str, Any] = {"name": p.name, "definition": definition, "type": p.type.value}
+        if p.documentation:
+            entry["documentation"] = p.documentation
+        out.append(entry)
+    return out
+
+
+def _resource(rtype: str) -> dict[str, Any]:
+    references = [p.name for p in SEARCH_PARAMS[rtype].values() if p.type is ParamType.REFERENCE]
+    resource: dict[str, Any] = {
+        "type": rtype,
+        "interaction": [{"code": code} for code in _INTERACTIONS],
+        "versioning": "versioned-update",
+        "readHistory": True,
+        "updateCreate": True,
+        "conditionalCreate": True,
+        "conditionalRead": "not-match",
+        "conditionalUpdate": True,
+        "conditionalDelete": "not-supported",
+        "referencePolicy": ["literal", "logical", "resolves", "local"],
+        "searchInclude": sorted(f"{rtype}:{p}" for p in INCLUDES.get(rtype, ())),
+        "searchParam": _search_params(rtype),
+    }
+    doc = f"Sort keys: {', '.join(sorted(SORTABLE[rtype]))}."
+    if references:
+        doc += f" One level of chaining on {', '.join(references)} (e.g. {references[0]}.identifier)."
+    resource["documentation"] = doc
+    return resource
 
 
 def capability_statement(fhir_base_url: str, *, published: date) -> dict[str, Any]:
+    types = sorted(SEARCH_PARAMS)
     return {
         "resourceType": "CapabilityStatement",
         "id": "hr-registry",
+        "url": f"{fhir_base_url}/metadata",
         "name": "HRRegistry",
         "title": "HR Registry — cross-hospital result mutual-recognition registry (检查检验结果互认)",
         "status": "active",
@@ -24,17 +71,58 @@ def capability_statement(fhir_base_url: str, *, published: date) -> dict[str, An
         "implementation": {"description": "HR Registry FHIR R4 endpoint", "url": fhir_base_url},
         "fhirVersion": FHIR_VERSION,
         "format": ["json"],
+        "patchFormat": [],
         "rest": [
             {
                 "mode": "server",
-                "documentation": "The recognized-item catalog and the non-recognition reasons are published as "
-                "CodeSystems and need no token.",
+                "documentation": "Every interaction needs a bearer token (OAuth 2.0 client credentials at "
+                "/auth/token) except this statement and the catalog CodeSystems. National identifiers are matched "
+                "through a keyed hash and never stored; a Patient must carry one.",
+                "security": {
+                    "cors": False,
+                    "service": [
+                        {
+                            "coding": [
+                                {
+                                    "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                                    "code": "SMART-on-FHIR",
+                                }
+                            ]
+                        }
+                    ],
+                    "description": "SMART-style scopes (system/, user/, patient/); tokens from /auth/token; see "
+                    "/.well-known/smart-configuration.",
+                },
                 "resource": [
+                    *(_resource(t) for t in types),
                     {
                         "type": "CodeSystem",
                         "interaction": [{"code": "read"}],
-                        "readHistory": False,
-                        "updateCreate": False,
+                        "documentation": "recognized-items and nonrecognition-reasons; public",
+                    },
+                    {
+                        "type": "AuditEvent",
+                        "interaction": [{"code": "read"}, {"code": "search-type"}],
+                        "documentation": "admins only; search by date, agent, patient, action, outcome, entity-type",
+                        "searchParam": [
+                            {"name": n, "type": t}
+                            for n, t in (
+                                ("date", "date"),
+                                ("agent", "token"),
+                                ("patient", "reference"),
+                                ("action", "token"),
+                                ("outcome", "token"),
+                                ("entity-type", "token"),
+                            )
+                        ],
+                    },
+                ],
+                "interaction": [{"code": "transaction"}, {"code": "batch"}],
+                "operation": [
+                    {
+                        "name": "ihe-pix",
+                        "definition": "https://profiles.ihe.net/ITI/PIXm/OperationDefinition/IHE.PIXm.pix",
+                        "documentation": "GET /fhir/Patient/$ihe-pix?sourceIdentifier=system|value{&targetSystem=…}",
                     }
                 ],
             }

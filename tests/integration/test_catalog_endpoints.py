@@ -37,8 +37,39 @@ def test_metadata_is_a_valid_r4_capability_statement(client: TestClient) -> None
     assert cs.fhirVersion == "4.0.1"
     assert cs.kind == "instance"
     resources = {res.type: res for res in cs.rest[0].resource}
-    assert set(resources) == {"CodeSystem"}
+    assert set(resources) == {
+        "CodeSystem",
+        "AuditEvent",
+        "Patient",
+        "Organization",
+        "Practitioner",
+        "Endpoint",
+        "DiagnosticReport",
+        "Observation",
+        "ImagingStudy",
+        "ServiceRequest",
+    }
     assert [i.code for i in resources["CodeSystem"].interaction] == ["read"]
+    report = resources["DiagnosticReport"]
+    names = {p.name for p in report.searchParam}
+    assert {
+        "patient",
+        "subject",
+        "code",
+        "category",
+        "date",
+        "issued",
+        "status",
+        "identifier",
+        "performer",
+        "based-on",
+        "_id",
+        "_lastUpdated",
+    } <= names
+    assert "DiagnosticReport:result" in report.searchInclude
+    assert {i.code for i in report.interaction} >= {"read", "vread", "update", "delete", "create", "search-type"}
+    assert {i.code for i in cs.rest[0].interaction} == {"transaction", "batch"}
+    assert cs.rest[0].operation[0].name == "ihe-pix"
 
 
 def test_recognized_items_codesystem(client: TestClient) -> None:
@@ -108,9 +139,12 @@ def test_json_format_parameter_is_accepted(client: TestClient) -> None:
 
 
 def test_unknown_path_and_method_are_operation_outcomes(client: TestClient) -> None:
-    r = client.get("/fhir/Nothing/here")
+    r = client.get("/nothing/here")
     assert r.status_code == 404
     assert r.json()["resourceType"] == "OperationOutcome"
+    r = client.get("/fhir/Nothing/here")  # the FHIR surface asks for a token before anything else
+    assert r.status_code == 401
+    assert r.json()["issue"][0]["code"] == "login"
     r = client.post("/fhir/metadata")
     assert r.status_code == 405
     assert r.json()["issue"][0]["code"] == "not-supported"

@@ -22,23 +22,40 @@ NOTICE = "LOINC content, copyright Regenstrief Institute, Inc.; see http://loinc
 
 def _lab(item_id: str, name: str, loinc: str | None, days: int, scope: list[str], **extra: Any) -> dict[str, Any]:
     return {
-        "id": item_id, "kind": "lab", "group": "hematology", "name_zh": name, "name_en": name,
+        "id": item_id,
+        "kind": "lab",
+        "group": "hematology",
+        "name_zh": name,
+        "name_en": name,
         "codes": [{"system": "loinc", "code": loinc}] if loinc else [],
-        "regional_code": f"JY-T-{item_id}", "specimen": "whole_blood", "unit": "g/L",
-        "validity": {"days": days, "source": "assumed"}, "fee_cny": {"amount": 10, "source": "assumed"},
-        "scope": scope, **extra,
-    }  # fmt: skip
+        "regional_code": f"JY-T-{item_id}",
+        "specimen": "whole_blood",
+        "unit": "g/L",
+        "validity": {"days": days, "source": "assumed"},
+        "fee_cny": {"amount": 10, "source": "assumed"},
+        "scope": scope,
+        **extra,
+    }
 
 
 def _img(item_id: str, name: str, loinc: str | None, part: str, contrast: str, **extra: Any) -> dict[str, Any]:
     return {
-        "id": item_id, "kind": "imaging", "group": "ct", "name_zh": name, "name_en": name,
+        "id": item_id,
+        "kind": "imaging",
+        "group": "ct",
+        "name_zh": name,
+        "name_en": name,
         "codes": [{"system": "loinc", "code": loinc}] if loinc else [],
-        "regional_code": f"JC-T-{item_id}", "modality": extra.pop("modality", "CT"), "body_part": part,
-        "contrast": contrast, "technique": extra.pop("technique", None),
-        "validity": {"days": 90, "source": "assumed"}, "fee_cny": {"amount": 300, "source": "assumed"},
-        "scope": ["beijing"], **extra,
-    }  # fmt: skip
+        "regional_code": f"JC-T-{item_id}",
+        "modality": extra.pop("modality", "CT"),
+        "body_part": part,
+        "contrast": contrast,
+        "technique": extra.pop("technique", None),
+        "validity": {"days": 90, "source": "assumed"},
+        "fee_cny": {"amount": 300, "source": "assumed"},
+        "scope": ["beijing"],
+        **extra,
+    }
 
 
 def document() -> dict[str, Any]:

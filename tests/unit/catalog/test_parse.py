@@ -163,8 +163,10 @@ def test_not_a_mapping() -> None:
         parse_catalog([1, 2, 3])  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize(("code", "ok"), [("718-7", True), ("2345-7", True), ("58410-2", True), ("718-8", False),
-                                          ("7187", False), ("abc-1", False)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("code", "ok"),
+    [("718-7", True), ("2345-7", True), ("58410-2", True), ("718-8", False), ("7187", False), ("abc-1", False)],
+)
 def test_loinc_check_digit(code: str, ok: bool) -> None:
     assert loinc_check_digit_ok(code) is ok
 

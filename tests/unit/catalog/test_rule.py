@@ -91,8 +91,16 @@ def test_result_coded_with_the_issuers_local_code_maps_through_its_map() -> None
     from catalog import CodeMap, PriorResult
 
     a_map = CodeMap("org-a", {Coding("http://hospital-a.example/lab", "CBC-A"): "L001"})
-    r = PriorResult("DiagnosticReport/9", PATIENT, (Coding("http://hospital-a.example/lab", "CBC-A"),),
-                    ResultStatus.FINAL, T0, ISSUER, True, a_map)  # fmt: skip
+    r = PriorResult(
+        "DiagnosticReport/9",
+        PATIENT,
+        (Coding("http://hospital-a.example/lab", "CBC-A"),),
+        ResultStatus.FINAL,
+        T0,
+        ISSUER,
+        True,
+        a_map,
+    )
     assert decide(order(), [r]).status is Status.RECOGNIZABLE
 
 
@@ -106,9 +114,15 @@ def test_final_amended_corrected_appended_are_recognizable(status: ResultStatus)
 
 @pytest.mark.parametrize(
     "status",
-    [ResultStatus.PRELIMINARY, ResultStatus.REGISTERED, ResultStatus.PARTIAL, ResultStatus.CANCELLED,
-     ResultStatus.ENTERED_IN_ERROR, ResultStatus.UNKNOWN],
-)  # fmt: skip
+    [
+        ResultStatus.PRELIMINARY,
+        ResultStatus.REGISTERED,
+        ResultStatus.PARTIAL,
+        ResultStatus.CANCELLED,
+        ResultStatus.ENTERED_IN_ERROR,
+        ResultStatus.UNKNOWN,
+    ],
+)
 def test_non_final_statuses_are_not_final(status: ResultStatus) -> None:
     d = decide(order(), [result(status=status)])
     assert d.status is Status.NOT_FINAL

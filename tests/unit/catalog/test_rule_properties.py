@@ -78,14 +78,22 @@ def test_adding_an_unrelated_result_never_changes_the_decision(order, prior, ext
     before = recognize(order, prior, CAT, QUALS, now=NOW)
     # Unrelated: another patient, or an item that does not answer the ordered one.
     if data.draw(st.booleans()):
-        unrelated = PriorResult(extra.ref, "pk-other", extra.codes, extra.status, extra.effective, extra.issuer,
-                                extra.hr_mark)  # fmt: skip
+        unrelated = PriorResult(
+            extra.ref, "pk-other", extra.codes, extra.status, extra.effective, extra.issuer, extra.hr_mark
+        )
     else:
         order_item = CAT.resolve(order.codes)
         assert order_item is not None
         others = [c for c in CODES if not CAT.satisfies(CAT.resolve(loinc(c)).id, order_item.id)]  # type: ignore[union-attr]
-        unrelated = PriorResult(extra.ref, PATIENT, loinc(data.draw(st.sampled_from(others))), extra.status,
-                                extra.effective, extra.issuer, extra.hr_mark)  # fmt: skip
+        unrelated = PriorResult(
+            extra.ref,
+            PATIENT,
+            loinc(data.draw(st.sampled_from(others))),
+            extra.status,
+            extra.effective,
+            extra.issuer,
+            extra.hr_mark,
+        )
     position = data.draw(st.integers(min_value=0, max_value=len(prior)))
     after = recognize(order, [*prior[:position], unrelated, *prior[position:]], CAT, QUALS, now=NOW)
     assert after == before

@@ -90,10 +90,30 @@ def test_every_item_has_validity_and_fee_provenance(catalog: Catalog) -> None:
 
 
 def test_published_hubei_windows_match_the_reference(catalog: Catalog) -> None:
-    expected = {"钾": 7, "钠": 7, "氯": 7, "钙": 7, "镁": 7, "磷": 7, "血清铁": 7, "总铁结合力": 7, "锂": 7,
-                "总蛋白": 30, "白蛋白": 30, "铁蛋白": 30, "葡萄糖": 30, "糖化血红蛋白A1c": 60, "总胆固醇": 30,
-                "甘油三酯": 30, "高密度脂蛋白胆固醇": 30, "低密度脂蛋白胆固醇": 30, "载脂蛋白A1": 30,
-                "载脂蛋白B": 30, "总胆红素": 30, "直接胆红素": 30}  # fmt: skip
+    expected = {
+        "钾": 7,
+        "钠": 7,
+        "氯": 7,
+        "钙": 7,
+        "镁": 7,
+        "磷": 7,
+        "血清铁": 7,
+        "总铁结合力": 7,
+        "锂": 7,
+        "总蛋白": 30,
+        "白蛋白": 30,
+        "铁蛋白": 30,
+        "葡萄糖": 30,
+        "糖化血红蛋白A1c": 60,
+        "总胆固醇": 30,
+        "甘油三酯": 30,
+        "高密度脂蛋白胆固醇": 30,
+        "低密度脂蛋白胆固醇": 30,
+        "载脂蛋白A1": 30,
+        "载脂蛋白B": 30,
+        "总胆红素": 30,
+        "直接胆红素": 30,
+    }
     by_name = {i.name_zh: i for i in catalog}
     for name, days in expected.items():
         assert by_name[name].validity.days == days, name

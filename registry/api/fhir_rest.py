@@ -1,0 +1,189 @@
+"""FHIR R4 RESTful interactions (FHIR R4 §http): read, vread, update, delete, history, create, search, and the
+transaction/batch Bundle at the base. Handlers translate HTTP to the services and back; they hold no queries."""
+
+from __future__ import annotations
+
+from email.utils import format_datetime
+
+from fastapi import APIRouter, Depends, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from registry.api.common import (
+    CurrentPrincipal,
+    audit_context,
+    ctx_of,
+    prefer,
+    resource_headers,
+    stored_response,
+)
+from registry.api.negotiation import require_json
+from registry.errors import BadRequestError, RegistryError
+from registry.fhir.bundle import weak_etag
+from registry.fhir.response import fhir_response
+from registry.services.audit import read_audit_event, search_audit_events
+from registry.services.pix import ihe_pix
+from registry.services.search import require_type
+
+router = APIRouter(prefix="/fhir", tags=["FHIR"], dependencies=[Depends(require_json)])
+
+_JSON_TYPES = ("application/fhir+json", "application/json", "application/json+fhir")
+
+
+class UnsupportedMediaTypeError(RegistryError):
+    status = 415
+    code = "not-supported"
+
+
+async def _body_text(request: Request) -> str:
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type not in _JSON_TYPES:
+        raise UnsupportedMediaTypeError(
+            f"Content-Type {content_type or '(none)'} is not supported; send application/fhir+json"
+        )
+    raw = await request.body()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequestError("the body is not UTF-8 encoded JSON") from None
+
+
+def _params(request: Request) -> list[tuple[str, str]]:
+    return list(request.query_params.multi_items())
+
+
+# ------------------------------------------------------------------------------------------ base: Bundles
+@router.post("", summary="transaction or batch Bundle", response_class=Response)
+async def post_bundle(request: Request, principal: CurrentPrincipal) -> Response:
+    ctx = ctx_of(request)
+    text = await _body_text(request)
+    audit = audit_context(request, principal, "transaction")
+    representation = prefer(request).get("return") == "representation"
+    body = await run_in_threadpool(ctx.ingest.bundle, principal, audit, text, representation=representation)
+    return fhir_response(body)
+
+
+# ------------------------------------------------------------------------------------------ operations & AuditEvent
+@router.get("/Patient/$ihe-pix", summary="IHE PIXm Query (ITI-83)", response_class=Response)
+def pix(request: Request, principal: CurrentPrincipal) -> Response:
+    ctx = ctx_of(request)
+    audit = audit_context(request, principal, "operation", "Patient")
+    return fhir_response(ihe_pix(ctx.reads, principal, audit, _params(request)))
+
+
+@router.get("/AuditEvent", summary="Search the audit trail (admins)", response_class=Response)
+def audit_search(request: Request, principal: CurrentPrincipal) -> Response:
+    ctx = ctx_of(request)
+    audit = audit_context(request, principal, "search-type", "AuditEvent")
+    body = search_audit_events(
+        ctx.uow, principal, audit, _params(request), base_url=ctx.settings.fhir_base_url, now=ctx.clock(),
+        parse_dates=ctx.reads.date_values, max_count=ctx.settings.max_page_size,
+    )  # fmt: skip
+    return fhir_response(body)
+
+
+@router.get("/AuditEvent/{event_id}", summary="Read an AuditEvent (admins)", response_class=Response)
+def audit_read(event_id: str, request: Request, principal: CurrentPrincipal) -> Response:
+    ctx = ctx_of(request)
+    audit = audit_context(request, principal, "read", "AuditEvent", event_id)
+    return fhir_response(read_audit_event(ctx.uow, principal, audit, event_id, now=ctx.clock()))
+
+
+# ------------------------------------------------------------------------------------------ type level
+@router.get("/{rtype}", summary="search", response_class=Response)
+def search(rtype: str, request: Request, principal: CurrentPrincipal) -> Response:
+    ctx = ctx_of(request)
+    audit = audit_context(request, principal, "search-type", rtype)
+    lenient = prefer(request).get("handling") == "lenient"
+    outcome = ctx.reads.search(principal, audit, rtype, _params(request), lenient=lenient)
+    return fhir_response(outcome.body)
+
+
+@router.post("/{rtype}/_search", summary="search (POST form)", response_class=Response)
+async def search_post(rtype: str, request: Request, principal: CurrentPrincipal) -> Response:
+    ctx = ctx_of(request)
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type not in ("application/x-www-form-urlencoded", ""):
+        raise UnsupportedMediaTypeError("POST _search takes application/x-www-form-urlencoded parameters")
+    form = await request.form()
+    params = _params(request) + [(k, str(v)) for k, v in form.multi_items()]
+    audit = audit_context(request, principal, "search-type", rtype)
+    lenient = prefer(request).get("handling") == "lenient"
+    outcome = await run_in_threadpool(ctx.reads.search, principal, audit, rtype, params, lenient=lenient)
+    return fhir_response(outcome.body)
+
+
+@router.post("/{rtype}", summary="create (If-None-Exist for conditional create)", response_class=Response)
+async def create(rtype: str, request: Request, principal: CurrentPrincipal) -> Response:
+    ctx = ctx_of(request)
+    require_type(rtype)
+    text = await _body_text(request)
+    audit = audit_context(request, principal, "create", rtype)
+    if_none_exist = request.headers.get("if-none-exist")
+    result = await run_in_threadpool(ctx.ingest.create, principal, audit, rtype, text, if_none_exist)
+    location = f"{ctx.settings.fhir_base_url}/{result.location}"
+    return stored_response(request, result.stored, status=result.status, location=location)
+
+
+@router.put("/{rtype}", summary="conditional update (search parameters in the URL)", response_class=Response)
+async def conditional_update(rtype: str, request: Request, principal: CurrentPrincipal) -> Response:
+    ctx = ctx_of(request)
+    require_type(rtype)
+    if not request.url.query:
+        raise BadRequestError("a conditional update needs search parameters, e.g. ?identifier=system|value")
+    text = await _body_text(request)
+    audit = audit_context(request, principal, "update", rtype)
+    result = await run_in_threadpool(ctx.ingest.conditional_update, principal, audit, rtype, request.url.query, text)
+    location = f"{ctx.settings.fhir_base_url}/{result.location}"
+    return stored_response(request, result.stored, status=result.status, location=location)
+
+
+# ------------------------------------------------------------------------------------------ instance level
+@router.get("/{rtype}/{rid}", summary="read", response_class=Response)
+def read(rtype: str, rid: str, request: Request, principal: CurrentPrincipal) -> Response:
+    ctx = ctx_of(request)
+    audit = audit_context(request, principal, "read", rtype, rid)
+    stored = ctx.reads.read(principal, audit, rtype, rid)
+    if_none_match = request.headers.get("if-none-match")
+    if if_none_match and weak_etag(stored.version) in [t.strip() for t in if_none_match.split(",")]:
+        return Response(status_code=304, headers=resource_headers(stored))
+    return stored_response(request, stored)
+
+
+@router.put("/{rtype}/{rid}", summary="update (If-Match for a version-aware update)", response_class=Response)
+async def update(rtype: str, rid: str, request: Request, principal: CurrentPrincipal) -> Response:
+    ctx = ctx_of(request)
+    require_type(rtype)
+    text = await _body_text(request)
+    audit = audit_context(request, principal, "update", rtype, rid)
+    if_match = request.headers.get("if-match")
+    result = await run_in_threadpool(ctx.ingest.update, principal, audit, rtype, rid, text, if_match)
+    location = f"{ctx.settings.fhir_base_url}/{result.location}"
+    return stored_response(
+        request, result.stored, status=result.status, location=location if result.status == 201 else None
+    )
+
+
+@router.delete("/{rtype}/{rid}", summary="delete", response_class=Response)
+def delete(rtype: str, rid: str, request: Request, principal: CurrentPrincipal) -> Response:
+    ctx = ctx_of(request)
+    audit = audit_context(request, principal, "delete", rtype, rid)
+    version = ctx.ingest.delete(principal, audit, rtype, rid)
+    headers = {"ETag": weak_etag(version)} if version is not None else {}
+    return Response(status_code=204, headers=headers)
+
+
+@router.get("/{rtype}/{rid}/_history", summary="instance history", response_class=Response)
+def history(rtype: str, rid: str, request: Request, principal: CurrentPrincipal) -> Response:
+    ctx = ctx_of(request)
+    audit = audit_context(request, principal, "history-instance", rtype, rid)
+    return fhir_response(ctx.reads.history(principal, audit, rtype, rid, _params(request)))
+
+
+@router.get("/{rtype}/{rid}/_history/{vid}", summary="vread", response_class=Response)
+def vread(rtype: str, rid: str, vid: str, request: Request, principal: CurrentPrincipal) -> Response:
+    ctx = ctx_of(request)
+    audit = audit_context(request, principal, "vread", rtype, rid)
+    version = ctx.reads.vread(principal, audit, rtype, rid, vid)
+    headers = {"ETag": weak_etag(version.version), "Last-Modified": format_datetime(version.last_updated, usegmt=True)}
+    return fhir_response(version.body or b"{}", headers=headers)

@@ -1,0 +1,204 @@
+"""Principals, SMART-style scopes and signed access tokens (DESIGN.md §6).
+
+Tokens are JWTs signed with the registry's Ed25519 key (``EdDSA``), short-lived, and carry the principal: its kind
+(hospital system, clinician, patient, admin), its organization, for a patient the master patient key, and its
+scopes in SMART on FHIR v1 form (``system/DiagnosticReport.write``, ``user/*.read``, ``patient/*.read``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+import jwt
+
+from registry.keys import SigningKey
+
+
+class PrincipalKind(StrEnum):
+    HOSPITAL = "hospital"
+    CLINICIAN = "clinician"
+    PATIENT = "patient"
+    ADMIN = "admin"
+
+
+SCOPE_CONTEXT = {
+    PrincipalKind.HOSPITAL: "system",
+    PrincipalKind.ADMIN: "system",
+    PrincipalKind.CLINICIAN: "user",
+    PrincipalKind.PATIENT: "patient",
+}
+
+WRITABLE_BY_HOSPITALS = ("Patient", "Practitioner", "Endpoint", "DiagnosticReport", "Observation", "ImagingStudy",
+                         "ServiceRequest")  # fmt: skip
+
+DEFAULT_SCOPES: dict[PrincipalKind, tuple[str, ...]] = {
+    PrincipalKind.HOSPITAL: (*(f"system/{t}.write" for t in WRITABLE_BY_HOSPITALS), "system/*.read"),
+    PrincipalKind.CLINICIAN: ("user/*.read",),
+    PrincipalKind.PATIENT: ("patient/*.read",),
+    PrincipalKind.ADMIN: ("system/*.*",),
+}
+
+
+class AuthError(Exception):
+    """A credential or token that is not acceptable."""
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """One SMART v1 scope: ``<context>/<ResourceType|*>.<read|write|*>``."""
+
+    context: str
+    resource: str
+    permission: str
+
+    @classmethod
+    def parse(cls, text: str) -> Scope | None:
+        head, _, perm = text.partition(".")
+        context, _, resource = head.partition("/")
+        if context not in ("system", "user", "patient") or not resource or perm not in ("read", "write", "*"):
+            return None
+        return cls(context, resource, perm)
+
+    def allows(self, resource_type: str, permission: str) -> bool:
+        return self.resource in ("*", resource_type) and self.permission in ("*", permission)
+
+    def __str__(self) -> str:
+        return f"{self.context}/{self.resource}.{self.permission}"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling. ``org_id`` is an Organization id (hospitals, clinicians); ``patient_key`` the master key of a
+    patient principal."""
+
+    client_id: str
+    kind: PrincipalKind
+    scopes: tuple[Scope, ...]
+    org_id: str | None = None
+    patient_key: str | None = None
+    name: str | None = None
+
+    @property
+    def org_reference(self) -> str | None:
+        return f"Organization/{self.org_id}" if self.org_id else None
+
+    def may(self, resource_type: str, permission: str) -> bool:
+        """Whether a scope of the principal's own context grants ``permission`` on ``resource_type``."""
+        context = SCOPE_CONTEXT[self.kind]
+        return any(s.context == context and s.allows(resource_type, permission) for s in self.scopes)
+
+
+def parse_scopes(text: str | Iterable[str]) -> tuple[Scope, ...]:
+    items = text.split() if isinstance(text, str) else list(text)
+    out: list[Scope] = []
+    for item in items:
+        scope = Scope.parse(item)
+        if scope is None:
+            raise AuthError(f"not a SMART scope: {item!r}")
+        out.append(scope)
+    return tuple(out)
+
+
+# ---------------------------------------------------------------------------- client secrets
+def new_client_secret() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def hash_secret(secret: str, *, salt: bytes | None = None) -> str:
+    """``scrypt$<salt hex>$<hash hex>`` (RFC 7914, N=2^14, r=8, p=1)."""
+    salt = salt or secrets.token_bytes(16)
+    digest = hashlib.scrypt(secret.encode(), salt=salt, n=2**14, r=8, p=1, dklen=32)
+    return f"scrypt${salt.hex()}${digest.hex()}"
+
+
+def verify_secret(secret: str, stored: str) -> bool:
+    try:
+        scheme, salt_hex, digest_hex = stored.split("$")
+    except ValueError:
+        return False
+    if scheme != "scrypt":
+        return False
+    candidate = hash_secret(secret, salt=bytes.fromhex(salt_hex)).split("$")[2]
+    return hmac.compare_digest(candidate, digest_hex)
+
+
+# ---------------------------------------------------------------------------- tokens
+@dataclass(frozen=True, slots=True)
+class Issued:
+    access_token: str
+    expires_in: int
+    scope: str
+
+
+class TokenService:
+    """Mints and verifies access tokens with the registry's signing key."""
+
+    def __init__(self, key: SigningKey, issuer: str, ttl_seconds: int) -> None:
+        self.key = key
+        self.issuer = issuer
+        self.ttl_seconds = ttl_seconds
+
+    def mint(self, principal: Principal, *, now: datetime, ttl_seconds: int | None = None) -> Issued:
+        ttl = ttl_seconds or self.ttl_seconds
+        scope = " ".join(str(s) for s in principal.scopes)
+        claims: dict[str, Any] = {
+            "iss": self.issuer,
+            "sub": principal.client_id,
+            "aud": self.issuer,
+            "iat": int(now.timestamp()),
+            "exp": int((now + timedelta(seconds=ttl)).timestamp()),
+            "jti": uuid.uuid4().hex,
+            "scope": scope,
+            "kind": principal.kind.value,
+        }
+        if principal.org_id:
+            claims["org"] = principal.org_id
+        if principal.patient_key:
+            claims["pk"] = principal.patient_key
+        if principal.name:
+            claims["name"] = principal.name
+        token = jwt.encode(claims, self.key.private, algorithm="EdDSA", headers={"kid": self.key.kid})
+        return Issued(token, ttl, scope)
+
+    def verify(self, token: str, *, now: datetime | None = None) -> Principal:
+        try:
+            claims = jwt.decode(
+                token,
+                self.key.public,
+                algorithms=["EdDSA"],
+                audience=self.issuer,
+                issuer=self.issuer,
+                options={"require": ["exp", "iat", "sub", "scope", "kind"]},
+                leeway=5,
+            )
+        except jwt.ExpiredSignatureError:
+            raise AuthError("the access token has expired") from None
+        except jwt.PyJWTError as exc:
+            raise AuthError(f"the access token is not valid: {exc}") from None
+        if now is not None and claims["iat"] > now.timestamp() + 60:
+            raise AuthError("the access token was issued in the future")
+        try:
+            kind = PrincipalKind(claims["kind"])
+            scopes = parse_scopes(claims["scope"])
+        except (ValueError, AuthError) as exc:
+            raise AuthError(f"the access token is not valid: {exc}") from None
+        return Principal(
+            client_id=claims["sub"],
+            kind=kind,
+            scopes=scopes,
+            org_id=claims.get("org"),
+            patient_key=claims.get("pk"),
+            name=claims.get("name"),
+        )
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)

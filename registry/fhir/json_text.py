@@ -1,0 +1,117 @@
+"""Working on JSON text without re-serializing it: the registry keeps the bytes a hospital sent.
+
+A round trip through a parser loses what FHIR says matters (``1.50`` is not ``1.5``), so resources are stored as the
+accepted text, with only the server-owned members (``id``, ``meta``) replaced. The member spans come from the
+standard library's C-accelerated JSON scanner.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+
+import orjson
+
+_DECODER = json.JSONDecoder()
+_WS = " \t\n\r"
+
+
+class JsonShapeError(ValueError):
+    """The text is not a JSON object of the expected shape."""
+
+
+def _skip_ws(text: str, i: int) -> int:
+    while i < len(text) and text[i] in _WS:
+        i += 1
+    return i
+
+
+def members(text: str, start: int = 0) -> list[tuple[str, int, int, int]]:
+    """The members of the JSON object starting at ``start``: (key, member start, value start, value end)."""
+    i = _skip_ws(text, start)
+    if i >= len(text) or text[i] != "{":
+        raise JsonShapeError("expected a JSON object")
+    i = _skip_ws(text, i + 1)
+    out: list[tuple[str, int, int, int]] = []
+    if i < len(text) and text[i] == "}":
+        return out
+    while True:
+        if i >= len(text) or text[i] != '"':
+            raise JsonShapeError("expected a member name")
+        member_start = i
+        key, i = json.decoder.scanstring(text, i + 1)  # type: ignore[attr-defined]
+        i = _skip_ws(text, i)
+        if i >= len(text) or text[i] != ":":
+            raise JsonShapeError("expected ':'")
+        value_start = _skip_ws(text, i + 1)
+        try:
+            _value, value_end = _DECODER.raw_decode(text, value_start)
+        except json.JSONDecodeError as exc:
+            raise JsonShapeError(str(exc)) from None
+        out.append((key, member_start, value_start, value_end))
+        i = _skip_ws(text, value_end)
+        if i < len(text) and text[i] == ",":
+            i = _skip_ws(text, i + 1)
+            continue
+        if i < len(text) and text[i] == "}":
+            return out
+        raise JsonShapeError("expected ',' or '}'")
+
+
+def elements(text: str, start: int) -> list[tuple[int, int]]:
+    """The (start, end) spans of the elements of the JSON array starting at ``start``."""
+    i = _skip_ws(text, start)
+    if i >= len(text) or text[i] != "[":
+        raise JsonShapeError("expected a JSON array")
+    i = _skip_ws(text, i + 1)
+    out: list[tuple[int, int]] = []
+    if i < len(text) and text[i] == "]":
+        return out
+    while True:
+        try:
+            _value, end = _DECODER.raw_decode(text, i)
+        except json.JSONDecodeError as exc:
+            raise JsonShapeError(str(exc)) from None
+        out.append((i, end))
+        i = _skip_ws(text, end)
+        if i < len(text) and text[i] == ",":
+            i = _skip_ws(text, i + 1)
+            continue
+        if i < len(text) and text[i] == "]":
+            return out
+        raise JsonShapeError("expected ',' or ']'")
+
+
+def with_server_members(text: str, resource_type: str, resource_id: str, meta: dict[str, object]) -> str:
+    """The resource text with ``resourceType``, ``id`` and ``meta`` first, set by the server, and every other member
+    exactly as received (whitespace between members is dropped)."""
+    kept = [
+        text[m_start:v_end] for key, m_start, _v, v_end in members(text) if key not in ("resourceType", "id", "meta")
+    ]
+    head = (
+        f'"resourceType":{orjson.dumps(resource_type).decode()},'
+        f'"id":{orjson.dumps(resource_id).decode()},'
+        f'"meta":{orjson.dumps(meta).decode()}'
+    )
+    return "{" + ",".join([head, *kept]) + "}"
+
+
+def replace_all(text: str, secrets_: Iterable[tuple[str, str]]) -> str:
+    """Every occurrence of each secret (case-insensitive for letters) replaced by its stand-in."""
+    for secret, stand_in in secrets_:
+        if not secret:
+            continue
+        lowered = text.lower()
+        target = secret.lower()
+        pieces: list[str] = []
+        i = 0
+        while True:
+            j = lowered.find(target, i)
+            if j < 0:
+                break
+            pieces.append(text[i:j])
+            pieces.append(stand_in)
+            i = j + len(secret)
+        pieces.append(text[i:])
+        text = "".join(pieces)
+    return text

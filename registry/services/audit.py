@@ -1,0 +1,273 @@
+"""Audit trail (DESIGN.md §4, §6): every read, search and write — who, which patient, what, when, outcome.
+
+Rows are append-only (the database refuses UPDATE/DELETE) and are published as FHIR R4 AuditEvent resources
+(type ``rest``, subtype the RESTful interaction, DICOM action codes C/R/U/D/E, outcome 0/4/8/12). National
+identifiers in query strings are masked before anything is stored.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+import orjson
+
+from registry.auth import Principal, PrincipalKind
+from registry.errors import BadRequestError, ForbiddenError, NotFoundError, RegistryError
+from registry.fhir.bundle import Entry, instant, render
+from registry.fhir.extract import to_us
+from registry.services.identity import IdentityPolicy, masked
+from registry.store.repository import AuditFilter, DateValue, UnitOfWork
+
+HR = "https://hr-registry.org.cn/fhir"
+CLIENT_ID_SYSTEM = f"{HR}/sid/client-id"
+PATIENT_KEY_SYSTEM = f"{HR}/sid/master-patient-key"
+
+ACTIONS = {
+    "read": "R", "vread": "R", "history-instance": "R", "search-type": "E", "search-system": "E",
+    "create": "C", "update": "U", "patch": "U", "delete": "D", "transaction": "E", "batch": "E", "operation": "E",
+}  # fmt: skip
+
+_ID_LIKE = re.compile(r"(?<![0-9A-Za-z])(\d{17}[\dXx]|\d{15})(?![0-9A-Za-z])")
+
+
+def outcome_code(status: int) -> str:
+    """AuditEvent.outcome: 0 success, 4 minor failure (client error), 8 serious failure (server error)."""
+    if status < 400:
+        return "0"
+    return "4" if status < 500 else "8"
+
+
+def mask_text(text: str) -> str:
+    """Mask anything shaped like a resident ID number (15 or 18 characters)."""
+    return _ID_LIKE.sub(lambda m: masked(m.group(1)), text)
+
+
+def mask_query(query: str, identity: IdentityPolicy) -> str:
+    """A query string with the values of national-identifier tokens masked (and any ID-shaped number)."""
+    if not query:
+        return query
+    pairs = []
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        parts = []
+        for v in value.split(","):
+            system, sep, code = v.partition("|")
+            parts.append(f"{system}|{masked(code)}" if sep and identity.is_national(system) else v)
+        pairs.append((name, ",".join(parts)))
+    return mask_text(urlencode(pairs, safe="|:/,*"))
+
+
+@dataclass(frozen=True, slots=True)
+class AuditContext:
+    """What the HTTP layer knows about a request, for the audit rows it leads to."""
+
+    request_id: str
+    principal: Principal | None
+    interaction: str
+    resource_type: str | None = None
+    resource_id: str | None = None
+    query: str | None = None
+
+
+def audit_row(
+    ctx: AuditContext,
+    *,
+    now: datetime,
+    status: int,
+    patient_key: str | None = None,
+    resource_type: str | None = None,
+    resource_id: str | None = None,
+    detail: str | None = None,
+    interaction: str | None = None,
+) -> dict[str, Any]:
+    p = ctx.principal
+    inter = interaction or ctx.interaction
+    return {
+        "recorded": now,
+        "recorded_us": to_us(now),
+        "request_id": ctx.request_id,
+        "action": ACTIONS.get(inter, "E"),
+        "interaction": inter,
+        "outcome": outcome_code(status),
+        "status": status,
+        "client_id": p.client_id if p else None,
+        "principal_kind": p.kind.value if p else None,
+        "principal_name": p.name if p else None,
+        "org_id": p.org_id if p else None,
+        "resource_type": resource_type or ctx.resource_type,
+        "resource_id": resource_id or ctx.resource_id,
+        "patient_key": patient_key,
+        "query": (ctx.query or None) and ctx.query[:2000],
+        "detail": detail[:2000] if detail else None,
+    }
+
+
+def rows_for_patients(
+    ctx: AuditContext, *, now: datetime, status: int, patient_keys: Iterable[str | None], detail: str | None = None
+) -> list[dict[str, Any]]:
+    """One row per patient touched (so each patient can see who viewed their records), at least one row."""
+    keys = list(dict.fromkeys(k for k in patient_keys if k))
+    if not keys:
+        return [audit_row(ctx, now=now, status=status, detail=detail)]
+    return [audit_row(ctx, now=now, status=status, patient_key=k, detail=detail) for k in keys]
+
+
+class AuditTrail:
+    def __init__(self, uow: UnitOfWork) -> None:
+        self.uow = uow
+
+    def record(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Commit audit rows on their own (reads and refused requests); writes add theirs in their transaction."""
+        if rows:
+            with self.uow.begin(audit_only=True) as repo:
+                repo.add_audit(rows)
+
+
+def to_fhir(row: Any) -> dict[str, Any]:
+    """One audit row as an R4 AuditEvent."""
+    agent: dict[str, Any] = {"requestor": True}
+    if row.client_id:
+        agent["who"] = {"identifier": {"system": CLIENT_ID_SYSTEM, "value": row.client_id}}
+        if row.principal_name:
+            agent["who"]["display"] = row.principal_name
+        agent["type"] = {"text": row.principal_kind}
+    else:
+        agent["who"] = {"display": "anonymous"}
+    agents = [agent]
+    if row.org_id:
+        agents.append({"who": {"reference": f"Organization/{row.org_id}"}, "requestor": False,
+                       "type": {"text": "organization of the requestor"}})  # fmt: skip
+    entities: list[dict[str, Any]] = []
+    if row.resource_type:
+        what: dict[str, Any] = (
+            {"reference": f"{row.resource_type}/{row.resource_id}"}
+            if row.resource_id
+            else {"display": row.resource_type}
+        )
+        entity: dict[str, Any] = {
+            "what": what,
+            "type": {"system": "http://hl7.org/fhir/resource-types", "code": row.resource_type},
+        }
+        if row.query:
+            entity["query"] = base64.b64encode(row.query.encode()).decode()
+        entities.append(entity)
+    if row.patient_key:
+        entities.append(
+            {
+                "what": {"identifier": {"system": PATIENT_KEY_SYSTEM, "value": row.patient_key}},
+                "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "1",
+                         "display": "Person"},
+                "role": {"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "1",
+                         "display": "Patient"},
+            }
+        )  # fmt: skip
+    event: dict[str, Any] = {
+        "resourceType": "AuditEvent",
+        "id": str(row.pk),
+        "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest",
+                 "display": "RESTful Operation"},
+        "subtype": [{"system": "http://hl7.org/fhir/restful-interaction", "code": row.interaction}],
+        "action": row.action,
+        "recorded": instant(row.recorded),
+        "outcome": row.outcome,
+        "agent": agents,
+        "source": {"observer": {"display": "HR Registry"}, "type": [{"system":
+                   "http://terminology.hl7.org/CodeSystem/security-source-type", "code": "4",
+                   "display": "Application Server"}]},
+    }  # fmt: skip
+    if row.detail:
+        event["outcomeDesc"] = row.detail
+    if entities:
+        event["entity"] = entities
+    return event
+
+
+# ---------------------------------------------------------------------------- reading the trail (admins)
+def search_audit_events(
+    uow: UnitOfWork,
+    principal: Principal,
+    ctx: AuditContext,
+    params: Sequence[tuple[str, str]],
+    *,
+    base_url: str,
+    now: datetime,
+    parse_dates: Callable[[str, str], Sequence[DateValue]],
+    max_count: int,
+) -> bytes:
+    """``GET /fhir/AuditEvent``: admins only. Parameters: ``date`` (prefixes), ``agent`` (client id), ``patient``
+    (``Patient/<id>``), ``action``, ``outcome``, ``entity-type``, ``_count``; newest first."""
+
+    try:
+        if principal.kind is not PrincipalKind.ADMIN:
+            raise ForbiddenError("only admins may read the audit trail")
+        count, before = 50, None
+        f: dict[str, Any] = {}
+        dates: list[DateValue] = []
+        patient_ids: list[str] = []
+        for name, value in params:
+            values = tuple(value.split(","))
+            if name == "_count" and value.isdigit():
+                count = max(1, min(int(value), max_count))
+            elif name == "_before":
+                if not value.isdigit():
+                    raise BadRequestError("_before must be an AuditEvent id")
+                before = int(value)
+            elif name == "date":
+                dates += list(parse_dates(name, value))
+            elif name == "agent":
+                f["client_ids"] = values
+            elif name == "action":
+                f["actions"] = values
+            elif name == "outcome":
+                f["outcomes"] = values
+            elif name == "entity-type":
+                f["resource_types"] = values
+            elif name == "patient":
+                patient_ids += [v.removeprefix("Patient/") for v in values]
+            elif name not in ("_format", "_pretty"):
+                raise BadRequestError(
+                    f"unknown AuditEvent search parameter {name!r}; supported: date, agent, patient, action, outcome, "
+                    "entity-type, _count"
+                )
+        with uow.begin(audit_only=True) as repo:
+            if patient_ids:
+                found = repo.get_many([("Patient", pid) for pid in patient_ids])
+                f["patient_keys"] = tuple({s.patient_key for s in found.values() if s.patient_key})
+            rows = repo.audit_events(AuditFilter(count=count + 1, dates=tuple(dates), before_pk=before, **f))
+            repo.add_audit([audit_row(ctx, now=now, status=200)])
+    except RegistryError as exc:
+        AuditTrail(uow).record([audit_row(ctx, now=now, status=exc.status, detail=exc.diagnostics)])
+        raise
+    page = rows[:count]
+    entries = [Entry(f"{base_url}/AuditEvent/{r.pk}", orjson.dumps(to_fhir(r)), "match") for r in page]
+    query = urlencode([(k, v) for k, v in params if k != "_before"])
+    links = [("self", f"{base_url}/AuditEvent" + (f"?{query}" if query else ""))]
+    if len(rows) > count and page:
+        sep = "&" if query else ""
+        links.append(("next", f"{base_url}/AuditEvent?{query}{sep}_before={page[-1].pk}"))
+    return render("searchset", entries, now=now, links=links)
+
+
+def read_audit_event(
+    uow: UnitOfWork, principal: Principal, ctx: AuditContext, event_id: str, *, now: datetime
+) -> bytes:
+
+    try:
+        if principal.kind is not PrincipalKind.ADMIN:
+            raise ForbiddenError("only admins may read the audit trail")
+        if not event_id.isdigit():
+            raise NotFoundError(f"AuditEvent/{event_id} is not known")
+        with uow.begin(audit_only=True) as repo:
+            rows = repo.audit_events(AuditFilter(count=1, pk=int(event_id)))
+            if not rows:
+                raise NotFoundError(f"AuditEvent/{event_id} is not known")
+            repo.add_audit([audit_row(ctx, now=now, status=200)])
+    except RegistryError as exc:
+        AuditTrail(uow).record([audit_row(ctx, now=now, status=exc.status, detail=exc.diagnostics)])
+        raise
+    return orjson.dumps(to_fhir(rows[0]))

@@ -1,0 +1,258 @@
+"""Reading use cases: read, vread, instance history and search (FHIR R4 §http read/vread/history/search).
+
+Each checks the principal's scope and care context (services.access) and records audit rows — one per patient touched
+— whatever the outcome.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, tzinfo
+from typing import TypeVar
+from urllib.parse import urlencode
+
+import orjson
+
+from registry.auth import Principal
+from registry.errors import BadRequestError, ForbiddenError, GoneError, NotFoundError, RegistryError
+from registry.fhir.bundle import Entry, instant, render
+from registry.fhir.search_params import INCLUDES, SEARCH_PARAMS
+from registry.services import access
+from registry.services.audit import AuditContext, AuditTrail, audit_row, rows_for_patients
+from registry.services.identity import IdentityPolicy
+from registry.services.search_query import ParsedSearch, SearchParser
+from registry.store.repository import DateValue, Query, Repository, Stored, StoredVersion, UnitOfWork, encode_cursor
+
+SUPPORTED_TYPES = frozenset(SEARCH_PARAMS)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class ReadContext:
+    uow: UnitOfWork
+    identity: IdentityPolicy
+    base_url: str  # FHIR base, e.g. http://127.0.0.1:8000/fhir
+    local_tz: tzinfo
+    default_page_size: int
+    max_page_size: int
+    clock: Callable[[], datetime]
+    audit: AuditTrail = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "audit", AuditTrail(self.uow))
+
+
+def require_type(rtype: str) -> None:
+    if rtype not in SUPPORTED_TYPES:
+        raise NotFoundError(
+            f"resource type {rtype!r} is not supported; supported: {', '.join(sorted(SUPPORTED_TYPES))}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SearchOutcome:
+    body: bytes
+    matches: int
+
+
+class Reads:
+    def __init__(self, ctx: ReadContext) -> None:
+        self.ctx = ctx
+
+    # ------------------------------------------------------------------ helpers
+    def _audited(self, audit: AuditContext, fn: Callable[[Repository], tuple[T, list[str | None]]]) -> T:
+        """Run a read in one transaction with its audit rows; a refusal or error is audited on its own."""
+        now = self.ctx.clock()
+        try:
+            with self.ctx.uow.begin(audit_only=True) as repo:
+                result, patient_keys = fn(repo)
+                repo.add_audit(rows_for_patients(audit, now=now, status=200, patient_keys=patient_keys))
+            return result
+        except RegistryError as exc:
+            self.ctx.audit.record([audit_row(audit, now=now, status=exc.status, detail=exc.diagnostics)])
+            raise
+
+    def _visible(self, repo: Repository, principal: Principal, stored: Stored) -> None:
+        care = (
+            repo.has_care_context(principal.org_id or "", stored.patient_key or "")
+            if access.needs_care_context_check(principal, stored)
+            else None
+        )
+        access.check_read(principal, stored, care)
+
+    # ------------------------------------------------------------------ read / vread / history
+    def read(self, principal: Principal, audit: AuditContext, rtype: str, rid: str) -> Stored:
+        require_type(rtype)
+
+        def run(repo: Repository) -> tuple[Stored, list[str | None]]:
+            access.require_scope(principal, rtype, "read")
+            stored = repo.get(rtype, rid)
+            if stored is None:
+                raise NotFoundError(f"{rtype}/{rid} is not known")
+            self._visible(repo, principal, stored)
+            if stored.deleted:
+                raise GoneError(f"{rtype}/{rid} was deleted (version {stored.version})")
+            return stored, [stored.patient_key]
+
+        return self._audited(audit, run)
+
+    def vread(self, principal: Principal, audit: AuditContext, rtype: str, rid: str, version: str) -> StoredVersion:
+        require_type(rtype)
+        if not version.isdigit():
+            raise NotFoundError(f"{rtype}/{rid}/_history/{version} is not a version of this server")
+
+        def run(repo: Repository) -> tuple[StoredVersion, list[str | None]]:
+            access.require_scope(principal, rtype, "read")
+            current = repo.get(rtype, rid)
+            if current is None:
+                raise NotFoundError(f"{rtype}/{rid} is not known")
+            self._visible(repo, principal, current)
+            found = repo.version(rtype, rid, int(version))
+            if found is None:
+                raise NotFoundError(f"{rtype}/{rid} has no version {version}")
+            if found.deleted:
+                raise GoneError(f"version {version} of {rtype}/{rid} is a deletion")
+            return found, [current.patient_key]
+
+        return self._audited(audit, run)
+
+    def history(
+        self, principal: Principal, audit: AuditContext, rtype: str, rid: str, params: Sequence[tuple[str, str]]
+    ) -> bytes:
+        require_type(rtype)
+        count = self.ctx.default_page_size
+        below: int | None = None
+        for name, value in params:
+            if name == "_count" and value.isdigit():
+                count = max(1, min(int(value), self.ctx.max_page_size))
+            elif name == "_before_version" and value.isdigit():
+                below = int(value)
+            elif name not in ("_format", "_pretty"):
+                raise BadRequestError(f"history parameter {name!r} is not supported (supported: _count)")
+
+        def run(repo: Repository) -> tuple[bytes, list[str | None]]:
+            access.require_scope(principal, rtype, "read")
+            current = repo.get(rtype, rid)
+            if current is None:
+                raise NotFoundError(f"{rtype}/{rid} is not known")
+            self._visible(repo, principal, current)
+            versions = repo.history(rtype, rid, count=count + 1, below=below)
+            page = versions[:count]
+            entries = [self._history_entry(v) for v in page]
+            links = [("self", f"{self.ctx.base_url}/{rtype}/{rid}/_history?_count={count}")]
+            if len(versions) > count:
+                links.append(
+                    ("next", f"{self.ctx.base_url}/{rtype}/{rid}/_history?_count={count}"
+                             f"&_before_version={page[-1].version}")
+                )  # fmt: skip
+            body = render("history", entries, now=self.ctx.clock(), total=repo.history_total(rtype, rid), links=links)
+            return body, [current.patient_key]
+
+        return self._audited(audit, run)
+
+    def _history_entry(self, v: StoredVersion) -> Entry:
+        url = f"{self.ctx.base_url}/{v.type}/{v.id}"
+        method = {"POST": "POST", "PUT": "PUT", "DELETE": "DELETE"}[v.method]
+        status = {"POST": "201 Created", "PUT": "200 OK", "DELETE": "204 No Content"}[v.method]
+        request_url = v.type if method == "POST" else f"{v.type}/{v.id}"
+        return Entry(
+            full_url=url,
+            body=v.body,
+            request={"method": method, "url": request_url},
+            response={"status": status, "etag": f'W/"{v.version}"', "lastModified": instant(v.last_updated)},
+        )
+
+    # ------------------------------------------------------------------ search
+    def date_values(self, name: str, raw: str) -> tuple[DateValue, ...]:
+        """Date search values (prefix and range) in this server's grammar, for searches outside the resource index."""
+        return SearchParser(self.ctx.identity, self.ctx.local_tz, self.ctx.base_url, now=self.ctx.clock()).date_values(
+            name, raw
+        )
+
+    def parse(self, rtype: str, params: Sequence[tuple[str, str]], *, lenient: bool) -> ParsedSearch:
+        parser = SearchParser(self.ctx.identity, self.ctx.local_tz, self.ctx.base_url, now=self.ctx.clock())
+        return parser.parse(
+            rtype, params, lenient=lenient, default_count=self.ctx.default_page_size, max_count=self.ctx.max_page_size
+        )
+
+    def search(
+        self,
+        principal: Principal,
+        audit: AuditContext,
+        rtype: str,
+        params: Sequence[tuple[str, str]],
+        *,
+        lenient: bool = False,
+    ) -> SearchOutcome:
+        require_type(rtype)
+
+        def run(repo: Repository) -> tuple[SearchOutcome, list[str | None]]:
+            access.require_scope(principal, rtype, "read")
+            parsed = self.parse(rtype, params, lenient=lenient)
+            limit = access.read_filter(principal, rtype)
+            query = parsed.query
+            if limit is not None:
+                query = Query(
+                    query.type, (*query.clauses, limit), query.sort, query.count, query.cursor, query.snapshot
+                )
+            if query.snapshot is None:
+                query = Query(query.type, query.clauses, query.sort, query.count, query.cursor, repo.max_pk())
+            return self._execute(repo, principal, rtype, parsed, query)
+
+        return self._audited(audit, run)
+
+    def _execute(
+        self, repo: Repository, principal: Principal, rtype: str, parsed: ParsedSearch, query: Query
+    ) -> tuple[SearchOutcome, list[str | None]]:
+        now = self.ctx.clock()
+        self_url = (
+            f"{self.ctx.base_url}/{rtype}?{urlencode(parsed.self_params)}"
+            if parsed.self_params
+            else (f"{self.ctx.base_url}/{rtype}")
+        )
+        if parsed.summary_count:
+            count = repo.count(query)
+            return SearchOutcome(render("searchset", [], now=now, total=count, links=[("self", self_url)]), count), []
+        rows, last = repo.search(query)
+        entries = [Entry(f"{self.ctx.base_url}/{s.type}/{s.id}", s.body, "match") for s in rows]
+        included = self._includes(repo, principal, rows, parsed.includes)
+        entries += [Entry(f"{self.ctx.base_url}/{s.type}/{s.id}", s.body, "include") for s in included]
+        if parsed.ignored:
+            warning = _outcome_bytes("warning", "not-supported", "ignored: " + "; ".join(parsed.ignored))
+            entries.append(Entry(None, warning, "outcome"))
+        links = [("self", self_url)]
+        if last:
+            sep = "&" if "?" in self_url else "?"
+            links.append(("next", f"{self_url}{sep}_cursor={encode_cursor(last, query.snapshot or 0)}"))
+        total = repo.count(query) if parsed.total else None
+        body = render("searchset", entries, now=now, total=total, links=links)
+        return SearchOutcome(body, len(rows)), [s.patient_key for s in (*rows, *included)]
+
+    def _includes(
+        self, repo: Repository, principal: Principal, rows: list[Stored], includes: list[tuple[str, str]]
+    ) -> list[Stored]:
+        if not includes or not rows:
+            return []
+        params = [p for source, p in includes if p in INCLUDES.get(source, frozenset())]
+        targets = repo.referenced([s.pk for s in rows], params)
+        found = repo.get_many(targets)
+        seen = {(s.type, s.id) for s in rows}
+        out: list[Stored] = []
+        for key in targets:
+            stored = found.get(key)
+            if stored is None or key in seen:
+                continue
+            seen.add(key)
+            try:
+                self._visible(repo, principal, stored)
+            except ForbiddenError:
+                continue  # an included resource the principal may not see is left out, not an error
+            out.append(stored)
+        return out
+
+
+def _outcome_bytes(severity: str, code: str, text: str) -> bytes:
+    return orjson.dumps(
+        {"resourceType": "OperationOutcome", "issue": [{"severity": severity, "code": code, "diagnostics": text}]}
+    )

@@ -1,0 +1,267 @@
+"""Parsing FHIR search parameters (FHIR R4 §search) into a store :class:`Query`.
+
+Supported: token (``code``, ``system|code``, ``|code``, ``system|``; ``:not``, ``:missing``), string (prefix;
+``:exact``, ``:contains``), date with every prefix (eq ne gt lt ge le sa eb ap) at any precision, reference
+(``Type/id``, ``id``, absolute URL under this server), one level of chaining (``patient.identifier``,
+``subject:Patient.name``…), comma = OR, repetition = AND; ``_id``, ``_lastUpdated``, ``_count``, ``_sort``,
+``_include``, ``_summary=count``, ``_total``. An unknown or malformed parameter is an error unless the client asked for
+``Prefer: handling=lenient``, in which case it is ignored and reported.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, tzinfo
+
+from registry.errors import BadRequestError
+from registry.fhir.extract import DateFormatError, date_range, from_us, normalize_string, parse_reference, to_us
+from registry.fhir.search_params import INCLUDES, SEARCH_PARAMS, SORTABLE, ParamType, SearchParam
+from registry.services.identity import IdentityPolicy, NationalIdError
+from registry.store.repository import (
+    ChainClause,
+    Clause,
+    DateClause,
+    DateValue,
+    IdClause,
+    LastUpdatedClause,
+    MissingClause,
+    PatientKeyClause,
+    Query,
+    ReferenceClause,
+    SortKey,
+    StringClause,
+    TokenClause,
+    TokenValue,
+    decode_cursor,
+)
+
+CONTROL = frozenset({"_count", "_sort", "_include", "_summary", "_total", "_format", "_pretty", "_cursor"})
+_PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
+_SPLIT = re.compile(r"(?<!\\),")
+
+
+@dataclass(slots=True)
+class ParsedSearch:
+    query: Query
+    includes: list[tuple[str, str]] = field(default_factory=list)  # (source type, reference param)
+    summary_count: bool = False
+    total: bool = False
+    ignored: list[str] = field(default_factory=list)
+    self_params: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _values(raw: str) -> list[str]:
+    return [v.replace("\\,", ",") for v in _SPLIT.split(raw)]
+
+
+class SearchParser:
+    def __init__(self, identity: IdentityPolicy, local_tz: tzinfo, base_url: str, *, now: datetime) -> None:
+        self.identity = identity
+        self.local_tz = local_tz
+        self.base_url = base_url
+        self.now = now
+
+    # ------------------------------------------------------------------ per type
+    def _token(self, param: SearchParam, raw: str, negate: bool, rtype: str) -> TokenClause | PatientKeyClause:
+        values: list[TokenValue] = []
+        for v in _values(raw):
+            if "|" in v:
+                system, code = v.split("|", 1)
+                if self.identity.is_national(system) and param.name == "identifier":
+                    if not code:
+                        raise BadRequestError(f"{param.name}: a national identifier search needs a value")
+                    code = self._national_key(system, code)
+                values.append(TokenValue(system, code or None))
+            else:
+                values.append(TokenValue(None, v))
+        if not values or any(v.code == "" for v in values):
+            raise BadRequestError(f"{param.name}: empty token")
+        return TokenClause(param.name, tuple(values), negate)
+
+    def _national_key(self, system: str, value: str) -> str:
+        try:
+            return self.identity.master_key(system, value)
+        except NationalIdError as exc:
+            raise BadRequestError(f"identifier: {exc}") from None
+
+    def date_values(self, name: str, raw: str) -> tuple[DateValue, ...]:
+        out: list[DateValue] = []
+        for v in _values(raw):
+            prefix = v[:2] if v[:2] in _PREFIXES else "eq"
+            text = v[2:] if v[:2] in _PREFIXES else v
+            try:
+                low, high = date_range(text, self.local_tz)
+            except DateFormatError as exc:
+                raise BadRequestError(f"{name}: {exc}") from None
+            if prefix == "ap":
+                # "approximately": widen by 10% of the distance to now, at least a day (FHIR leaves it to servers).
+                gap = abs(to_us(self.now) - low)
+                widen = max(gap // 10, to_us(from_us(0) + timedelta(days=1)))
+                low, high = low - widen, high + widen
+            out.append(DateValue(prefix, low, high))
+        return tuple(out)
+
+    def _reference(self, param: SearchParam, raw: str) -> ReferenceClause:
+        values: list[tuple[str | None, str]] = []
+        for v in _values(raw):
+            parsed = parse_reference(v, self.base_url)
+            if parsed is not None:
+                if param.targets and parsed[0] not in param.targets:
+                    raise BadRequestError(f"{param.name} refers to {'/'.join(param.targets)}, not {parsed[0]}")
+                values.append(parsed)
+            elif "/" not in v and v:
+                values.append((param.targets[0] if len(param.targets) == 1 else None, v))
+            else:
+                raise BadRequestError(f"{param.name}: not a reference: {v!r}")
+        return ReferenceClause(param.name, tuple(values))
+
+    def _clause(self, rtype: str, param: SearchParam, modifier: str | None, raw: str) -> Clause:
+        if modifier == "missing":
+            if raw not in ("true", "false"):
+                raise BadRequestError(f"{param.name}:missing takes true or false")
+            return MissingClause(param.name, param.type.value, raw == "true")
+        if param.name == "_id":
+            return IdClause(tuple(_values(raw)))
+        if param.name == "_lastUpdated":
+            return LastUpdatedClause(self.date_values(param.name, raw))
+        if param.type is ParamType.TOKEN:
+            if modifier not in (None, "not"):
+                raise BadRequestError(f"modifier :{modifier} is not supported on token parameter {param.name}")
+            return self._token(param, raw, modifier == "not", rtype)
+        if param.type is ParamType.STRING:
+            if modifier not in (None, "exact", "contains"):
+                raise BadRequestError(f"modifier :{modifier} is not supported on string parameter {param.name}")
+            mode = modifier or "prefix"
+            vals = _values(raw) if mode == "exact" else [normalize_string(v) for v in _values(raw)]
+            if not any(vals):
+                raise BadRequestError(f"{param.name}: empty string")
+            return StringClause(param.name, tuple(vals), mode)
+        if param.type is ParamType.DATE:
+            if modifier is not None:
+                raise BadRequestError(f"modifier :{modifier} is not supported on date parameter {param.name}")
+            return DateClause(param.name, self.date_values(param.name, raw))
+        if modifier is not None and modifier not in param.targets and not modifier[:1].isupper():
+            raise BadRequestError(f"modifier :{modifier} is not supported on reference parameter {param.name}")
+        return self._reference(param, raw)
+
+    def _chain(self, rtype: str, name: str, raw: str) -> Clause:
+        head, _, tail = name.partition(".")
+        ref_name, _, type_modifier = head.partition(":")
+        ref = SEARCH_PARAMS[rtype].get(ref_name)
+        if ref is None or ref.type is not ParamType.REFERENCE:
+            raise BadRequestError(f"unknown chained parameter {name!r} for {rtype}")
+        target_type = type_modifier or (ref.targets[0] if len(ref.targets) == 1 else "")
+        if not target_type:
+            raise BadRequestError(f"{ref_name} may refer to several types: write {ref_name}:Patient.{tail}")
+        if target_type not in SEARCH_PARAMS:
+            raise BadRequestError(f"{target_type} is not a resource type this server searches")
+        inner_name, _, inner_mod = tail.partition(":")
+        inner = SEARCH_PARAMS[target_type].get(inner_name)
+        if inner is None or "." in tail:
+            raise BadRequestError(f"unknown parameter {tail!r} for chained {target_type}")
+        # patient.identifier with a national identifier: the master key *is* that search, answered from the index.
+        if (
+            target_type == "Patient"
+            and inner_name == "identifier"
+            and inner_mod == ""
+            and ref_name in ("patient", "subject")
+        ):
+            values = _values(raw)
+            national = [v.split("|", 1) for v in values if "|" in v and self.identity.is_national(v.split("|", 1)[0])]
+            if national and len(national) == len(values):
+                return PatientKeyClause(tuple(self._national_key(s, v) for s, v in national))
+        inner_clause = self._clause(target_type, inner, inner_mod or None, raw)
+        if not isinstance(inner_clause, TokenClause | StringClause | DateClause | ReferenceClause):
+            raise BadRequestError(f"chained parameter {name!r} is not supported")
+        return ChainClause(ref_name, target_type, inner_clause)
+
+    # ------------------------------------------------------------------ whole request
+    def parse(
+        self,
+        rtype: str,
+        params: Sequence[tuple[str, str]],
+        *,
+        lenient: bool,
+        default_count: int,
+        max_count: int,
+    ) -> ParsedSearch:
+        known = SEARCH_PARAMS[rtype]
+        clauses: list[Clause] = []
+        ignored: list[str] = []
+        sort: list[SortKey] = []
+        includes: list[tuple[str, str]] = []
+        count = default_count
+        summary_count = False
+        total = False
+        cursor: tuple[object, ...] | None = None
+        snapshot: int | None = None
+        self_params: list[tuple[str, str]] = []
+
+        def reject(message: str) -> None:
+            if not lenient:
+                raise BadRequestError(message)
+            ignored.append(message)
+
+        for name, raw in params:
+            if name in ("_format", "_pretty"):
+                continue
+            if name == "_cursor":
+                try:
+                    values, snapshot = decode_cursor(raw)
+                except ValueError as exc:
+                    raise BadRequestError(f"_cursor: {exc}") from None
+                cursor = values
+                continue
+            self_params.append((name, raw))
+            try:
+                if name == "_count":
+                    if not raw.isdigit():
+                        raise BadRequestError("_count must be a whole number")
+                    count = min(int(raw), max_count)
+                elif name == "_sort":
+                    for key in raw.split(","):
+                        desc = key.startswith("-")
+                        key_name = key.lstrip("-")
+                        if key_name not in SORTABLE[rtype]:
+                            sortable = ", ".join(sorted(SORTABLE[rtype]))
+                            raise BadRequestError(f"_sort by {key_name!r} is not supported; sortable: {sortable}")
+                        sort.append(SortKey(key_name, desc))
+                elif name == "_include":
+                    source, _, ref_name = raw.partition(":")
+                    ref_name = ref_name.split(":")[0]
+                    if source != rtype or ref_name not in INCLUDES.get(rtype, frozenset()):
+                        allowed = ", ".join(f"{rtype}:{p}" for p in sorted(INCLUDES.get(rtype, ())))
+                        raise BadRequestError(f"_include={raw} is not supported; supported: {allowed or 'none'}")
+                    includes.append((source, ref_name))
+                elif name == "_summary":
+                    if raw == "count":
+                        summary_count = True
+                    elif raw != "false":
+                        raise BadRequestError("_summary supports only 'count' (and 'false')")
+                elif name == "_total":
+                    if raw not in ("none", "estimate", "accurate"):
+                        raise BadRequestError("_total must be none, estimate or accurate")
+                    total = raw != "none"
+                elif "." in name.split(":")[0] or ("." in name and ":" in name.split(".")[0]):
+                    clauses.append(self._chain(rtype, name, raw))
+                else:
+                    base, _, modifier = name.partition(":")
+                    param = known.get(base)
+                    if param is None:
+                        supported = ", ".join(sorted(known))
+                        raise BadRequestError(f"unknown search parameter {base!r} for {rtype}; supported: {supported}")
+                    clauses.append(self._clause(rtype, param, modifier or None, raw))
+            except BadRequestError as exc:
+                reject(exc.diagnostics)
+        if count == 0:
+            summary_count = True
+        return ParsedSearch(
+            query=Query(rtype, tuple(clauses), tuple(sort), max(count, 1), cursor, snapshot),
+            includes=includes,
+            summary_count=summary_count,
+            total=total,
+            ignored=ignored,
+            self_params=self_params,
+        )

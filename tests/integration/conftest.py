@@ -1,0 +1,201 @@
+"""The registry under test, on SQLite always and on PostgreSQL when reachable (CI has it: there a missing PostgreSQL
+fails the run instead of skipping).
+
+``REGISTRY_TEST_POSTGRES_URL`` points at a server where the tests may create databases (default: the local
+PostgreSQL with trust auth). Each test module gets a fresh database per backend, created by the migrations.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, text
+
+from registry.app import create_app
+from registry.auth import PrincipalKind
+from registry.context import AppContext
+from registry.settings import Settings
+
+PG_ADMIN_URL = os.environ.get("REGISTRY_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+NATIONAL = "https://hr-registry.org.cn/fhir/sid/cn-resident-id"
+FHIR_JSON = "application/fhir+json"
+
+
+def postgres_available() -> str | None:
+    """None when usable, else why not."""
+    try:
+        engine = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+        with engine.connect() as conn:
+            conn.execute(text("select 1"))
+        engine.dispose()
+    except Exception as exc:
+        return f"PostgreSQL not reachable at {PG_ADMIN_URL}: {type(exc).__name__}"
+    return None
+
+
+def _backends() -> list[Any]:
+    reason = postgres_available()
+    if reason and os.environ.get("CI") == "true":
+        raise RuntimeError(f"CI must run the PostgreSQL tests: {reason}")
+    pg = pytest.param("postgresql", marks=pytest.mark.skipif(reason is not None, reason=reason or ""))
+    return ["sqlite", pg]
+
+
+BACKENDS = _backends()
+
+
+@dataclass
+class Database:
+    backend: str
+    url: str
+    drop: Any
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def database(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
+    backend = request.param
+    if backend == "sqlite":
+        path = tmp_path_factory.mktemp("db") / "registry.sqlite3"
+        yield Database(backend, f"sqlite:///{path}", None)
+        return
+    name = f"hr_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    base = PG_ADMIN_URL.rsplit("/", 1)[0]
+    yield Database(backend, f"{base}/{name}", None)
+    with admin.connect() as conn:
+        conn.execute(text(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"))
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+    admin.dispose()
+
+
+def make_settings(var: Path, url: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "var_dir": var,
+        "database_url": url,
+        "public_base_url": "http://testserver",
+        "rate_limit_per_second": 0,
+        "identity_secret": "test-identity-secret",
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+def resident_id(seed: int) -> str:
+    """A synthetic resident ID number with a valid GB 11643 check digit."""
+    from registry.services.identity import resident_id_check_char
+
+    body = f"110101{1950 + seed % 50:04d}{(seed % 12) + 1:02d}{(seed % 28) + 1:02d}{seed % 1000:03d}"
+    return body + resident_id_check_char(body)
+
+
+class Api:
+    """A test client with a token per principal of a small region: admin, hospitals A and B, a clinician at B."""
+
+    def __init__(self, client: TestClient, ctx: AppContext) -> None:
+        self.client = client
+        self.ctx = ctx
+        self.tokens: dict[str, str] = {}
+
+    def token_for(self, client_id: str) -> str:
+        principal = self.ctx.principals.get(client_id)
+        assert principal is not None, client_id
+        return self.ctx.principals.token(principal).access_token
+
+    def headers(self, who: str | None, **extra: str) -> dict[str, str]:
+        h = {"Content-Type": FHIR_JSON, **extra}
+        if who is not None:
+            if who not in self.tokens:
+                self.tokens[who] = self.token_for(who)
+            h["Authorization"] = f"Bearer {self.tokens[who]}"
+        return h
+
+    def get(self, path: str, who: str | None = "admin", **kw: Any) -> httpx.Response:
+        headers = self.headers(who, **kw.pop("headers", {}))
+        return self.client.get(path, headers=headers, **kw)
+
+    def post(self, path: str, body: Any, who: str | None = "admin", **kw: Any) -> httpx.Response:
+        content = body if isinstance(body, (bytes, str)) else orjson.dumps(body)
+        headers = self.headers(who, **kw.pop("headers", {}))
+        return self.client.post(path, content=content, headers=headers, **kw)
+
+    def put(self, path: str, body: Any, who: str | None = "admin", **kw: Any) -> httpx.Response:
+        content = body if isinstance(body, (bytes, str)) else orjson.dumps(body)
+        headers = self.headers(who, **kw.pop("headers", {}))
+        return self.client.put(path, content=content, headers=headers, **kw)
+
+    def delete(self, path: str, who: str | None = "admin", **kw: Any) -> httpx.Response:
+        return self.client.delete(path, headers=self.headers(who, **kw.pop("headers", {})), **kw)
+
+    # ------------------------------------------------------------------ fixtures of the region
+    def patient(self, org: str, mrn: str, national_id: str | None, **extra: Any) -> dict[str, Any]:
+        identifiers = [{"system": f"http://{org}.example/mrn", "value": mrn}]
+        if national_id:
+            identifiers.append({"system": NATIONAL, "value": national_id})
+        resource = {
+            "resourceType": "Patient",
+            "identifier": identifiers,
+            "name": [{"family": "测", "given": ["试"], "text": "测试"}],
+            "gender": "female",
+            "birthDate": "1980-05-06",
+            "managingOrganization": {"reference": f"Organization/{org}"},
+            **extra,
+        }
+        r = self.post("/fhir/Patient", resource, who=f"{org}-system")
+        assert r.status_code == 201, r.text
+        return dict(r.json())
+
+    def report(self, org: str, patient_id: str, number: str, **extra: Any) -> dict[str, Any]:
+        resource = {
+            "resourceType": "DiagnosticReport",
+            "identifier": [{"system": f"http://{org}.example/report", "value": number}],
+            "status": "final",
+            "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0074", "code": "LAB"}]}],
+            "code": {"coding": [{"system": "http://loinc.org", "code": "58410-2"}]},
+            "subject": {"reference": f"Patient/{patient_id}"},
+            "effectiveDateTime": "2025-03-01T08:00:00+08:00",
+            "issued": "2025-03-01T10:00:00+08:00",
+            "performer": [{"reference": f"Organization/{org}"}],
+            **extra,
+        }
+        r = self.post("/fhir/DiagnosticReport", resource, who=f"{org}-system")
+        assert r.status_code == 201, r.text
+        return dict(r.json())
+
+
+def setup_region(ctx: AppContext) -> None:
+    admin = ctx.principals.add(PrincipalKind.ADMIN, "admin", "Admin").principal
+    from registry.services.audit import AuditContext
+
+    audit = AuditContext("setup", admin, "update")
+    for org, name in (("hosp-a", "A 医院"), ("hosp-b", "B 医院"), ("hosp-c", "C 医院")):
+        body = orjson.dumps({"resourceType": "Organization", "id": org, "name": name}).decode()
+        ctx.ingest.update(admin, audit, "Organization", org, body, None)
+        ctx.principals.add(PrincipalKind.HOSPITAL, f"{org}-system", f"{name} system", org_id=org)
+    ctx.principals.add(PrincipalKind.CLINICIAN, "dr-b", "医生 B", org_id="hosp-b")
+    ctx.principals.add(PrincipalKind.CLINICIAN, "dr-c", "医生 C", org_id="hosp-c")
+
+
+@pytest.fixture(scope="module")
+def api(database: Database, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
+    settings = make_settings(tmp_path_factory.mktemp("var"), database.url)
+    app = create_app(settings)
+    ctx: AppContext = app.state.ctx
+    setup_region(ctx)
+    with TestClient(app) as client:
+        yield Api(client, ctx)
+    ctx.engine.dispose()
+
+
+def unique(prefix: str = "x") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
