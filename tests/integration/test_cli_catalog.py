@@ -51,8 +51,15 @@ def test_show() -> None:
 
 
 def test_search_chinese_english_abbreviation_code() -> None:
-    for text, expected in (("血红蛋白", "L004"), ("hemoglobin", "L004"), ("ALT", None), ("718-7", "L004"),
-                           ("JY-XY-004", "L004"), ("胸部CT平扫", "I032"), ("loinc|29252-4", "I032")):  # fmt: skip
+    for text, expected in (
+        ("血红蛋白", "L004"),
+        ("hemoglobin", "L004"),
+        ("ALT", None),
+        ("718-7", "L004"),
+        ("JY-XY-004", "L004"),
+        ("胸部CT平扫", "I032"),
+        ("loinc|29252-4", "I032"),
+    ):
         r = runner.invoke(app, ["catalog", "search", text, "--json"])
         assert r.exit_code == 0, (text, r.output)
         rows = _json_lines(r.output)
