@@ -55,11 +55,11 @@ def _install_error_handlers(app: FastAPI) -> None:
             return fhir_response({"resourceType": "OperationOutcome", "issue": issues}, status_code=400)
         response = _outcome_response(exc.status, exc.code, exc.diagnostics, expression=exc.expression)
         if isinstance(exc, UnauthorizedError):
-            response.headers["WWW-Authenticate"] = (
-                'Bearer realm="hr-registry", error="invalid_token", error_description="'
-                + exc.diagnostics.replace('"', "'")
-                + '"'
-            )
+            challenge = 'Bearer realm="hr-registry"'
+            if exc.challenge_error:
+                description = exc.diagnostics.replace('"', "'")
+                challenge += f', error="invalid_token", error_description="{description}"'
+            response.headers["WWW-Authenticate"] = challenge
         if isinstance(exc, RateLimitedError):
             response.headers["Retry-After"] = str(exc.retry_after)
         return response

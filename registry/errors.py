@@ -15,6 +15,7 @@ class RegistryError(Exception):
         super().__init__(diagnostics)
         self.diagnostics = diagnostics
         self.expression = expression or []
+        self.audited = False  # set once an audit row records this error
 
 
 class BadRequestError(RegistryError):
@@ -54,6 +55,7 @@ class SchemaOutOfDateError(RegistryError):
 class UnauthorizedError(RegistryError):
     status = 401
     code = "login"
+    challenge_error = True  # False when no credentials were sent at all (RFC 6750 §3.1)
 
 
 class ForbiddenError(RegistryError):

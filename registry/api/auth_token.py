@@ -46,7 +46,10 @@ async def token(request: Request) -> JSONResponse:
         except (binascii.Error, UnicodeDecodeError):
             return _oauth_error(400, "invalid_request", "malformed Basic credentials")
         client_id, secret = unquote_plus(user), unquote_plus(password)
-    if form.get("grant_type") != "client_credentials":
+    grant_type = form.get("grant_type")
+    if not grant_type:
+        return _oauth_error(400, "invalid_request", "grant_type is required (client_credentials)")
+    if grant_type != "client_credentials":
         return _oauth_error(400, "unsupported_grant_type", "only grant_type=client_credentials is supported")
     if not isinstance(client_id, str) or not isinstance(secret, str) or not client_id or not secret:
         return _oauth_error(401, "invalid_client", "client_id and client_secret are required")

@@ -38,6 +38,10 @@ def audit_context(
     return AuditContext(request_id(request), principal, interaction, resource_type, resource_id, query)
 
 
+class _NoCredentialsError(AuthError):
+    """No token at all: the challenge then carries no error code (RFC 6750 §3.1)."""
+
+
 def authenticate(request: Request) -> Principal:
     """The principal of a valid bearer token; 401 otherwise, 429 past the client's rate (both audited)."""
     ctx = ctx_of(request)
@@ -45,10 +49,11 @@ def authenticate(request: Request) -> Principal:
     scheme, _, token = header.partition(" ")
     try:
         if scheme.lower() != "bearer" or not token.strip():
-            raise AuthError("a bearer token is required (Authorization: Bearer <token>; get one at /auth/token)")
+            raise _NoCredentialsError("a bearer token is required (Authorization: Bearer <token>; see /auth/token)")
         principal = ctx.tokens.verify(token.strip(), now=ctx.clock())
     except AuthError as exc:
         error = UnauthorizedError(str(exc))
+        error.challenge_error = not isinstance(exc, _NoCredentialsError)
         ctx_audit = audit_context(request, None, "operation", None, None)
         AuditTrail(ctx.uow).record([audit_row(ctx_audit, now=ctx.clock(), status=401, detail=str(exc))])
         raise error from None

@@ -48,6 +48,10 @@ def mask_text(text: str) -> str:
     return _ID_LIKE.sub(lambda m: masked(m.group(1)), text)
 
 
+def _masked_or_none(text: str | None) -> str | None:
+    return mask_text(text) if text else None
+
+
 def mask_query(query: str, identity: IdentityPolicy) -> str:
     """A query string with the values of national-identifier tokens masked (and any ID-shaped number)."""
     if not query:
@@ -100,10 +104,10 @@ def audit_row(
         "principal_name": p.name if p else None,
         "org_id": p.org_id if p else None,
         "resource_type": resource_type or ctx.resource_type,
-        "resource_id": resource_id or ctx.resource_id,
+        "resource_id": _masked_or_none(resource_id or ctx.resource_id),
         "patient_key": patient_key,
         "query": (ctx.query or None) and ctx.query[:2000],
-        "detail": detail[:2000] if detail else None,
+        "detail": mask_text(detail)[:2000] if detail else None,
     }
 
 
@@ -199,12 +203,12 @@ def search_audit_events(
     parse_dates: Callable[[str, str], Sequence[DateValue]],
     max_count: int,
 ) -> bytes:
-    """``GET /fhir/AuditEvent``: admins only. Parameters: ``date`` (prefixes), ``agent`` (client id), ``patient``
-    (``Patient/<id>``), ``action``, ``outcome``, ``entity-type``, ``_count``; newest first."""
+    """``GET /fhir/AuditEvent``: admins see everything; a patient sees who accessed their own records (DESIGN.md §6);
+    others are refused. Parameters: ``date`` (prefixes), ``agent`` (client id), ``patient`` (``Patient/<id>``),
+    ``action``, ``outcome``, ``entity-type``, ``_count``; newest first."""
 
     try:
-        if principal.kind is not PrincipalKind.ADMIN:
-            raise ForbiddenError("only admins may read the audit trail")
+        own_key = _audit_reader_key(principal)
         count, before = 50, None
         f: dict[str, Any] = {}
         dates: list[DateValue] = []
@@ -236,8 +240,12 @@ def search_audit_events(
                 )
         with uow.begin(audit_only=True) as repo:
             if patient_ids:
-                found = repo.get_many([("Patient", pid) for pid in patient_ids])
-                f["patient_keys"] = tuple({s.patient_key for s in found.values() if s.patient_key})
+                # deleted Patients included: deleting a record must not hide who saw it
+                found = [repo.get("Patient", pid) for pid in patient_ids]
+                f["patient_keys"] = tuple({s.patient_key for s in found if s is not None and s.patient_key})
+            if own_key is not None:
+                keys = f.get("patient_keys")
+                f["patient_keys"] = (own_key,) if keys is None or own_key in keys else ()
             rows = repo.audit_events(AuditFilter(count=count + 1, dates=tuple(dates), before_pk=before, **f))
             repo.add_audit([audit_row(ctx, now=now, status=200)])
     except RegistryError as exc:
@@ -253,17 +261,27 @@ def search_audit_events(
     return render("searchset", entries, now=now, links=links)
 
 
+def _audit_reader_key(principal: Principal) -> str | None:
+    """None for an admin (everything); the patient's own key for a patient; refusal for anyone else."""
+    if principal.kind is PrincipalKind.ADMIN:
+        return None
+    if principal.kind is PrincipalKind.PATIENT and principal.patient_key:
+        return principal.patient_key
+    raise ForbiddenError("only admins, and patients for their own records, may read the audit trail")
+
+
 def read_audit_event(
     uow: UnitOfWork, principal: Principal, ctx: AuditContext, event_id: str, *, now: datetime
 ) -> bytes:
 
     try:
-        if principal.kind is not PrincipalKind.ADMIN:
-            raise ForbiddenError("only admins may read the audit trail")
+        own_key = _audit_reader_key(principal)
         if not event_id.isdigit():
             raise NotFoundError(f"AuditEvent/{event_id} is not known")
         with uow.begin(audit_only=True) as repo:
-            rows = repo.audit_events(AuditFilter(count=1, pk=int(event_id)))
+            rows = repo.audit_events(
+                AuditFilter(count=1, pk=int(event_id), patient_keys=(own_key,) if own_key is not None else None)
+            )
             if not rows:
                 raise NotFoundError(f"AuditEvent/{event_id} is not known")
             repo.add_audit([audit_row(ctx, now=now, status=200)])

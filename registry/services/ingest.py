@@ -54,6 +54,7 @@ from registry.store.repository import (
     Repository,
     Stored,
     UnitOfWork,
+    WritePlan,
 )
 
 SUPPORTED = frozenset(SEARCH_PARAMS)
@@ -116,6 +117,7 @@ class Session:
     now: datetime
     pending: dict[tuple[str, str], Pending] = field(default_factory=dict)
     url_map: dict[str, str] = field(default_factory=dict)
+    live: dict[tuple[str, str], str | None] = field(default_factory=dict)  # existence checks already answered
     audit_rows: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -286,9 +288,11 @@ class Ingest:
             if new != ref:
                 node["reference"] = new
                 replacements[ref] = new
+        unknown = [target for _, target in to_check if target not in s.live]
+        if unknown:
+            s.live.update(s.repo.live_patient_keys(unknown))
         if to_check:
-            found = s.repo.live_patient_keys([target for _, target in to_check])
-            missing = [(where, target) for where, target in to_check if target not in found]
+            missing = [(where, target) for where, target in to_check if target not in s.live]
             if missing:
                 where, (t, i) = missing[0]
                 raise UnprocessableError(f"{where}: reference {t}/{i} does not resolve to a resource on this server",
@@ -355,76 +359,6 @@ class Ingest:
         except JsonShapeError as exc:
             raise BadRequestError(f"the body is not a JSON object: {exc}") from None
 
-    def _audit_write(self, s: Session, audit: AuditContext, interaction: str, status: int, stored: Stored) -> None:
-        s.audit_rows.append(
-            audit_row(
-                audit,
-                now=s.now,
-                status=status,
-                patient_key=stored.patient_key,
-                resource_type=stored.type,
-                resource_id=stored.id,
-                interaction=interaction,
-            )
-        )
-
-    def _existing_by_identifier(self, s: Session, p: Prepared) -> Stored | None:
-        for system, value in sorted(p.content.identifiers):
-            found = s.repo.by_identifier(p.type, system, value)
-            if found is not None and found.id != p.id:
-                return found
-        return None
-
-    def _store_create(self, s: Session, p: Prepared) -> WriteResult:
-        existing = self._existing_by_identifier(s, p)
-        if existing is not None:
-            if existing.content_hash == p.content.content_hash:
-                return WriteResult(200, existing)  # the same report pushed again
-            system, value = sorted(p.content.identifiers)[0]
-            raise ConflictError(
-                f"{p.type} with identifier {system}|{value} already exists as {p.type}/{existing.id} with different "
-                f"content; send a correction as an update (PUT {p.type}?identifier={system}|{value})"
-            )
-        p.content.body = self._body(p, 1, s.now)
-        try:
-            stored = s.repo.insert(p.content, now=s.now, now_us=to_us(s.now))
-        except DuplicateIdentifierError:
-            raise _RetryError from None
-        return WriteResult(201, stored)
-
-    def _store_update(self, s: Session, p: Prepared, if_match: str | None) -> WriteResult:
-        existing = s.repo.get(p.type, p.id, for_update=True)
-        if if_match is not None:
-            expected = if_match.strip().removeprefix("W/").strip('"')
-            if existing is None or existing.deleted or str(existing.version) != expected:
-                current = "none" if existing is None or existing.deleted else f'W/"{existing.version}"'
-                raise PreconditionFailedError(f"If-Match {if_match} does not match the current version ({current})")
-        if existing is None or existing.deleted:
-            if existing is None and not ID_RE.match(p.id):
-                raise BadRequestError(f"{p.id!r} is not a valid FHIR id")
-            if existing is not None:  # re-creating a deleted resource continues its history
-                clash = self._existing_by_identifier(s, p)
-                if clash is not None:
-                    raise ConflictError(f"identifier already used by {p.type}/{clash.id}")
-                p.content.body = self._body(p, existing.version + 1, s.now)
-                try:
-                    return WriteResult(201, s.repo.replace(existing, p.content, now=s.now, now_us=to_us(s.now)))
-                except DuplicateIdentifierError:
-                    raise _RetryError from None
-            return self._store_create(s, p)
-        if s.principal.kind is PrincipalKind.HOSPITAL and existing.org_id not in (None, s.principal.org_id):
-            raise ForbiddenError(f"{p.type}/{p.id} belongs to Organization/{existing.org_id}")
-        if existing.content_hash == p.content.content_hash and existing.patient_key == p.content.patient_key:
-            return WriteResult(200, existing)  # unchanged: no new version
-        clash = self._existing_by_identifier(s, p)
-        if clash is not None:
-            raise ConflictError(f"identifier already used by {p.type}/{clash.id}")
-        p.content.body = self._body(p, existing.version + 1, s.now)
-        try:
-            return WriteResult(200, s.repo.replace(existing, p.content, now=s.now, now_us=to_us(s.now)))
-        except DuplicateIdentifierError:
-            raise _RetryError from None
-
     # ================================================================== running with retries
     def _run(self, audit: AuditContext, principal: Principal, fn: Callable[[Session], T]) -> T:
         last: Exception | None = None
@@ -436,7 +370,7 @@ class Ingest:
                     result = fn(s)
                     repo.add_audit(s.audit_rows)
                 return result
-            except _RetryError as exc:
+            except (_RetryError, DuplicateIdentifierError) as exc:
                 last = exc
             except IntegrityError as exc:  # (type, id) taken by a concurrent create-with-id
                 last = exc
@@ -446,30 +380,50 @@ class Ingest:
                 last = exc
             except RegistryError as exc:
                 self.audit.record([audit_row(audit, now=now, status=exc.status, detail=exc.diagnostics)])
+                exc.audited = True
                 raise
         self.audit.record([audit_row(audit, now=self.ctx.clock(), status=409, detail="write contention")])
-        raise ConflictError(f"the write kept colliding with concurrent writes; retry it ({type(last).__name__})")
+        error = ConflictError(f"the write kept colliding with concurrent writes; retry it ({type(last).__name__})")
+        error.audited = True
+        raise error
 
     # ================================================================== single interactions
+    def _single(self, principal: Principal, audit: AuditContext, item: _BundleItem) -> WriteResult:
+        def run(s: Session) -> WriteResult:
+            (done,) = self._apply(s, audit, [item], single=True)
+            if done.stored is None:  # only a delete answers without a resource
+                raise NotFoundError("nothing was written")
+            return WriteResult(201 if done.status_text.startswith("201") else 200, done.stored)
+
+        return self._run(audit, principal, run)
+
     def create(
         self, principal: Principal, audit: AuditContext, rtype: str, text: str, if_none_exist: str | None
     ) -> WriteResult:
-        def run(s: Session) -> WriteResult:
-            resource = self._parse(text, rtype)
-            access.require_scope(principal, rtype, "write")
-            if if_none_exist:
-                matches = self._matches(s, rtype, if_none_exist.lstrip("?"))
-                if len(matches) > 1:
-                    raise PreconditionFailedError(f"If-None-Exist matched {len(matches)} resources")
-                if matches:
-                    found = s.repo.get(rtype, matches[0])
-                    if found is not None:
-                        self._check_visible_to_writer(s, found)
-                        return WriteResult(200, found)
-            p = self.prepare(s, text, resource, str(uuid.uuid4()))
-            result = self._store_create(s, p)
-            self._audit_write(s, audit, "create", result.status, result.stored)
-            return result
+        item = _BundleItem(0, "POST", rtype, None, text, if_none_exist.lstrip("?") if if_none_exist else None, None)
+        return self._single(principal, audit, item)
+
+    def update(
+        self, principal: Principal, audit: AuditContext, rtype: str, rid: str, text: str, if_match: str | None
+    ) -> WriteResult:
+        if not ID_RE.match(rid):
+            raise BadRequestError(f"{rid!r} is not a valid FHIR id")
+        return self._single(principal, audit, _BundleItem(0, "PUT", f"{rtype}/{rid}", None, text, None, if_match))
+
+    def conditional_update(
+        self, principal: Principal, audit: AuditContext, rtype: str, query: str, text: str
+    ) -> WriteResult:
+        return self._single(principal, audit, _BundleItem(0, "PUT", f"{rtype}?{query}", None, text, None, None))
+
+    def delete(self, principal: Principal, audit: AuditContext, rtype: str, rid: str) -> int | None:
+        """Delete; returns the deletion's version, or None when there was nothing live to delete."""
+        if rtype not in SUPPORTED:
+            raise NotFoundError(f"resource type {rtype!r} is not supported")
+
+        def run(s: Session) -> int | None:
+            (done,) = self._apply(s, audit, [_BundleItem(0, "DELETE", f"{rtype}/{rid}", None, None, None, None)],
+                                  single=True)  # fmt: skip
+            return done.stored.version if done.stored is not None else None
 
         return self._run(audit, principal, run)
 
@@ -479,73 +433,20 @@ class Ingest:
             p.kind is PrincipalKind.HOSPITAL
             and found.org_id not in (None, p.org_id)
             and found.type not in access.DIRECTORY
-        ) and not (found.patient_key and s.repo.has_care_context(p.org_id or "", found.patient_key)):
+            and not (found.patient_key and s.repo.has_care_context(p.org_id or "", found.patient_key))
+        ):
             raise ForbiddenError(f"{found.type}/{found.id} matches, but belongs to another organization")
-
-    def update(
-        self, principal: Principal, audit: AuditContext, rtype: str, rid: str, text: str, if_match: str | None
-    ) -> WriteResult:
-        def run(s: Session) -> WriteResult:
-            resource = self._parse(text, rtype)
-            body_id = resource.get("id")
-            if body_id is not None and body_id != rid:
-                raise BadRequestError(f"the resource id {body_id!r} does not match the URL id {rid!r}")
-            if not ID_RE.match(rid):
-                raise BadRequestError(f"{rid!r} is not a valid FHIR id")
-            access.require_scope(principal, rtype, "write")
-            p = self.prepare(s, text, resource, rid)
-            result = self._store_update(s, p, if_match)
-            self._audit_write(s, audit, "update" if result.status == 200 else "create", result.status, result.stored)
-            return result
-
-        return self._run(audit, principal, run)
-
-    def conditional_update(
-        self, principal: Principal, audit: AuditContext, rtype: str, query: str, text: str
-    ) -> WriteResult:
-        def run(s: Session) -> WriteResult:
-            resource = self._parse(text, rtype)
-            access.require_scope(principal, rtype, "write")
-            matches = self._matches(s, rtype, query)
-            if len(matches) > 1:
-                raise PreconditionFailedError(f"the conditional update matched {len(matches)} resources, not one")
-            body_id = resource.get("id")
-            if matches:
-                rid = matches[0]
-                if body_id is not None and body_id != rid:
-                    raise BadRequestError(f"the resource id {body_id!r} is not the matched {rtype}/{rid}")
-            else:
-                rid = str(body_id) if body_id else str(uuid.uuid4())
-            p = self.prepare(s, text, resource, rid)
-            result = self._store_update(s, p, None)
-            self._audit_write(s, audit, "update" if result.status == 200 else "create", result.status, result.stored)
-            return result
-
-        return self._run(audit, principal, run)
-
-    def delete(self, principal: Principal, audit: AuditContext, rtype: str, rid: str) -> int | None:
-        """Delete; returns the deletion's version, or None when there was nothing live to delete."""
-
-        def run(s: Session) -> int | None:
-            if rtype not in SUPPORTED:
-                raise NotFoundError(f"resource type {rtype!r} is not supported")
-            access.require_scope(principal, rtype, "write")
-            existing = s.repo.get(rtype, rid, for_update=True)
-            if existing is None or existing.deleted:
-                return None
-            if principal.kind is PrincipalKind.HOSPITAL and existing.org_id != principal.org_id:
-                raise ForbiddenError(f"{rtype}/{rid} belongs to Organization/{existing.org_id}")
-            if principal.kind not in (PrincipalKind.HOSPITAL, PrincipalKind.ADMIN):
-                raise ForbiddenError(f"{principal.kind.value} principals cannot delete")
-            version = s.repo.mark_deleted(existing, now=s.now, now_us=to_us(s.now))
-            s.audit_rows.append(audit_row(audit, now=s.now, status=204, patient_key=existing.patient_key,
-                                          resource_type=rtype, resource_id=rid, interaction="delete"))  # fmt: skip
-            return version
-
-        return self._run(audit, principal, run)
 
     # ================================================================== Bundles
     def bundle(self, principal: Principal, audit: AuditContext, text: str, *, representation: bool) -> bytes:
+        try:
+            return self._bundle(principal, audit, text, representation=representation)
+        except RegistryError as exc:
+            if not exc.audited:
+                self.audit.record([audit_row(audit, now=self.ctx.clock(), status=exc.status, detail=exc.diagnostics)])
+            raise
+
+    def _bundle(self, principal: Principal, audit: AuditContext, text: str, *, representation: bool) -> bytes:
         try:
             bundle = orjson.loads(text)
         except orjson.JSONDecodeError as exc:
@@ -565,152 +466,229 @@ class Ingest:
         spans = _entry_resource_texts(text)
         items = [_BundleItem.of(i, e, spans.get(i)) for i, e in enumerate(entries)]
         if btype == "transaction":
-            return self._transaction(principal, audit, items, representation)
-        return self._batch(principal, audit, items, representation)
 
-    def _transaction(
-        self, principal: Principal, audit: AuditContext, items: list[_BundleItem], representation: bool
-    ) -> bytes:
-        def run(s: Session) -> bytes:
-            responses = self._apply(s, audit, items, atomic=True)
-            return render("transaction-response", [self._entry(r, representation) for r in responses], now=s.now)
+            def run(s: Session) -> bytes:
+                responses = self._apply(s, audit, items)
+                return render("transaction-response", [self._entry(r, representation) for r in responses], now=s.now)
 
-        return self._run(audit, principal, run)
-
-    def _batch(
-        self, principal: Principal, audit: AuditContext, items: list[_BundleItem], representation: bool
-    ) -> bytes:
+            return self._run(audit, principal, run)
         out: list[Entry] = []
         for item in items:
 
             def one(s: Session, it: _BundleItem = item) -> list[_Done]:
-                return self._apply(s, audit, [it], atomic=False)
+                return self._apply(s, audit, [it])
 
             try:
                 (response,) = self._run(audit, principal, one)
                 out.append(self._entry(response, representation))
             except RegistryError as exc:
-                out.append(Entry(None, response={"status": f"{exc.status} {_REASON.get(exc.status, '')}".strip()},
-                                 outcome=_outcome(exc)))  # fmt: skip
+                status = f"{exc.status} {_REASON.get(exc.status, '')}".strip()
+                out.append(Entry(None, response={"status": status}, outcome=_outcome(exc)))
         return render("batch-response", out, now=self.ctx.clock())
 
     def _entry(self, r: _Done, representation: bool) -> Entry:
-        if r.stored is None:
+        if r.stored is None or r.stored.deleted:
             return Entry(None, response={"status": r.status_text})
         st = r.stored
         return Entry(
             f"{self.ctx.base_url}/{st.type}/{st.id}",
-            st.body if representation and not st.deleted else None,
+            st.body if representation else None,
             response={"status": r.status_text, "location": f"{st.type}/{st.id}/_history/{st.version}",
                       "etag": weak_etag(st.version), "lastModified": instant(st.last_updated)},
         )  # fmt: skip
 
-    def _apply(self, s: Session, audit: AuditContext, items: list[_BundleItem], *, atomic: bool) -> list[_Done]:
-        done: dict[int, _Done] = {}
-        # 1. identities: ids for new resources, fullUrl → Type/id, conditional creates/updates resolved.
-        plans: list[tuple[_BundleItem, str, str, dict[str, Any] | None]] = []  # (item, type, id, resource)
-        for it in items:
-            where = f"Bundle.entry[{it.index}]"
-            try:
-                method, rtype, rid, query = it.target()
-                if method == "GET":
-                    plans.append((it, rtype, rid or "", None))
-                    continue
-                if rtype not in SUPPORTED:
-                    raise NotFoundError(f"resource type {rtype!r} is not supported")
-                if method == "DELETE":
-                    plans.append((it, rtype, rid or "", None))
-                    continue
-                resource = self._parse(it.text or "", rtype)
-                if method == "POST":
-                    if it.if_none_exist:
-                        matches = self._matches(s, rtype, it.if_none_exist.lstrip("?"))
-                        if len(matches) > 1:
-                            raise PreconditionFailedError(f"ifNoneExist matched {len(matches)} resources")
-                        if matches:
-                            found = s.repo.get(rtype, matches[0])
-                            if found is not None:
-                                self._check_visible_to_writer(s, found)
-                                done[it.index] = _Done(it.index, "200 OK", found)
-                                if it.full_url:
-                                    s.url_map[it.full_url] = f"{rtype}/{found.id}"
-                                continue
-                    rid = str(uuid.uuid4())
-                else:  # PUT
-                    if query is not None:
-                        matches = self._matches(s, rtype, query)
-                        if len(matches) > 1:
-                            raise PreconditionFailedError(f"conditional update matched {len(matches)} resources")
-                        rid = matches[0] if matches else str(resource.get("id") or uuid.uuid4())
-                    if not rid or not ID_RE.match(rid):
-                        raise BadRequestError(f"{rid!r} is not a valid FHIR id")
-                    if resource.get("id") not in (None, rid):
-                        raise BadRequestError(f"the resource id {resource.get('id')!r} does not match {rtype}/{rid}")
-                if it.full_url:
-                    s.url_map[it.full_url] = f"{rtype}/{rid}"
-                s.pending[(rtype, rid)] = Pending(rtype, rid)
-                plans.append((it, rtype, rid, resource))
-            except RegistryError as exc:
-                raise _at(exc, where) from None
+    # ================================================================== the write engine
+    def _apply(self, s: Session, audit: AuditContext, items: list[_BundleItem], *, single: bool = False) -> list[_Done]:
+        """Resolve, prepare and write entries in one transaction with a handful of SQL statements."""
 
-        # 2. prepare, dependencies first.
-        prepared: dict[int, Prepared] = {}
-        for it, rtype, rid, parsed_resource in sorted(plans, key=lambda p: PREPARE_ORDER.get(p[1], 99)):
-            if parsed_resource is None:
-                continue
+        def where(step: _Step) -> str:
+            return "" if single else f"Bundle.entry[{step.index}]"
+
+        def guarded(step: _Step, fn: Callable[..., None], *args: Any) -> None:
             try:
-                p = self.prepare(s, it.text or "", parsed_resource, rid)
+                fn(*args)
             except RegistryError as exc:
-                raise _at(exc, f"Bundle.entry[{it.index}]") from None
-            pend = s.pending[(rtype, rid)]
-            pend.patient_key, pend.org_id, pend.identifiers = (
-                p.content.patient_key,
-                p.content.org_id,
-                p.content.identifiers,
-            )
-            prepared[it.index] = p
+                raise (exc if single else _at(exc, where(step))) from None
+
+        steps = [_Step.of(it) for it in items]
+        for step in steps:
+            guarded(step, self._parse_step, step)
+
+        # 1. identities: one query for every identifier-only condition; the rest searched one by one.
+        wanted = [key for st in steps for key in st.identifier_conditions()]
+        by_identifier = s.repo.by_identifiers(wanted) if wanted else {}
+        for step in steps:
+            guarded(step, self._resolve_target, s, step, by_identifier)
+        for step in steps:
+            if step.full_url and step.type and step.id and step.method != "DELETE":
+                s.url_map[step.full_url] = f"{step.type}/{step.id}"
+            if step.method in ("POST", "PUT") and step.done is None:
+                s.pending[(step.type, step.id)] = Pending(step.type, step.id)
+
+        # 2. the current rows of everything updated or deleted, locked for the transaction.
+        targets = [(st.type, st.id) for st in steps if st.method in ("PUT", "DELETE") and st.done is None]
+        current = s.repo.get_for_write(targets) if targets else {}
+
+        # 3. prepare, what others refer to first (every stored reference checked in one query up front).
+        stored_refs = [
+            parsed
+            for st in steps
+            if st.resource is not None and st.done is None
+            for _path, node in references(st.resource)
+            if (parsed := parse_reference(str(node["reference"]), self.ctx.base_url)) is not None
+            and parsed[0] in SUPPORTED
+            and parsed not in s.pending
+        ]
+        if stored_refs:
+            s.live.update(s.repo.live_patient_keys(stored_refs))
+        for step in sorted(steps, key=lambda st: PREPARE_ORDER.get(st.type, 99)):
+            if step.resource is None or step.done is not None:
+                continue
+            guarded(step, self._prepare_step, s, step)
         claimed: dict[tuple[str, str, str], int] = {}
-        for index, p in prepared.items():
-            for system, value in p.content.identifiers:
-                other = claimed.setdefault((p.type, system, value), index)
-                if other != index:
+        for step in steps:
+            if step.prepared is None:
+                continue
+            for system, value in step.prepared.content.identifiers:
+                other = claimed.setdefault((step.type, system, value), step.index)
+                if other != step.index:
                     raise BadRequestError(
-                        f"Bundle.entry[{other}] and Bundle.entry[{index}] both carry {p.type} identifier "
+                        f"Bundle.entry[{other}] and Bundle.entry[{step.index}] both carry {step.type} identifier "
                         f"{system}|{value}"
                     )
+        holders = s.repo.by_identifiers(list(claimed)) if claimed else {}
 
-        # 3. execute in FHIR order: DELETE, POST, PUT, GET.
-        for it, rtype, rid, _resource in sorted(plans, key=lambda p: (EXECUTE_ORDER[p[0].method], p[0].index)):
-            where = f"Bundle.entry[{it.index}]"
-            try:
-                if it.method == "DELETE":
-                    done[it.index] = self._bundle_delete(s, audit, it, rtype, rid)
-                elif it.method == "GET":
-                    raise BadRequestError("GET entries are not supported in Bundles; read or search directly")
-                elif it.method == "POST":
-                    result = self._store_create(s, prepared[it.index])
-                    self._audit_write(s, audit, "create", result.status, result.stored)
-                    done[it.index] = _Done(it.index, "201 Created" if result.status == 201 else "200 OK", result.stored)
+        # 4. decide each write, then write them all at once.
+        plan = WritePlan()
+        for step in steps:
+            if step.done is None:
+                guarded(step, self._plan, s, step, current.get((step.type, step.id)), holders, plan)
+        written = s.repo.apply(plan, now=s.now, now_us=to_us(s.now)) if (plan.creates or plan.replaces or
+                                                                          plan.deletes) else {}  # fmt: skip
+        results: list[_Done] = []
+        for step in steps:
+            if step.done is None:
+                stored = written[(step.type, step.id)]
+                if stored.deleted:
+                    step.done = _Done(step.index, "204 No Content", stored)
+                    interaction, status = "delete", 204
+                elif stored.version == 1 or step.recreated:
+                    step.done = _Done(step.index, "201 Created", stored)
+                    interaction, status = "create", 201
                 else:
-                    result = self._store_update(s, prepared[it.index], it.if_match)
-                    inter = "update" if result.status == 200 else "create"
-                    self._audit_write(s, audit, inter, result.status, result.stored)
-                    done[it.index] = _Done(it.index, "201 Created" if result.status == 201 else "200 OK", result.stored)
-            except RegistryError as exc:
-                raise _at(exc, where) from None
-        return [done[it.index] for it in items]
+                    step.done = _Done(step.index, "200 OK", stored)
+                    interaction, status = "update", 200
+                s.audit_rows.append(audit_row(audit, now=s.now, status=status, patient_key=stored.patient_key,
+                                              resource_type=stored.type, resource_id=stored.id,
+                                              interaction=interaction))  # fmt: skip
+            results.append(step.done)
+        return results
 
-    def _bundle_delete(self, s: Session, audit: AuditContext, it: _BundleItem, rtype: str, rid: str) -> _Done:
-        access.require_scope(s.principal, rtype, "write")
-        existing = s.repo.get(rtype, rid, for_update=True)
-        if existing is None or existing.deleted:
-            return _Done(it.index, "204 No Content", None)
-        if s.principal.kind is PrincipalKind.HOSPITAL and existing.org_id != s.principal.org_id:
-            raise ForbiddenError(f"{rtype}/{rid} belongs to Organization/{existing.org_id}")
-        s.repo.mark_deleted(existing, now=s.now, now_us=to_us(s.now))
-        s.audit_rows.append(audit_row(audit, now=s.now, status=204, patient_key=existing.patient_key,
-                                      resource_type=rtype, resource_id=rid, interaction="delete"))  # fmt: skip
-        return _Done(it.index, "204 No Content", None)
+    def _parse_step(self, step: _Step) -> None:
+        step.type, step.id, step.query = step.item.target()
+        if step.type not in SUPPORTED:
+            raise NotFoundError(f"resource type {step.type!r} is not supported")
+        if step.method == "GET":
+            raise BadRequestError("GET entries are not supported in Bundles; read or search directly")
+        if step.method in ("POST", "PUT"):
+            step.resource = self._parse(step.item.text or "", step.type)
+            body_id = step.resource.get("id")
+            if step.method == "PUT" and step.id and body_id not in (None, step.id):
+                raise BadRequestError(f"the resource id {body_id!r} does not match {step.type}/{step.id}")
+
+    def _resolve_target(self, s: Session, step: _Step, by_identifier: Mapping[tuple[str, str, str], Stored]) -> None:
+        access.require_scope(s.principal, step.type, "write")
+        condition = step.item.if_none_exist if step.method == "POST" else step.query
+        if condition is not None:
+            simple = _identifier_condition(step.type, condition)
+            if simple is not None:
+                found = by_identifier.get(simple)
+                matches = [found.id] if found is not None else []
+            else:
+                matches = self._matches(s, step.type, condition)
+            if len(matches) > 1:
+                raise PreconditionFailedError(f"the condition {condition!r} matched {len(matches)} resources, not one")
+            if step.method == "POST" and matches:
+                found_row = s.repo.get(step.type, matches[0])
+                if found_row is not None:
+                    self._check_visible_to_writer(s, found_row)
+                    step.id = found_row.id
+                    step.done = _Done(step.index, "200 OK", found_row)
+                    return
+            if step.method == "PUT":
+                body_id = step.resource.get("id") if step.resource else None
+                if matches and body_id not in (None, matches[0]):
+                    raise BadRequestError(f"the resource id {body_id!r} is not the matched {step.type}/{matches[0]}")
+                step.id = matches[0] if matches else str(body_id or uuid.uuid4())
+        if step.method == "POST":
+            step.id = str(uuid.uuid4())
+        if not step.id or not ID_RE.match(step.id):
+            raise BadRequestError(f"{step.id!r} is not a valid FHIR id")
+
+    def _prepare_step(self, s: Session, step: _Step) -> None:
+        assert step.resource is not None  # noqa: S101 - set for POST/PUT by _parse_step
+        p = self.prepare(s, step.item.text or "", step.resource, step.id)
+        pend = s.pending[(step.type, step.id)]
+        pend.patient_key, pend.org_id, pend.identifiers = p.content.patient_key, p.content.org_id, p.content.identifiers
+        step.prepared = p
+
+    def _plan(
+        self,
+        s: Session,
+        step: _Step,
+        existing: Stored | None,
+        holders: Mapping[tuple[str, str, str], Stored],
+        plan: WritePlan,
+    ) -> None:
+        principal = s.principal
+        if step.method == "DELETE":
+            if existing is None or existing.deleted:
+                step.done = _Done(step.index, "204 No Content", None)
+                return
+            if principal.kind is PrincipalKind.HOSPITAL and existing.org_id != principal.org_id:
+                raise ForbiddenError(f"{step.type}/{step.id} belongs to Organization/{existing.org_id}")
+            if principal.kind not in (PrincipalKind.HOSPITAL, PrincipalKind.ADMIN):
+                raise ForbiddenError(f"{principal.kind.value} principals cannot delete")
+            plan.deletes.append(existing)
+            return
+        p = step.prepared
+        assert p is not None  # noqa: S101 - prepared above for every POST/PUT still to write
+        if step.item.if_match is not None:
+            expected = step.item.if_match.strip().removeprefix("W/").strip('"')
+            if existing is None or existing.deleted or str(existing.version) != expected:
+                shown = "none" if existing is None or existing.deleted else f'W/"{existing.version}"'
+                raise PreconditionFailedError(f"If-Match {step.item.if_match} does not match the current version "
+                                              f"({shown})")  # fmt: skip
+        clash = next(
+            (h for sy, v in sorted(p.content.identifiers) if (h := holders.get((p.type, sy, v))) and h.id != p.id),
+            None,
+        )
+        if clash is not None:
+            if step.method == "POST" and clash.content_hash == p.content.content_hash:
+                step.done = _Done(step.index, "200 OK", clash)  # the same report pushed again
+                return
+            system, value = sorted(p.content.identifiers)[0]
+            raise ConflictError(
+                f"{p.type} with identifier {system}|{value} already exists as {p.type}/{clash.id} with different "
+                f"content; send a correction as an update (PUT {p.type}?identifier={system}|{value})"
+            )
+        if existing is None:
+            p.content.body = self._body(p, 1, s.now)
+            plan.creates.append(p.content)
+            return
+        if principal.kind is PrincipalKind.HOSPITAL and existing.org_id not in (None, principal.org_id):
+            # also for a deleted one: re-creating it would hand over its history
+            raise ForbiddenError(f"{p.type}/{p.id} belongs to Organization/{existing.org_id}")
+        if existing.deleted:  # re-creating a deleted resource continues its history
+            p.content.body = self._body(p, existing.version + 1, s.now)
+            plan.replaces.append((existing, p.content))
+            step.recreated = True
+            return
+        if existing.content_hash == p.content.content_hash and existing.patient_key == p.content.patient_key:
+            step.done = _Done(step.index, "200 OK", existing)  # unchanged: no new version
+            return
+        p.content.body = self._body(p, existing.version + 1, s.now)
+        plan.replaces.append((existing, p.content))
 
 
 _REASON = {200: "OK", 201: "Created", 204: "No Content", 400: "Bad Request", 403: "Forbidden", 404: "Not Found",
@@ -737,6 +715,51 @@ def _at(exc: RegistryError, where: str) -> RegistryError:
         exc.issues = [(f"{where}.resource.{loc}" if loc else where, msg) for loc, msg in exc.issues]
     exc.args = (exc.diagnostics,)
     return exc
+
+
+@dataclass(slots=True)
+class _Step:
+    """One entry on its way through the write engine."""
+
+    item: _BundleItem
+    type: str = ""
+    id: str = ""
+    query: str | None = None
+    resource: dict[str, Any] | None = None
+    prepared: Prepared | None = None
+    done: _Done | None = None
+    recreated: bool = False
+
+    @classmethod
+    def of(cls, item: _BundleItem) -> _Step:
+        return cls(item)
+
+    @property
+    def index(self) -> int:
+        return self.item.index
+
+    @property
+    def method(self) -> str:
+        return self.item.method
+
+    @property
+    def full_url(self) -> str | None:
+        return self.item.full_url
+
+    def identifier_conditions(self) -> list[tuple[str, str, str]]:
+        condition = self.item.if_none_exist if self.method == "POST" else self.query
+        key = _identifier_condition(self.type, condition) if condition else None
+        return [key] if key else []
+
+
+def _identifier_condition(rtype: str, query: str) -> tuple[str, str, str] | None:
+    """``identifier=system|value`` alone (the push clients' condition) → (type, system, value), answered by one
+    batched lookup of the unique business identifiers; anything else is a general search."""
+    params = parse_qsl(query.lstrip("?"), keep_blank_values=True)
+    if len(params) != 1 or params[0][0] != "identifier" or "|" not in params[0][1] or "," in params[0][1]:
+        return None
+    system, value = params[0][1].split("|", 1)
+    return (rtype, system, value) if system and value else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -776,8 +799,8 @@ class _BundleItem:
         full_url = entry.get("fullUrl") if isinstance(entry.get("fullUrl"), str) else None
         return cls(index, method, url, full_url, text, request.get("ifNoneExist"), request.get("ifMatch"))
 
-    def target(self) -> tuple[str, str, str | None, str | None]:
-        """(method, type, id, conditional query) from request.url (relative to the base)."""
+    def target(self) -> tuple[str, str, str | None]:
+        """(type, id, conditional query) from request.url (relative to the base)."""
         parts = urlsplit(self.url)
         path = parts.path.strip("/")
         segments = path.split("/")
@@ -790,7 +813,7 @@ class _BundleItem:
             raise BadRequestError(f"Bundle.entry[{self.index}]: {self.method} url needs an id or a search query")
         if self.method == "DELETE" and rid is None:
             raise BadRequestError(f"Bundle.entry[{self.index}]: conditional delete is not supported")
-        return self.method, rtype, rid, query
+        return rtype, rid or "", query
 
 
 def _entry_resource_texts(text: str) -> dict[int, str]:

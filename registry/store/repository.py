@@ -19,6 +19,7 @@ from sqlalchemy import (
     Engine,
     Select,
     and_,
+    bindparam,
     delete,
     exists,
     func,
@@ -30,7 +31,6 @@ from sqlalchemy import (
     tuple_,
     update,
 )
-from sqlalchemy.exc import IntegrityError
 
 from registry.fhir.extract import IndexValues
 from registry.store.tables import metadata
@@ -74,6 +74,13 @@ class StoredVersion:
     method: str
     deleted: bool
     body: bytes | None
+
+
+@dataclass(slots=True)
+class WritePlan:
+    creates: list[NewContent] = field(default_factory=list)
+    replaces: list[tuple[Stored, NewContent]] = field(default_factory=list)
+    deletes: list[Stored] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -304,16 +311,28 @@ class Repository:
         body = bytes(r.body) if r.body is not None else None
         return StoredVersion(r.type, r.id, r.version, _utc(r.last_updated), r.method, r.deleted, body)
 
+    def _with_current_body(self, versions: list[StoredVersion]) -> list[StoredVersion]:
+        """The current version's body lives in ``resource``; fill it in for history and vread."""
+        if not any(v.body is None and not v.deleted for v in versions):
+            return versions
+        current = self.get(versions[0].type, versions[0].id)
+        out = []
+        for v in versions:
+            if v.body is None and not v.deleted and current is not None and current.version == v.version:
+                v = StoredVersion(v.type, v.id, v.version, v.last_updated, v.method, v.deleted, current.body)
+            out.append(v)
+        return out
+
     def version(self, rtype: str, rid: str, version: int) -> StoredVersion | None:
         row = self.conn.execute(select(V).where(V.c.type == rtype, V.c.id == rid, V.c.version == version)).first()
-        return self._version(row) if row else None
+        return self._with_current_body([self._version(row)])[0] if row else None
 
     def history(self, rtype: str, rid: str, *, count: int, below: int | None = None) -> list[StoredVersion]:
         stmt = select(V).where(V.c.type == rtype, V.c.id == rid)
         if below is not None:
             stmt = stmt.where(V.c.version < below)
         rows = self.conn.execute(stmt.order_by(V.c.version.desc()).limit(count))
-        return [self._version(r) for r in rows]
+        return self._with_current_body([self._version(r) for r in rows])
 
     def history_total(self, rtype: str, rid: str) -> int:
         return int(self.conn.execute(select(func.count()).where(V.c.type == rtype, V.c.id == rid)).scalar_one())
@@ -326,168 +345,151 @@ class Repository:
         ).first()
         return self._stored(row) if row is not None else None
 
-    # ------------------------------------------------------------------ writes
-    def _index_rows(self, pk: int, content: NewContent) -> None:
-        t = content.type
-        idx = content.index
-        if idx.tokens:
-            rows = {(p, _clip(s), _clip(c)) for p, s, c in idx.tokens}
-            self.conn.execute(
-                insert(TOK), [{"res_pk": pk, "param": p, "system": s, "code": c, "type": t} for p, s, c in rows]
+    # ------------------------------------------------------------------ writes (batched per transaction)
+    def get_for_write(self, refs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Stored]:
+        """Current rows (deleted ones included) of ``refs``, locked on PostgreSQL until the transaction ends."""
+        wanted = list(dict.fromkeys(refs))
+        out: dict[tuple[str, str], Stored] = {}
+        for i in range(0, len(wanted), 500):
+            stmt = select(*self._COLS).where(tuple_(R.c.type, R.c.id).in_(wanted[i : i + 500]))
+            if self.postgres:
+                stmt = stmt.with_for_update()
+            for row in self.conn.execute(stmt):
+                out[(row.type, row.id)] = self._stored(row)
+        return out
+
+    def by_identifiers(self, keys: Iterable[tuple[str, str, str]]) -> dict[tuple[str, str, str], Stored]:
+        """(type, system, value) → the live resource holding that business identifier."""
+        groups: dict[tuple[str, str], set[str]] = {}
+        for t, sy, v in keys:
+            groups.setdefault((t, _clip(sy)), set()).add(_clip(v))
+        out: dict[tuple[str, str, str], Stored] = {}
+        for (t, sy), values in groups.items():
+            # one (type, system) at a time with value IN (…): an index range scan, whatever the table's size
+            rows = self.conn.execute(
+                select(IDN.c.value.label("i_value"), *self._COLS)
+                .join(R, IDN.c.res_pk == R.c.pk)
+                .where(IDN.c.type == t, IDN.c.system == sy, IDN.c.value.in_(sorted(values)))
             )
-        if idx.strings:
+            for row in rows:
+                out[(t, sy, row.i_value)] = self._stored(row)
+        return out
+
+    def _insert_ignore(self, table: Any) -> Any:
+        if self.postgres:
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+            return pg_insert(table).on_conflict_do_nothing()
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert(table).on_conflict_do_nothing()
+
+    def apply(self, plan: WritePlan, *, now: datetime, now_us: int) -> dict[tuple[str, str], Stored]:
+        """Write a whole plan with a handful of statements: new resources, new versions of existing ones, deletions,
+        their history rows, business identifiers and search values. Raises :class:`DuplicateIdentifierError` when a
+        business identifier is already held (a concurrent writer won) — the caller's transaction must roll back."""
+        written: dict[tuple[str, str], Stored] = {}
+        pk_of: dict[tuple[str, str], int] = {}
+        if plan.creates:
+            rows = [
+                {"type": c.type, "id": c.id, "version": 1, "last_updated": now, "last_updated_us": now_us,
+                 "deleted": False, "patient_key": c.patient_key, "org_id": c.org_id, "content_hash": c.content_hash,
+                 "body": c.body, "doc": self._doc(c)}
+                for c in plan.creates
+            ]  # fmt: skip
+            result = self.conn.execute(insert(R).returning(R.c.pk, sort_by_parameter_order=True), rows)
+            for c, pk in zip(plan.creates, result.scalars().all(), strict=True):
+                pk_of[(c.type, c.id)] = pk
+                written[(c.type, c.id)] = Stored(pk, c.type, c.id, 1, now, False, c.patient_key, c.org_id,
+                                                 c.content_hash, c.body)  # fmt: skip
+        touched = [existing.pk for existing, _c in plan.replaces] + [d.pk for d in plan.deletes]
+        if touched:
+            for table in (TOK, STR, DAT, REF):
+                self.conn.execute(delete(table).where(table.c.res_pk.in_(touched)))
+            self.conn.execute(delete(IDN).where(IDN.c.res_pk.in_(touched)))
+        if plan.replaces:
+            self.conn.execute(
+                update(R).where(R.c.pk == bindparam("b_pk")).values(
+                    version=bindparam("b_version"), last_updated=now, last_updated_us=now_us, deleted=False,
+                    patient_key=bindparam("b_patient_key"), org_id=bindparam("b_org_id"),
+                    content_hash=bindparam("b_hash"), body=bindparam("b_body"), doc=bindparam("b_doc"),
+                ),
+                [{"b_pk": e.pk, "b_version": e.version + 1, "b_patient_key": c.patient_key, "b_org_id": c.org_id,
+                  "b_hash": c.content_hash, "b_body": c.body, "b_doc": self._doc(c)} for e, c in plan.replaces],
+            )  # fmt: skip
+            for e, c in plan.replaces:
+                pk_of[(c.type, c.id)] = e.pk
+                written[(c.type, c.id)] = Stored(e.pk, c.type, c.id, e.version + 1, now, False, c.patient_key,
+                                                 c.org_id, c.content_hash, c.body)  # fmt: skip
+        if plan.deletes:
+            self.conn.execute(
+                update(R)
+                .where(R.c.pk == bindparam("b_pk"))
+                .values(version=bindparam("b_version"), last_updated=now, last_updated_us=now_us, deleted=True),
+                [{"b_pk": d.pk, "b_version": d.version + 1} for d in plan.deletes],
+            )
+            for d in plan.deletes:
+                written[(d.type, d.id)] = Stored(d.pk, d.type, d.id, d.version + 1, now, True, d.patient_key,
+                                                 d.org_id, d.content_hash, b"")  # fmt: skip
+        contents = [*plan.creates, *(c for _e, c in plan.replaces)]
+        identifiers = [
+            {"type": c.type, "system": _clip(sy), "value": _clip(v), "res_pk": pk_of[(c.type, c.id)]}
+            for c in contents
+            for sy, v in sorted(c.identifiers)
+        ]
+        if identifiers:
+            claimed = self.conn.execute(
+                self._insert_ignore(IDN).returning(IDN.c.res_pk, sort_by_parameter_order=True), identifiers
+            ).all()
+            if len(claimed) != len(identifiers):
+                raise DuplicateIdentifierError("a business identifier is already held by another resource")
+        superseded = [*(e for e, _c in plan.replaces if not e.deleted), *plan.deletes]
+        if superseded:  # the version being replaced keeps its body in the history from now on
+            self.conn.execute(
+                update(V)
+                .where(V.c.type == bindparam("b_type"), V.c.id == bindparam("b_id"), V.c.version == bindparam("b_v"))
+                .values(body=bindparam("b_body")),
+                [{"b_type": e.type, "b_id": e.id, "b_v": e.version, "b_body": e.body} for e in superseded],
+            )
+        versions = [
+            {"type": c.type, "id": c.id, "version": written[(c.type, c.id)].version, "last_updated": now,
+             "method": "POST" if written[(c.type, c.id)].version == 1 else "PUT", "deleted": False, "body": None}
+            for c in contents
+        ] + [
+            {"type": d.type, "id": d.id, "version": d.version + 1, "last_updated": now, "method": "DELETE",
+             "deleted": True, "body": None}
+            for d in plan.deletes
+        ]  # fmt: skip
+        if versions:
+            self.conn.execute(insert(V), versions)
+        self._index_many([(pk_of[(c.type, c.id)], c) for c in contents])
+        return written
+
+    def _index_many(self, items: Sequence[tuple[int, NewContent]]) -> None:
+        tokens: list[dict[str, Any]] = []
+        strings: list[dict[str, Any]] = []
+        dates: list[dict[str, Any]] = []
+        refs: list[dict[str, Any]] = []
+        for pk, c in items:
+            t, idx = c.type, c.index
+            for p, sy, code in {(p, _clip(sy), _clip(code)) for p, sy, code in idx.tokens}:
+                tokens.append({"res_pk": pk, "param": p, "system": sy, "code": code, "type": t})
             seen: dict[tuple[str, str], str] = {}
             for p, norm, exact in idx.strings:
                 seen.setdefault((p, _clip(norm)), _clip(exact))
-            self.conn.execute(
-                insert(STR),
-                [{"res_pk": pk, "param": p, "value": v, "exact": e, "type": t} for (p, v), e in seen.items()],
-            )
-        if idx.dates:
-            self.conn.execute(
-                insert(DAT), [{"res_pk": pk, "param": p, "low": lo, "high": hi, "type": t} for p, lo, hi in idx.dates]
-            )
-        if idx.references:
-            self.conn.execute(
-                insert(REF),
-                [
-                    {"res_pk": pk, "param": p, "target_type": tt, "target_id": ti, "type": t}
-                    for p, tt, ti in idx.references
-                ],
-            )
-
-    def _clear_index(self, pk: int) -> None:
-        for table in (TOK, STR, DAT, REF):
-            self.conn.execute(delete(table).where(table.c.res_pk == pk))
-        self.conn.execute(delete(IDN).where(IDN.c.res_pk == pk))
-
-    def _claim_identifiers(self, pk: int, content: NewContent) -> None:
-        if not content.identifiers:
-            return
-        try:
-            with self.conn.begin_nested():
-                self.conn.execute(
-                    insert(IDN),
-                    [
-                        {"type": content.type, "system": _clip(s), "value": _clip(v), "res_pk": pk}
-                        for s, v in sorted(content.identifiers)
-                    ],
-                )
-        except IntegrityError:
-            raise DuplicateIdentifierError(f"{content.type} identifier already in use") from None
+            strings += [{"res_pk": pk, "param": p, "value": v, "exact": e, "type": t} for (p, v), e in seen.items()]
+            dates += [{"res_pk": pk, "param": p, "low": lo, "high": hi, "type": t} for p, lo, hi in idx.dates]
+            refs += [
+                {"res_pk": pk, "param": p, "target_type": tt, "target_id": ti, "type": t}
+                for p, tt, ti in idx.references
+            ]
+        for table, rows in ((TOK, tokens), (STR, strings), (DAT, dates), (REF, refs)):
+            if rows:
+                self.conn.execute(insert(table), rows)
 
     def _doc(self, content: NewContent) -> Any:
         # JSONB copy for ad-hoc SQL on PostgreSQL only; SQLite reads the body itself.
         return orjson.loads(content.body) if self.postgres else None
-
-    def insert(self, content: NewContent, *, now: datetime, now_us: int, method: str = "POST") -> Stored:
-        pk = self.conn.execute(
-            insert(R)
-            .values(
-                type=content.type,
-                id=content.id,
-                version=1,
-                last_updated=now,
-                last_updated_us=now_us,
-                deleted=False,
-                patient_key=content.patient_key,
-                org_id=content.org_id,
-                content_hash=content.content_hash,
-                body=content.body,
-                doc=self._doc(content),
-            )
-            .returning(R.c.pk)
-        ).scalar_one()
-        self._claim_identifiers(pk, content)
-        self.conn.execute(
-            insert(V).values(
-                type=content.type,
-                id=content.id,
-                version=1,
-                last_updated=now,
-                method=method,
-                deleted=False,
-                body=content.body,
-            )
-        )
-        self._index_rows(pk, content)
-        return Stored(
-            pk,
-            content.type,
-            content.id,
-            1,
-            now,
-            False,
-            content.patient_key,
-            content.org_id,
-            content.content_hash,
-            content.body,
-        )
-
-    def replace(self, existing: Stored, content: NewContent, *, now: datetime, now_us: int) -> Stored:
-        version = existing.version + 1
-        self._clear_index(existing.pk)
-        self.conn.execute(
-            update(R)
-            .where(R.c.pk == existing.pk)
-            .values(
-                version=version,
-                last_updated=now,
-                last_updated_us=now_us,
-                deleted=False,
-                patient_key=content.patient_key,
-                org_id=content.org_id,
-                content_hash=content.content_hash,
-                body=content.body,
-                doc=self._doc(content),
-            )
-        )
-        self._claim_identifiers(existing.pk, content)
-        self.conn.execute(
-            insert(V).values(
-                type=content.type,
-                id=content.id,
-                version=version,
-                last_updated=now,
-                method="PUT",
-                deleted=False,
-                body=content.body,
-            )
-        )
-        self._index_rows(existing.pk, content)
-        return Stored(
-            existing.pk,
-            content.type,
-            content.id,
-            version,
-            now,
-            False,
-            content.patient_key,
-            content.org_id,
-            content.content_hash,
-            content.body,
-        )
-
-    def mark_deleted(self, existing: Stored, *, now: datetime, now_us: int) -> int:
-        version = existing.version + 1
-        self._clear_index(existing.pk)
-        self.conn.execute(
-            update(R)
-            .where(R.c.pk == existing.pk)
-            .values(version=version, last_updated=now, last_updated_us=now_us, deleted=True)
-        )
-        self.conn.execute(
-            insert(V).values(
-                type=existing.type,
-                id=existing.id,
-                version=version,
-                last_updated=now,
-                method="DELETE",
-                deleted=True,
-                body=None,
-            )
-        )
-        return version
 
     # ------------------------------------------------------------------ search
     def _token_match(self, table: Any, v: TokenValue) -> ColumnElement[bool]:

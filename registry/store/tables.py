@@ -2,7 +2,8 @@
 
 - ``resource``: the current version of every resource — the JSON as accepted (``body``), on PostgreSQL also as JSONB
   (``doc``) for ad-hoc queries — with the master patient key (``patient_key``) of patient-scoped resources.
-- ``resource_version``: every version ever written (FHIR history), append-only.
+- ``resource_version``: every version ever written (FHIR history), append-only; a version's body is kept here once
+  it is superseded (the current version's body is the one in ``resource``, so a create writes the body once).
 - ``sp_token`` / ``sp_string`` / ``sp_date`` / ``sp_reference``: extracted search values, one row per value.
 - ``resource_identifier``: business identifiers (report number within its system, StudyInstanceUID, MRN…), unique, so
   a repeated or racing push can never create a duplicate.
@@ -73,51 +74,55 @@ def _res_fk() -> Column[int]:
     return Column(PK, ForeignKey("resource.pk", ondelete="CASCADE"), primary_key=True)
 
 
+# The search tables are keyed for the searches themselves — (type, param, value…, res_pk) — with a narrow index on
+# res_pk for replacing a resource's rows; one wide index per table keeps ingest cheap.
+
+
 class TokenIndexRow(SQLModel, table=True):
     __tablename__ = "sp_token"
-    __table_args__ = (Index("ix_sp_token_lookup", "type", "param", "code", "system"),)
+    __table_args__ = (Index("ix_sp_token_res", "res_pk"),)
 
-    res_pk: int = Field(sa_column=_res_fk())
+    type: str = Field(sa_column=Column(String(40), primary_key=True))
     param: str = Field(sa_column=Column(String(40), primary_key=True))
-    system: str = Field(sa_column=Column(String(255), primary_key=True))
     code: str = Field(sa_column=Column(String(255), primary_key=True))
-    type: str = Field(sa_column=Column(String(40), nullable=False))
+    system: str = Field(sa_column=Column(String(255), primary_key=True))
+    res_pk: int = Field(sa_column=_res_fk())
 
 
 class StringIndexRow(SQLModel, table=True):
     __tablename__ = "sp_string"
-    __table_args__ = (Index("ix_sp_string_lookup", "type", "param", "value"),)
+    __table_args__ = (Index("ix_sp_string_res", "res_pk"),)
 
-    res_pk: int = Field(sa_column=_res_fk())
+    type: str = Field(sa_column=Column(String(40), primary_key=True))
     param: str = Field(sa_column=Column(String(40), primary_key=True))
     value: str = Field(sa_column=Column(String(255), primary_key=True))  # normalized
+    res_pk: int = Field(sa_column=_res_fk())
     exact: str = Field(sa_column=Column(String(255), nullable=False))
-    type: str = Field(sa_column=Column(String(40), nullable=False))
 
 
 class DateIndexRow(SQLModel, table=True):
     __tablename__ = "sp_date"
     __table_args__ = (
-        Index("ix_sp_date_low", "type", "param", "low"),
         Index("ix_sp_date_high", "type", "param", "high"),
+        Index("ix_sp_date_res", "res_pk"),
     )
 
-    res_pk: int = Field(sa_column=_res_fk())
+    type: str = Field(sa_column=Column(String(40), primary_key=True))
     param: str = Field(sa_column=Column(String(40), primary_key=True))
     low: int = Field(sa_column=Column(BigInteger, primary_key=True))
     high: int = Field(sa_column=Column(BigInteger, primary_key=True))
-    type: str = Field(sa_column=Column(String(40), nullable=False))
+    res_pk: int = Field(sa_column=_res_fk())
 
 
 class ReferenceIndexRow(SQLModel, table=True):
     __tablename__ = "sp_reference"
-    __table_args__ = (Index("ix_sp_reference_lookup", "type", "param", "target_id", "target_type"),)
+    __table_args__ = (Index("ix_sp_reference_res", "res_pk"),)
 
-    res_pk: int = Field(sa_column=_res_fk())
+    type: str = Field(sa_column=Column(String(40), primary_key=True))
     param: str = Field(sa_column=Column(String(40), primary_key=True))
-    target_type: str = Field(sa_column=Column(String(40), primary_key=True))
     target_id: str = Field(sa_column=Column(String(64), primary_key=True))
-    type: str = Field(sa_column=Column(String(40), nullable=False))
+    target_type: str = Field(sa_column=Column(String(40), primary_key=True))
+    res_pk: int = Field(sa_column=_res_fk())
 
 
 class IdentifierRow(SQLModel, table=True):

@@ -111,56 +111,56 @@ def upgrade() -> None:
 
     op.create_table(
         "sp_date",
-        sa.Column("res_pk", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("type", sa.String(length=40), nullable=False),
         sa.Column("param", sa.String(length=40), nullable=False),
         sa.Column("low", sa.BigInteger(), nullable=False),
         sa.Column("high", sa.BigInteger(), nullable=False),
-        sa.Column("type", sa.String(length=40), nullable=False),
+        sa.Column("res_pk", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.ForeignKeyConstraint(["res_pk"], ["resource.pk"], ondelete="CASCADE"),
-        sa.PrimaryKeyConstraint("res_pk", "param", "low", "high"),
+        sa.PrimaryKeyConstraint("type", "param", "low", "high", "res_pk"),
     )
     with op.batch_alter_table("sp_date", schema=None) as batch_op:
         batch_op.create_index("ix_sp_date_high", ["type", "param", "high"], unique=False)
-        batch_op.create_index("ix_sp_date_low", ["type", "param", "low"], unique=False)
+        batch_op.create_index("ix_sp_date_res", ["res_pk"], unique=False)
 
     op.create_table(
         "sp_reference",
-        sa.Column("res_pk", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
-        sa.Column("param", sa.String(length=40), nullable=False),
-        sa.Column("target_type", sa.String(length=40), nullable=False),
-        sa.Column("target_id", sa.String(length=64), nullable=False),
         sa.Column("type", sa.String(length=40), nullable=False),
+        sa.Column("param", sa.String(length=40), nullable=False),
+        sa.Column("target_id", sa.String(length=64), nullable=False),
+        sa.Column("target_type", sa.String(length=40), nullable=False),
+        sa.Column("res_pk", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.ForeignKeyConstraint(["res_pk"], ["resource.pk"], ondelete="CASCADE"),
-        sa.PrimaryKeyConstraint("res_pk", "param", "target_type", "target_id"),
+        sa.PrimaryKeyConstraint("type", "param", "target_id", "target_type", "res_pk"),
     )
     with op.batch_alter_table("sp_reference", schema=None) as batch_op:
-        batch_op.create_index("ix_sp_reference_lookup", ["type", "param", "target_id", "target_type"], unique=False)
+        batch_op.create_index("ix_sp_reference_res", ["res_pk"], unique=False)
 
     op.create_table(
         "sp_string",
-        sa.Column("res_pk", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("type", sa.String(length=40), nullable=False),
         sa.Column("param", sa.String(length=40), nullable=False),
         sa.Column("value", sa.String(length=255), nullable=False),
+        sa.Column("res_pk", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("exact", sa.String(length=255), nullable=False),
-        sa.Column("type", sa.String(length=40), nullable=False),
         sa.ForeignKeyConstraint(["res_pk"], ["resource.pk"], ondelete="CASCADE"),
-        sa.PrimaryKeyConstraint("res_pk", "param", "value"),
+        sa.PrimaryKeyConstraint("type", "param", "value", "res_pk"),
     )
     with op.batch_alter_table("sp_string", schema=None) as batch_op:
-        batch_op.create_index("ix_sp_string_lookup", ["type", "param", "value"], unique=False)
+        batch_op.create_index("ix_sp_string_res", ["res_pk"], unique=False)
 
     op.create_table(
         "sp_token",
-        sa.Column("res_pk", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
-        sa.Column("param", sa.String(length=40), nullable=False),
-        sa.Column("system", sa.String(length=255), nullable=False),
-        sa.Column("code", sa.String(length=255), nullable=False),
         sa.Column("type", sa.String(length=40), nullable=False),
+        sa.Column("param", sa.String(length=40), nullable=False),
+        sa.Column("code", sa.String(length=255), nullable=False),
+        sa.Column("system", sa.String(length=255), nullable=False),
+        sa.Column("res_pk", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.ForeignKeyConstraint(["res_pk"], ["resource.pk"], ondelete="CASCADE"),
-        sa.PrimaryKeyConstraint("res_pk", "param", "system", "code"),
+        sa.PrimaryKeyConstraint("type", "param", "code", "system", "res_pk"),
     )
     with op.batch_alter_table("sp_token", schema=None) as batch_op:
-        batch_op.create_index("ix_sp_token_lookup", ["type", "param", "code", "system"], unique=False)
+        batch_op.create_index("ix_sp_token_res", ["res_pk"], unique=False)
 
     _append_only_audit()
 
@@ -168,19 +168,19 @@ def upgrade() -> None:
 def downgrade() -> None:
     _drop_append_only_audit()
     with op.batch_alter_table("sp_token", schema=None) as batch_op:
-        batch_op.drop_index("ix_sp_token_lookup")
+        batch_op.drop_index("ix_sp_token_res")
 
     op.drop_table("sp_token")
     with op.batch_alter_table("sp_string", schema=None) as batch_op:
-        batch_op.drop_index("ix_sp_string_lookup")
+        batch_op.drop_index("ix_sp_string_res")
 
     op.drop_table("sp_string")
     with op.batch_alter_table("sp_reference", schema=None) as batch_op:
-        batch_op.drop_index("ix_sp_reference_lookup")
+        batch_op.drop_index("ix_sp_reference_res")
 
     op.drop_table("sp_reference")
     with op.batch_alter_table("sp_date", schema=None) as batch_op:
-        batch_op.drop_index("ix_sp_date_low")
+        batch_op.drop_index("ix_sp_date_res")
         batch_op.drop_index("ix_sp_date_high")
 
     op.drop_table("sp_date")
