@@ -368,7 +368,8 @@ def clients_list() -> None:
     """Every client with its kind, organization and scopes (never secrets)."""
     ctx = _context()
     table = Table(title="clients")
-    for col in ("client_id", "kind", "name", "organization", "scopes", "disabled"):
+    table.add_column("client_id", no_wrap=True)
+    for col in ("kind", "name", "organization", "scopes", "disabled"):
         table.add_column(col, overflow="fold")
     for row in ctx.principals.list():
         table.add_row(row.client_id, row.kind, row.name, row.org_id or "", row.scopes, "yes" if row.disabled else "")

@@ -5,6 +5,8 @@ Built once by ``create_app(settings)`` (the composition root) and reached by han
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
@@ -63,7 +65,9 @@ class AppContext:
     ) -> AppContext:
         engine = make_engine(settings.effective_database_url)
         uow = UnitOfWork(engine)
-        identity = IdentityPolicy(dict(settings.national_id_systems), load_identity_secret(settings))
+        secret = load_identity_secret(settings)
+        identity = IdentityPolicy(dict(settings.national_id_systems), secret)
+        cursor_key = hmac.new(secret, b"hr-registry paging cursor", hashlib.sha256).digest()
         tokens = TokenService(load_signing_key(settings), settings.public_base_url, settings.token_ttl_seconds)
         local_tz = catalog.timezone if catalog.timezone is not None else timezone(timedelta(hours=8))
         reads = Reads(
@@ -75,6 +79,7 @@ class AppContext:
                 settings.default_page_size,
                 settings.max_page_size,
                 clock,
+                cursor_key,
             )
         )
         ingest = Ingest(

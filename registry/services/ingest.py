@@ -615,6 +615,7 @@ class Ingest:
                     step.id = found_row.id
                     step.done = _Done(step.index, "200 OK", found_row)
                     return
+            step.condition_missed = not matches
             if step.method == "PUT":
                 body_id = step.resource.get("id") if step.resource else None
                 if matches and body_id not in (None, matches[0]):
@@ -664,6 +665,10 @@ class Ingest:
             None,
         )
         if clash is not None:
+            if step.condition_missed and step.method == "PUT":
+                # The condition found nothing, but a concurrent writer has since committed the resource it
+                # described: start again, and this time the condition finds it.
+                raise _RetryError
             if step.method == "POST" and clash.content_hash == p.content.content_hash:
                 step.done = _Done(step.index, "200 OK", clash)  # the same report pushed again
                 return
@@ -729,6 +734,7 @@ class _Step:
     prepared: Prepared | None = None
     done: _Done | None = None
     recreated: bool = False
+    condition_missed: bool = False
 
     @classmethod
     def of(cls, item: _BundleItem) -> _Step:

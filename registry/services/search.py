@@ -22,7 +22,7 @@ from registry.services import access
 from registry.services.audit import AuditContext, AuditTrail, audit_row, rows_for_patients
 from registry.services.identity import IdentityPolicy
 from registry.services.search_query import ParsedSearch, SearchParser
-from registry.store.repository import DateValue, Query, Repository, Stored, StoredVersion, UnitOfWork, encode_cursor
+from registry.store.repository import DateValue, Query, Repository, Stored, StoredVersion, UnitOfWork
 
 SUPPORTED_TYPES = frozenset(SEARCH_PARAMS)
 T = TypeVar("T")
@@ -37,6 +37,7 @@ class ReadContext:
     default_page_size: int
     max_page_size: int
     clock: Callable[[], datetime]
+    cursor_key: bytes = b""
     audit: AuditTrail = field(init=False)
 
     def __post_init__(self) -> None:
@@ -164,14 +165,21 @@ class Reads:
         )
 
     # ------------------------------------------------------------------ search
-    def date_values(self, name: str, raw: str) -> tuple[DateValue, ...]:
-        """Date search values (prefix and range) in this server's grammar, for searches outside the resource index."""
-        return SearchParser(self.ctx.identity, self.ctx.local_tz, self.ctx.base_url, now=self.ctx.clock()).date_values(
-            name, raw
+    def _parser(self) -> SearchParser:
+        return SearchParser(
+            self.ctx.identity,
+            self.ctx.local_tz,
+            self.ctx.base_url,
+            now=self.ctx.clock(),
+            cursor_key=self.ctx.cursor_key,
         )
 
+    def date_values(self, name: str, raw: str) -> tuple[DateValue, ...]:
+        """Date search values (prefix and range) in this server's grammar, for searches outside the resource index."""
+        return self._parser().date_values(name, raw)
+
     def parse(self, rtype: str, params: Sequence[tuple[str, str]], *, lenient: bool) -> ParsedSearch:
-        parser = SearchParser(self.ctx.identity, self.ctx.local_tz, self.ctx.base_url, now=self.ctx.clock())
+        parser = self._parser()
         return parser.parse(
             rtype, params, lenient=lenient, default_count=self.ctx.default_page_size, max_count=self.ctx.max_page_size
         )
@@ -224,7 +232,8 @@ class Reads:
         links = [("self", self_url)]
         if last:
             sep = "&" if "?" in self_url else "?"
-            links.append(("next", f"{self_url}{sep}_cursor={encode_cursor(last, query.snapshot or 0)}"))
+            cursor = self._parser().make_cursor(rtype, query.sort, last, query.snapshot or 0)
+            links.append(("next", f"{self_url}{sep}_cursor={cursor}"))
         total = repo.count(query) if parsed.total else None
         body = render("searchset", entries, now=now, total=total, links=links)
         return SearchOutcome(body, len(rows)), [s.patient_key for s in (*rows, *included)]

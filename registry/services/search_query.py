@@ -35,6 +35,7 @@ from registry.store.repository import (
     TokenClause,
     TokenValue,
     decode_cursor,
+    encode_cursor,
 )
 
 CONTROL = frozenset({"_count", "_sort", "_include", "_summary", "_total", "_format", "_pretty", "_cursor"})
@@ -52,16 +53,35 @@ class ParsedSearch:
     self_params: list[tuple[str, str]] = field(default_factory=list)
 
 
+def _sort_signature(rtype: str, sort: Sequence[SortKey]) -> str:
+    return rtype + ":" + ",".join(("-" if k.descending else "") + k.param for k in sort)
+
+
 def _values(raw: str) -> list[str]:
     return [v.replace("\\,", ",") for v in _SPLIT.split(raw)]
 
 
 class SearchParser:
-    def __init__(self, identity: IdentityPolicy, local_tz: tzinfo, base_url: str, *, now: datetime) -> None:
+    def __init__(
+        self, identity: IdentityPolicy, local_tz: tzinfo, base_url: str, *, now: datetime, cursor_key: bytes = b""
+    ) -> None:
         self.identity = identity
         self.local_tz = local_tz
         self.base_url = base_url
         self.now = now
+        self.cursor_key = cursor_key
+
+    # ------------------------------------------------------------------ paging cursors
+    def make_cursor(self, rtype: str, sort: Sequence[SortKey], values: Sequence[object], snapshot: int) -> str:
+        """An opaque, signed ``next`` page position: only this server's cursors for this sort are accepted."""
+        return encode_cursor(values, snapshot, self.cursor_key, _sort_signature(rtype, sort))
+
+    def _open_cursor(self, token: str, rtype: str, sort: Sequence[SortKey]) -> tuple[tuple[object, ...], int]:
+        try:
+            values, snapshot = decode_cursor(token, self.cursor_key, _sort_signature(rtype, sort))
+        except ValueError as exc:
+            raise BadRequestError(f"_cursor: {exc}") from None
+        return values, snapshot
 
     # ------------------------------------------------------------------ per type
     def _token(self, param: SearchParam, raw: str, negate: bool, rtype: str) -> TokenClause | PatientKeyClause:
@@ -76,6 +96,14 @@ class SearchParser:
                 values.append(TokenValue(system, code or None))
             else:
                 values.append(TokenValue(None, v))
+                if param.name == "identifier":
+                    # A bare value matches Identifier.value in any system (FHIR R4 §search token); national
+                    # identifiers are indexed only by keyed hash, so try the value under each national system.
+                    for system in self.identity.systems:
+                        try:
+                            values.append(TokenValue(system, self.identity.master_key(system, v)))
+                        except NationalIdError:
+                            continue
         if not values or any(v.code == "" for v in values):
             raise BadRequestError(f"{param.name}: empty token")
         return TokenClause(param.name, tuple(values), negate)
@@ -103,16 +131,18 @@ class SearchParser:
             out.append(DateValue(prefix, low, high))
         return tuple(out)
 
-    def _reference(self, param: SearchParam, raw: str) -> ReferenceClause:
+    def _reference(self, param: SearchParam, raw: str, target_type: str | None = None) -> ReferenceClause:
+        """``Type/id``, ``id`` or an absolute URL under this server; ``target_type`` is the ``:Type`` modifier."""
         values: list[tuple[str | None, str]] = []
+        allowed = (target_type,) if target_type else param.targets
         for v in _values(raw):
             parsed = parse_reference(v, self.base_url)
             if parsed is not None:
-                if param.targets and parsed[0] not in param.targets:
-                    raise BadRequestError(f"{param.name} refers to {'/'.join(param.targets)}, not {parsed[0]}")
+                if allowed and parsed[0] not in allowed:
+                    raise BadRequestError(f"{param.name} refers to {'/'.join(allowed)}, not {parsed[0]}")
                 values.append(parsed)
             elif "/" not in v and v:
-                values.append((param.targets[0] if len(param.targets) == 1 else None, v))
+                values.append((allowed[0] if len(allowed) == 1 else None, v))
             else:
                 raise BadRequestError(f"{param.name}: not a reference: {v!r}")
         return ReferenceClause(param.name, tuple(values))
@@ -142,9 +172,11 @@ class SearchParser:
             if modifier is not None:
                 raise BadRequestError(f"modifier :{modifier} is not supported on date parameter {param.name}")
             return DateClause(param.name, self.date_values(param.name, raw))
-        if modifier is not None and modifier not in param.targets and not modifier[:1].isupper():
+        if modifier is not None and not modifier[:1].isupper():
             raise BadRequestError(f"modifier :{modifier} is not supported on reference parameter {param.name}")
-        return self._reference(param, raw)
+        if modifier is not None and param.targets and modifier not in param.targets:
+            raise BadRequestError(f"{param.name} refers to {'/'.join(param.targets)}, not {modifier}")
+        return self._reference(param, raw, modifier)
 
     def _chain(self, rtype: str, name: str, raw: str) -> Clause:
         head, _, tail = name.partition(".")
@@ -196,6 +228,7 @@ class SearchParser:
         summary_count = False
         total = False
         cursor: tuple[object, ...] | None = None
+        cursor_token: str | None = None
         snapshot: int | None = None
         self_params: list[tuple[str, str]] = []
 
@@ -208,13 +241,8 @@ class SearchParser:
             if name in ("_format", "_pretty"):
                 continue
             if name == "_cursor":
-                try:
-                    values, snapshot = decode_cursor(raw)
-                except ValueError as exc:
-                    raise BadRequestError(f"_cursor: {exc}") from None
-                cursor = values
+                cursor_token = raw
                 continue
-            self_params.append((name, raw))
             try:
                 if name == "_count":
                     if not raw.isdigit():
@@ -255,6 +283,10 @@ class SearchParser:
                     clauses.append(self._clause(rtype, param, modifier or None, raw))
             except BadRequestError as exc:
                 reject(exc.diagnostics)
+            else:
+                self_params.append((name, raw))  # the self link lists only the parameters actually used
+        if cursor_token is not None:
+            cursor, snapshot = self._open_cursor(cursor_token, rtype, sort)
         if count == 0:
             summary_count = True
         return ParsedSearch(

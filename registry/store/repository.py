@@ -6,6 +6,8 @@ all.
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -205,18 +207,24 @@ class Query:
     snapshot: int | None = None  # highest resource pk visible to this paging session
 
 
-def encode_cursor(values: Sequence[Any], snapshot: int) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps({"v": list(values), "s": snapshot})).decode().rstrip("=")
+def encode_cursor(values: Sequence[Any], snapshot: int, key: bytes, scope: str) -> str:
+    payload = base64.urlsafe_b64encode(orjson.dumps({"v": list(values), "s": snapshot})).decode().rstrip("=")
+    mac = hmac.new(key, f"{scope}|{payload}".encode(), hashlib.sha256).digest()[:16]
+    return payload + "." + base64.urlsafe_b64encode(mac).decode().rstrip("=")
 
 
-def decode_cursor(token: str) -> tuple[tuple[Any, ...], int]:
-    """Raises ValueError for a token this server did not make."""
-    padded = token + "=" * (-len(token) % 4)
+def decode_cursor(token: str, key: bytes, scope: str) -> tuple[tuple[Any, ...], int]:
+    """The sort values and snapshot of a cursor this server made for this search; ValueError otherwise."""
+    payload, sep, mac_text = token.partition(".")
+    expected = hmac.new(key, f"{scope}|{payload}".encode(), hashlib.sha256).digest()[:16]
     try:
-        data = orjson.loads(base64.urlsafe_b64decode(padded.encode()))
+        mac = base64.urlsafe_b64decode(mac_text + "=" * (-len(mac_text) % 4))
+        data = orjson.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
         values, snapshot = tuple(data["v"]), int(data["s"])
-    except (ValueError, KeyError, TypeError, orjson.JSONDecodeError) as exc:
-        raise ValueError(f"not a paging cursor of this server: {exc}") from None
+    except (ValueError, KeyError, TypeError, orjson.JSONDecodeError):
+        raise ValueError("not a paging cursor of this server") from None
+    if not sep or not hmac.compare_digest(mac, expected):
+        raise ValueError("not a paging cursor of this server, or not for this search")
     if not values or not isinstance(values[-1], int):
         raise ValueError("not a paging cursor of this server")
     return values, snapshot
