@@ -118,6 +118,7 @@ class Session:
     pending: dict[tuple[str, str], Pending] = field(default_factory=dict)
     url_map: dict[str, str] = field(default_factory=dict)
     live: dict[tuple[str, str], str | None] = field(default_factory=dict)  # existence checks already answered
+    by_identifier: dict[tuple[str, str, str], Stored | None] = field(default_factory=dict)  # batched look-ups
     audit_rows: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -307,7 +308,14 @@ class Ingest:
 
     def _conditional_reference(self, s: Session, rtype: str, path: str, ref: str) -> str:
         target_type, query = ref.split("?", 1)
-        matches = self._matches(s, target_type, query)
+        simple = _identifier_condition(target_type, query)
+        if simple is not None and simple in s.by_identifier:
+            found = s.by_identifier[simple]
+            matches = [found.id] if found is not None else []
+            pending = [p.id for p in s.pending.values() if p.type == target_type and simple[1:] in p.identifiers]
+            matches += [i for i in pending if i not in matches]
+        else:
+            matches = self._matches(s, target_type, query)
         if len(matches) != 1:
             raise PreconditionFailedError(
                 f"{rtype}.{path}: conditional reference {target_type}?… matched {len(matches)} resources, not one",
@@ -514,9 +522,19 @@ class Ingest:
         for step in steps:
             guarded(step, self._parse_step, step)
 
-        # 1. identities: one query for every identifier-only condition; the rest searched one by one.
+        # 1. identities: one query for every identifier-only condition — request conditions and conditional
+        # references (``Patient?identifier=…``) alike; the rest are searched one by one.
         wanted = [key for st in steps for key in st.identifier_conditions()]
+        wanted += [
+            key
+            for st in steps
+            if st.resource is not None
+            for _path, node in references(st.resource)
+            if "?" in str(node["reference"])
+            and (key := _identifier_condition(*str(node["reference"]).split("?", 1))) is not None
+        ]
         by_identifier = s.repo.by_identifiers(wanted) if wanted else {}
+        s.by_identifier.update({key: by_identifier.get(key) for key in wanted})
         for step in steps:
             guarded(step, self._resolve_target, s, step, by_identifier)
         for step in steps:

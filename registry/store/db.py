@@ -47,9 +47,6 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
         json_serializer=_dumps,
         json_deserializer=orjson.loads,
     )
-    # Bulk inserts (search values, history) as multi-row VALUES statements rather than one execution per row:
-    # the difference between ~70 and ~3 statements the server must run per report.
-    engine.dialect.use_insertmanyvalues_wo_returning = True
     return engine
 
 

@@ -468,10 +468,25 @@ class Repository:
              "deleted": True, "body": None}
             for d in plan.deletes
         ]  # fmt: skip
-        if versions:
-            self.conn.execute(insert(V), versions)
+        self._bulk_insert(V, versions)
         self._index_many([(pk_of[(c.type, c.id)], c) for c in contents])
         return written
+
+    def _bulk_insert(self, table: Any, rows: list[dict[str, Any]]) -> None:
+        """Many rows at once: COPY on PostgreSQL (no SQL to parse, one round trip), executemany on SQLite."""
+        if not rows:
+            return
+        if not self.postgres:
+            self.conn.execute(insert(table), rows)
+            return
+        columns = list(rows[0])
+        raw = self.conn.connection.driver_connection
+        if raw is None:
+            raise RuntimeError("no driver connection for COPY")
+        names = ", ".join(f'"{c}"' for c in columns)
+        with raw.cursor() as cursor, cursor.copy(f'COPY "{table.name}" ({names}) FROM STDIN') as copy:
+            for row in rows:
+                copy.write_row([row[c] for c in columns])
 
     def _index_many(self, items: Sequence[tuple[int, NewContent]]) -> None:
         tokens: list[dict[str, Any]] = []
@@ -492,8 +507,7 @@ class Repository:
                 for p, tt, ti in idx.references
             ]
         for table, rows in ((TOK, tokens), (STR, strings), (DAT, dates), (REF, refs)):
-            if rows:
-                self.conn.execute(insert(table), rows)
+            self._bulk_insert(table, rows)
 
     def _doc(self, content: NewContent) -> Any:
         # JSONB copy for ad-hoc SQL on PostgreSQL only; SQLite reads the body itself.
@@ -718,8 +732,7 @@ class Repository:
 
     # ------------------------------------------------------------------ audit
     def add_audit(self, rows: Sequence[dict[str, Any]]) -> None:
-        if rows:
-            self.conn.execute(insert(AUD), list(rows))
+        self._bulk_insert(AUD, list(rows))
 
     def audit_events(self, filters: AuditFilter) -> list[Any]:
         stmt = select(AUD)

@@ -1,0 +1,290 @@
+#!/usr/bin/env python3
+"""Registry benchmark (not a test): ingest rate and search/read latency on PostgreSQL.
+
+Starts the registry (uvicorn, --workers N) on a fresh PostgreSQL database, pushes transaction Bundles — each report a
+DiagnosticReport with 5 Observations, patients created on their first report — from concurrent clients, then measures
+``DiagnosticReport?patient.identifier=<national id>`` and ``DiagnosticReport/<id>`` latency from one client.
+
+    .venv/bin/python scripts/bench_registry.py --reports 100000 --patients 10000 --write-docs
+
+Figures go to docs/benchmarks.md with the machine and the command when --write-docs is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+from sqlalchemy import create_engine, text
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from registry.app import build_context  # noqa: E402
+from registry.auth import PrincipalKind  # noqa: E402
+from registry.services.identity import resident_id_check_char  # noqa: E402
+from registry.settings import Settings  # noqa: E402
+
+NATIONAL = "https://hr-registry.org.cn/fhir/sid/cn-resident-id"
+BASE = "http://hosp-a.example"
+ANALYTES = [("6690-2", "10*9/L", 4.0, 10.0), ("789-8", "10*12/L", 4.3, 5.8), ("718-7", "g/L", 130, 175),
+            ("4544-3", "%", 40, 50), ("777-3", "10*9/L", 125, 350)]  # fmt: skip
+
+
+def national_id(n: int) -> str:
+    body = f"110101{1940 + n % 60:04d}{n % 12 + 1:02d}{n % 28 + 1:02d}{n % 1000:03d}"
+    body = body[:6] + f"{1940 + n % 60:04d}{n % 12 + 1:02d}{n % 28 + 1:02d}" + f"{(n // 1000) % 1000:03d}"
+    return body + resident_id_check_char(body)
+
+
+def report_entries(n: int, patient: int, first: bool, rng: random.Random) -> list[dict[str, Any]]:
+    mrn = f"A{patient:07d}"
+    p_url = f"urn:uuid:{uuid.UUID(int=patient + 1)}"
+    entries: list[dict[str, Any]] = []
+    if first:
+        entries.append({
+            "fullUrl": p_url,
+            "resource": {"resourceType": "Patient", "identifier": [{"system": f"{BASE}/mrn", "value": mrn},
+                         {"system": NATIONAL, "value": national_id(patient)}], "gender": "female",
+                         "managingOrganization": {"reference": "Organization/hosp-a"}},
+            "request": {"method": "PUT", "url": f"Patient?identifier={BASE}/mrn|{mrn}"},
+        })  # fmt: skip
+        subject = p_url
+    else:
+        subject = f"Patient?identifier={BASE}/mrn|{mrn}"
+    when = f"2025-{n % 12 + 1:02d}-{n % 28 + 1:02d}T08:{n % 60:02d}:00+08:00"
+    results = []
+    for k, (code, unit, lo, hi) in enumerate(ANALYTES):
+        o_url = f"urn:uuid:{uuid.UUID(int=(n << 8) + k + (1 << 100))}"
+        results.append({"reference": o_url})
+        entries.append({
+            "fullUrl": o_url,
+            "resource": {"resourceType": "Observation", "identifier": [{"system": f"{BASE}/obs", "value": f"R{n}-{k}"}],
+                         "status": "final", "code": {"coding": [{"system": "http://loinc.org", "code": code}]},
+                         "subject": {"reference": subject}, "effectiveDateTime": when,
+                         "valueQuantity": {"value": round(rng.uniform(lo, hi), 2), "unit": unit,
+                                           "system": "http://unitsofmeasure.org", "code": unit},
+                         "performer": [{"reference": "Organization/hosp-a"}]},
+            "request": {"method": "PUT", "url": f"Observation?identifier={BASE}/obs|R{n}-{k}"},
+        })  # fmt: skip
+    entries.append({
+        "fullUrl": f"urn:uuid:{uuid.UUID(int=(n << 8) + 255 + (1 << 101))}",
+        "resource": {"resourceType": "DiagnosticReport", "identifier": [{"system": f"{BASE}/report", "value": f"R{n}"}],
+                     "status": "final", "meta": {"tag": [{"system": "https://hr-registry.org.cn/fhir/CodeSystem/hr-mark",
+                                                           "code": "HR"}]},
+                     "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0074",
+                                               "code": "LAB"}]}],
+                     "code": {"coding": [{"system": "http://loinc.org", "code": "58410-2"}]},
+                     "subject": {"reference": subject}, "effectiveDateTime": when, "issued": when,
+                     "performer": [{"reference": "Organization/hosp-a"}], "result": results},
+        "request": {"method": "PUT", "url": f"DiagnosticReport?identifier={BASE}/report|R{n}"},
+    })  # fmt: skip
+    return entries
+
+
+def bundles(reports: int, patients: int, per_bundle: int) -> Iterator[bytes]:
+    """Reports in patient-major order so a patient's first report carries the Patient."""
+    rng = random.Random(7)  # noqa: S311 - synthetic data
+    per_patient = max(1, reports // patients)
+    batch: list[dict[str, Any]] = []
+    n = 0
+    for round_ in range(per_patient):
+        for patient in range(patients):
+            if n >= reports:
+                break
+            batch += report_entries(n, patient, round_ == 0, rng)
+            n += 1
+            if n % per_bundle == 0:
+                yield orjson.dumps({"resourceType": "Bundle", "type": "transaction", "entry": batch})
+                batch = []
+    if batch:
+        yield orjson.dumps({"resourceType": "Bundle", "type": "transaction", "entry": batch})
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def main() -> int:  # noqa: PLR0915 - a linear script
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--reports", type=int, default=100_000)
+    ap.add_argument("--patients", type=int, default=10_000)
+    ap.add_argument("--per-bundle", type=int, default=1, help="reports per transaction Bundle")
+    ap.add_argument("--clients", type=int, default=8, help="concurrent pushing clients")
+    ap.add_argument("--workers", type=int, default=2, help="uvicorn worker processes")
+    ap.add_argument("--queries", type=int, default=2000)
+    ap.add_argument("--pg", default=os.environ.get("REGISTRY_TEST_POSTGRES_URL",
+                                                   "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"))  # fmt: skip
+    ap.add_argument("--write-docs", action="store_true", help="record the figures in docs/benchmarks.md")
+    args = ap.parse_args()
+
+    db = f"hr_bench_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(args.pg, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{db}"'))
+    url = args.pg.rsplit("/", 1)[0] + f"/{db}"
+    var = Path(tempfile.mkdtemp(prefix="hr-bench-"))
+    port = 18000 + os.getpid() % 1000
+    base = f"http://127.0.0.1:{port}"
+    settings = Settings(var_dir=var, database_url=url, public_base_url=base, identity_secret="bench",
+                        rate_limit_per_second=0, max_bundle_entries=5000, token_ttl_seconds=86_400)  # fmt: skip
+    ctx = build_context(settings)
+    from registry.services.audit import AuditContext
+
+    admin_p = ctx.principals.add(PrincipalKind.ADMIN, "bench-admin", "bench").principal
+    ctx.ingest.update(admin_p, AuditContext("bench", admin_p, "update"), "Organization", "hosp-a",
+                      orjson.dumps({"resourceType": "Organization", "name": "A"}).decode(), None)  # fmt: skip
+    hosp = ctx.principals.add(PrincipalKind.HOSPITAL, "hosp-a-system", "A", org_id="hosp-a").principal
+    token = ctx.principals.token(hosp, ttl_seconds=86_400).access_token
+    ctx.engine.dispose()
+    env = {**os.environ, "REGISTRY_VAR_DIR": str(var), "REGISTRY_DATABASE_URL": url, "REGISTRY_PUBLIC_BASE_URL": base,
+           "REGISTRY_IDENTITY_SECRET": "bench", "REGISTRY_RATE_LIMIT_PER_SECOND": "0", "REGISTRY_AUTO_MIGRATE": "false",
+           "REGISTRY_MAX_BUNDLE_ENTRIES": "5000"}  # fmt: skip
+    server = subprocess.Popen(  # noqa: S603 - fixed argv
+        [sys.executable, "-m", "uvicorn", "registry.app:create_app", "--factory", "--host", "127.0.0.1", "--port",
+         str(port), "--workers", str(args.workers), "--log-level", "warning", "--no-access-log"],
+        cwd=ROOT, env=env,
+    )  # fmt: skip
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/fhir+json"}
+    try:
+        for _ in range(150):
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        # ---------------------------------------------------------------- ingest
+        lock = threading.Lock()
+        done = [0]
+        errors: list[str] = []
+        source = bundles(args.reports, args.patients, args.per_bundle)
+
+        def pusher(_: int) -> None:
+            with httpx.Client(timeout=120) as client:
+                while True:
+                    with lock:
+                        body = next(source, None)
+                    if body is None:
+                        return
+                    r = client.post(f"{base}/fhir", content=body, headers=headers)
+                    if r.status_code != 200:
+                        errors.append(r.text[:300])
+                    with lock:
+                        done[0] += 1
+
+        started = time.perf_counter()
+        with ThreadPoolExecutor(args.clients) as pool:
+            futures = [pool.submit(pusher, i) for i in range(args.clients)]
+            while not all(f.done() for f in futures):
+                time.sleep(5)
+                rate = done[0] * args.per_bundle / (time.perf_counter() - started)
+                print(f"  ingest: {done[0] * args.per_bundle}/{args.reports} reports, {rate:.0f}/s", flush=True)
+        elapsed = time.perf_counter() - started
+        if errors:
+            print(f"{len(errors)} failed bundles, e.g. {errors[0]}", file=sys.stderr)
+            return 1
+        ingest_rate = args.reports / elapsed
+        print(f"ingest: {args.reports} reports in {elapsed:.1f} s = {ingest_rate:.0f} reports/s")
+
+        # ---------------------------------------------------------------- latency
+        rng = random.Random(11)  # noqa: S311
+        search_ms: list[float] = []
+        read_ms: list[float] = []
+        report_ids: list[str] = []
+        with httpx.Client(timeout=30) as client:
+            for _ in range(args.queries):
+                patient = rng.randrange(args.patients)
+                t = time.perf_counter()
+                r = client.get(f"{base}/fhir/DiagnosticReport",
+                               params={"patient.identifier": f"{NATIONAL}|{national_id(patient)}"}, headers=headers)  # fmt: skip
+                search_ms.append((time.perf_counter() - t) * 1000)
+                assert r.status_code == 200, r.text
+                entries = r.json().get("entry", [])
+                assert entries, f"no reports for patient {patient}"
+                report_ids.append(entries[0]["resource"]["id"])
+            for rid in report_ids:
+                t = time.perf_counter()
+                r = client.get(f"{base}/fhir/DiagnosticReport/{rid}", headers=headers)
+                read_ms.append((time.perf_counter() - t) * 1000)
+                assert r.status_code == 200
+        results = {
+            "ingest_reports_per_s": ingest_rate,
+            "search_p50_ms": statistics.median(search_ms),
+            "search_p99_ms": percentile(search_ms, 0.99),
+            "read_p50_ms": statistics.median(read_ms),
+            "read_p99_ms": percentile(read_ms, 0.99),
+        }
+        for k, v in results.items():
+            print(f"{k}: {v:.1f}")
+        if args.write_docs:
+            write_docs(args, results)
+    finally:
+        server.terminate()
+        server.wait(30)
+        with admin.connect() as conn:
+            conn.execute(text(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}'"))
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{db}"'))
+        shutil.rmtree(var, ignore_errors=True)
+    return 0
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    pg = subprocess.run(["psql", "--version"], capture_output=True, text=True, check=False).stdout.strip()  # noqa: S607
+    return (f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB, {platform.system()} {platform.release()}, "
+            f"Python {platform.python_version()}, {pg}")  # fmt: skip
+
+
+def write_docs(args: argparse.Namespace, r: dict[str, float]) -> None:
+    path = ROOT / "docs" / "benchmarks.md"
+    section = "## Registry: ingest and search (scripts/bench_registry.py)"
+    command = (f".venv/bin/python scripts/bench_registry.py --reports {args.reports} --patients {args.patients} "
+               f"--per-bundle {args.per_bundle} --clients {args.clients} --workers {args.workers} --write-docs")  # fmt: skip
+    body = (
+        f"\n### {time.strftime('%Y-%m-%d')} — {args.reports} reports, {args.patients} patients, "
+        f"{args.per_bundle} report(s) per Bundle\n\n"
+        f"- machine: {machine()}\n- command: `{command}`\n\n"
+        "| figure | value | aim |\n|---|---|---|\n"
+        f"| ingest (transaction Bundles, {args.clients} clients, {args.workers} workers) | "
+        f"{r['ingest_reports_per_s']:.0f} reports/s | ≥ 1,000 |\n"
+        f"| `DiagnosticReport?patient.identifier=…` p50 / p99 | {r['search_p50_ms']:.1f} / {r['search_p99_ms']:.1f} ms "
+        "| p99 < 20 ms |\n"
+        f"| `DiagnosticReport/<id>` read p50 / p99 | {r['read_p50_ms']:.1f} / {r['read_p99_ms']:.1f} ms | |\n"
+    )
+    text_ = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
+    if section not in text_:
+        text_ += f"\n{section}\n"
+    head, _, tail = text_.partition(section)
+    nxt = tail.find("\n## ")
+    tail = tail + body if nxt < 0 else tail[:nxt] + body + tail[nxt:]
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(head + section + tail, encoding="utf-8")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
