@@ -43,8 +43,13 @@ from registry.settings import Settings  # noqa: E402
 
 NATIONAL = "https://hr-registry.org.cn/fhir/sid/cn-resident-id"
 BASE = "http://hosp-a.example"
-ANALYTES = [("6690-2", "10*9/L", 4.0, 10.0), ("789-8", "10*12/L", 4.3, 5.8), ("718-7", "g/L", 130, 175),
-            ("4544-3", "%", 40, 50), ("777-3", "10*9/L", 125, 350)]  # fmt: skip
+ANALYTES = [
+    ("6690-2", "10*9/L", 4.0, 10.0),
+    ("789-8", "10*12/L", 4.3, 5.8),
+    ("718-7", "g/L", 130, 175),
+    ("4544-3", "%", 40, 50),
+    ("777-3", "10*9/L", 125, 350),
+]
 
 
 def national_id(n: int) -> str:
@@ -58,13 +63,21 @@ def report_entries(n: int, patient: int, first: bool, rng: random.Random) -> lis
     p_url = f"urn:uuid:{uuid.UUID(int=patient + 1)}"
     entries: list[dict[str, Any]] = []
     if first:
-        entries.append({
-            "fullUrl": p_url,
-            "resource": {"resourceType": "Patient", "identifier": [{"system": f"{BASE}/mrn", "value": mrn},
-                         {"system": NATIONAL, "value": national_id(patient)}], "gender": "female",
-                         "managingOrganization": {"reference": "Organization/hosp-a"}},
-            "request": {"method": "PUT", "url": f"Patient?identifier={BASE}/mrn|{mrn}"},
-        })  # fmt: skip
+        entries.append(
+            {
+                "fullUrl": p_url,
+                "resource": {
+                    "resourceType": "Patient",
+                    "identifier": [
+                        {"system": f"{BASE}/mrn", "value": mrn},
+                        {"system": NATIONAL, "value": national_id(patient)},
+                    ],
+                    "gender": "female",
+                    "managingOrganization": {"reference": "Organization/hosp-a"},
+                },
+                "request": {"method": "PUT", "url": f"Patient?identifier={BASE}/mrn|{mrn}"},
+            }
+        )
         subject = p_url
     else:
         subject = f"Patient?identifier={BASE}/mrn|{mrn}"
@@ -73,34 +86,52 @@ def report_entries(n: int, patient: int, first: bool, rng: random.Random) -> lis
     for k, (code, unit, lo, hi) in enumerate(ANALYTES):
         o_url = f"urn:uuid:{uuid.UUID(int=(n << 8) + k + (1 << 100))}"
         results.append({"reference": o_url})
-        entries.append({
-            "fullUrl": o_url,
-            "resource": {"resourceType": "Observation", "identifier": [{"system": f"{BASE}/obs", "value": f"R{n}-{k}"}],
-                         "status": "final", "code": {"coding": [{"system": "http://loinc.org", "code": code}]},
-                         "subject": {"reference": subject}, "effectiveDateTime": when,
-                         "valueQuantity": {"value": round(rng.uniform(lo, hi), 2), "unit": unit,
-                                           "system": "http://unitsofmeasure.org", "code": unit},
-                         "performer": [{"reference": "Organization/hosp-a"}]},
-            "request": {"method": "PUT", "url": f"Observation?identifier={BASE}/obs|R{n}-{k}"},
-        })  # fmt: skip
-    entries.append({
-        "fullUrl": f"urn:uuid:{uuid.UUID(int=(n << 8) + 255 + (1 << 101))}",
-        "resource": {"resourceType": "DiagnosticReport", "identifier": [{"system": f"{BASE}/report", "value": f"R{n}"}],
-                     "status": "final", "meta": {"tag": [{"system": "https://hr-registry.org.cn/fhir/CodeSystem/hr-mark",
-                                                           "code": "HR"}]},
-                     "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0074",
-                                               "code": "LAB"}]}],
-                     "code": {"coding": [{"system": "http://loinc.org", "code": "58410-2"}]},
-                     "subject": {"reference": subject}, "effectiveDateTime": when, "issued": when,
-                     "performer": [{"reference": "Organization/hosp-a"}], "result": results},
-        "request": {"method": "PUT", "url": f"DiagnosticReport?identifier={BASE}/report|R{n}"},
-    })  # fmt: skip
+        entries.append(
+            {
+                "fullUrl": o_url,
+                "resource": {
+                    "resourceType": "Observation",
+                    "identifier": [{"system": f"{BASE}/obs", "value": f"R{n}-{k}"}],
+                    "status": "final",
+                    "code": {"coding": [{"system": "http://loinc.org", "code": code}]},
+                    "subject": {"reference": subject},
+                    "effectiveDateTime": when,
+                    "valueQuantity": {
+                        "value": round(rng.uniform(lo, hi), 2),
+                        "unit": unit,
+                        "system": "http://unitsofmeasure.org",
+                        "code": unit,
+                    },
+                    "performer": [{"reference": "Organization/hosp-a"}],
+                },
+                "request": {"method": "PUT", "url": f"Observation?identifier={BASE}/obs|R{n}-{k}"},
+            }
+        )
+    entries.append(
+        {
+            "fullUrl": f"urn:uuid:{uuid.UUID(int=(n << 8) + 255 + (1 << 101))}",
+            "resource": {
+                "resourceType": "DiagnosticReport",
+                "identifier": [{"system": f"{BASE}/report", "value": f"R{n}"}],
+                "status": "final",
+                "meta": {"tag": [{"system": "https://hr-registry.org.cn/fhir/CodeSystem/hr-mark", "code": "HR"}]},
+                "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0074", "code": "LAB"}]}],
+                "code": {"coding": [{"system": "http://loinc.org", "code": "58410-2"}]},
+                "subject": {"reference": subject},
+                "effectiveDateTime": when,
+                "issued": when,
+                "performer": [{"reference": "Organization/hosp-a"}],
+                "result": results,
+            },
+            "request": {"method": "PUT", "url": f"DiagnosticReport?identifier={BASE}/report|R{n}"},
+        }
+    )
     return entries
 
 
 def bundles(reports: int, patients: int, per_bundle: int) -> Iterator[bytes]:
     """Reports in patient-major order so a patient's first report carries the Patient."""
-    rng = random.Random(7)  # noqa: S311 - synthetic data
+    rng = random.Random(7)
     per_patient = max(1, reports // patients)
     batch: list[dict[str, Any]] = []
     n = 0
@@ -122,7 +153,7 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def main() -> int:  # noqa: PLR0915 - a linear script
+def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--reports", type=int, default=100_000)
     ap.add_argument("--patients", type=int, default=10_000)
@@ -130,8 +161,10 @@ def main() -> int:  # noqa: PLR0915 - a linear script
     ap.add_argument("--clients", type=int, default=8, help="concurrent pushing clients")
     ap.add_argument("--workers", type=int, default=2, help="uvicorn worker processes")
     ap.add_argument("--queries", type=int, default=2000)
-    ap.add_argument("--pg", default=os.environ.get("REGISTRY_TEST_POSTGRES_URL",
-                                                   "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"))  # fmt: skip
+    ap.add_argument(
+        "--pg",
+        default=os.environ.get("REGISTRY_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"),
+    )
     ap.add_argument("--write-docs", action="store_true", help="record the figures in docs/benchmarks.md")
     args = ap.parse_args()
 
@@ -143,25 +176,60 @@ def main() -> int:  # noqa: PLR0915 - a linear script
     var = Path(tempfile.mkdtemp(prefix="hr-bench-"))
     port = 18000 + os.getpid() % 1000
     base = f"http://127.0.0.1:{port}"
-    settings = Settings(var_dir=var, database_url=url, public_base_url=base, identity_secret="bench",
-                        rate_limit_per_second=0, max_bundle_entries=5000, token_ttl_seconds=86_400)  # fmt: skip
+    settings = Settings(
+        var_dir=var,
+        database_url=url,
+        public_base_url=base,
+        identity_secret="bench",
+        rate_limit_per_second=0,
+        max_bundle_entries=5000,
+        token_ttl_seconds=86_400,
+    )
     ctx = build_context(settings)
     from registry.services.audit import AuditContext
 
     admin_p = ctx.principals.add(PrincipalKind.ADMIN, "bench-admin", "bench").principal
-    ctx.ingest.update(admin_p, AuditContext("bench", admin_p, "update"), "Organization", "hosp-a",
-                      orjson.dumps({"resourceType": "Organization", "name": "A"}).decode(), None)  # fmt: skip
+    ctx.ingest.update(
+        admin_p,
+        AuditContext("bench", admin_p, "update"),
+        "Organization",
+        "hosp-a",
+        orjson.dumps({"resourceType": "Organization", "name": "A"}).decode(),
+        None,
+    )
     hosp = ctx.principals.add(PrincipalKind.HOSPITAL, "hosp-a-system", "A", org_id="hosp-a").principal
     token = ctx.principals.token(hosp, ttl_seconds=86_400).access_token
     ctx.engine.dispose()
-    env = {**os.environ, "REGISTRY_VAR_DIR": str(var), "REGISTRY_DATABASE_URL": url, "REGISTRY_PUBLIC_BASE_URL": base,
-           "REGISTRY_IDENTITY_SECRET": "bench", "REGISTRY_RATE_LIMIT_PER_SECOND": "0", "REGISTRY_AUTO_MIGRATE": "false",
-           "REGISTRY_MAX_BUNDLE_ENTRIES": "5000"}  # fmt: skip
+    env = {
+        **os.environ,
+        "REGISTRY_VAR_DIR": str(var),
+        "REGISTRY_DATABASE_URL": url,
+        "REGISTRY_PUBLIC_BASE_URL": base,
+        "REGISTRY_IDENTITY_SECRET": "bench",
+        "REGISTRY_RATE_LIMIT_PER_SECOND": "0",
+        "REGISTRY_AUTO_MIGRATE": "false",
+        "REGISTRY_MAX_BUNDLE_ENTRIES": "5000",
+    }
     server = subprocess.Popen(  # noqa: S603 - fixed argv
-        [sys.executable, "-m", "uvicorn", "registry.app:create_app", "--factory", "--host", "127.0.0.1", "--port",
-         str(port), "--workers", str(args.workers), "--log-level", "warning", "--no-access-log"],
-        cwd=ROOT, env=env,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "registry.app:create_app",
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            str(args.workers),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
+        cwd=ROOT,
+        env=env,
+    )
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/fhir+json"}
     try:
         for _ in range(150):
@@ -204,7 +272,7 @@ def main() -> int:  # noqa: PLR0915 - a linear script
         print(f"ingest: {args.reports} reports in {elapsed:.1f} s = {ingest_rate:.0f} reports/s")
 
         # ---------------------------------------------------------------- latency
-        rng = random.Random(11)  # noqa: S311
+        rng = random.Random(11)
         search_ms: list[float] = []
         read_ms: list[float] = []
         report_ids: list[str] = []
@@ -212,8 +280,11 @@ def main() -> int:  # noqa: PLR0915 - a linear script
             for _ in range(args.queries):
                 patient = rng.randrange(args.patients)
                 t = time.perf_counter()
-                r = client.get(f"{base}/fhir/DiagnosticReport",
-                               params={"patient.identifier": f"{NATIONAL}|{national_id(patient)}"}, headers=headers)  # fmt: skip
+                r = client.get(
+                    f"{base}/fhir/DiagnosticReport",
+                    params={"patient.identifier": f"{NATIONAL}|{national_id(patient)}"},
+                    headers=headers,
+                )
                 search_ms.append((time.perf_counter() - t) * 1000)
                 assert r.status_code == 200, r.text
                 entries = r.json().get("entry", [])
@@ -256,15 +327,19 @@ def machine() -> str:
         pass
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     pg = subprocess.run(["psql", "--version"], capture_output=True, text=True, check=False).stdout.strip()  # noqa: S607
-    return (f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB, {platform.system()} {platform.release()}, "
-            f"Python {platform.python_version()}, {pg}")  # fmt: skip
+    return (
+        f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB, {platform.system()} {platform.release()}, "
+        f"Python {platform.python_version()}, {pg}"
+    )
 
 
 def write_docs(args: argparse.Namespace, r: dict[str, float]) -> None:
     path = ROOT / "docs" / "benchmarks.md"
     section = "## Registry: ingest and search (scripts/bench_registry.py)"
-    command = (f".venv/bin/python scripts/bench_registry.py --reports {args.reports} --patients {args.patients} "
-               f"--per-bundle {args.per_bundle} --clients {args.clients} --workers {args.workers} --write-docs")  # fmt: skip
+    command = (
+        f".venv/bin/python scripts/bench_registry.py --reports {args.reports} --patients {args.patients} "
+        f"--per-bundle {args.per_bundle} --clients {args.clients} --workers {args.workers} --write-docs"
+    )
     body = (
         f"\n### {time.strftime('%Y-%m-%d')} — {args.reports} reports, {args.patients} patients, "
         f"{args.per_bundle} report(s) per Bundle\n\n"
