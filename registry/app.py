@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from fastapi import FastAPI, Request
@@ -15,8 +16,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from catalog import InvalidCatalogError, Kind
-from registry.api import auth_token, codesystems, fhir_rest, metadata
+from registry.api import auth_token, codesystems, fhir_rest, metadata, recognition
+from registry.auth import utcnow
 from registry.catalog_file import load_catalog
+from registry.cds import routes as cds_routes
 from registry.context import AppContext
 from registry.errors import (
     CatalogUnavailableError,
@@ -91,14 +94,15 @@ def _install_error_handlers(app: FastAPI) -> None:
         return _outcome_response(500, "exception", "internal error; the incident is in the server log")
 
 
-def build_context(settings: Settings) -> AppContext:
-    """Catalog, keys, database (migrated when ``auto_migrate``) and services — shared by the app and the CLI."""
+def build_context(settings: Settings, clock: Callable[[], datetime] | None = None) -> AppContext:
+    """Catalog, keys, database (migrated when ``auto_migrate``) and services — shared by the app and the CLI.
+    ``clock`` is for tests that move time (validity windows); the default is the system clock."""
     try:
         catalog = load_catalog(settings.catalog_path)
     except InvalidCatalogError as exc:
         raise CatalogUnavailableError(f"catalog {settings.catalog_path} is invalid:\n{exc}") from None
     settings.var_dir.mkdir(parents=True, exist_ok=True)
-    ctx = AppContext.build(settings, catalog, today=datetime.now(UTC).date())
+    ctx = AppContext.build(settings, catalog, today=datetime.now(UTC).date(), clock=clock or utcnow)
     if settings.auto_migrate:
         migrate.upgrade(settings.effective_database_url, ctx.engine)
     elif migrate.current_revision(ctx.engine) != migrate.head_revision():
@@ -106,10 +110,10 @@ def build_context(settings: Settings) -> AppContext:
     return ctx
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime] | None = None) -> FastAPI:
     """Build the registry application. With no argument, settings come from ``REGISTRY_*`` variables."""
     settings = settings or Settings.from_env()
-    ctx = build_context(settings)
+    ctx = build_context(settings, clock)
     catalog = ctx.catalog
     install_log_masking()
 
@@ -139,6 +143,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(metadata.router)
     app.include_router(codesystems.router)
     app.include_router(auth_token.router)
+    app.include_router(cds_routes.router)
+    app.include_router(recognition.fhir_router)
+    app.include_router(recognition.stats_router)
+    app.include_router(recognition.admin_router)
     app.include_router(fhir_rest.router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)

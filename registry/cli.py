@@ -209,6 +209,12 @@ demo_app = typer.Typer(help="The synthetic demo region.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(clients_app, name="clients")
 app.add_typer(demo_app, name="demo")
+codes_app = typer.Typer(help="Hospitals' local code maps and unmapped codes.", no_args_is_help=True)
+quals_app = typer.Typer(help="Quality-control (EQA) qualifications per organization and item.", no_args_is_help=True)
+index_app = typer.Typer(help="The result index (recognition's hot path).", no_args_is_help=True)
+app.add_typer(codes_app, name="codes")
+app.add_typer(quals_app, name="qualifications")
+app.add_typer(index_app, name="index")
 
 CLI_PRINCIPAL = Principal("cli", PrincipalKind.ADMIN, parse_scopes("system/*.*"), name="hr-registry CLI")
 
@@ -395,6 +401,166 @@ def token(
     typer.echo(issued.access_token)
 
 
+@codes_app.command("import")
+def codes_import(
+    file: Annotated[Path, typer.Argument(help="CSV: system,code,item[,display] (item: id, regional code or LOINC)")],
+    org: Annotated[str, typer.Option(help="the hospital (Organization id) whose codes these are")],
+) -> None:
+    """Import a hospital's local code map from CSV as its ConceptMap (replacing the previous one)."""
+    import orjson
+
+    from registry.services.audit import AuditContext
+    from registry.services.code_maps import concept_map_from_csv
+
+    ctx = _context()
+    try:
+        text = file.read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        err.print(f"[red]cannot read {file}: {exc.strerror}[/red]")
+        raise typer.Exit(2) from None
+    try:
+        concept_map = concept_map_from_csv(text, org, ctx.catalog)
+        result = ctx.ingest.update(
+            CLI_PRINCIPAL,
+            AuditContext("cli", CLI_PRINCIPAL, "update"),
+            "ConceptMap",
+            concept_map["id"],
+            orjson.dumps(concept_map).decode(),
+            None,
+        )
+    except RegistryError as exc:
+        raise _fail(exc) from None
+    n = sum(len(g["element"]) for g in concept_map["group"])
+    out.print(f"ConceptMap/{result.stored.id} version {result.stored.version}: {n} local codes of {org} mapped")
+
+
+@codes_app.command("unmapped")
+def codes_unmapped(
+    org: Annotated[str | None, typer.Option(help="one hospital (default: all)")] = None,
+    limit: Annotated[int, typer.Option(min=1)] = 100,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Incoming result codes that map to no catalog item, most frequent first — what to map next."""
+    ctx = _context()
+    rows = ctx.administration.unmapped(org, limit)
+    if as_json:
+        for r in rows:
+            typer.echo(json.dumps(r, ensure_ascii=False))
+        return
+    table = Table(title=f"unmapped codes{' of ' + org if org else ''}")
+    for col in ("org", "system", "code", "display", "type", "count", "last seen"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        table.add_row(
+            r["org"],
+            r["system"],
+            r["code"],
+            r["display"] or "",
+            r["resource_type"],
+            str(r["count"]),
+            r["last_seen"][:19],
+        )
+    out.print(table if rows else "no unmapped codes")
+
+
+@quals_app.command("add")
+def qualifications_add(
+    org: Annotated[str, typer.Option(help="Organization id")],
+    scope: Annotated[str, typer.Option(help="recognition scope: beijing, jjjl, alliance")],
+    valid_from: Annotated[str, typer.Option("--from", help="YYYY-MM-DD")],
+    item: Annotated[str | None, typer.Option(help="an item id (or use --group)")] = None,
+    group: Annotated[str | None, typer.Option(help="a catalog group, e.g. hematology, ct")] = None,
+    valid_to: Annotated[str | None, typer.Option("--to", help="YYYY-MM-DD (inclusive)")] = None,
+    note: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """Record that an organization passed EQA for an item or group, in a scope, over dates."""
+    ctx = _context()
+    try:
+        q = ctx.administration.add(
+            CLI_PRINCIPAL,
+            {
+                "org": org,
+                "item": item,
+                "group": group,
+                "scope": scope,
+                "valid_from": valid_from,
+                "valid_to": valid_to,
+                "note": note,
+            },
+        )
+    except RegistryError as exc:
+        raise _fail(exc) from None
+    out.print(
+        f"qualification {q['id']}: {org} {item or group} in {scope} from {q['valid_from']}"
+        f"{' to ' + q['valid_to'] if q['valid_to'] else ''}"
+    )
+
+
+@quals_app.command("list")
+def qualifications_list(org: Annotated[str | None, typer.Option()] = None) -> None:
+    """Qualifications (revoked ones marked)."""
+    ctx = _context()
+    table = Table(title="qualifications")
+    for col in ("id", "org", "item/group", "scope", "from", "to", "revoked"):
+        table.add_column(col, overflow="fold")
+    for q in ctx.administration.qualifications(CLI_PRINCIPAL, org):
+        table.add_row(
+            q["id"],
+            q["org"],
+            q["item"] or q["group"],
+            q["scope"],
+            q["valid_from"],
+            q["valid_to"] or "",
+            (q["revoked"] or "")[:10],
+        )
+    out.print(table)
+
+
+@quals_app.command("revoke")
+def qualifications_revoke(qual_id: Annotated[str, typer.Argument()]) -> None:
+    """Revoke a qualification (kept in the list as revoked)."""
+    ctx = _context()
+    try:
+        ctx.administration.revoke(CLI_PRINCIPAL, qual_id)
+    except RegistryError as exc:
+        raise _fail(exc) from None
+    out.print(f"revoked {qual_id}")
+
+
+@index_app.command("rebuild")
+def index_rebuild(batch: Annotated[int, typer.Option(min=1, max=10_000)] = 500) -> None:
+    """Recompute the whole result index from the stored resources (with a progress bar)."""
+    from rich.progress import Progress
+
+    ctx = _context()
+    total = ctx.administration.count_indexable()
+    with Progress(console=out) as progress:
+        task = progress.add_task("rebuilding the result index", total=total)
+        done = ctx.administration.rebuild(batch, lambda n: progress.advance(task, n))
+    out.print(f"result index rebuilt from {done} resources")
+
+
+@index_app.command("check")
+def index_check(batch: Annotated[int, typer.Option(min=1, max=10_000)] = 500) -> None:
+    """Compare the result index with a recomputation; exit 1 and list the differences if any."""
+    from rich.progress import Progress
+
+    ctx = _context()
+    total = ctx.administration.count_indexable()
+    with Progress(console=out) as progress:
+        task = progress.add_task("checking the result index", total=total)
+        diff = ctx.administration.check(batch, lambda n: progress.advance(task, n))
+    if diff.clean:
+        out.print("[green]the result index matches a recomputation from the stored resources[/green]")
+        return
+    err.print(f"[red]{len(diff.missing)} row(s) missing, {len(diff.extra)} row(s) extra[/red]")
+    for row in diff.missing[:20]:
+        err.print(f"  missing {row['res_type']}/{row['res_id']} item {row['item_id']}")
+    for row in diff.extra[:20]:
+        err.print(f"  extra   {row['res_type']}/{row['res_id']} item {row['item_id']}")
+    raise typer.Exit(1)
+
+
 @demo_app.command("load")
 def demo_load(patients: Annotated[int, typer.Option(min=1, max=5000)] = 50) -> None:
     """Load the synthetic demo region (idempotent: loading again changes nothing)."""
@@ -417,7 +583,8 @@ def _load_demo(ctx: AppContext, patients: int, *, force: bool) -> dict[str, int]
     if not force and ctx.principals.state(DEMO_STATE_KEY):
         return None
     with out.status(f"loading the demo region ({patients} synthetic patients)…"):
-        counts = DemoRegion(ctx.ingest, ctx.catalog, ctx.clock).load(CLI_PRINCIPAL, patients=patients)
+        region = DemoRegion(ctx.ingest, ctx.catalog, ctx.clock, administration=ctx.administration)
+        counts = region.load(CLI_PRINCIPAL, patients=patients)
     import orjson
 
     ctx.principals.set_state(DEMO_STATE_KEY, orjson.dumps(counts).decode())

@@ -19,12 +19,17 @@ from registry.auth import TokenService, utcnow
 from registry.fhir.response import etag_of
 from registry.keys import load_identity_secret, load_signing_key
 from registry.ratelimit import RateLimiter
+from registry.services.administration import Administration
 from registry.services.capability import capability_statement
 from registry.services.catalog_publication import nonrecognition_reasons_codesystem, recognized_items_codesystem
+from registry.services.decisions import Decisions
 from registry.services.identity import IdentityPolicy
 from registry.services.ingest import Ingest, WriteContext
 from registry.services.principals import Principals
+from registry.services.recognition import RecognitionService
+from registry.services.result_index import ResultIndexer
 from registry.services.search import ReadContext, Reads
+from registry.services.stats import Statistics
 from registry.settings import Settings
 from registry.store.db import make_engine
 from registry.store.repository import UnitOfWork
@@ -58,6 +63,11 @@ class AppContext:
     ingest: Ingest
     limiter: RateLimiter
     clock: Callable[[], datetime]
+    indexer: ResultIndexer
+    recognition: RecognitionService
+    decisions: Decisions
+    statistics: Statistics
+    administration: Administration
 
     @classmethod
     def build(
@@ -82,8 +92,9 @@ class AppContext:
                 cursor_key,
             )
         )
+        indexer = ResultIndexer(catalog, local_tz, settings.fhir_base_url)
         ingest = Ingest(
-            WriteContext(uow, identity, settings.fhir_base_url, local_tz, clock, settings.max_bundle_entries)
+            WriteContext(uow, identity, settings.fhir_base_url, local_tz, clock, settings.max_bundle_entries, indexer)
         )
         return cls(
             settings=settings,
@@ -102,4 +113,9 @@ class AppContext:
             ingest=ingest,
             limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
             clock=clock,
+            indexer=indexer,
+            recognition=RecognitionService(uow, catalog, identity, indexer, clock),
+            decisions=Decisions(uow, catalog, clock),
+            statistics=Statistics(uow, catalog, local_tz),
+            administration=Administration(uow, catalog, indexer, clock),
         )

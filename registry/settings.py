@@ -61,6 +61,7 @@ class Settings(BaseSettings):
     max_bundle_entries: int = Field(default=1000, ge=1, description="Largest Bundle accepted.")
     rate_limit_per_second: float = Field(default=100.0, ge=0, description="Sustained requests/s per client; 0 = off")
     rate_limit_burst: int = Field(default=300, ge=1, description="Requests a client may send at once.")
+    cds_lookback_days: int = Field(default=30, ge=1, le=3650, description="patient-view reminder look-back (days)")
     default_page_size: int = Field(default=50, ge=1, le=1000)
     max_page_size: int = Field(default=500, ge=1, le=5000)
 

@@ -115,6 +115,12 @@ _BY_TYPE: dict[str, tuple[SearchParam, ...]] = {
         _p("based-on", R, "basedOn"),
         _p("endpoint", R, "endpoint", "series.endpoint", targets=("Endpoint",)),
     ),
+    "ConceptMap": (
+        _p("url", T, "url"),
+        _p("identifier", T, "identifier"),
+        _p("status", T, "status"),
+        _p("source-system", T, "group.source", doc="A local code system the map translates"),
+    ),
     "ServiceRequest": (
         _p("patient", R, "subject", targets=("Patient",)),
         _p("subject", R, "subject"),

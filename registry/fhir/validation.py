@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from fhir.resources.R4B.conceptmap import ConceptMap
 from fhir.resources.R4B.diagnosticreport import DiagnosticReport
 from fhir.resources.R4B.endpoint import Endpoint
 from fhir.resources.R4B.imagingstudy import ImagingStudy
@@ -30,6 +31,7 @@ RESOURCE_MODELS: dict[str, Any] = {
     "Observation": Observation,
     "ImagingStudy": ImagingStudy,
     "ServiceRequest": ServiceRequest,
+    "ConceptMap": ConceptMap,
 }
 
 ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
@@ -104,6 +106,26 @@ REQUIRED_BINDINGS: dict[str, tuple[tuple[str, frozenset[str]], ...]] = {
     ),
     "Practitioner": (("gender", _GENDER), ("name.use", _NAME_USE)),
     "Endpoint": (("status", frozenset({"active", "suspended", "error", "off", "entered-in-error", "test"})),),
+    "ConceptMap": (
+        ("status", frozenset({"draft", "active", "retired", "unknown"})),
+        (
+            "group.element.target.equivalence",
+            frozenset(
+                {
+                    "relatedto",
+                    "equivalent",
+                    "equal",
+                    "wider",
+                    "subsumes",
+                    "narrower",
+                    "specializes",
+                    "inexact",
+                    "unmatched",
+                    "disjoint",
+                }
+            ),
+        ),
+    ),
 }
 
 

@@ -21,7 +21,7 @@ from registry.fhir.extract import parse_reference, values_at
 from registry.fhir.search_params import PATIENT_COMPARTMENT
 from registry.store.repository import CareContextClause, Clause, PatientKeyClause, Stored
 
-DIRECTORY = frozenset({"Organization", "Practitioner", "Endpoint"})
+DIRECTORY = frozenset({"Organization", "Practitioner", "Endpoint", "ConceptMap"})
 PATIENT_SCOPED = PATIENT_COMPARTMENT | {"Patient"}
 
 ISSUER_PATHS: dict[str, tuple[str, ...]] = {
@@ -35,6 +35,7 @@ ISSUER_PATHS: dict[str, tuple[str, ...]] = {
 """Where each type names the organization that issued it (the hospital that may write it)."""
 
 ISSUER_REQUIRED = frozenset({"Patient", "DiagnosticReport"})
+"""Types whose issuer a hospital must name; for the others it defaults to the writing hospital."""
 
 
 def issuer_orgs(resource: Mapping[str, Any], base_url: str | None = None) -> list[str]:
@@ -42,6 +43,11 @@ def issuer_orgs(resource: Mapping[str, Any], base_url: str | None = None) -> lis
     rtype = str(resource.get("resourceType"))
     if rtype == "Organization":
         return [str(resource["id"])] if resource.get("id") else []
+    if rtype == "ConceptMap":
+        from registry.services.code_maps import organization_of
+
+        owner = organization_of(resource)
+        return [owner] if owner else []
     out: list[str] = []
     for path in ISSUER_PATHS.get(rtype, ()):
         for value in values_at(resource, path):

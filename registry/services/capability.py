@@ -120,10 +120,22 @@ def capability_statement(fhir_base_url: str, *, published: date) -> dict[str, An
                 "interaction": [{"code": "transaction"}, {"code": "batch"}],
                 "operation": [
                     {
+                        "name": "recognition-check",
+                        "definition": f"{HR}/OperationDefinition/ServiceRequest-recognition-check",
+                        "documentation": "POST /fhir/ServiceRequest/$recognition-check: Parameters patientIdentifier"
+                        " | patient, order (ServiceRequest)* → per order: item, status, candidates, card",
+                    },
+                    {
+                        "name": "recognition-decision",
+                        "definition": f"{HR}/OperationDefinition/ServiceRequest-recognition-decision",
+                        "documentation": "POST /fhir/ServiceRequest/$recognition-decision: card, outcome "
+                        "(recognized | declined), reason (Coding), comment",
+                    },
+                    {
                         "name": "ihe-pix",
                         "definition": "https://profiles.ihe.net/ITI/PIXm/OperationDefinition/IHE.PIXm.pix",
                         "documentation": "GET /fhir/Patient/$ihe-pix?sourceIdentifier=system|value{&targetSystem=…}",
-                    }
+                    },
                 ],
             }
         ],

@@ -19,6 +19,7 @@ import orjson
 from catalog import Catalog, Coding
 from catalog.codes import HR_MARK, LOINC
 from registry.auth import Principal, PrincipalKind, parse_scopes
+from registry.services.administration import Administration
 from registry.services.audit import AuditContext
 from registry.services.identity import resident_id_check_char
 from registry.services.ingest import Ingest
@@ -164,10 +165,19 @@ def _interpretation(value: float, low: float, high: float) -> str:
 
 
 class DemoRegion:
-    def __init__(self, ingest: Ingest, catalog: Catalog, clock: Callable[[], datetime], *, seed: int = 20261122):
+    def __init__(
+        self,
+        ingest: Ingest,
+        catalog: Catalog,
+        clock: Callable[[], datetime],
+        *,
+        administration: Administration | None = None,
+        seed: int = 20261122,
+    ):
         self.ingest = ingest
         self.catalog = catalog
         self.clock = clock
+        self.administration = administration
         self.seed = seed
 
     def organizations(self) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -223,6 +233,8 @@ class DemoRegion:
             self.ingest.update(
                 _hospital_principal(h), audit, "Endpoint", f"{h.id}-wado", orjson.dumps(endpoint).decode(), None
             )
+        self._qualifications(admin)
+        self._code_maps(audit)
         for index, patient in enumerate(_patients(rng, patients)):
             counts["patients"] += 1
             for h in patient.hospitals:
@@ -231,6 +243,53 @@ class DemoRegion:
                 bundle = {"resourceType": "Bundle", "type": "transaction", "entry": entries}
                 self.ingest.bundle(_hospital_principal(h), audit, orjson.dumps(bundle).decode(), representation=False)
         return counts
+
+    def _qualifications(self, admin: Principal) -> None:
+        """EQA qualifications: every Beijing hospital for every group city-wide; the 京津冀鲁 members for the lab
+        groups region-wide; the community centre for blood counts, chemistry and ultrasound only."""
+        if self.administration is None:
+            return
+        existing = {q["id"] for q in self.administration.qualifications(admin)}
+        lab = [g.code for g in self.catalog.groups.values() if g.kind.value == "lab"]
+        everything = list(self.catalog.groups)
+        plan: list[tuple[str, str, list[str]]] = [
+            ("hosp-a", "beijing", everything), ("hosp-b", "beijing", everything), ("hosp-c", "beijing", everything),
+            ("hosp-d", "beijing", ["hematology", "liver", "kidney", "lipid", "glucose", "us"]),
+            ("hosp-a", "jjjl", lab), ("hosp-b", "jjjl", lab), ("hosp-c", "jjjl", lab), ("hosp-e", "jjjl", lab),
+        ]  # fmt: skip
+        for org, scope, groups in plan:
+            for group in groups:
+                qid = f"demo-{org}-{scope}-{group}"
+                if qid not in existing:
+                    self.administration.add(admin, {"id": qid, "org": org, "group": group, "scope": scope,
+                                                    "valid_from": "2024-01-01", "note": "demo"})  # fmt: skip
+
+    def _code_maps(self, audit: AuditContext) -> None:
+        """Hospital B orders with its own codes (as real order screens do): its local code map."""
+        from registry.services.code_maps import CODE_MAP_ORG
+
+        b = HOSPITALS[1]
+        rows = [("XCG", "血常规", "58410-2"), ("XHDB", "血红蛋白", "718-7"), ("GGN", "肝功能", "JY-GG-001"),
+                ("XZ4", "血脂四项", "JY-XZ-001"), ("THXHDB", "糖化血红蛋白", "4548-4"),
+                ("CT-XB-PS", "胸部CT平扫", "29252-4"), ("MR-LN-PS", "颅脑MR平扫", "30657-1"),
+                ("US-FB", "腹部超声", "24558-9"), ("DR-XB-ZW", "胸部正位片", "36554-4")]  # fmt: skip
+        elements = []
+        for code, display, target in rows:
+            item = self.catalog.search(target, limit=1)[0].item
+            target_entry = {"code": item.id, "display": item.name_zh, "equivalence": "equivalent"}
+            elements.append({"code": code, "display": display, "target": [target_entry]})
+        concept_map: dict[str, Any] = {
+            "resourceType": "ConceptMap", "id": f"{b.id}-order-codes", "status": "active",
+            "url": f"https://hr-registry.org.cn/fhir/ConceptMap/{b.id}-order-codes",
+            "name": "HospBOrderCodes", "title": f"{b.name} 本地医嘱编码 → 互认项目",
+            "extension": [{"url": CODE_MAP_ORG, "valueReference": {"reference": f"Organization/{b.id}"}}],
+            "group": [{"source": f"{b.base}/order-codes",
+                       "target": "https://hr-registry.org.cn/fhir/CodeSystem/recognized-items",
+                       "element": elements}],
+        }  # fmt: skip
+        self.ingest.update(
+            _hospital_principal(b), audit, "ConceptMap", f"{b.id}-order-codes", orjson.dumps(concept_map).decode(), None
+        )
 
     # ------------------------------------------------------------------ resources
     def _patient_entry(self, p: DemoPatient, h: Hospital) -> dict[str, Any]:

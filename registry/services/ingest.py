@@ -43,9 +43,10 @@ from registry.fhir.extract import extract, parse_reference, references, to_us
 from registry.fhir.json_text import JsonShapeError, elements, members, replace_all, with_server_members
 from registry.fhir.search_params import PATIENT_COMPARTMENT, SEARCH_PARAMS
 from registry.fhir.validation import ID_RE, ResourceInvalidError, validate
-from registry.services import access
+from registry.services import access, code_maps
 from registry.services.audit import AuditContext, AuditTrail, audit_row
 from registry.services.identity import MASK, IdentityPolicy, NationalIdError, masked
+from registry.services.result_index import INDEXED, ResultIndexer
 from registry.services.search_query import SearchParser
 from registry.store.repository import (
     DuplicateIdentifierError,
@@ -78,6 +79,7 @@ class WriteContext:
     local_tz: tzinfo
     clock: Callable[[], datetime]
     max_bundle_entries: int
+    indexer: ResultIndexer | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -583,6 +585,8 @@ class Ingest:
                 guarded(step, self._plan, s, step, current.get((step.type, step.id)), holders, plan)
         written = s.repo.apply(plan, now=s.now, now_us=to_us(s.now)) if (plan.creates or plan.replaces or
                                                                           plan.deletes) else {}  # fmt: skip
+        if written:
+            self._maintain_recognition(s, written)
         results: list[_Done] = []
         for step in steps:
             if step.done is None:
@@ -601,6 +605,21 @@ class Ingest:
                                               interaction=interaction))  # fmt: skip
             results.append(step.done)
         return results
+
+    def _maintain_recognition(self, s: Session, written: Mapping[tuple[str, str], Stored]) -> None:
+        """Keep the code maps and the result index in step with what this transaction wrote (DESIGN.md §4)."""
+        indexer = self.ctx.indexer
+        if indexer is None:
+            return
+        refs = {key for key in written if key[0] in INDEXED}
+        for (rtype, _rid), stored in written.items():
+            if rtype == "ConceptMap":
+                systems = code_maps.sync(s.repo, stored, indexer.catalog)
+                if stored.org_id:
+                    refs |= s.repo.results_with_codes(stored.org_id, systems)
+        unmapped = indexer.reindex(s.repo, refs)
+        if unmapped:
+            s.repo.count_unmapped(unmapped, now=s.now)
 
     def _parse_step(self, step: _Step) -> None:
         step.type, step.id, step.query = step.item.target()

@@ -20,8 +20,10 @@ from sqlalchemy import (
     Connection,
     Engine,
     Select,
+    String,
     and_,
     bindparam,
+    column,
     delete,
     exists,
     func,
@@ -33,6 +35,7 @@ from sqlalchemy import (
     tuple_,
     update,
 )
+from sqlalchemy import values as sa_values
 
 from registry.fhir.extract import IndexValues
 from registry.store.tables import metadata
@@ -45,6 +48,9 @@ DAT = cast(Any, metadata.tables["sp_date"])
 REF = cast(Any, metadata.tables["sp_reference"])
 IDN = cast(Any, metadata.tables["resource_identifier"])
 AUD = cast(Any, metadata.tables["audit_event"])
+RIX = cast(Any, metadata.tables["result_index"])
+CMAP = cast(Any, metadata.tables["code_map"])
+UNM = cast(Any, metadata.tables["unmapped_code"])
 
 MAX_INDEX_TEXT = 255
 
@@ -368,19 +374,28 @@ class Repository:
 
     def by_identifiers(self, keys: Iterable[tuple[str, str, str]]) -> dict[tuple[str, str, str], Stored]:
         """(type, system, value) → the live resource holding that business identifier."""
-        groups: dict[tuple[str, str], set[str]] = {}
-        for t, sy, v in keys:
-            groups.setdefault((t, _clip(sy)), set()).add(_clip(v))
+        wanted = sorted({(t, _clip(sy), _clip(v)) for t, sy, v in keys})
         out: dict[tuple[str, str, str], Stored] = {}
-        for (t, sy), values in groups.items():
-            # one (type, system) at a time with value IN (…): an index range scan, whatever the table's size
+        for i in range(0, len(wanted), 500):
+            chunk = wanted[i : i + 500]
+            if self.postgres:
+                # Joined to a VALUES list: one index lookup per key on (type, system, value), whatever the planner
+                # believes about the table (with stale statistics ``value IN (…)`` was filtered row by row).
+                w = sa_values(column("t", String), column("s", String), column("v", String), name="w").data(chunk)
+                on = and_(IDN.c.type == w.c.t, IDN.c.system == w.c.s, IDN.c.value == w.c.v)
+                source = w.join(IDN, on)
+                where: ColumnElement[bool] = literal(True)
+            else:
+                source = IDN
+                where = tuple_(IDN.c.type, IDN.c.system, IDN.c.value).in_(chunk)
             rows = self.conn.execute(
-                select(IDN.c.value.label("i_value"), *self._COLS)
-                .join(R, IDN.c.res_pk == R.c.pk)
-                .where(IDN.c.type == t, IDN.c.system == sy, IDN.c.value.in_(sorted(values)))
-            )
+                select(IDN.c.type.label("i_type"), IDN.c.system.label("i_system"), IDN.c.value.label("i_value"),
+                       *self._COLS)
+                .select_from(source.join(R, IDN.c.res_pk == R.c.pk))
+                .where(where)
+            )  # fmt: skip
             for row in rows:
-                out[(t, sy, row.i_value)] = self._stored(row)
+                out[(row.i_type, row.i_system, row.i_value)] = self._stored(row)
         return out
 
     def _insert_ignore(self, table: Any) -> Any:
@@ -721,6 +736,159 @@ class Repository:
             ).first()
             is not None
         )
+
+    # ------------------------------------------------------------------ result index (recognition)
+    def get_any(self, refs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Stored]:
+        """Rows of ``refs`` whatever their state (deleted ones keep their last body)."""
+        wanted = list(dict.fromkeys(refs))
+        out: dict[tuple[str, str], Stored] = {}
+        for i in range(0, len(wanted), 500):
+            for row in self.conn.execute(select(*self._COLS).where(tuple_(R.c.type, R.c.id).in_(wanted[i : i + 500]))):
+                out[(row.type, row.id)] = self._stored(row)
+        return out
+
+    def reports_listing(self, refs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], list[tuple[str, str]]]:
+        """(type, id) of a result → the live DiagnosticReports that list it (``result`` / ``imagingStudy``)."""
+        out: dict[tuple[str, str], list[tuple[str, str]]] = {}
+        for i in range(0, len(refs), 500):
+            chunk = refs[i : i + 500]
+            rows = self.conn.execute(
+                select(REF.c.target_type, REF.c.target_id, R.c.type, R.c.id)
+                .join(R, R.c.pk == REF.c.res_pk)
+                .where(
+                    REF.c.type == "DiagnosticReport",
+                    REF.c.param.in_(("result", "imaging-study")),
+                    tuple_(REF.c.target_id, REF.c.target_type).in_([(rid, rt) for rt, rid in chunk]),
+                    R.c.deleted.is_(False),
+                )
+            )
+            for row in rows:
+                out.setdefault((row.target_type, row.target_id), []).append((row.type, row.id))
+        return out
+
+    def replace_index_rows(self, res_pks: Sequence[int], rows: list[dict[str, Any]]) -> None:
+        for i in range(0, len(res_pks), 1000):
+            self.conn.execute(delete(RIX).where(RIX.c.res_pk.in_(res_pks[i : i + 1000])))
+        self._bulk_insert(RIX, rows)
+
+    def index_rows_of(self, refs: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for i in range(0, len(refs), 500):
+            rows = self.conn.execute(select(RIX).where(tuple_(RIX.c.res_type, RIX.c.res_id).in_(refs[i : i + 500])))
+            out += [{k: v for k, v in r._mapping.items() if k != "pk"} for r in rows]
+        return out
+
+    def indexed_resources(self, after_pk: int, size: int, types: Iterable[str]) -> tuple[list[tuple[str, str]], int]:
+        """A batch of (type, id) of these types in pk order after ``after_pk``, and the last pk seen."""
+        rows = list(
+            self.conn.execute(
+                select(R.c.pk, R.c.type, R.c.id)
+                .where(R.c.pk > after_pk, R.c.type.in_(sorted(types)))
+                .order_by(R.c.pk)
+                .limit(size)
+            )
+        )
+        return [(r.type, r.id) for r in rows], (rows[-1].pk if rows else after_pk)
+
+    def count_types(self, types: Iterable[str]) -> int:
+        return int(self.conn.execute(select(func.count()).where(R.c.type.in_(sorted(types)))).scalar_one())
+
+    def drop_orphan_index_rows(self) -> int:
+        gone = select(R.c.pk).where(R.c.deleted.is_(True))
+        return int(self.conn.execute(delete(RIX).where(RIX.c.res_pk.in_(gone))).rowcount or 0)
+
+    def code_map_entries(self, org_ids: Sequence[str]) -> list[tuple[str, str, str, str]]:
+        if not org_ids:
+            return []
+        rows = self.conn.execute(
+            select(CMAP.c.org_id, CMAP.c.system, CMAP.c.code, CMAP.c.item_id).where(CMAP.c.org_id.in_(org_ids))
+        )
+        return [(r.org_id, r.system, r.code, r.item_id) for r in rows]
+
+    def code_map_systems(self, concept_map_id: str) -> set[str]:
+        rows = self.conn.execute(select(CMAP.c.system).where(CMAP.c.concept_map_id == concept_map_id).distinct())
+        return {r.system for r in rows}
+
+    def code_map_owners(self, org_id: str, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        out: dict[tuple[str, str], str] = {}
+        for i in range(0, len(keys), 500):
+            rows = self.conn.execute(
+                select(CMAP.c.system, CMAP.c.code, CMAP.c.concept_map_id).where(
+                    CMAP.c.org_id == org_id, tuple_(CMAP.c.system, CMAP.c.code).in_(keys[i : i + 500])
+                )
+            )
+            out.update({(r.system, r.code): r.concept_map_id for r in rows})
+        return out
+
+    def replace_code_map(
+        self, concept_map_id: str, org_id: str | None, entries: Sequence[tuple[str, str, str]]
+    ) -> None:
+        self.conn.execute(delete(CMAP).where(CMAP.c.concept_map_id == concept_map_id))
+        if entries and org_id is not None:
+            self.conn.execute(
+                insert(CMAP),
+                [{"org_id": org_id, "system": _clip(sy), "code": _clip(c), "item_id": item,
+                  "concept_map_id": concept_map_id} for sy, c, item in entries],
+            )  # fmt: skip
+
+    def results_with_codes(self, org_id: str, systems: Iterable[str]) -> set[tuple[str, str]]:
+        """Results of a hospital coded in these systems (to re-map after its code map changed), and its studies."""
+        wanted = [_clip(s) for s in systems]
+        out: set[tuple[str, str]] = set()
+        if wanted:
+            rows = self.conn.execute(
+                select(R.c.type, R.c.id)
+                .join(TOK, TOK.c.res_pk == R.c.pk)
+                .where(
+                    R.c.org_id == org_id,
+                    TOK.c.type.in_(("DiagnosticReport", "Observation")),
+                    TOK.c.param == "code",
+                    TOK.c.system.in_(wanted),
+                )
+                .distinct()
+            )
+            out |= {(r.type, r.id) for r in rows}
+        rows = self.conn.execute(
+            select(R.c.type, R.c.id).where(R.c.org_id == org_id, R.c.type == "ImagingStudy", R.c.deleted.is_(False))
+        )
+        return out | {(r.type, r.id) for r in rows}
+
+    def count_unmapped(self, codes: Sequence[Any], *, now: datetime) -> None:
+        """Add one sighting per entry (upsert on hospital, system, code)."""
+        counts: dict[tuple[str, str, str], list[Any]] = {}
+        for u in codes:
+            key = (u.org_id, _clip(u.system), _clip(u.code))
+            if key in counts:
+                counts[key][0] += 1
+            else:
+                counts[key] = [1, u.display[:255] if u.display else None, u.resource_type]
+        stmt = self._upsert(UNM, ["org_id", "system", "code"])
+        self.conn.execute(
+            stmt,
+            [{"org_id": o, "system": sy, "code": c, "display": d, "resource_type": t, "count": n, "first_seen": now,
+              "last_seen": now} for (o, sy, c), (n, d, t) in counts.items()],
+        )  # fmt: skip
+
+    def _upsert(self, table: Any, keys: list[str]) -> Any:
+        if self.postgres:
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+            ins: Any = pg_insert(table)
+        else:
+            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+            ins = sqlite_insert(table)
+        return ins.on_conflict_do_update(
+            index_elements=keys,
+            set_={"count": table.c.count + ins.excluded.count, "last_seen": ins.excluded.last_seen,
+                  "display": func.coalesce(ins.excluded.display, table.c.display)},
+        )  # fmt: skip
+
+    def unmapped_codes(self, org_id: str | None, limit: int) -> list[Any]:
+        stmt = select(UNM)
+        if org_id is not None:
+            stmt = stmt.where(UNM.c.org_id == org_id)
+        return list(self.conn.execute(stmt.order_by(UNM.c.count.desc(), UNM.c.system, UNM.c.code).limit(limit)))
 
     def identifier_system_known(self, rtype: str, system: str) -> bool:
         row = self.conn.execute(

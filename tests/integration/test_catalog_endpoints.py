@@ -48,6 +48,7 @@ def test_metadata_is_a_valid_r4_capability_statement(client: TestClient) -> None
         "Observation",
         "ImagingStudy",
         "ServiceRequest",
+        "ConceptMap",
     }
     assert [i.code for i in resources["CodeSystem"].interaction] == ["read"]
     report = resources["DiagnosticReport"]
@@ -69,7 +70,7 @@ def test_metadata_is_a_valid_r4_capability_statement(client: TestClient) -> None
     assert "DiagnosticReport:result" in report.searchInclude
     assert {i.code for i in report.interaction} >= {"read", "vread", "update", "delete", "create", "search-type"}
     assert {i.code for i in cs.rest[0].interaction} == {"transaction", "batch"}
-    assert cs.rest[0].operation[0].name == "ihe-pix"
+    assert {o.name for o in cs.rest[0].operation} == {"ihe-pix", "recognition-check", "recognition-decision"}
 
 
 def test_recognized_items_codesystem(client: TestClient) -> None:

@@ -59,8 +59,17 @@ def _bearer(token: str) -> dict[str, str]:
 def _claims(api: Api, client_id: str, **over: Any) -> dict[str, Any]:
     now = int(time.time())
     iss = api.ctx.settings.public_base_url
-    claims = {"iss": iss, "aud": iss, "sub": client_id, "iat": now, "exp": now + 300, "jti": uuid.uuid4().hex,
-              "scope": "system/*.read", "kind": "hospital", "org": "hosp-a"}  # fmt: skip
+    claims = {
+        "iss": iss,
+        "aud": iss,
+        "sub": client_id,
+        "iat": now,
+        "exp": now + 300,
+        "jti": uuid.uuid4().hex,
+        "scope": "system/*.read",
+        "kind": "hospital",
+        "org": "hosp-a",
+    }
     claims.update(over)
     return {k: v for k, v in claims.items() if v is not None}
 
@@ -128,9 +137,15 @@ def _report_body(org: str, patient_id: str, *, performer: str | None = None) -> 
 
 
 # ---------------------------------------------------------------------------------------------------- 401
-FHIR_PATHS = [("GET", "/fhir/Patient"), ("GET", "/fhir/DiagnosticReport/x"), ("GET", "/fhir/AuditEvent"),
-              ("POST", "/fhir/Patient"), ("POST", "/fhir"), ("DELETE", "/fhir/Patient/x"),
-              ("GET", "/fhir/Patient/$ihe-pix")]  # fmt: skip
+FHIR_PATHS = [
+    ("GET", "/fhir/Patient"),
+    ("GET", "/fhir/DiagnosticReport/x"),
+    ("GET", "/fhir/AuditEvent"),
+    ("POST", "/fhir/Patient"),
+    ("POST", "/fhir"),
+    ("DELETE", "/fhir/Patient/x"),
+    ("GET", "/fhir/Patient/$ihe-pix"),
+]
 
 
 def test_no_token_is_401_login_with_a_bearer_challenge(api: Api) -> None:
@@ -189,9 +204,14 @@ def test_bad_tokens_are_401(api: Api) -> None:
 
 
 def test_open_endpoints_need_no_token(api: Api) -> None:
-    for path in ("/healthz", "/fhir/metadata", "/fhir/CodeSystem/recognized-items",
-                 "/fhir/CodeSystem/nonrecognition-reasons", "/.well-known/smart-configuration",
-                 "/.well-known/jwks.json"):  # fmt: skip
+    for path in (
+        "/healthz",
+        "/fhir/metadata",
+        "/fhir/CodeSystem/recognized-items",
+        "/fhir/CodeSystem/nonrecognition-reasons",
+        "/.well-known/smart-configuration",
+        "/.well-known/jwks.json",
+    ):
         r = api.client.get(path)
         assert r.status_code == 200, (path, r.text)
     smart = api.client.get("/.well-known/smart-configuration").json()
@@ -223,8 +243,9 @@ def test_client_secret_basic_gives_a_working_token(api: Api) -> None:
     cid = _client(api, PrincipalKind.HOSPITAL, org="hosp-b", secret=secret)
     # RFC 6749 §2.3.1: client id and secret are form-urlencoded, then joined by ':' and base64-encoded
     basic = base64.b64encode(f"{quote_plus(cid)}:{quote_plus(secret)}".encode()).decode()
-    r = api.client.post("/auth/token", data={"grant_type": "client_credentials"},
-                        headers={"Authorization": f"Basic {basic}"})  # fmt: skip
+    r = api.client.post(
+        "/auth/token", data={"grant_type": "client_credentials"}, headers={"Authorization": f"Basic {basic}"}
+    )
     assert r.status_code == 200, r.text
     token = r.json()["access_token"]
     assert api.client.get("/fhir/Organization/hosp-b", headers=_bearer(token)).status_code == 200
@@ -260,11 +281,13 @@ def test_token_endpoint_errors(api: Api) -> None:
     for grant in ("password", "authorization_code", "refresh_token"):
         r = _form_token(api, grant_type=grant, client_id=cid, client_secret="right-secret")
         oauth_error(r, 400, "unsupported_grant_type")
-    r = api.client.post("/auth/token", json={"grant_type": "client_credentials", "client_id": cid,
-                                             "client_secret": "right-secret"})  # fmt: skip
+    r = api.client.post(
+        "/auth/token", json={"grant_type": "client_credentials", "client_id": cid, "client_secret": "right-secret"}
+    )
     oauth_error(r, 400, "invalid_request")
-    r = api.client.post("/auth/token", data={"grant_type": "client_credentials"},
-                        headers={"Authorization": "Basic !!not-base64!!"})  # fmt: skip
+    r = api.client.post(
+        "/auth/token", data={"grant_type": "client_credentials"}, headers={"Authorization": "Basic !!not-base64!!"}
+    )
     assert r.status_code in (400, 401), r.text
     assert "access_token" not in r.json()
 
@@ -347,12 +370,18 @@ def test_clinicians_cannot_write(api: Api) -> None:
     p = api.patient("hosp-b", unique("B"), resident_id(104))
     report = api.report("hosp-b", p["id"], unique("R"))
     for who in ("dr-b", _client(api, PrincipalKind.CLINICIAN, org="hosp-b", scopes="user/*.*")):
-        _outcome(api.post("/fhir/Patient", _patient_body("hosp-b", unique("B"), resident_id(105)), who=who),
-                 403, "forbidden")  # fmt: skip
+        _outcome(
+            api.post("/fhir/Patient", _patient_body("hosp-b", unique("B"), resident_id(105)), who=who), 403, "forbidden"
+        )
         _outcome(api.post("/fhir/DiagnosticReport", _report_body("hosp-b", p["id"]), who=who), 403, "forbidden")
         _outcome(api.put(f"/fhir/Patient/{p['id']}", p, who=who), 403, "forbidden")
-        _outcome(api.put("/fhir/Organization/hosp-b", {"resourceType": "Organization", "id": "hosp-b",
-                                                       "name": "B 医院"}, who=who), 403, "forbidden")  # fmt: skip
+        _outcome(
+            api.put(
+                "/fhir/Organization/hosp-b", {"resourceType": "Organization", "id": "hosp-b", "name": "B 医院"}, who=who
+            ),
+            403,
+            "forbidden",
+        )
         _outcome(api.delete(f"/fhir/DiagnosticReport/{report['id']}", who=who), 403, "forbidden")
     assert api.get(f"/fhir/DiagnosticReport/{report['id']}").status_code == 200
 
@@ -362,8 +391,11 @@ def test_a_clinician_cannot_delete_through_a_bundle(api: Api) -> None:
     p = api.patient("hosp-b", unique("B"), resident_id(106))
     report = api.report("hosp-b", p["id"], unique("R"))
     who = _client(api, PrincipalKind.CLINICIAN, org="hosp-b", scopes="user/*.*")
-    bundle = {"resourceType": "Bundle", "type": "transaction",
-              "entry": [{"request": {"method": "DELETE", "url": f"DiagnosticReport/{report['id']}"}}]}  # fmt: skip
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [{"request": {"method": "DELETE", "url": f"DiagnosticReport/{report['id']}"}}],
+    }
     r = api.post("/fhir", bundle, who=who)
     assert r.status_code == 403, r.text
     assert api.get(f"/fhir/DiagnosticReport/{report['id']}").status_code == 200
@@ -411,8 +443,15 @@ def test_a_hospital_writes_only_as_itself(api: Api) -> None:
     assert api.get(f"/fhir/DiagnosticReport/{rb['id']}").json()["meta"]["versionId"] == "1"
     assert api.get(f"/fhir/Patient/{pb['id']}").json()["meta"]["versionId"] == "1"
     assert api.get("/fhir/Organization/hosp-b").json()["name"] == "B 医院"
-    batch = api.post("/fhir", {"resourceType": "Bundle", "type": "batch", "entry": [
-        {"request": {"method": "DELETE", "url": f"DiagnosticReport/{rb['id']}"}}]}, who=who)  # fmt: skip
+    batch = api.post(
+        "/fhir",
+        {
+            "resourceType": "Bundle",
+            "type": "batch",
+            "entry": [{"request": {"method": "DELETE", "url": f"DiagnosticReport/{rb['id']}"}}],
+        },
+        who=who,
+    )
     assert batch.status_code == 200, batch.text
     assert batch.json()["entry"][0]["response"]["status"].startswith("403")
     # every refusal is in the audit trail of that client, with its action and outcome 4
@@ -421,11 +460,13 @@ def test_a_hospital_writes_only_as_itself(api: Api) -> None:
     assert {o for _, o, _ in _summary(events)} == {"4"}
     # with the scope to write Organizations, still only its own
     org_admin = _client(api, PrincipalKind.HOSPITAL, org="hosp-a", scopes="system/Organization.write system/*.read")
-    r = api.put("/fhir/Organization/hosp-b", {"resourceType": "Organization", "id": "hosp-b", "name": "x"},
-                who=org_admin)  # fmt: skip
+    r = api.put(
+        "/fhir/Organization/hosp-b", {"resourceType": "Organization", "id": "hosp-b", "name": "x"}, who=org_admin
+    )
     _outcome(r, 403, "forbidden")
-    r = api.put("/fhir/Organization/hosp-a", {"resourceType": "Organization", "id": "hosp-a", "name": "A 医院"},
-                who=org_admin)  # fmt: skip
+    r = api.put(
+        "/fhir/Organization/hosp-a", {"resourceType": "Organization", "id": "hosp-a", "name": "A 医院"}, who=org_admin
+    )
     assert r.status_code == 200, r.text
 
 
@@ -435,8 +476,9 @@ def test_a_hospital_cannot_take_over_a_deleted_resource_of_another(api: Api) -> 
     pb = api.patient("hosp-b", unique("B"), resident_id(112))
     rb = api.report("hosp-b", pb["id"], unique("R"))
     assert api.delete(f"/fhir/DiagnosticReport/{rb['id']}", who="hosp-b-system").status_code == 204
-    r = api.put(f"/fhir/DiagnosticReport/{rb['id']}", {**_report_body("hosp-a", pa["id"]), "id": rb["id"]},
-                who="hosp-a-system")  # fmt: skip
+    r = api.put(
+        f"/fhir/DiagnosticReport/{rb['id']}", {**_report_body("hosp-a", pa["id"]), "id": rb["id"]}, who="hosp-a-system"
+    )
     leaked = api.get(f"/fhir/DiagnosticReport/{rb['id']}/_history/1", who="hosp-a-system")
     assert r.status_code == 403, f"PUT answered {r.status_code}; hosp-a then vread hosp-b's v1: {leaked.status_code}"
     assert leaked.status_code != 200
@@ -472,8 +514,11 @@ def test_clinicians_read_only_within_their_care_context(api: Api) -> None:
     _outcome(api.get(f"/fhir/DiagnosticReport/{ra['id']}", who="dr-c"), 403, "forbidden")
     # each read of the person's records is in their audit trail, with who read it
     events = _events(api, patient=f"Patient/{pa['id']}")
-    readers = {(e["agent"][0]["who"]["identifier"]["value"], e["action"], e["outcome"])
-               for e in events if "identifier" in e["agent"][0]["who"]}  # fmt: skip
+    readers = {
+        (e["agent"][0]["who"]["identifier"]["value"], e["action"], e["outcome"])
+        for e in events
+        if "identifier" in e["agent"][0]["who"]
+    }
     assert {("dr-b", "R", "0"), ("dr-b", "E", "0"), ("dr-c", "R", "0"), ("hosp-a-system", "C", "0")} <= readers
     refused = [
         e
@@ -493,8 +538,12 @@ def test_a_patient_reads_only_their_own_records(api: Api) -> None:
     po = api.patient("hosp-a", unique("A"), other_id)
     ro = api.report("hosp-a", po["id"], unique("R"))
     me = _patient_principal(api, national_id)
-    for path in (f"DiagnosticReport/{ra['id']}", f"DiagnosticReport/{rb['id']}", f"Patient/{pa['id']}",
-                 f"Patient/{pb['id']}"):  # fmt: skip
+    for path in (
+        f"DiagnosticReport/{ra['id']}",
+        f"DiagnosticReport/{rb['id']}",
+        f"Patient/{pa['id']}",
+        f"Patient/{pb['id']}",
+    ):
         assert api.get(f"/fhir/{path}", who=me).status_code == 200, path
     assert _ids(api.get("/fhir/DiagnosticReport", who=me)) == {ra["id"], rb["id"]}
     assert _ids(api.get("/fhir/Patient", who=me)) == {pa["id"], pb["id"]}
@@ -528,12 +577,21 @@ def test_every_interaction_is_audited_with_action_and_outcome(api: Api) -> None:
     assert api.delete(f"/fhir/Patient/{p['id']}", who=who).status_code == 204
     pb = api.patient("hosp-b", unique("B"), resident_id(117))
     _outcome(api.get(f"/fhir/Patient/{pb['id']}", who=who), 403, "forbidden")
-    _outcome(api.post("/fhir/Patient", _patient_body("hosp-b", unique("B"), resident_id(118)), who=who), 403,
-             "forbidden")  # fmt: skip
+    _outcome(
+        api.post("/fhir/Patient", _patient_body("hosp-b", unique("B"), resident_id(118)), who=who), 403, "forbidden"
+    )
     events = _events(api, agent=who)
-    assert sorted(_summary(events)) == sorted([("C", "0", "create"), ("R", "0", "read"), ("E", "0", "search-type"),
-                                               ("U", "0", "update"), ("D", "0", "delete"), ("R", "4", "read"),
-                                               ("C", "4", "create")])  # fmt: skip
+    assert sorted(_summary(events)) == sorted(
+        [
+            ("C", "0", "create"),
+            ("R", "0", "read"),
+            ("E", "0", "search-type"),
+            ("U", "0", "update"),
+            ("D", "0", "delete"),
+            ("R", "4", "read"),
+            ("C", "4", "create"),
+        ]
+    )
     key = api.ctx.identity.master_key(NATIONAL, resident_id(116))
     for e in events:
         assert e["type"]["code"] == "rest"
@@ -542,8 +600,9 @@ def test_every_interaction_is_audited_with_action_and_outcome(api: Api) -> None:
         assert {"reference": "Organization/hosp-a"} in [a["who"] for a in e["agent"]]
         if e["outcome"] == "0":
             whats = [x["what"] for x in e["entity"]]
-            assert {"identifier": {"system": "https://hr-registry.org.cn/fhir/sid/master-patient-key",
-                                   "value": key}} in whats, e  # fmt: skip
+            assert {
+                "identifier": {"system": "https://hr-registry.org.cn/fhir/sid/master-patient-key", "value": key}
+            } in whats, e
         else:
             assert e["outcomeDesc"]
     (read,) = [e for e in events if e["subtype"][0]["code"] == "read" and e["outcome"] == "0"]
@@ -629,8 +688,11 @@ def test_the_audit_trail_never_holds_a_national_identifier(api: Api) -> None:
     for path, params in requests:
         r = api.get(path, who=who, params=params)
         assert r.status_code < 500, (path, r.text)
-    r = api.client.post("/fhir/Patient/_search", data={"identifier": f"{NATIONAL}|{national_id}"},
-                        headers={"Authorization": f"Bearer {api.tokens[who]}"})  # fmt: skip
+    r = api.client.post(
+        "/fhir/Patient/_search",
+        data={"identifier": f"{NATIONAL}|{national_id}"},
+        headers={"Authorization": f"Bearer {api.tokens[who]}"},
+    )
     assert r.status_code == 200, r.text
     rows = _rows(api.ctx, who, column="client_id")
     assert len(rows) == len(requests) + 2
@@ -690,8 +752,13 @@ def test_a_body_over_the_limit_is_413_and_stores_nothing(limited: Api) -> None:
 
 
 def _tiny_bundle(n: int, org: str = "hosp-a", seed: int = 130) -> dict[str, Any]:
-    entries = [{"resource": _patient_body(org, f"M{seed}-{i}", resident_id(seed + i)),
-                "request": {"method": "POST", "url": "Patient"}} for i in range(n)]  # fmt: skip
+    entries = [
+        {
+            "resource": _patient_body(org, f"M{seed}-{i}", resident_id(seed + i)),
+            "request": {"method": "POST", "url": "Patient"},
+        }
+        for i in range(n)
+    ]
     return {"resourceType": "Bundle", "type": "transaction", "entry": entries}
 
 

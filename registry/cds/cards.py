@@ -1,0 +1,143 @@
+"""CDS Hooks 2.0 cards for recognition advice (field names as cds-hooks.hl7.org/2.0 §Card, §Suggestion, §Action,
+§Link; the duplicate card's topic is the CDS Hooks card type ``duplicate-therapy``).
+
+One card per recognizable order: a Chinese summary under 140 characters naming the item, the hospital, the date and
+how long the result stays valid; a Markdown detail with the values; indicator ``warning``; a recommended suggestion
+that deletes the draft order; the non-recognition reasons as ``overrideReasons``; a link to the report's page. The
+clinician always has the last word: nothing here blocks the order.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, tzinfo
+from typing import Any
+
+from catalog import REASONS, Status
+from catalog.codes import NONRECOGNITION_REASONS
+from registry.services.recognition import Candidate, CheckedOrder
+
+CARD_TYPE = "http://terminology.hl7.org/CodeSystem/cdshooks-card-type"
+SOURCE_LABEL = "区域检查检验结果互认平台"
+FLAGS = {"H": "↑", "HH": "↑↑", "L": "↓", "LL": "↓↓", "A": "异常", "AA": "危急"}
+SUMMARY_LIMIT = 139
+
+
+def _day(moment: datetime, tz: tzinfo) -> str:
+    return moment.astimezone(tz).strftime("%Y-%m-%d")
+
+
+def _minute(moment: datetime, tz: tzinfo) -> str:
+    return moment.astimezone(tz).strftime("%Y-%m-%d %H:%M")
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= SUMMARY_LIMIT else text[: SUMMARY_LIMIT - 1] + "…"
+
+
+def _md(text: str | None) -> str:
+    return (text or "").replace("|", "\\|").replace("\n", " ")
+
+
+def override_reasons() -> list[dict[str, str]]:
+    return [{"system": NONRECOGNITION_REASONS, "code": r.code, "display": r.display_zh} for r in REASONS]
+
+
+def report_link(base_url: str, c: Candidate) -> str:
+    ref = c.report_ref or c.result_ref
+    return f"{base_url}/clinician/reports/{ref}"
+
+
+def detail(c: Candidate, tz: tzinfo) -> str:
+    hospital = c.issuer.name if c.issuer else "（未知机构）"
+    lines = [
+        f"**{'本院已有结果' if c.same_hospital else '外院可互认结果'}** — {c.item.name_zh}",
+        "",
+        f"- 出具机构：{hospital}",
+        f"- 检查检验时间：{_minute(c.effective, tz)}",
+        f"- 互认标识：{c.hr_mark or '无'}",
+        f"- 互认有效期至：{_minute(c.valid_until, tz)}",
+    ]
+    rows = list(c.members) or [(c.item, c.value_text, c.interpretation)]
+    shown = [(item, value, flag) for item, value, flag in rows if value]
+    if shown:
+        lines += ["", "| 项目 | 结果 | 提示 |", "|---|---|---|"]
+        lines += [
+            f"| {_md(item.name_zh)} | {_md(value)} | {FLAGS.get(flag or '', '')} |" for item, value, flag in shown
+        ]
+    return "\n".join(lines)
+
+
+def order_card(checked: CheckedOrder, base_url: str, tz: tzinfo) -> dict[str, Any] | None:
+    """The card for one checked order, or None when there is no advice to give."""
+    if checked.card_uuid is None or not checked.candidates or checked.item is None:
+        return None
+    c = checked.candidates[0]
+    hospital = c.issuer.name if c.issuer else "外院"
+    if checked.decision.status is Status.SAME_HOSPITAL_DUPLICATE:
+        summary = f"重复开单：本院{_day(c.effective, tz)}已做{checked.item.name_zh}，有效至{_day(c.valid_until, tz)}"
+        label = "撤销本次重复开单"
+    else:
+        mark = c.hr_mark or "HR"
+        summary = (
+            f"可互认：{_day(c.effective, tz)} {hospital}已做{checked.item.name_zh}（{mark}，"
+            f"有效至{_day(c.valid_until, tz)}）"
+        )
+        label = "互认，撤销本次开单"
+    card: dict[str, Any] = {
+        "uuid": checked.card_uuid,
+        "summary": _clip(summary),
+        "detail": detail(c, tz),
+        "indicator": "warning",
+        "source": {
+            "label": SOURCE_LABEL,
+            "url": base_url,
+            "topic": {"system": CARD_TYPE, "code": "duplicate-therapy", "display": "Duplicate Therapy"},
+        },
+        "overrideReasons": override_reasons(),
+        "links": [{"label": "查看原报告", "url": report_link(base_url, c), "type": "absolute"}],
+    }
+    if checked.order.ref:
+        card["selectionBehavior"] = "at-most-one"
+        card["suggestions"] = [
+            {
+                "label": label,
+                "uuid": checked.suggestion_uuid,
+                "isRecommended": True,
+                "actions": [
+                    {
+                        "type": "delete",
+                        "description": f"撤销{checked.item.name_zh}开单",
+                        "resourceId": checked.order.ref,
+                    }
+                ],
+            }
+        ]
+    return card
+
+
+def history_card(history: list[CheckedOrder], base_url: str, tz: tzinfo, lookback_days: int) -> dict[str, Any] | None:
+    """The reception-time reminder (接诊历史提醒): every currently recognizable result from other hospitals."""
+    seen: set[str] = set()
+    entries: list[Candidate] = []
+    for checked in sorted(history, key=lambda h: -h.candidates[0].effective.timestamp()):
+        c = checked.candidates[0]
+        exam = c.report_ref or c.result_ref
+        if exam in seen or c.same_hospital:
+            continue  # a panel and its analytes are one report: listed once
+        seen.add(exam)
+        entries.append(c)
+    if not entries:
+        return None
+    names = "、".join(dict.fromkeys(c.item.name_zh for c in entries))
+    lines = ["| 项目 | 机构 | 时间 | 有效至 | 结果 |", "|---|---|---|---|---|"]
+    for c in entries:
+        lines.append(
+            f"| {_md(c.item.name_zh)} | {_md(c.issuer.name if c.issuer else '')} | {_day(c.effective, tz)} | "
+            f"{_day(c.valid_until, tz)} | [{_md(c.value_text) or '查看'}]({report_link(base_url, c)}) |"
+        )
+    return {
+        "summary": _clip(f"外院可互认结果 {len(entries)} 项（近{lookback_days}天）：{names}"),
+        "detail": "\n".join(lines),
+        "indicator": "info",
+        "source": {"label": SOURCE_LABEL, "url": base_url},
+    }

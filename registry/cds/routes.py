@@ -1,0 +1,189 @@
+"""CDS Hooks 2.0 services (cds-hooks.hl7.org/2.0): discovery, ``order-select``, ``order-sign``, ``patient-view`` and
+feedback. Field names exactly as the specification (reference/standards-notes.md §1).
+
+- ``GET /cds-services``: the discovery document (open).
+- ``POST /cds-services/{id}``: ``{"cards": [...]}``; 412 when the patient cannot be identified from the prefetched
+  Patient's identifiers, an identifier the registry knows, or a registry Patient id.
+- ``POST /cds-services/{id}/feedback``: ``accepted`` → recognized (the order is avoided); ``overridden`` with an
+  ``overrideReason`` → declined with that reason. A repeated post is not counted twice.
+
+Calls are authenticated with the registry's bearer tokens (the EHR is a registered hospital or clinician client).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from catalog import Coding
+from registry.api.common import CurrentPrincipal, audit_context, ctx_of
+from registry.cds.cards import history_card, order_card
+from registry.errors import BadRequestError, NotFoundError, RegistryError
+from registry.services.decisions import DECLINED, RECOGNIZED, DecisionInput
+from registry.services.recognition import DraftOrder, PatientQuery
+
+router = APIRouter(prefix="/cds-services", tags=["CDS Hooks"])
+
+SERVICES: dict[str, dict[str, Any]] = {
+    "hr-order-select": {
+        "hook": "order-select",
+        "title": "检查检验结果互认：开单提醒",
+        "description": "When an order is selected, tells whether the patient already has a recognizable result "
+        "(检查检验结果互认) from another hospital, and suggests withdrawing the order.",
+        "id": "hr-order-select",
+        "prefetch": {"patient": "Patient/{{context.patientId}}"},
+        "usageRequirements": "Authorization: Bearer token from /auth/token (hospital or clinician client).",
+    },
+    "hr-order-sign": {
+        "hook": "order-sign",
+        "title": "检查检验结果互认：签署前核对",
+        "description": "Before the orders are signed, checks every draft order against the patient's recognizable "
+        "results from all hospitals.",
+        "id": "hr-order-sign",
+        "prefetch": {"patient": "Patient/{{context.patientId}}"},
+        "usageRequirements": "Authorization: Bearer token from /auth/token (hospital or clinician client).",
+    },
+    "hr-patient-view": {
+        "hook": "patient-view",
+        "title": "检查检验结果互认：接诊历史提醒",
+        "description": "When a patient's record is opened, one card listing every result from other hospitals that "
+        "is recognizable now (within a configurable look-back).",
+        "id": "hr-patient-view",
+        "prefetch": {"patient": "Patient/{{context.patientId}}"},
+        "usageRequirements": "Authorization: Bearer token from /auth/token (hospital or clinician client).",
+    },
+}
+
+
+@router.get("", summary="CDS Hooks discovery")
+def discovery() -> JSONResponse:
+    return JSONResponse({"services": list(SERVICES.values())})
+
+
+def _service(service_id: str) -> dict[str, Any]:
+    service = SERVICES.get(service_id)
+    if service is None:
+        raise NotFoundError(f"no CDS service {service_id!r}; see GET /cds-services")
+    return service
+
+
+async def _json(request: Request) -> dict[str, Any]:
+    try:
+        body = orjson.loads(await request.body())
+    except orjson.JSONDecodeError as exc:
+        raise BadRequestError(f"the body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise BadRequestError("the body must be a JSON object")
+    return body
+
+
+def _patient_query(body: dict[str, Any]) -> PatientQuery:
+    context = body.get("context") or {}
+    query = PatientQuery(patient_id=str(context.get("patientId")) if context.get("patientId") else None)
+    patient = (body.get("prefetch") or {}).get("patient")
+    if isinstance(patient, dict) and patient.get("resourceType") == "Patient":
+        query.identifiers = [
+            (str(i["system"]), str(i["value"]))
+            for i in patient.get("identifier") or []
+            if isinstance(i, dict) and i.get("system") and i.get("value")
+        ]
+    return query
+
+
+def _draft_orders(body: dict[str, Any], hook: str) -> list[DraftOrder]:
+    context = body.get("context") or {}
+    bundle = context.get("draftOrders")
+    if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
+        raise BadRequestError("context.draftOrders must be a Bundle of draft orders")
+    selections = context.get("selections") if hook == "order-select" else None
+    if hook == "order-select" and not isinstance(selections, list):
+        raise BadRequestError("order-select needs context.selections")
+    orders: list[DraftOrder] = []
+    for entry in bundle.get("entry") or []:
+        resource = entry.get("resource") if isinstance(entry, dict) else None
+        if not isinstance(resource, dict) or resource.get("resourceType") != "ServiceRequest":
+            continue  # medication orders and others are not this service's business
+        ref = f"ServiceRequest/{resource['id']}" if resource.get("id") else None
+        if selections is not None and ref not in selections:
+            continue
+        code = resource.get("code") or {}
+        codes = tuple(
+            Coding(str(c.get("system") or ""), str(c["code"]))
+            for c in code.get("coding") or []
+            if isinstance(c, dict) and c.get("code")
+        )
+        orders.append(DraftOrder(ref, codes, code.get("text")))
+    return orders
+
+
+@router.post("/{service_id}", summary="Call a CDS service")
+async def call(service_id: str, request: Request, principal: CurrentPrincipal) -> JSONResponse:
+    ctx = ctx_of(request)
+    service = _service(service_id)
+    body = await _json(request)
+    if body.get("hook") != service["hook"]:
+        raise BadRequestError(f"this service answers the {service['hook']} hook, not {body.get('hook')!r}")
+    if not body.get("hookInstance") or not isinstance(body.get("context"), dict):
+        raise BadRequestError("hookInstance and context are required (CDS Hooks 2.0)")
+    audit = audit_context(request, principal, "operation", "CDS Hooks", service_id)
+    query = _patient_query(body)
+    tz = ctx.catalog.timezone
+    base = ctx.settings.public_base_url
+    if service["hook"] == "patient-view":
+        days = ctx.settings.cds_lookback_days
+        history = await run_in_threadpool(
+            ctx.recognition.recognizable_history, principal, audit, query, lookback_days=days
+        )
+        card = history_card(history, base, tz, days)
+        return JSONResponse({"cards": [card] if card else []})
+    orders = _draft_orders(body, service["hook"])
+    checked = await run_in_threadpool(
+        ctx.recognition.check, principal, audit, query, orders, source=service["hook"],
+        hook_instance=str(body["hookInstance"]),
+    )  # fmt: skip
+    cards = [card for c in checked if (card := order_card(c, base, tz)) is not None]
+    return JSONResponse({"cards": cards})
+
+
+def _decision(item: Any) -> DecisionInput:
+    if not isinstance(item, dict) or not item.get("card") or item.get("outcome") not in ("accepted", "overridden"):
+        raise BadRequestError("each feedback needs card and an outcome of accepted or overridden")
+    when = item.get("outcomeTimestamp")
+    try:
+        outcome_time = datetime.fromisoformat(str(when).replace("Z", "+00:00")) if when else None
+    except ValueError:
+        raise BadRequestError(f"outcomeTimestamp {when!r} is not ISO 8601") from None
+    if item["outcome"] == "accepted":
+        return DecisionInput(str(item["card"]), RECOGNIZED, outcome_time=outcome_time)
+    override = item.get("overrideReason") or {}
+    reason = override.get("reason") or {}
+    if not reason.get("code"):
+        raise BadRequestError("an overridden card needs overrideReason.reason: declining needs a coded reason")
+    return DecisionInput(str(item["card"]), DECLINED, reason.get("system"), str(reason["code"]),
+                         override.get("userComment"), outcome_time)  # fmt: skip
+
+
+@router.post("/{service_id}/feedback", summary="Feedback: the clinician's decision on cards")
+async def feedback(service_id: str, request: Request, principal: CurrentPrincipal) -> JSONResponse:
+    ctx = ctx_of(request)
+    _service(service_id)
+    body = await _json(request)
+    items = body.get("feedback")
+    if not isinstance(items, list) or not items:
+        raise BadRequestError('the body must be {"feedback": [ … ]}')
+    decisions = [_decision(i) for i in items]  # all valid, or none recorded
+    audit = audit_context(request, principal, "operation", "CDS Hooks feedback", service_id)
+    recorded = []
+    for d in decisions:
+        try:
+            r = await run_in_threadpool(ctx.decisions.record, principal, audit, d, source="feedback")
+        except RegistryError as exc:
+            exc.diagnostics = f"card {d.card_uuid}: {exc.diagnostics}"
+            raise
+        recorded.append({"card": r.card_uuid, "decision": r.outcome, "new": r.new})
+    return JSONResponse({"recorded": recorded})

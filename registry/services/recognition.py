@@ -1,0 +1,306 @@
+"""The order check (DESIGN.md §5): for a patient's draft orders, which prior results are recognizable — read from
+the result index and decided by the pure rule ``catalog.recognize``.
+
+Every check is logged (``order_check``: orders checked, recognizable found), every piece of advice gets a card with a
+uuid (``recognition_card``) that the clinician's decision refers to, and the read of the patient's results is
+audited. Checking needs no local identity at the ordering hospital: the order screen calling with the patient in
+context is the context of care; the audit trail shows it to the patient.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from catalog import (
+    Catalog,
+    Coding,
+    Decision,
+    Evaluation,
+    Item,
+    Order,
+    OrgFacts,
+    PriorResult,
+    Qualification,
+    ResultStatus,
+    Status,
+    recognize,
+)
+from catalog.codes import RECOGNIZED_ITEMS
+from registry.auth import Principal, PrincipalKind
+from registry.errors import BadRequestError, ForbiddenError, PreconditionFailedError, RegistryError
+from registry.fhir.extract import from_us, to_us
+from registry.services.audit import AuditContext, AuditTrail, audit_row, rows_for_patients
+from registry.services.identity import IdentityPolicy, NationalIdError
+from registry.services.result_index import ResultIndexer
+from registry.store.recognition import Org, RecognitionStore
+from registry.store.repository import Query, Repository, TokenClause, TokenValue, UnitOfWork
+
+PASSED = (Status.RECOGNIZABLE, Status.SAME_HOSPITAL_DUPLICATE)
+
+
+@dataclass(frozen=True, slots=True)
+class DraftOrder:
+    """A draft order as the order screen sends it: its reference (``ServiceRequest/<id>``) and codes."""
+
+    ref: str | None
+    codes: tuple[Coding, ...]
+    display: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A recognizable (or same-hospital) prior result, as the clinician is shown it."""
+
+    result_ref: str
+    report_ref: str | None
+    issuer: Org | None
+    item: Item
+    effective: datetime
+    valid_until: datetime
+    value_text: str | None
+    interpretation: str | None
+    hr_mark: str | None
+    same_hospital: bool
+    members: tuple[tuple[Item, str | None, str | None], ...] = ()  # a panel's analytes: (item, value, flag)
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedOrder:
+    order: DraftOrder
+    decision: Decision
+    candidates: tuple[Candidate, ...] = ()
+    card_uuid: str | None = None
+    suggestion_uuid: str | None = None
+
+    @property
+    def item(self) -> Item | None:
+        return self.decision.item
+
+
+@dataclass(slots=True)
+class PatientQuery:
+    """How the caller names the patient: a national identifier, a hospital identifier (MRN), or a registry Patient."""
+
+    identifiers: list[tuple[str, str]] = field(default_factory=list)
+    patient_id: str | None = None
+
+
+class RecognitionService:
+    def __init__(
+        self,
+        uow: UnitOfWork,
+        catalog: Catalog,
+        identity: IdentityPolicy,
+        indexer: ResultIndexer,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.uow = uow
+        self.catalog = catalog
+        self.identity = identity
+        self.indexer = indexer
+        self.clock = clock
+        self.audit = AuditTrail(uow)
+        self.max_window = timedelta(days=max(i.validity.days for i in catalog.items) + 1)
+
+    # ------------------------------------------------------------------ who is the patient
+    def patient_key(self, repo: Repository, query: PatientQuery) -> str:
+        """The master key, from a national identifier, a known hospital identifier, or a registry Patient id;
+        412 when the patient cannot be identified (CDS Hooks 2.0: the service lacks the data it needs)."""
+        for system, value in query.identifiers:
+            if self.identity.is_national(system):
+                try:
+                    return self.identity.master_key(system, value)
+                except NationalIdError as exc:
+                    raise BadRequestError(f"patient identifier: {exc}") from None
+        for system, value in query.identifiers:
+            rows, _ = repo.search(Query("Patient", (TokenClause("identifier", (TokenValue(system, value),)),), count=2))
+            keys = {r.patient_key for r in rows if r.patient_key}
+            if len(keys) == 1:
+                return keys.pop()
+        if query.patient_id:
+            found = repo.get("Patient", query.patient_id)
+            if found is not None and not found.deleted and found.patient_key:
+                return found.patient_key
+        raise PreconditionFailedError(
+            "the patient cannot be identified: send a national identifier, an identifier the registry knows (MRN), "
+            "or a registry Patient reference"
+        )
+
+    # ------------------------------------------------------------------ the check
+    def check(
+        self,
+        principal: Principal,
+        audit: AuditContext,
+        patient: PatientQuery,
+        orders: Sequence[DraftOrder],
+        *,
+        source: str,
+        hook_instance: str | None = None,
+    ) -> list[CheckedOrder]:
+        now = self.clock()
+        try:
+            if principal.kind not in (PrincipalKind.HOSPITAL, PrincipalKind.CLINICIAN, PrincipalKind.ADMIN):
+                raise ForbiddenError("only hospitals and clinicians check orders")
+            if not principal.may("DiagnosticReport", "read"):
+                raise ForbiddenError(f"{principal.client_id} may not read results")
+            with self.uow.begin() as repo:
+                key = self.patient_key(repo, patient)
+                checked = self._check(repo, principal, key, orders, now)
+                self._log(repo, principal, key, checked, now, source, hook_instance)
+                repo.add_audit(rows_for_patients(audit, now=now, status=200, patient_keys=[key]))
+            return checked
+        except RegistryError as exc:
+            self.audit.record([audit_row(audit, now=now, status=exc.status, detail=exc.diagnostics)])
+            raise
+
+    def _check(
+        self, repo: Repository, principal: Principal, key: str, orders: Sequence[DraftOrder], now: datetime
+    ) -> list[CheckedOrder]:
+        store = RecognitionStore(repo.conn)
+        ordering = principal.org_id or ""
+        code_map = self.indexer.code_maps(repo, [ordering]).get(ordering) if ordering else None
+        items = [self.catalog.resolve(o.codes, code_map) for o in orders]
+        wanted = {i.id for i in items if i is not None}
+        wanted |= {p for i in list(wanted) for p in self.catalog.panels_containing(i)}
+        rows = store.results_for(key, sorted(wanted), to_us(now - self.max_window))
+        orgs = store.organizations({r.org_id for r in rows if r.org_id} | {ordering})
+        quals = [
+            Qualification(q.org_id, q.scope, q.valid_from, q.valid_to, q.item_id, q.group)
+            for q in store.qualifications({r.org_id for r in rows if r.org_id})
+        ]
+        facts = {oid: OrgFacts(oid, org.regions) for oid, org in orgs.items()}
+        priors = [self._prior(r, facts) for r in rows]
+        by_ref = {f"{r.res_type}/{r.res_id}": r for r in rows}
+        ordering_facts = facts.get(ordering, OrgFacts(ordering))
+        out: list[CheckedOrder] = []
+        for order, item in zip(orders, items, strict=True):
+            codes = (Coding(RECOGNIZED_ITEMS, item.id),) if item is not None else order.codes
+            decision = recognize(
+                Order(codes, key, ordering_facts, None, order.ref), priors, self.catalog, quals, now=now
+            )
+            candidates = self._candidates(store, key, decision, by_ref, orgs, ordering)
+            card = str(uuid.uuid4()) if decision.status in PASSED else None
+            out.append(CheckedOrder(order, decision, candidates, card, str(uuid.uuid4()) if card else None))
+        return out
+
+    def _prior(self, row: Any, facts: Mapping[str, OrgFacts]) -> PriorResult:
+        try:
+            status = ResultStatus(row.status)
+        except ValueError:
+            status = ResultStatus.UNKNOWN
+        issuer = facts.get(row.org_id or "", OrgFacts(row.org_id or ""))
+        return PriorResult(f"{row.res_type}/{row.res_id}", row.patient_key, (Coding(RECOGNIZED_ITEMS, row.item_id),),
+                           status, from_us(row.effective_us), issuer, row.hr_mark is not None)  # fmt: skip
+
+    def _candidates(
+        self,
+        store: RecognitionStore,
+        key: str,
+        decision: Decision,
+        by_ref: Mapping[str, Any],
+        orgs: Mapping[str, Org],
+        ordering: str,
+    ) -> tuple[Candidate, ...]:
+        groups: dict[str, list[tuple[Evaluation, Any]]] = {}
+        for ev in decision.candidates:
+            row = by_ref[ev.result.ref]
+            # the same report reached through its panel, its analytes or its study is shown once
+            exam = f"DiagnosticReport/{row.report_id}" if row.report_id else ev.result.ref
+            groups.setdefault(exam, []).append((ev, row))
+        chosen = [
+            next(((ev, row) for ev, row in group if row.res_type == "DiagnosticReport"), group[0])
+            for group in groups.values()
+        ]
+        reports = [row.report_id for ev, row in chosen if row.res_type == "DiagnosticReport" and row.report_id]
+        members: dict[str, list[Any]] = {}
+        for m in store.report_members(key, reports):
+            members.setdefault(m.report_id, []).append(m)
+        out: list[Candidate] = []
+        for ev, row in chosen:
+            panel = tuple(
+                (self.catalog.item(m.item_id), m.value_text, m.interpretation)
+                for m in members.get(row.report_id or "", [])
+                if m.item_id in self.catalog
+            )
+            out.append(
+                Candidate(
+                    result_ref=ev.result.ref,
+                    report_ref=f"DiagnosticReport/{row.report_id}" if row.report_id else None,
+                    issuer=orgs.get(row.org_id or ""),
+                    item=self.catalog.item(row.item_id),
+                    effective=ev.result.effective,
+                    valid_until=ev.valid_until,
+                    value_text=row.value_text,
+                    interpretation=row.interpretation,
+                    hr_mark=row.hr_mark,
+                    same_hospital=ev.status is Status.SAME_HOSPITAL_DUPLICATE,
+                    members=panel,
+                )
+            )
+        return tuple(out)
+
+    def _log(
+        self,
+        repo: Repository,
+        principal: Principal,
+        key: str,
+        checked: Sequence[CheckedOrder],
+        now: datetime,
+        source: str,
+        hook_instance: str | None,
+    ) -> None:
+        store = RecognitionStore(repo.conn)
+        cards: list[dict[str, Any]] = []
+        checks: list[dict[str, Any]] = []
+        ordering = principal.org_id
+        for c in checked:
+            item = c.decision.item
+            best = c.candidates[0] if c.candidates else None
+            order_key = f"{ordering}|{key}|{c.order.ref or ''}|{item.id if item else ','.join(map(str, c.order.codes))}"
+            checks.append({
+                "checked": now, "checked_us": to_us(now), "source": source, "hook_instance": hook_instance,
+                "order_key": order_key[:300], "client_id": principal.client_id, "ordering_org": ordering,
+                "patient_key": key, "item_id": item.id if item else None, "kind": item.kind.value if item else None,
+                "status": c.decision.status.value, "issuer_org": best.issuer.id if best and best.issuer else None,
+                "card_uuid": c.card_uuid,
+            })  # fmt: skip
+            if c.card_uuid and item is not None:
+                cards.append({
+                    "uuid": c.card_uuid, "issued": now, "source": source, "client_id": principal.client_id,
+                    "ordering_org": ordering, "patient_key": key, "order_ref": c.order.ref, "item_id": item.id,
+                    "status": c.decision.status.value, "result_ref": best.result_ref if best else None,
+                    "issuer_org": best.issuer.id if best and best.issuer else None,
+                    "suggestion_uuid": c.suggestion_uuid,
+                })  # fmt: skip
+        store.add_checks(checks)
+        store.add_cards(cards)
+
+    # ------------------------------------------------------------------ patient-view (接诊历史提醒)
+    def recognizable_history(
+        self, principal: Principal, audit: AuditContext, patient: PatientQuery, *, lookback_days: int
+    ) -> list[CheckedOrder]:
+        """Every result from other hospitals that is recognizable now, within the look-back, one per item."""
+        now = self.clock()
+        try:
+            with self.uow.begin() as repo:
+                key = self.patient_key(repo, patient)
+                store = RecognitionStore(repo.conn)
+                since = to_us(now - timedelta(days=lookback_days))
+                item_ids = sorted({r.item_id for r in store.results_of_patient(key, since)})
+                orders = [DraftOrder(None, (Coding(RECOGNIZED_ITEMS, i),)) for i in item_ids]
+                checked = [
+                    c
+                    for c in self._check(repo, principal, key, orders, now)
+                    if c.decision.status is Status.RECOGNIZABLE
+                    and c.candidates
+                    and c.candidates[0].effective >= now - timedelta(days=lookback_days)
+                ]
+                repo.add_audit(rows_for_patients(audit, now=now, status=200, patient_keys=[key]))
+            return checked
+        except RegistryError as exc:
+            self.audit.record([audit_row(audit, now=now, status=exc.status, detail=exc.diagnostics)])
+            raise

@@ -1,0 +1,245 @@
+"""SQL for recognition: the result-index lookup (the hot path), organizations' regions, qualifications, cards,
+checks and decisions, and the statistics queries."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, cast
+
+import orjson
+from sqlalchemy import Connection, case, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from registry.store.tables import metadata
+
+RIX = cast(Any, metadata.tables["result_index"])
+R = cast(Any, metadata.tables["resource"])
+QUAL = cast(Any, metadata.tables["qualification"])
+CARD = cast(Any, metadata.tables["recognition_card"])
+CHECK = cast(Any, metadata.tables["order_check"])
+DEC = cast(Any, metadata.tables["decision"])
+
+REGION_EXT = "https://hr-registry.org.cn/fhir/StructureDefinition/recognition-region"
+
+
+@dataclass(frozen=True, slots=True)
+class Org:
+    id: str
+    name: str
+    regions: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class StatsFilter:
+    start_us: int | None = None
+    end_us: int | None = None  # exclusive
+    ordering_org: str | None = None
+    issuer_org: str | None = None
+    item_id: str | None = None
+    kind: str | None = None
+
+
+class RecognitionStore:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    # ------------------------------------------------------------------ the hot path
+    def results_for(self, patient_key: str, item_ids: Sequence[str], since_us: int) -> list[Any]:
+        """Index rows of one patient for these items, effective since ``since_us``, newest first."""
+        if not item_ids:
+            return []
+        return list(
+            self.conn.execute(
+                select(RIX)
+                .where(RIX.c.patient_key == patient_key, RIX.c.item_id.in_(item_ids), RIX.c.effective_us >= since_us)
+                .order_by(RIX.c.effective_us.desc())
+            )
+        )
+
+    def results_of_patient(self, patient_key: str, since_us: int) -> list[Any]:
+        return list(
+            self.conn.execute(
+                select(RIX)
+                .where(RIX.c.patient_key == patient_key, RIX.c.effective_us >= since_us)
+                .order_by(RIX.c.effective_us.desc())
+            )
+        )
+
+    def report_members(self, patient_key: str, report_ids: Sequence[str]) -> list[Any]:
+        """The Observation rows a report lists (the values of a panel)."""
+        if not report_ids:
+            return []
+        return list(
+            self.conn.execute(
+                select(RIX)
+                .where(
+                    RIX.c.patient_key == patient_key, RIX.c.report_id.in_(report_ids), RIX.c.res_type == "Observation"
+                )
+                .order_by(RIX.c.item_id)
+            )
+        )
+
+    def organizations(self, org_ids: Iterable[str]) -> dict[str, Org]:
+        wanted = sorted({o for o in org_ids if o})
+        if not wanted:
+            return {}
+        rows = self.conn.execute(
+            select(R.c.id, R.c.body).where(R.c.type == "Organization", R.c.id.in_(wanted), R.c.deleted.is_(False))
+        )
+        out: dict[str, Org] = {}
+        for row in rows:
+            body = orjson.loads(row.body)
+            regions = frozenset(
+                str(e["valueCode"])
+                for e in body.get("extension") or []
+                if isinstance(e, dict) and e.get("url") == REGION_EXT and isinstance(e.get("valueCode"), str)
+            )
+            out[row.id] = Org(row.id, str(body.get("name") or row.id), regions)
+        return out
+
+    # ------------------------------------------------------------------ qualifications
+    def qualifications(self, org_ids: Iterable[str] | None = None, *, include_revoked: bool = False) -> list[Any]:
+        stmt = select(QUAL)
+        if org_ids is not None:
+            stmt = stmt.where(QUAL.c.org_id.in_(sorted(set(org_ids))))
+        if not include_revoked:
+            stmt = stmt.where(QUAL.c.revoked.is_(None))
+        return list(self.conn.execute(stmt.order_by(QUAL.c.org_id, QUAL.c.valid_from, QUAL.c.id)))
+
+    def add_qualification(self, row: dict[str, Any]) -> None:
+        self.conn.execute(insert(QUAL).values(**row))
+
+    def revoke_qualification(self, qual_id: str, now: datetime) -> bool:
+        result = self.conn.execute(
+            update(QUAL).where(QUAL.c.id == qual_id, QUAL.c.revoked.is_(None)).values(revoked=now)
+        )
+        return bool(result.rowcount)
+
+    # ------------------------------------------------------------------ cards, checks, decisions
+    def add_cards(self, rows: Sequence[dict[str, Any]]) -> None:
+        if rows:
+            self.conn.execute(insert(CARD), list(rows))
+
+    def add_checks(self, rows: Sequence[dict[str, Any]]) -> None:
+        if rows:
+            self.conn.execute(insert(CHECK), list(rows))
+
+    def card(self, uuid: str) -> Any | None:
+        return self.conn.execute(select(CARD).where(CARD.c.uuid == uuid)).first()
+
+    def decision_for(self, card_uuid: str) -> Any | None:
+        return self.conn.execute(select(DEC).where(DEC.c.card_uuid == card_uuid)).first()
+
+    def add_decision(self, row: dict[str, Any]) -> bool:
+        """False when the card already has a decision (a repeated post)."""
+        try:
+            with self.conn.begin_nested():
+                self.conn.execute(insert(DEC).values(**row))
+        except IntegrityError:
+            return False
+        return True
+
+    def decisions(self, f: StatsFilter) -> list[Any]:
+        return list(self.conn.execute(select(DEC).where(*self._filter(DEC, f, "recorded_us")).order_by(DEC.c.pk)))
+
+    # ------------------------------------------------------------------ statistics
+    @staticmethod
+    def _filter(table: Any, f: StatsFilter, time_column: str) -> list[Any]:
+        conds: list[Any] = []
+        t = table.c[time_column]
+        if f.start_us is not None:
+            conds.append(t >= f.start_us)
+        if f.end_us is not None:
+            conds.append(t < f.end_us)
+        if f.ordering_org:
+            conds.append(table.c.ordering_org == f.ordering_org)
+        if f.issuer_org:
+            conds.append(table.c.issuer_org == f.issuer_org)
+        if f.item_id:
+            conds.append(table.c.item_id == f.item_id)
+        if f.kind:
+            conds.append(table.c.kind == f.kind)
+        return conds
+
+    def checks_summary(self, f: StatsFilter) -> tuple[int, int]:
+        """(distinct orders checked, distinct orders with a recognizable or same-hospital result)."""
+        conds = self._filter(CHECK, f, "checked_us")
+        checked = self.conn.execute(select(func.count(func.distinct(CHECK.c.order_key))).where(*conds)).scalar_one()
+        found = self.conn.execute(
+            select(func.count(func.distinct(CHECK.c.order_key))).where(
+                *conds, CHECK.c.status.in_(("recognizable", "same-hospital-duplicate"))
+            )
+        ).scalar_one()
+        return int(checked), int(found)
+
+    def checks_by_day(self, f: StatsFilter) -> list[Any]:
+        return list(
+            self.conn.execute(
+                select(CHECK.c.checked_us, CHECK.c.order_key, CHECK.c.status).where(
+                    *self._filter(CHECK, f, "checked_us")
+                )
+            )
+        )
+
+
+def _day(column: Any, offset_us: int) -> Any:
+    """The local calendar day (days since 1970-01-01 in the region's time zone) of a microsecond timestamp."""
+    return func.floor((column + offset_us) / 86_400_000_000)
+
+
+class StatsQueries:
+    """Aggregations over the decision log and the check log, in SQL (they must reconcile with the log exactly)."""
+
+    def __init__(self, conn: Connection, offset_us: int) -> None:
+        self.conn = conn
+        self.offset_us = offset_us
+
+    def decision_groups(self, f: StatsFilter, by: str | None) -> list[Any]:
+        """Per group (None: one group): recognized, declined, refusals, patients benefited, money saved (fen)."""
+        recognized = DEC.c.outcome == "recognized"
+        cols: list[Any] = [
+            func.sum(case((recognized, 1), else_=0)).label("recognized"),
+            func.sum(case((DEC.c.outcome == "declined", 1), else_=0)).label("declined"),
+            func.sum(case((DEC.c.counts_as_refusal.is_(True), 1), else_=0)).label("refusals"),
+            func.count(func.distinct(case((recognized, DEC.c.patient_key)))).label("patients"),
+            func.sum(case((recognized, DEC.c.fee_fen), else_=0)).label("saved_fen"),
+        ]
+        key = self._key(DEC, by, "recorded_us")
+        stmt = select(*([key.label("g")] if key is not None else []), *cols).where(
+            *RecognitionStore._filter(DEC, f, "recorded_us")
+        )
+        if key is not None:
+            stmt = stmt.group_by(key).order_by(key)
+        return list(self.conn.execute(stmt))
+
+    def reasons(self, f: StatsFilter) -> list[Any]:
+        return list(
+            self.conn.execute(
+                select(DEC.c.reason_code, func.count().label("n"))
+                .where(*RecognitionStore._filter(DEC, f, "recorded_us"), DEC.c.outcome == "declined")
+                .group_by(DEC.c.reason_code)
+                .order_by(DEC.c.reason_code)
+            )
+        )
+
+    def check_groups(self, f: StatsFilter, by: str | None) -> list[Any]:
+        """Per group: distinct orders checked, and those with a recognizable (or same-hospital) result."""
+        found = CHECK.c.status.in_(("recognizable", "same-hospital-duplicate"))
+        key = self._key(CHECK, by, "checked_us")
+        stmt = select(
+            *([key.label("g")] if key is not None else []),
+            func.count(func.distinct(CHECK.c.order_key)).label("checked"),
+            func.count(func.distinct(case((found, CHECK.c.order_key)))).label("found"),
+        ).where(*RecognitionStore._filter(CHECK, f, "checked_us"))
+        if key is not None:
+            stmt = stmt.group_by(key).order_by(key)
+        return list(self.conn.execute(stmt))
+
+    def _key(self, table: Any, by: str | None, time_column: str) -> Any:
+        if by is None:
+            return None
+        if by == "day":
+            return _day(table.c[time_column], self.offset_us)
+        return table.c[{"hospital": "ordering_org", "issuer": "issuer_org", "item": "item_id"}[by]]
