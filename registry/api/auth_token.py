@@ -14,8 +14,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from registry.api.common import audit_context, ctx_of
 from registry.auth import DEFAULT_SCOPES, PrincipalKind
+from registry.endpoint import audit_context, ctx_of
 from registry.errors import BadRequestError, UnauthorizedError
 from registry.services.audit import AuditTrail, audit_row
 

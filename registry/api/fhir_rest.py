@@ -9,7 +9,8 @@ from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from registry.api.common import (
+from registry.api.negotiation import require_json
+from registry.endpoint import (
     CurrentPrincipal,
     audit_context,
     ctx_of,
@@ -17,7 +18,6 @@ from registry.api.common import (
     resource_headers,
     stored_response,
 )
-from registry.api.negotiation import require_json
 from registry.errors import BadRequestError, RegistryError
 from registry.fhir.bundle import weak_etag
 from registry.fhir.response import fhir_response

@@ -29,9 +29,9 @@ from starlette.concurrency import run_in_threadpool
 
 from catalog import Coding
 from catalog.codes import RECOGNIZED_ITEMS
-from registry.api.common import CurrentPrincipal, audit_context, ctx_of
 from registry.api.negotiation import require_json
 from registry.auth import PrincipalKind
+from registry.endpoint import CurrentPrincipal, audit_context, ctx_of
 from registry.errors import BadRequestError, ForbiddenError
 from registry.fhir.bundle import instant
 from registry.fhir.response import fhir_response

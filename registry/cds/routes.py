@@ -21,8 +21,8 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from catalog import Coding
-from registry.api.common import CurrentPrincipal, audit_context, ctx_of
 from registry.cds.cards import history_card, order_card
+from registry.endpoint import CurrentPrincipal, audit_context, ctx_of
 from registry.errors import BadRequestError, NotFoundError, RegistryError
 from registry.services.decisions import DECLINED, RECOGNIZED, DecisionInput
 from registry.services.recognition import DraftOrder, PatientQuery
