@@ -501,7 +501,8 @@ def qualifications_list(org: Annotated[str | None, typer.Option()] = None) -> No
     """Qualifications (revoked ones marked)."""
     ctx = _context()
     table = Table(title="qualifications")
-    for col in ("id", "org", "item/group", "scope", "from", "to", "revoked"):
+    table.add_column("id", no_wrap=True)
+    for col in ("org", "item/group", "scope", "from", "to", "revoked"):
         table.add_column(col, overflow="fold")
     for q in ctx.administration.qualifications(CLI_PRINCIPAL, org):
         table.add_row(

@@ -107,3 +107,96 @@ def test_demo_load_is_idempotent(var: Path) -> None:
         mrns = sorted(i["value"] for e in both["entry"] for i in e["resource"]["identifier"] if "mrn" in i["system"])
         assert mrns == ["A-123", "B-9"]
         assert nid not in client.get(f"/fhir/Patient/{both['entry'][0]['resource']['id']}", headers=headers).text
+
+
+def test_codes_qualifications_and_index_commands(var: Path, tmp_path: Path) -> None:
+    assert (
+        runner.invoke(app, ["clients", "add-hospital", "hosp-q", "--name", "Q 医院", "--region", "beijing"]).exit_code
+        == 0
+    )
+    csv = tmp_path / "codes.csv"
+    csv.write_text(
+        "system,code,item,display\nhttp://hosp-q/codes,XCG,L001,血常规\nhttp://hosp-q/codes,HB,718-7,\n"
+        "http://hosp-q/codes,CT1,JC-CT-032,胸部CT平扫\n",
+        encoding="utf-8",
+    )
+    r = runner.invoke(app, ["codes", "import", str(csv), "--org", "hosp-q"])
+    assert r.exit_code == 0, r.output
+    assert "3 local codes of hosp-q mapped" in r.output
+    bad = tmp_path / "bad.csv"
+    bad.write_text("http://hosp-q/codes,X,NOT-AN-ITEM\n", encoding="utf-8")
+    r = runner.invoke(app, ["codes", "import", str(bad), "--org", "hosp-q"])
+    assert r.exit_code == 1
+    assert "not a catalog item" in r.output
+
+    r = runner.invoke(
+        app,
+        [
+            "qualifications",
+            "add",
+            "--org",
+            "hosp-q",
+            "--group",
+            "hematology",
+            "--scope",
+            "beijing",
+            "--from",
+            "2025-01-01",
+            "--to",
+            "2026-12-31",
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    qid = r.output.split()[1].rstrip(":")
+    assert (
+        runner.invoke(
+            app,
+            [
+                "qualifications",
+                "add",
+                "--org",
+                "hosp-q",
+                "--item",
+                "L999",
+                "--scope",
+                "beijing",
+                "--from",
+                "2025-01-01",
+            ],
+        ).exit_code
+        == 1
+    )
+    assert (
+        runner.invoke(
+            app,
+            [
+                "qualifications",
+                "add",
+                "--org",
+                "nowhere",
+                "--group",
+                "ct",
+                "--scope",
+                "beijing",
+                "--from",
+                "2025-01-01",
+            ],
+        ).exit_code
+        == 1
+    )
+    r = runner.invoke(app, ["qualifications", "list", "--org", "hosp-q"])
+    assert qid in r.output
+    assert runner.invoke(app, ["qualifications", "revoke", qid]).exit_code == 0
+    assert runner.invoke(app, ["qualifications", "revoke", qid]).exit_code == 1
+
+    r = runner.invoke(app, ["demo", "load", "--patients", "4"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["codes", "unmapped"])
+    assert r.exit_code == 0
+    r = runner.invoke(app, ["index", "check"])
+    assert r.exit_code == 0, r.output
+    assert "matches a recomputation" in r.output
+    r = runner.invoke(app, ["index", "rebuild"])
+    assert r.exit_code == 0, r.output
+    assert "result index rebuilt from" in r.output
+    assert runner.invoke(app, ["index", "check"]).exit_code == 0
