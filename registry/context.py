@@ -22,6 +22,7 @@ from registry.ratelimit import RateLimiter
 from registry.services.administration import Administration
 from registry.services.capability import capability_statement
 from registry.services.catalog_publication import nonrecognition_reasons_codesystem, recognized_items_codesystem
+from registry.services.config_cache import ConfigCache
 from registry.services.decisions import Decisions
 from registry.services.identity import IdentityPolicy
 from registry.services.ingest import Ingest, WriteContext
@@ -93,8 +94,18 @@ class AppContext:
             )
         )
         indexer = ResultIndexer(catalog, local_tz, settings.fhir_base_url)
+        config_cache = ConfigCache(ttl_seconds=10.0)
         ingest = Ingest(
-            WriteContext(uow, identity, settings.fhir_base_url, local_tz, clock, settings.max_bundle_entries, indexer)
+            WriteContext(
+                uow,
+                identity,
+                settings.fhir_base_url,
+                local_tz,
+                clock,
+                settings.max_bundle_entries,
+                indexer,
+                config_cache,
+            )
         )
         return cls(
             settings=settings,
@@ -114,8 +125,8 @@ class AppContext:
             limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
             clock=clock,
             indexer=indexer,
-            recognition=RecognitionService(uow, catalog, identity, indexer, clock),
+            recognition=RecognitionService(uow, catalog, identity, indexer, clock, config_cache),
             decisions=Decisions(uow, catalog, clock),
             statistics=Statistics(uow, catalog, local_tz),
-            administration=Administration(uow, catalog, indexer, clock),
+            administration=Administration(uow, catalog, indexer, clock, config_cache),
         )

@@ -12,6 +12,7 @@ from typing import Any
 from catalog import Catalog
 from registry.auth import Principal, PrincipalKind
 from registry.errors import BadRequestError, ForbiddenError, NotFoundError
+from registry.services.config_cache import ConfigCache
 from registry.services.result_index import INDEXED, IndexRow, ResultIndexer
 from registry.store.recognition import RecognitionStore
 from registry.store.repository import UnitOfWork
@@ -48,7 +49,15 @@ def _date(value: Any, field: str) -> date | None:
 
 
 class Administration:
-    def __init__(self, uow: UnitOfWork, catalog: Catalog, indexer: ResultIndexer, clock: Callable[[], datetime]):
+    def __init__(
+        self,
+        uow: UnitOfWork,
+        catalog: Catalog,
+        indexer: ResultIndexer,
+        clock: Callable[[], datetime],
+        cache: ConfigCache | None = None,
+    ):
+        self.cache = cache
         self.uow = uow
         self.catalog = catalog
         self.indexer = indexer
@@ -100,6 +109,8 @@ class Administration:
             if not repo.get_many([("Organization", org)]):
                 raise BadRequestError(f"Organization/{org} is not known to the registry")
             RecognitionStore(repo.conn).add_qualification(row)
+        if self.cache is not None:
+            self.cache.clear()
         return _qualification_json(row)
 
     def revoke(self, principal: Principal, qual_id: str) -> None:
@@ -107,6 +118,8 @@ class Administration:
         with self.uow.begin() as repo:
             if not RecognitionStore(repo.conn).revoke_qualification(qual_id, self.clock()):
                 raise NotFoundError(f"no active qualification {qual_id!r}")
+        if self.cache is not None:
+            self.cache.clear()
 
     # ------------------------------------------------------------------ unmapped codes
     def unmapped(self, org: str | None, limit: int = 500) -> list[dict[str, Any]]:

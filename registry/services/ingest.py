@@ -45,6 +45,7 @@ from registry.fhir.search_params import PATIENT_COMPARTMENT, SEARCH_PARAMS
 from registry.fhir.validation import ID_RE, ResourceInvalidError, validate
 from registry.services import access, code_maps
 from registry.services.audit import AuditContext, AuditTrail, audit_row
+from registry.services.config_cache import ConfigCache
 from registry.services.identity import MASK, IdentityPolicy, NationalIdError, masked
 from registry.services.result_index import INDEXED, ResultIndexer
 from registry.services.search_query import SearchParser
@@ -80,6 +81,7 @@ class WriteContext:
     clock: Callable[[], datetime]
     max_bundle_entries: int
     indexer: ResultIndexer | None = None
+    config_cache: ConfigCache | None = None  # cleared when code maps or organizations change
 
 
 @dataclass(frozen=True, slots=True)
@@ -612,6 +614,8 @@ class Ingest:
         if indexer is None:
             return
         refs = {key for key in written if key[0] in INDEXED}
+        if self.ctx.config_cache is not None and any(k[0] in ("ConceptMap", "Organization") for k in written):
+            self.ctx.config_cache.clear()
         for (rtype, _rid), stored in written.items():
             if rtype == "ConceptMap":
                 systems = code_maps.sync(s.repo, stored, indexer.catalog)

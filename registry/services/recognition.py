@@ -34,6 +34,7 @@ from registry.auth import Principal, PrincipalKind
 from registry.errors import BadRequestError, ForbiddenError, PreconditionFailedError, RegistryError
 from registry.fhir.extract import from_us, to_us
 from registry.services.audit import AuditContext, AuditTrail, audit_row, rows_for_patients
+from registry.services.config_cache import ConfigCache
 from registry.services.identity import IdentityPolicy, NationalIdError
 from registry.services.result_index import ResultIndexer
 from registry.store.recognition import Org, RecognitionStore
@@ -97,7 +98,9 @@ class RecognitionService:
         identity: IdentityPolicy,
         indexer: ResultIndexer,
         clock: Callable[[], datetime],
+        cache: ConfigCache | None = None,
     ) -> None:
+        self.cache = cache or ConfigCache(ttl_seconds=0)
         self.uow = uow
         self.catalog = catalog
         self.identity = identity
@@ -162,16 +165,25 @@ class RecognitionService:
     ) -> list[CheckedOrder]:
         store = RecognitionStore(repo.conn)
         ordering = principal.org_id or ""
-        code_map = self.indexer.code_maps(repo, [ordering]).get(ordering) if ordering else None
+        code_map = (
+            self.cache.get(("code-map", ordering), lambda: self.indexer.code_maps(repo, [ordering]).get(ordering))
+            if ordering
+            else None
+        )
         items = [self.catalog.resolve(o.codes, code_map) for o in orders]
         wanted = {i.id for i in items if i is not None}
         wanted |= {p for i in list(wanted) for p in self.catalog.panels_containing(i)}
         rows = store.results_for(key, sorted(wanted), to_us(now - self.max_window))
-        orgs = store.organizations({r.org_id for r in rows if r.org_id} | {ordering})
-        quals = [
-            Qualification(q.org_id, q.scope, q.valid_from, q.valid_to, q.item_id, q.group)
-            for q in store.qualifications({r.org_id for r in rows if r.org_id})
-        ]
+        org_ids = frozenset({r.org_id for r in rows if r.org_id} | {ordering})
+        orgs = self.cache.get(("orgs", org_ids), lambda: store.organizations(org_ids))
+        issuers = frozenset(r.org_id for r in rows if r.org_id)
+        quals = self.cache.get(
+            ("qualifications", issuers),
+            lambda: [
+                Qualification(q.org_id, q.scope, q.valid_from, q.valid_to, q.item_id, q.group)
+                for q in store.qualifications(issuers)
+            ],
+        )
         facts = {oid: OrgFacts(oid, org.regions) for oid, org in orgs.items()}
         priors = [self._prior(r, facts) for r in rows]
         by_ref = {f"{r.res_type}/{r.res_id}": r for r in rows}

@@ -491,7 +491,7 @@ class Repository:
         """Many rows at once: COPY on PostgreSQL (no SQL to parse, one round trip), executemany on SQLite."""
         if not rows:
             return
-        if not self.postgres:
+        if not self.postgres or len(rows) < 20:  # COPY pays off for many rows; a few go as one INSERT
             self.conn.execute(insert(table), rows)
             return
         columns = list(rows[0])
