@@ -34,6 +34,19 @@ class Contrast(StrEnum):
     NOT_APPLICABLE = "not_applicable"
 
 
+def contrast_from_text(text: str | None) -> Contrast | None:
+    """Contrast stated in a study or procedure description (平扫 / 增强 / 平扫+增强), or None."""
+    if not text:
+        return None
+    if "平扫+增强" in text or "平扫及增强" in text or "平扫加增强" in text:
+        return Contrast.WITHOUT_THEN_WITH
+    if "增强" in text:
+        return Contrast.WITH
+    if "平扫" in text:
+        return Contrast.WITHOUT
+    return None
+
+
 DICOM_MODALITIES = frozenset(
     {"CT", "MR", "DX", "CR", "MG", "US", "NM", "PT", "XA", "RF", "BMD", "OT", "IO", "PX", "ES", "OP", "OCT"}
 )
@@ -277,6 +290,15 @@ class Catalog:
 
     def get(self, item_id: str) -> Item | None:
         return self._by_id.get(item_id)
+
+    def named(self, text: str) -> Item | None:
+        """The item named exactly by ``text``: its id, regional item code, LOINC code or abbreviation (what a code-map
+        file's ``item`` column may hold); None when nothing matches exactly."""
+        found = self._by_id.get(text.strip().upper())
+        if found is not None:
+            return found
+        hits = self.search(text, limit=1)
+        return hits[0].item if hits and hits[0].score == 0 else None
 
     def of_kind(self, kind: Kind) -> tuple[Item, ...]:
         return tuple(i for i in self.items if i.kind is kind)

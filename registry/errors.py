@@ -85,6 +85,19 @@ class UnprocessableError(RegistryError):
     code = "processing"
 
 
+class ReferenceNotFoundError(UnprocessableError):
+    """A reference to a resource the registry does not have (yet): issue code ``not-found``, so a sender can tell
+    "wait for the patient or study to arrive" from a message that will never succeed."""
+
+    code = "not-found"
+
+
+class ConditionNotFoundError(PreconditionFailedError):
+    """A conditional reference that matched nothing (412 with issue code ``not-found``)."""
+
+    code = "not-found"
+
+
 class TooLargeError(RegistryError):
     status = 413
     code = "too-costly"

@@ -8,7 +8,8 @@ any code the catalog resolves. Elements whose target ``equivalence`` is ``equiva
 ``subsumes`` map (the item is at least what the local code means); others are ignored. One local code maps to one
 item per hospital; a second map claiming it is refused.
 
-``hr-registry codes import --org … FILE.csv`` builds such a ConceptMap from ``system,code,item[,display]`` rows.
+``hr-registry codes import --org … FILE.csv`` builds such a ConceptMap from ``system,code,item[,display]`` rows; an
+``item`` of ``-`` declares a local test that is not a recognized item (an ``unmatched`` element: mapped to nothing).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from catalog import Catalog, Coding, Item
+from catalog import Catalog, Coding
 from catalog.codes import HR_CANONICAL_BASE, RECOGNIZED_ITEMS, SYSTEM_ALIASES
 from registry.errors import BadRequestError, ConflictError, UnprocessableError
 from registry.store.repository import Repository, Stored
@@ -112,11 +113,15 @@ def concept_map_from_csv(text: str, org_id: str, catalog: Catalog, *, name: str 
             raise BadRequestError(f"line {line_no}: expected system,code,item[,display]")
         system, code, item_text = (cell.strip() for cell in row[:3])
         display = row[3].strip() if len(row) > 3 and row[3].strip() else None
-        item = _item(catalog, item_text)
-        if item is None:
-            raise BadRequestError(f"line {line_no}: {item_text!r} is not a catalog item (id, regional code or LOINC)")
-        element: dict[str, Any] = {"code": code, "target": [{"code": item.id, "display": item.name_zh,
-                                                            "equivalence": "equivalent"}]}  # fmt: skip
+        element: dict[str, Any] = {"code": code}
+        if item_text == "-":  # declared: a local test that is not a recognized item
+            element["target"] = [{"equivalence": "unmatched", "comment": "not a recognized item"}]
+        else:
+            item = catalog.named(item_text)
+            if item is None:
+                raise BadRequestError(f"line {line_no}: {item_text!r} is not a catalog item (id, regional code, "
+                                      "LOINC, or '-' for a test that is not one)")  # fmt: skip
+            element["target"] = [{"code": item.id, "display": item.name_zh, "equivalence": "equivalent"}]
         if display:
             element["display"] = display
         groups.setdefault(system, []).append(element)
@@ -135,12 +140,3 @@ def concept_map_from_csv(text: str, org_id: str, catalog: Catalog, *, name: str 
             for system, elements in sorted(groups.items())
         ],
     }
-
-
-def _item(catalog: Catalog, text: str) -> Item | None:
-    """An item named exactly: its id, regional code, LOINC code or abbreviation."""
-    found = catalog.get(text.strip().upper())
-    if found is not None:
-        return found
-    hits = catalog.search(text, limit=1)
-    return hits[0].item if hits and hits[0].score == 0 else None

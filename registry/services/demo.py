@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from catalog import Catalog, Coding
-from catalog.codes import HR_MARK, LOINC
+from catalog.codes import BODY_PART_SNOMED, HR_MARK, LOINC
 from registry.auth import Principal, PrincipalKind, parse_scopes
 from registry.services.administration import Administration
 from registry.services.audit import AuditContext
@@ -464,7 +464,7 @@ class DemoRegion:
                     "numberOfInstances": n,
                     "bodySite": {
                         "system": "http://snomed.info/sct",
-                        "code": _SNOMED.get(part, "38266002"),
+                        "code": BODY_PART_SNOMED[part][0],
                         "display": part,
                     },
                     "started": when.isoformat(),
@@ -529,9 +529,6 @@ def _urn(key: str) -> str:
 def _put(full_url: str, resource: dict[str, Any], url: str) -> dict[str, Any]:
     """A transaction entry that creates or updates the resource found by its business identifier."""
     return {"fullUrl": full_url, "resource": resource, "request": {"method": "PUT", "url": url}}
-
-
-_SNOMED = {"CHEST": "51185008", "BRAIN": "12738006", "ABDOMEN": "818983003", "HEAD": "69536005"}
 
 
 def demo_principals() -> list[tuple[PrincipalKind, str, str, dict[str, str]]]:

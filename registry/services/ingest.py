@@ -29,11 +29,13 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from registry.auth import Principal, PrincipalKind
 from registry.errors import (
     BadRequestError,
+    ConditionNotFoundError,
     ConflictError,
     ForbiddenError,
     InvalidResourceError,
     NotFoundError,
     PreconditionFailedError,
+    ReferenceNotFoundError,
     RegistryError,
     TooLargeError,
     UnprocessableError,
@@ -300,8 +302,10 @@ class Ingest:
             missing = [(where, target) for where, target in to_check if target not in s.live]
             if missing:
                 where, (t, i) = missing[0]
-                raise UnprocessableError(f"{where}: reference {t}/{i} does not resolve to a resource on this server",
-                                         expression=[w for w, _ in missing])  # fmt: skip
+                raise ReferenceNotFoundError(
+                    f"{where}: reference {t}/{i} does not resolve to a resource on this server",
+                    expression=[w for w, _ in missing],
+                )
         for old, new in replacements.items():
             literal = orjson.dumps(old).decode()
             if literal in text:
@@ -321,7 +325,8 @@ class Ingest:
         else:
             matches = self._matches(s, target_type, query)
         if len(matches) != 1:
-            raise PreconditionFailedError(
+            error = ConditionNotFoundError if not matches else PreconditionFailedError
+            raise error(
                 f"{rtype}.{path}: conditional reference {target_type}?… matched {len(matches)} resources, not one",
                 expression=[f"{rtype}.{path}"],
             )
@@ -359,8 +364,9 @@ class Ingest:
             return pending.patient_key, pending.org_id
         found = s.repo.get_many([parsed]).get(parsed)
         if found is None or found.patient_key is None:
-            raise UnprocessableError(f"{rtype}.subject: Patient/{parsed[1]} is not known to the registry",
-                                     expression=[f"{rtype}.subject"])  # fmt: skip
+            raise ReferenceNotFoundError(
+                f"{rtype}.subject: Patient/{parsed[1]} is not known to the registry", expression=[f"{rtype}.subject"]
+            )
         return found.patient_key, found.org_id
 
     # ================================================================== storing

@@ -26,8 +26,9 @@ from typing import Any
 
 import orjson
 
-from catalog import Catalog, CodeMap, Coding, Contrast, Item
+from catalog import Catalog, CodeMap, Coding, Item
 from catalog.codes import HR_MARK
+from catalog.model import contrast_from_text
 from registry.fhir.extract import date_range, parse_reference, values_at
 from registry.store.repository import Repository, Stored
 
@@ -179,7 +180,7 @@ class ResultIndexer:
                 for key in ("code", "display"):
                     if isinstance(site.get(key), str):
                         parts.add(site[key].upper().replace(" ", ""))
-        contrast = imaging_contrast(study.get("description") if isinstance(study.get("description"), str) else None)
+        contrast = contrast_from_text(study.get("description") if isinstance(study.get("description"), str) else None)
         found = {
             item.id: item
             for mod in modalities
@@ -304,16 +305,3 @@ class ResultIndexer:
         for org_id, system, code, item_id in repo.code_map_entries(sorted(set(org_ids))):
             entries.setdefault(org_id, {})[Coding(system, code)] = item_id
         return {org_id: CodeMap(org_id, e) for org_id, e in entries.items()}
-
-
-def imaging_contrast(text: str | None) -> Contrast | None:
-    """Contrast stated in a study description (平扫 / 增强), when a study has no procedure code."""
-    if not text:
-        return None
-    if "平扫+增强" in text or "平扫及增强" in text:
-        return Contrast.WITHOUT_THEN_WITH
-    if "增强" in text:
-        return Contrast.WITH
-    if "平扫" in text:
-        return Contrast.WITHOUT
-    return None

@@ -758,12 +758,16 @@ class Repository:
                 .where(
                     REF.c.type == "DiagnosticReport",
                     REF.c.param.in_(("result", "imaging-study")),
-                    tuple_(REF.c.target_id, REF.c.target_type).in_([(rid, rt) for rt, rid in chunk]),
+                    # target_id = ANY(…) rather than a row-value IN: PostgreSQL turns the latter into an OR filter
+                    # after an index range over every reference of the type (a second per call at 750k rows).
+                    REF.c.target_id.in_(sorted({rid for _rt, rid in chunk})),
                     R.c.deleted.is_(False),
                 )
             )
+            wanted = set(chunk)
             for row in rows:
-                out.setdefault((row.target_type, row.target_id), []).append((row.type, row.id))
+                if (row.target_type, row.target_id) in wanted:
+                    out.setdefault((row.target_type, row.target_id), []).append((row.type, row.id))
         return out
 
     def replace_index_rows(self, res_pks: Sequence[int], rows: list[dict[str, Any]]) -> None:
@@ -774,7 +778,9 @@ class Repository:
     def index_rows_of(self, refs: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         for i in range(0, len(refs), 500):
-            rows = self.conn.execute(select(RIX).where(tuple_(RIX.c.res_type, RIX.c.res_id).in_(refs[i : i + 500])))
+            rows = self.conn.execute(  # through resource's (type, id) key and ix_result_res: no scan of the index
+                select(RIX).join(R, R.c.pk == RIX.c.res_pk).where(tuple_(R.c.type, R.c.id).in_(refs[i : i + 500]))
+            )
             out += [{k: v for k, v in r._mapping.items() if k != "pk"} for r in rows]
         return out
 

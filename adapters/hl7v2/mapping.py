@@ -1,0 +1,505 @@
+"""ORU^R01 → one FHIR transaction Bundle (reference/standards-notes.md §4.5).
+
+Every resource is written with a conditional update on its business identifier — the Patient on its MRN, the
+DiagnosticReport on the filler order number (OBR-3, the report number), each Observation on report number + OBX-3
+code (+ OBX-4 sub-id) — so a repeated message changes nothing and a correction (OBR-25 ``C``) replaces the report in
+place. The fullUrls are derived from the same identifiers, so the output for a message is always the same.
+
+A lab report becomes a DiagnosticReport with one Observation per OBX. An imaging report (OBR-24 a radiology section,
+or OBR-4 mapping to an imaging item) becomes a DiagnosticReport whose text OBX form the ``conclusion`` and whose
+``imagingStudy`` names the study by its Study Instance UID (an OBX coded DCM 113014, or of type RP) or else by the
+accession number in OBR-18.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from adapters.codes import Coder
+from adapters.config import AdapterConfig, Policy
+from adapters.errors import Hl7Error
+from adapters.fhir import (
+    DATA_ABSENT,
+    DICOM_UID,
+    INTERPRETATION,
+    OBS_CATEGORY,
+    UCUM,
+    V2_0074,
+    V2_0203,
+    as_instant,
+    hl7_datetime,
+    hr_tag,
+    merge_codings,
+    put_entry,
+    transaction,
+)
+from adapters.hl7v2 import tables
+from adapters.hl7v2.message import CE, CX, ObxData, OrderData, OruMessage, PatientData
+from catalog import Coding, Item, Kind
+
+RECOGNIZABLE = frozenset({"final", "corrected", "amended"})
+_NUMBER = re.compile(r"^\s*[+-]?(\d+\.?\d*|\.\d+)\s*$")
+_RANGE = re.compile(r"^\s*([+-]?(?:\d+\.?\d*|\.\d+))\s*(?:-|–|～|~|—)\s*([+-]?(?:\d+\.?\d*|\.\d+))\s*$")
+_BOUND = re.compile(r"^\s*(<=|>=|<|>|≤|≥)\s*([+-]?(?:\d+\.?\d*|\.\d+))\s*$")
+
+
+@dataclass(frozen=True, slots=True)
+class Unmapped:
+    system: str
+    code: str
+    display: str
+    where: str
+
+
+@dataclass(slots=True)
+class Mapped:
+    bundle: dict[str, Any]
+    order_key: str
+    reports: int = 0
+    observations: int = 0
+    unmapped: list[Unmapped] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def summary(self, control_id: str) -> str:
+        """What the message became, without patient data (fit for logs)."""
+        return f"ORU {control_id}: {self.reports} report(s), {self.observations} observation(s)"
+
+
+class _ValueProblemError(Exception):
+    pass
+
+
+def _decimal(text: str) -> Decimal:
+    if not _NUMBER.match(text):
+        raise _ValueProblemError(f"{text!r} is not a number")
+    try:
+        value = Decimal(text.strip())
+    except InvalidOperation:
+        raise _ValueProblemError(f"{text!r} is not a number") from None
+    if not value.is_finite():
+        raise _ValueProblemError(f"{text!r} is not a finite number")
+    return value
+
+
+class OruMapper:
+    def __init__(self, config: AdapterConfig, coder: Coder) -> None:
+        self.config = config
+        self.coder = coder
+        self.org = config.hospital.organization
+        self.tz = config.hospital.tz
+        self.strict = config.hl7.policy is Policy.STRICT
+        ids = config.identifiers
+        self.report_system = ids.system("report-no")
+        self.placer_system = ids.system("placer-order")
+        self.observation_system = ids.system("observation")
+        self.accession_system = ids.system("accession")
+        self.local_system = config.local_code_system
+        self.hr_mark = config.hl7.hr_mark
+
+    # ------------------------------------------------------------------------------------------------ entry point
+    def map(self, message: OruMessage) -> Mapped:
+        entries: list[dict[str, Any]] = []
+        out = Mapped(transaction(entries), order_key="")
+        for group in message.groups:
+            subject, patient_entry = self._patient(group.patient, group.pid_seq, out)
+            if patient_entry is not None and all(e["fullUrl"] != patient_entry["fullUrl"] for e in entries):
+                entries.append(patient_entry)
+            for order in group.orders:
+                entries += self._report(order, subject, out)
+        return out
+
+    # ------------------------------------------------------------------------------------------------ patient
+    def _system_of(self, cx: CX) -> str | None:
+        for rule in self.config.identifiers.pid3:
+            if rule.type is not None and rule.type.upper() != cx.type.upper():
+                continue
+            if rule.authority is not None and rule.authority not in (cx.authority, cx.authority_uid):
+                continue
+            return self.config.identifiers.system(rule.system)
+        return None
+
+    def _patient(self, p: PatientData, seq: int, out: Mapped) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        identifiers: list[dict[str, Any]] = []
+        mrn: str | None = None
+        has_national = False
+        for n, cx in enumerate(p.identifiers, start=1):
+            system = self._system_of(cx)
+            if system is None:
+                out.warnings.append(
+                    f"PID-3 repetition {n} (type {cx.type or '-'}, authority "
+                    f"{cx.authority or cx.authority_uid or '-'}) matches no identifiers.pid3 rule and was left out"
+                )
+                continue
+            ident: dict[str, Any] = {}
+            if cx.type:
+                ident["type"] = {"coding": [{"system": V2_0203, "code": cx.type}]}
+            ident |= {"system": system, "value": cx.value}
+            identifiers.append(ident)
+            if system == self.config.identifiers.mrn and mrn is None:
+                mrn = cx.value
+            if system == self.config.identifiers.system("national"):
+                has_national = True
+        if mrn is None:
+            raise Hl7Error(
+                f"PID-3 has no identifier that maps to this hospital's MRN system ({self.config.identifiers.mrn}); "
+                "check identifiers.pid3 in the adapter configuration",
+                error_code=101,
+                location=("PID", seq, 3, 0),
+            )
+        mrn_system = self.config.identifiers.mrn
+        if not has_national:
+            # The registry keys a patient on the national identifier; without it, refer to the patient this hospital
+            # already registered under the MRN (the registry answers 412 until it knows them; delivery waits).
+            return {"reference": f"Patient?identifier={mrn_system}|{mrn}"}, None
+        resource: dict[str, Any] = {"resourceType": "Patient", "identifier": identifiers}
+        name: dict[str, Any] = {}
+        if p.family:
+            name["family"] = p.family
+        if p.given:
+            name["given"] = p.given
+        if name:
+            resource["name"] = [name]
+        if p.sex:
+            gender = tables.GENDER.get(p.sex.upper())
+            if gender is None:
+                self._problem(out, f"PID-8 sex {p.sex!r} is not an HL7 0001 code", 103, ("PID", seq, 8, 0))
+            else:
+                resource["gender"] = gender
+        if p.birth:
+            birth = hl7_datetime(p.birth[:8], self.tz)
+            if birth is not None:
+                resource["birthDate"] = birth
+        resource["managingOrganization"] = {"reference": f"Organization/{self.org}"}
+        entry = put_entry(resource, mrn_system, mrn)
+        return {"reference": entry["fullUrl"]}, entry
+
+    # ------------------------------------------------------------------------------------------------ report
+    def _codings(self, ce: CE, primary_only: bool = False) -> list[dict[str, str]]:
+        out = []
+        pairs = [(ce.code, ce.text, ce.system)]
+        if not primary_only:
+            pairs.append((ce.alt_code, ce.alt_text, ce.alt_system))
+        for code, text, system in pairs:
+            if not code:
+                continue
+            uri = self._system_uri(system)
+            coding = {"system": uri, "code": code}
+            if text:
+                coding["display"] = text
+            if coding not in out:
+                out.append(coding)
+        return out
+
+    def _system_uri(self, name: str) -> str:
+        if tables.is_local_system(name):
+            return self.local_system
+        return tables.CODING_SYSTEMS.get(name.strip().upper(), f"{self.config.identifiers.base}/cs/{name.strip()}")
+
+    def _code(
+        self, ce: CE, where: str, location: tuple[str, int, int, int], out: Mapped
+    ) -> tuple[dict[str, Any], Item | None]:
+        codings = self._codings(ce)
+        item = self.coder.item_for([Coding(c["system"], c["code"]) for c in codings])
+        local = [c for c in codings if c["system"] == self.local_system]
+        if item is None and local and not any(self.coder.declared(Coding(c["system"], c["code"])) for c in local):
+            first = local[0]
+            out.unmapped.append(Unmapped(first["system"], first["code"], first.get("display", ""), where))
+            self._problem(
+                out,
+                f"local code {first['code']!r} ({first.get('display', '')}) is not in the code map: add a row "
+                "system,code,item (or item '-' for a test that is not a recognized item)",
+                103,
+                location,
+            )
+        concept: dict[str, Any] = {"coding": merge_codings(codings, self.coder.item_codings(item) if item else [])}
+        text = ce.text or ce.alt_text
+        if text:
+            concept["text"] = text
+        return concept, item
+
+    def _problem(self, out: Mapped, text: str, code: int, location: tuple[str, int, int, int]) -> None:
+        """A content problem: rejects the message under the strict policy, is recorded under the lenient one."""
+        error = Hl7Error(text, error_code=code, location=location)
+        if self.strict:
+            raise error
+        out.warnings.append(str(error))
+
+    def _report(self, order: OrderData, subject: dict[str, Any], out: Mapped) -> list[dict[str, Any]]:
+        if not order.filler:
+            raise Hl7Error(
+                "OBR-3 filler order number (the report number) is empty",
+                error_code=101,
+                location=("OBR", order.seq, 3, 0),
+            )
+        code, item = self._code(order.code, f"OBR-4 (OBR {order.seq})", ("OBR", order.seq, 4, 0), out)
+        imaging = order.section.upper() in tables.IMAGING_SECTIONS or (item is not None and item.kind is Kind.IMAGING)
+        status = self._report_status(order, out)
+        effective = self._time(order.effective, ("OBR", order.seq, 7, 0))
+        issued = as_instant(self._time(order.issued, ("OBR", order.seq, 22, 0)))
+        if effective is None:
+            fallback = next((o.observed for o in order.observations if o.observed), "")
+            effective = self._time(fallback, ("OBX", 1, 14, 0)) or issued
+        if effective is None:
+            raise Hl7Error(
+                "OBR-7 observation date/time is empty (and no OBX-14 or OBR-22 to fall back on)",
+                error_code=101,
+                location=("OBR", order.seq, 7, 0),
+            )
+        if not out.order_key:
+            out.order_key = f"{self.report_system}|{order.filler}"
+
+        entries: list[dict[str, Any]] = []
+        results: list[dict[str, str]] = []
+        conclusion: list[str] = list(order.notes)
+        study_ref: str | None = None
+        text_obx = [o for o in order.observations if o.value_type.upper() in ("ST", "TX", "FT")]
+        seen: dict[str, int] = {}
+        marked_any = item is not None
+        statuses: list[str] = []
+        for obx in order.observations:
+            if imaging and (obx.code.code.upper() in tables.STUDY_UID_CODES or obx.value_type.upper() == "RP"):
+                uid = obx.values[0][0] if obx.values and obx.values[0] else ""
+                study_ref = uid.removeprefix("urn:oid:") or study_ref
+                continue
+            if imaging and obx in text_obx:
+                text = "\n".join("^".join(v) for v in obx.values).strip()
+                if text:
+                    label = obx.code.text if len(text_obx) > 1 and obx.code.text else ""
+                    conclusion.append(f"{label}：{text}" if label else text)
+                continue
+            key = obx.code.code or obx.code.text
+            key = f"{order.filler}/{key}" + (f"/{obx.sub_id}" if obx.sub_id else "")
+            seen[key] = seen.get(key, 0) + 1
+            if seen[key] > 1:
+                key += f"#{seen[key]}"
+            obs, obs_item, obs_status = self._observation(obx, order, key, subject, effective, issued, status, out)
+            statuses.append(obs_status)
+            marked_any = marked_any or obs_item is not None
+            entry = put_entry(obs, self.observation_system, key)
+            entries.append(entry)
+            results.append({"reference": entry["fullUrl"]})
+            out.observations += 1
+        if statuses and all(s == "entered-in-error" for s in statuses):
+            status = "entered-in-error"  # every result posted in error: the report is withdrawn
+
+        report: dict[str, Any] = {"resourceType": "DiagnosticReport"}
+        if self.hr_mark and status in RECOGNIZABLE and marked_any:
+            report["meta"] = hr_tag(self.hr_mark)
+        identifiers: list[dict[str, Any]] = [{"system": self.report_system, "value": order.filler}]
+        if order.placer:
+            identifiers.append(
+                {
+                    "type": {"coding": [{"system": V2_0203, "code": "PLAC"}]},
+                    "system": self.placer_system,
+                    "value": order.placer,
+                }
+            )
+        report |= {
+            "identifier": identifiers,
+            "status": status,
+            "category": [{"coding": [{"system": V2_0074, "code": "RAD" if imaging else (order.section or "LAB")}]}],
+            "code": code,
+            "subject": subject,
+            "effectiveDateTime": effective,
+        }
+        if issued:
+            report["issued"] = issued
+        report["performer"] = [{"reference": f"Organization/{self.org}"}]
+        if results:
+            report["result"] = results
+        if imaging:
+            if study_ref:
+                report["imagingStudy"] = [{"reference": f"ImagingStudy?identifier={DICOM_UID}|urn:oid:{study_ref}"}]
+            elif order.accession:
+                report["imagingStudy"] = [
+                    {"reference": f"ImagingStudy?identifier={self.accession_system}|{order.accession}"}
+                ]
+        if conclusion:
+            report["conclusion"] = "\n".join(conclusion)
+        entries.append(put_entry(report, self.report_system, order.filler))
+        out.reports += 1
+        return entries
+
+    def _report_status(self, order: OrderData, out: Mapped) -> str:
+        if not order.status:
+            self._problem(out, "OBR-25 result status is empty", 101, ("OBR", order.seq, 25, 0))
+            return "unknown"
+        status = tables.REPORT_STATUS.get(order.status.upper())
+        if status is None:
+            self._problem(
+                out, f"OBR-25 result status {order.status!r} is not an HL7 0123 code", 103, ("OBR", order.seq, 25, 0)
+            )
+            return "unknown"
+        return status
+
+    def _time(self, value: str, location: tuple[str, int, int, int]) -> str | None:
+        try:
+            return hl7_datetime(value, self.tz)
+        except ValueError:
+            raise Hl7Error(f"{value!r} is not a valid date/time", error_code=102, location=location) from None
+
+    # ------------------------------------------------------------------------------------------------ observation
+    def _observation(
+        self,
+        obx: ObxData,
+        order: OrderData,
+        key: str,
+        subject: dict[str, Any],
+        effective: str,
+        issued: str | None,
+        report_status: str,
+        out: Mapped,
+    ) -> tuple[dict[str, Any], Item | None, str]:
+        code, item = self._code(obx.code, f"OBX-3 (OBX {obx.seq})", ("OBX", obx.seq, 3, 0), out)
+        if obx.status:
+            status = tables.OBSERVATION_STATUS.get(obx.status.upper())
+            if status is None:
+                self._problem(
+                    out, f"OBX-11 status {obx.status!r} is not an HL7 0085 code", 103, ("OBX", obx.seq, 11, 0)
+                )
+                status = "unknown"
+        else:
+            status = report_status if report_status != "partial" else "preliminary"
+        obs: dict[str, Any] = {"resourceType": "Observation"}
+        if self.hr_mark and status in RECOGNIZABLE and item is not None:
+            obs["meta"] = hr_tag(self.hr_mark)
+        obs |= {
+            "identifier": [{"system": self.observation_system, "value": key}],
+            "status": status,
+            "category": [{"coding": [{"system": OBS_CATEGORY, "code": "laboratory"}]}],
+            "code": code,
+            "subject": subject,
+            "effectiveDateTime": self._time(obx.observed, ("OBX", obx.seq, 14, 0)) or effective,
+        }
+        if issued:
+            obs["issued"] = issued
+        obs["performer"] = [{"reference": f"Organization/{self.org}"}]
+        unit_text, unit_code = self._unit(obx, out)
+        if obx.values:
+            try:
+                obs |= self._value(obx, unit_text, unit_code)
+            except _ValueProblemError as exc:
+                self._problem(out, f"OBX-5 {exc}", 102, ("OBX", obx.seq, 5, 0))
+                obs["valueString"] = "\n".join("^".join(v) for v in obx.values)
+        elif status in ("cancelled", "final", "corrected"):
+            reason = "not-asked" if obx.status.upper() == "N" else "error" if status == "cancelled" else "unknown"
+            obs["dataAbsentReason"] = {"coding": [{"system": DATA_ABSENT, "code": reason}]}
+        interpretation = self._interpretation(obx, out)
+        if interpretation:
+            obs["interpretation"] = interpretation
+        if obx.notes:
+            obs["note"] = [{"text": n} for n in obx.notes]
+        if obx.reference_range:
+            obs["referenceRange"] = [self._range(obx.reference_range, unit_text, unit_code)]
+        return obs, item, status
+
+    def _unit(self, obx: ObxData, out: Mapped) -> tuple[str, str | None]:
+        text = obx.units.code or obx.units.text
+        if not text:
+            return "", None
+        if obx.units.system.upper() == "UCUM" and obx.units.code:
+            return obx.units.text or obx.units.code, obx.units.code
+        code = tables.ucum(obx.units.code) or tables.ucum(obx.units.text)
+        if code is None and obx.value_type.upper() in ("NM", "SN"):
+            self._problem(out, f"OBX-6 unit {text!r} has no known UCUM form", 103, ("OBX", obx.seq, 6, 0))
+        return text, code
+
+    @staticmethod
+    def _quantity(value: Decimal, unit_text: str, unit_code: str | None) -> dict[str, Any]:
+        q: dict[str, Any] = {"value": value}
+        if unit_text:
+            q["unit"] = unit_text
+        if unit_code:
+            q |= {"system": UCUM, "code": unit_code}
+        return q
+
+    def _value(self, obx: ObxData, unit_text: str, unit_code: str | None) -> dict[str, Any]:
+        vt = obx.value_type.upper()
+        first = obx.values[0]
+        if vt == "NM":
+            if len(obx.values) > 1 or len(first) > 1:
+                raise _ValueProblemError("an NM value has a single number")
+            return {"valueQuantity": self._quantity(_decimal(first[0]), unit_text, unit_code)}
+        if vt == "SN":
+            return self._structured_numeric(first, unit_text, unit_code)
+        if vt in ("ST", "TX", "FT"):
+            return {"valueString": "\n".join("^".join(v) for v in obx.values)}
+        if vt in ("CE", "CWE", "CNE"):
+            parts = [*first, "", "", ""]
+            ce = CE(parts[0], parts[1], parts[2])
+            concept: dict[str, Any] = {}
+            if ce.code:
+                coding = {"system": self._system_uri(ce.system), "code": ce.code}
+                if ce.text:
+                    coding["display"] = ce.text
+                concept["coding"] = [coding]
+            if ce.text:
+                concept["text"] = ce.text
+            if not concept:
+                raise _ValueProblemError("a coded value has neither code nor text")
+            return {"valueCodeableConcept": concept}
+        if vt in ("DT", "DTM", "TS"):
+            try:
+                when = hl7_datetime(first[0], self.tz)
+            except ValueError:
+                when = None
+            if when is None:
+                raise _ValueProblemError(f"{first[0]!r} is not a date/time")
+            return {"valueDateTime": when}
+        if vt == "TM":
+            m = re.match(r"^(\d{2})(\d{2})?(\d{2})?$", first[0])
+            if not m or int(m.group(1)) > 23:
+                raise _ValueProblemError(f"{first[0]!r} is not a time (HHMM[SS])")
+            return {"valueTime": f"{m.group(1)}:{m.group(2) or '00'}:{m.group(3) or '00'}"}
+        raise _ValueProblemError(
+            f"value type {obx.value_type!r} is not supported (NM, SN, ST, TX, FT, CE, CWE, CNE, DT, DTM, TS, TM)"
+        )
+
+    def _structured_numeric(self, parts: list[str], unit_text: str, unit_code: str | None) -> dict[str, Any]:
+        comparator, num1, sep, num2 = ([*parts, "", "", "", ""])[:4]
+        comparator, sep = comparator.strip(), sep.strip()
+        if comparator in ("<", "<=", ">", ">=") and num1 and not sep and not num2:
+            q = self._quantity(_decimal(num1), unit_text, unit_code)
+            return {"valueQuantity": {"value": q.pop("value"), "comparator": comparator, **q}}
+        if comparator in ("", "=") and num1 and not sep and not num2:
+            return {"valueQuantity": self._quantity(_decimal(num1), unit_text, unit_code)}
+        if comparator in ("", "=") and sep in (":", "/") and num1 and num2:
+            return {"valueRatio": {"numerator": {"value": _decimal(num1)}, "denominator": {"value": _decimal(num2)}}}
+        if comparator in ("", "=") and sep == "-" and num1 and num2:
+            return {
+                "valueRange": {
+                    "low": self._quantity(_decimal(num1), unit_text, unit_code),
+                    "high": self._quantity(_decimal(num2), unit_text, unit_code),
+                }
+            }
+        if comparator == "" and sep == "+" and num1 and not num2:
+            _decimal(num1)
+            return {"valueString": f"{num1.strip()}+"}
+        raise _ValueProblemError(f"{'^'.join(parts)!r} is not a structured numeric (comparator^num^separator^num)")
+
+    def _interpretation(self, obx: ObxData, out: Mapped) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        for flag in obx.flags:
+            if flag.lower() == "null":
+                continue
+            code = tables.INTERPRETATIONS.get(flag.upper())
+            if code is None:
+                self._problem(out, f"OBX-8 abnormal flag {flag!r} is not an HL7 0078 code", 103, ("OBX", obx.seq, 8, 0))
+                continue
+            found.append({"coding": [{"system": INTERPRETATION, "code": code}]})
+        return found
+
+    def _range(self, text: str, unit_text: str, unit_code: str | None) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        m = _RANGE.match(text)
+        if m:
+            out["low"] = self._quantity(Decimal(m.group(1)), unit_text, unit_code)
+            out["high"] = self._quantity(Decimal(m.group(2)), unit_text, unit_code)
+        elif b := _BOUND.match(text):
+            side = "high" if b.group(1) in ("<", "<=", "≤") else "low"
+            out[side] = self._quantity(Decimal(b.group(2)), unit_text, unit_code)
+        out["text"] = text
+        return out

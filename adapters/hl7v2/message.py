@@ -1,0 +1,447 @@
+"""HL7 v2 ORU^R01 (v2.3–2.5.1) from raw bytes to a plain description of its content.
+
+Bytes are decoded with the character set MSH-18 names (or the configured default — many Chinese LIS send GB 18030),
+the segment structure is parsed with the ``hl7`` library, and the ORU structure is walked:
+``MSH { PID [PV1] { [ORC] OBR {NTE} { OBX {NTE} } } }``. Everything wrong is an ``Hl7Error`` naming the segment
+and field, with the ACK code and HL7 table 0357 error code to answer with.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import hl7
+
+from adapters.errors import Hl7Error
+
+SUPPORTED_VERSIONS = ("2.3", "2.3.1", "2.4", "2.5", "2.5.1")
+
+CHARSETS = {
+    "": None,
+    "ASCII": "ascii",
+    "8859/1": "latin-1",
+    "UNICODE UTF-8": "utf-8",
+    "UNICODE": "utf-8",
+    "UTF-8": "utf-8",
+    "GB 18030-2000": "gb18030",
+    "GB18030": "gb18030",
+    "GB 2312": "gb18030",  # GB 18030 is a superset of GB 2312 and GBK
+    "GB2312": "gb18030",
+    "GBK": "gb18030",
+}
+"""MSH-18 values (HL7 table 0211 and the forms Chinese LIS use) → Python codecs."""
+
+
+@dataclass(frozen=True, slots=True)
+class CE:
+    """A coded element (CE/CWE): identifier^text^coding system, and the alternate triplet."""
+
+    code: str
+    text: str
+    system: str
+    alt_code: str = ""
+    alt_text: str = ""
+    alt_system: str = ""
+
+    @property
+    def empty(self) -> bool:
+        return not (self.code or self.text or self.alt_code)
+
+
+@dataclass(frozen=True, slots=True)
+class CX:
+    """One PID-3 repetition: id, assigning authority (namespace and universal id), identifier type code."""
+
+    value: str
+    authority: str
+    authority_uid: str
+    type: str
+
+
+@dataclass(slots=True)
+class PatientData:
+    identifiers: list[CX]
+    family: str
+    given: list[str]
+    birth: str
+    sex: str
+
+
+@dataclass(slots=True)
+class ObxData:
+    seq: int  # the segment's position among the message's OBX segments (1-based), for error locations
+    set_id: str
+    value_type: str
+    code: CE
+    sub_id: str
+    values: list[list[str]]  # repetitions of OBX-5, each its components (unescaped)
+    units: CE
+    reference_range: str
+    flags: list[str]
+    status: str
+    observed: str
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class OrderData:
+    seq: int  # position among the message's OBR segments (1-based)
+    placer: str
+    filler: str
+    code: CE
+    effective: str
+    issued: str
+    status: str
+    section: str  # OBR-24 diagnostic service section (LAB, HM, CT, MR, RAD…)
+    accession: str  # OBR-18 placer field 1 (the accession number in IHE radiology)
+    observations: list[ObxData] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class PatientGroup:
+    patient: PatientData
+    pid_seq: int
+    orders: list[OrderData] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Header:
+    control_id: str
+    version: str
+    sending_app: str
+    sending_facility: str
+    receiving_app: str
+    receiving_facility: str
+    timestamp: str
+    processing_id: str
+    charset: str  # MSH-18 as sent (echoed in the ACK)
+    encoding: str  # the Python codec the message was decoded with
+    field_sep: str = "|"
+    encoding_chars: str = "^~\\&"
+
+
+@dataclass(slots=True)
+class OruMessage:
+    header: Header
+    groups: list[PatientGroup]
+
+
+# ---------------------------------------------------------------------------------------------------- bytes → text
+def _msh_fields(raw: bytes) -> tuple[str, str, list[bytes]]:
+    """Field separator, encoding characters and the raw MSH fields (index n holds MSH-(n+1); index 0 is 'MSH')."""
+    if not raw.startswith(b"MSH"):
+        head = raw[:3].decode("ascii", "replace")
+        raise Hl7Error(
+            f"the message must start with an MSH segment, not {head!r}",
+            ack_code="AR",
+            error_code=100,
+            location=("MSH", 1, 0, 0),
+        )
+    if len(raw) < 8:
+        raise Hl7Error("the MSH segment is truncated", ack_code="AR", error_code=101, location=("MSH", 1, 1, 0))
+    sep = raw[3:4]
+    end = min((i for i in (raw.find(b"\r"), raw.find(b"\n")) if i >= 0), default=len(raw))
+    first = raw[:end]
+    fields = first.split(sep)
+    enc = fields[1] if len(fields) > 1 else b""
+    sep_s = sep.decode("latin-1")
+    enc_s = enc.decode("latin-1")
+    chars = sep_s + enc_s
+    bad = (
+        not sep_s.isprintable()
+        or sep_s.isalnum()
+        or sep_s == " "
+        or len(enc_s) not in (4, 5)
+        or len(set(chars)) != len(chars)
+        or any(c.isalnum() or c.isspace() or not c.isprintable() or ord(c) > 127 for c in chars)
+    )
+    if bad:
+        raise Hl7Error(
+            f"MSH-1/MSH-2 encoding characters {chars!r} are not valid (expected a field separator and four distinct "
+            "delimiters such as |^~\\&)",
+            ack_code="AR",
+            error_code=102,
+            location=("MSH", 1, 2, 0),
+        )
+    return sep_s, enc_s, [b"MSH", sep, *fields[1:]]
+
+
+def decode(raw: bytes, default_encoding: str) -> tuple[str, Header]:
+    """The message text with CR segment separators, and the header facts read before full parsing."""
+    raw = raw.removeprefix(b"\xef\xbb\xbf").lstrip(b"\r\n\t ")
+    sep, enc, fields = _msh_fields(raw)
+
+    def f(n: int) -> str:
+        return fields[n].decode("latin-1") if len(fields) > n else ""
+
+    charset = f(18).split(enc[1] if len(enc) > 1 else "~")[0].strip()
+    codec = CHARSETS.get(charset.upper(), "") if charset else default_encoding
+    if codec is None:
+        codec = default_encoding
+    if codec == "":
+        raise Hl7Error(
+            f"MSH-18 character set {charset!r} is not supported (use UNICODE UTF-8, GB 18030-2000, 8859/1 or ASCII)",
+            ack_code="AR",
+            error_code=103,
+            location=("MSH", 1, 18, 0),
+        )
+    try:
+        text = raw.decode(codec)
+    except UnicodeDecodeError as exc:
+        raise Hl7Error(
+            f"the message is not valid {codec} text (byte {exc.start}); MSH-18 names the character set",
+            ack_code="AR",
+            error_code=102,
+            location=("MSH", 1, 18, 0),
+        ) from None
+    text = text.replace("\r\n", "\r").replace("\n", "\r")
+    segments = [s for s in text.split("\r") if s.strip()]
+    text = "\r".join(segments)
+    header = Header(
+        control_id="",
+        version="",
+        sending_app="",
+        sending_facility="",
+        receiving_app="",
+        receiving_facility="",
+        timestamp="",
+        processing_id="",
+        charset=charset,
+        encoding=codec,
+        field_sep=sep,
+        encoding_chars=enc,
+    )
+    return text, header
+
+
+# ---------------------------------------------------------------------------------------------------- field access
+def _get(seg: Any, field_no: int, rep: int = 1, comp: int = 1, sub: int = 1) -> str:
+    try:
+        value = seg.extract_field(1, field_no, rep, comp, sub)
+    except (IndexError, KeyError, TypeError, ValueError):
+        return ""
+    return str(value).strip() if value is not None else ""
+
+
+def _reps(seg: Any, field_no: int) -> int:
+    """How many repetitions a field has (0 when empty)."""
+    n = 0
+    while n < 100:
+        try:
+            seg.extract_field(1, field_no, n + 1, 1, 1)
+        except (IndexError, KeyError, TypeError, ValueError):
+            break
+        n += 1
+    if n == 1 and not _raw(seg, field_no):
+        return 0
+    return n
+
+
+def _raw(seg: Any, field_no: int) -> str:
+    try:
+        return str(seg[field_no]) if field_no < len(seg) else ""
+    except (IndexError, TypeError):
+        return ""
+
+
+def _components(seg: Any, field_no: int, rep: int) -> list[str]:
+    out: list[str] = []
+    for comp in range(1, 30):
+        try:
+            value = seg.extract_field(1, field_no, rep, comp, 1)
+        except (IndexError, KeyError, TypeError, ValueError):
+            break
+        out.append(str(value))
+    while out and out[-1] == "":
+        out.pop()
+    # a component with subcomponents: keep its first; the rest are never needed for values
+    return out
+
+
+def _ce(seg: Any, field_no: int, rep: int = 1) -> CE:
+    return CE(*(_get(seg, field_no, rep, c) for c in range(1, 7)))
+
+
+# ---------------------------------------------------------------------------------------------------- parse
+_DATE = re.compile(r"^\d{4}(\d{2}(\d{2}(\d{2}(\d{2}(\d{2}(\.\d{1,4})?)?)?)?)?)?([+-]\d{4})?$")
+
+
+def check_timestamp(value: str, location: tuple[str, int, int, int]) -> str:
+    """An HL7 DTM/TS value (the first component) checked for form; empty stays empty."""
+    value = value.strip()
+    if value and not _DATE.match(value):
+        raise Hl7Error(
+            f"{value!r} is not an HL7 date/time (YYYY[MM[DD[HH[MM[SS]]]]][+ZZZZ])", error_code=102, location=location
+        )
+    return value
+
+
+def parse(raw: bytes, *, default_encoding: str = "utf-8", processing_ids: tuple[str, ...] = ("P",)) -> OruMessage:
+    """Decode and parse an ORU^R01; any problem is an ``Hl7Error`` (never another exception)."""
+    text, header = decode(raw, default_encoding)
+    try:
+        message = hl7.parse(text)
+    except Exception as exc:  # the library raises assorted types on malformed input
+        raise Hl7Error(f"the message cannot be parsed as HL7 v2: {exc}", ack_code="AR", error_code=100) from None
+    try:
+        return _walk(message, header, processing_ids)
+    except Hl7Error:
+        raise
+    except Exception as exc:  # defensive: a library quirk on odd input is still the sender's problem, not a crash
+        raise Hl7Error(f"the message structure cannot be read: {type(exc).__name__}", error_code=100) from None
+
+
+def _walk(message: Any, header: Header, processing_ids: tuple[str, ...]) -> OruMessage:
+    msh = message.segments("MSH")[0]
+    header.control_id = _get(msh, 10)
+    header.version = _get(msh, 12)
+    header.sending_app = _get(msh, 3)
+    header.sending_facility = _get(msh, 4)
+    header.receiving_app = _get(msh, 5)
+    header.receiving_facility = _get(msh, 6)
+    header.timestamp = _get(msh, 7)
+    header.processing_id = _get(msh, 11)
+    if not header.control_id:
+        raise Hl7Error("MSH-10 message control id is empty", ack_code="AR", error_code=101, location=("MSH", 1, 10, 0))
+    msg_type, event = _get(msh, 9, 1, 1), _get(msh, 9, 1, 2)
+    if msg_type != "ORU":
+        raise Hl7Error(
+            f"message type {msg_type or '(empty)'} is not supported; this interface takes ORU^R01",
+            ack_code="AR",
+            error_code=200,
+            location=("MSH", 1, 9, 1),
+        )
+    if event != "R01":
+        raise Hl7Error(
+            f"event {event or '(empty)'} is not supported; this interface takes ORU^R01",
+            ack_code="AR",
+            error_code=201,
+            location=("MSH", 1, 9, 2),
+        )
+    if header.version not in SUPPORTED_VERSIONS:
+        raise Hl7Error(
+            f"version {header.version or '(empty)'} is not supported ({', '.join(SUPPORTED_VERSIONS)})",
+            ack_code="AR",
+            error_code=203,
+            location=("MSH", 1, 12, 0),
+        )
+    if header.processing_id not in processing_ids:
+        raise Hl7Error(
+            f"processing id {header.processing_id or '(empty)'} is not accepted here ({', '.join(processing_ids)})",
+            ack_code="AR",
+            error_code=202,
+            location=("MSH", 1, 11, 0),
+        )
+    check_timestamp(header.timestamp, ("MSH", 1, 7, 0))
+
+    groups: list[PatientGroup] = []
+    order: OrderData | None = None
+    last_obx: ObxData | None = None
+    counts = {"PID": 0, "OBR": 0, "OBX": 0}
+    for seg in message[1:]:
+        name = str(seg[0]).strip()
+        if name in counts:
+            counts[name] += 1
+        if name == "PID":
+            groups.append(PatientGroup(_patient(seg, counts["PID"]), counts["PID"]))
+            order, last_obx = None, None
+        elif name == "OBR":
+            if not groups:
+                raise Hl7Error(
+                    "OBR comes before any PID segment", error_code=100, location=("OBR", counts["OBR"], 0, 0)
+                )
+            order = _order(seg, counts["OBR"])
+            groups[-1].orders.append(order)
+            last_obx = None
+        elif name == "OBX":
+            if order is None:
+                raise Hl7Error(
+                    "OBX comes before its OBR segment", error_code=100, location=("OBX", counts["OBX"], 0, 0)
+                )
+            last_obx = _observation(seg, counts["OBX"])
+            order.observations.append(last_obx)
+        elif name == "NTE":
+            note = "".join(_get(seg, 3, r) for r in range(1, max(_reps(seg, 3), 1) + 1)).strip()
+            if note:
+                (last_obx.notes if last_obx is not None else order.notes if order is not None else []).append(note)
+        elif name == "MSH":
+            raise Hl7Error(
+                "a second MSH segment: send one message per frame (or per file entry)",
+                error_code=100,
+                location=("MSH", 2, 0, 0),
+            )
+        # PV1, PD1, NK1, ORC, SPM, TQ1, CTI, Z-segments… carry nothing the registry keeps
+    if not groups:
+        raise Hl7Error(
+            "the message has no PID segment (patient identification is required)",
+            error_code=100,
+            location=("PID", 1, 0, 0),
+        )
+    for g in groups:
+        if not g.orders:
+            raise Hl7Error(
+                "no OBR segment follows the PID: the message carries no result",
+                error_code=100,
+                location=("OBR", 1, 0, 0),
+            )
+    return OruMessage(header, groups)
+
+
+def _patient(seg: Any, seq: int) -> PatientData:
+    ids: list[CX] = []
+    for rep in range(1, _reps(seg, 3) + 1):
+        value = _get(seg, 3, rep, 1)
+        if value:
+            authority = _get(seg, 3, rep, 4, 1)
+            uid = _get(seg, 3, rep, 4, 2)
+            ids.append(CX(value, authority, uid, _get(seg, 3, rep, 5)))
+    if not ids:
+        raise Hl7Error("PID-3 patient identifier list is empty", error_code=101, location=("PID", seq, 3, 0))
+    birth = check_timestamp(_get(seg, 7), ("PID", seq, 7, 0))
+    given = [g for g in (_get(seg, 5, 1, 2), _get(seg, 5, 1, 3)) if g]
+    return PatientData(ids, _get(seg, 5, 1, 1), given, birth, _get(seg, 8))
+
+
+def _order(seg: Any, seq: int) -> OrderData:
+    code = _ce(seg, 4)
+    if code.empty:
+        raise Hl7Error("OBR-4 universal service identifier is empty", error_code=101, location=("OBR", seq, 4, 0))
+    return OrderData(
+        seq=seq,
+        placer=_get(seg, 2),
+        filler=_get(seg, 3),
+        code=code,
+        effective=check_timestamp(_get(seg, 7), ("OBR", seq, 7, 0)),
+        issued=check_timestamp(_get(seg, 22), ("OBR", seq, 22, 0)),
+        status=_get(seg, 25),
+        section=_get(seg, 24),
+        accession=_get(seg, 18),
+    )
+
+
+def _observation(seg: Any, seq: int) -> ObxData:
+    code = _ce(seg, 3)
+    if code.empty:
+        raise Hl7Error("OBX-3 observation identifier is empty", error_code=101, location=("OBX", seq, 3, 0))
+    values = [_components(seg, 5, rep) for rep in range(1, _reps(seg, 5) + 1)]
+    values = [v for v in values if any(v)]
+    value_type = _get(seg, 2)
+    if values and not value_type:
+        raise Hl7Error("OBX-2 value type is empty but OBX-5 has a value", error_code=101, location=("OBX", seq, 2, 0))
+    flags = [f for f in (_get(seg, 8, rep) for rep in range(1, _reps(seg, 8) + 1)) if f]
+    return ObxData(
+        seq=seq,
+        set_id=_get(seg, 1),
+        value_type=value_type,
+        code=code,
+        sub_id=_get(seg, 4),
+        values=values,
+        units=_ce(seg, 6),
+        reference_range=_get(seg, 7),
+        flags=flags,
+        status=_get(seg, 11),
+        observed=check_timestamp(_get(seg, 14), ("OBX", seq, 14, 0)),
+    )

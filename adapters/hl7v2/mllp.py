@@ -1,0 +1,128 @@
+"""An MLLP listener (reference/standards-notes.md §4.4): ``0x0B`` message ``0x1C 0x0D`` on a TCP connection, one ACK
+frame back per message, on the same connection, in order.
+
+It never stops for bad input: bytes outside a frame are skipped, an oversized frame is read to its end and answered
+``AR``, an idle connection is closed after ``idle_timeout_seconds``, and each message is handled on one worker thread
+(so messages are queued in the order they arrived and the event loop never blocks on the outbox).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+from adapters.hl7v2.processor import Hl7Processor, Result
+
+log = logging.getLogger("hr_adapter.mllp")
+
+SB, EB, CR = b"\x0b", b"\x1c", b"\r"
+
+
+class MllpServer:
+    def __init__(
+        self,
+        processor: Hl7Processor,
+        host: str,
+        port: int,
+        *,
+        max_bytes: int,
+        idle_timeout: float = 300,
+        on_result: Callable[[Result], None] | None = None,
+    ) -> None:
+        self.processor = processor
+        self.host, self.port = host, port
+        self.max_bytes = max_bytes
+        self.idle_timeout = idle_timeout
+        self.on_result = on_result
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="hl7")
+        self._server: asyncio.Server | None = None
+        self.connections = 0
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._client, self.host, self.port, limit=2**16)
+        sock = self._server.sockets[0].getsockname()
+        self.port = sock[1]
+        log.info("MLLP listening on %s:%s", sock[0], sock[1])
+
+    async def serve_forever(self) -> None:
+        if self._server is None:
+            raise RuntimeError("start() first")
+        async with self._server:
+            await self._server.serve_forever()
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        self._executor.shutdown(wait=True)
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername")
+        source = f"mllp:{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "mllp"
+        self.connections += 1
+        try:
+            while True:
+                frame = await self._read_frame(reader)
+                if frame is None:
+                    return
+                raw, oversized = frame
+                loop = asyncio.get_running_loop()
+                if oversized:
+                    raw = raw[:4096]  # enough to read MSH for the ACK
+                    result = await loop.run_in_executor(self._executor, self._refuse_oversized, raw, source)
+                else:
+                    result = await loop.run_in_executor(self._executor, self.processor.handle, raw, source)
+                if self.on_result is not None:
+                    self.on_result(result)
+                writer.write(SB + result.ack + EB + CR)
+                await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            return
+        except TimeoutError:
+            log.info("%s: idle for %.0f s, closing", source, self.idle_timeout)
+        except Exception:  # never let one connection take the listener down
+            log.exception("%s: unexpected error on the connection", source)
+        finally:
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    def _refuse_oversized(self, head: bytes, source: str) -> Result:
+        return self.processor.refuse_oversized(head, source)
+
+    async def _read_frame(self, reader: asyncio.StreamReader) -> tuple[bytes, bool] | None:
+        """The next frame's content, and whether it was cut at the size limit; None at end of connection."""
+        # skip to the start block
+        while True:
+            byte = await asyncio.wait_for(reader.read(1), self.idle_timeout)
+            if not byte:
+                return None
+            if byte == SB:
+                break
+        buffer = bytearray()
+        oversized = False
+        while True:
+            try:
+                chunk = await asyncio.wait_for(reader.readuntil(EB + CR), self.idle_timeout)
+            except asyncio.LimitOverrunError as exc:
+                chunk = await reader.readexactly(exc.consumed)
+                self._append(buffer, chunk)
+                oversized = oversized or len(buffer) > self.max_bytes
+                if oversized:
+                    del buffer[4096:]
+                continue
+            except asyncio.IncompleteReadError:
+                return None  # the peer went away mid-message: nothing was acknowledged, nothing kept
+            body = chunk[: -len(EB + CR)]
+            self._append(buffer, body)
+            if len(buffer) > self.max_bytes:
+                oversized = True
+                del buffer[4096:]
+            return bytes(buffer), oversized
+
+    @staticmethod
+    def _append(buffer: bytearray, chunk: bytes) -> None:
+        buffer.extend(chunk)

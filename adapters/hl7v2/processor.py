@@ -1,0 +1,165 @@
+"""One HL7 message in, one ACK out: parse, map, commit to the outbox, then acknowledge.
+
+``AA`` is sent only after the Bundle is durably in the outbox; a message that fails anywhere is answered ``AE``/``AR``
+and leaves nothing behind (the outbox write is a single transaction). Nothing here raises: an unexpected failure is
+logged and answered ``AE`` 207 so the sender keeps the message and tries again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from adapters.codes import Coder
+from adapters.config import AdapterConfig, Policy
+from adapters.errors import Hl7Error
+from adapters.fhir import dumps
+from adapters.hl7v2.ack import build_ack, encode_ack
+from adapters.hl7v2.mapping import Mapped, OruMapper
+from adapters.hl7v2.message import Header, decode, parse
+from adapters.push.outbox import Outbox, OutboxError
+
+log = logging.getLogger("hr_adapter.hl7")
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    ack: bytes
+    code: str  # AA, AE, AR
+    text: str  # what happened, without patient data
+    queued: bool = False
+    duplicate: bool = False
+    warnings: tuple[str, ...] = ()
+
+
+class Hl7Processor:
+    def __init__(
+        self,
+        config: AdapterConfig,
+        coder: Coder,
+        outbox: Outbox,
+        *,
+        on_queued: Callable[[], None] | None = None,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.config = config
+        self.mapper = OruMapper(config, coder)
+        self.outbox = outbox
+        self.on_queued = on_queued
+        self.now = now
+
+    def map_only(self, raw: bytes) -> tuple[Header, Mapped]:
+        """Parse and map without queuing (golden tests, ``hr-adapter hl7 convert``)."""
+        message = parse(
+            raw,
+            default_encoding=self.config.hl7.encoding,
+            processing_ids=tuple(self.config.hl7.processing_ids),
+        )
+        return message.header, self.mapper.map(message)
+
+    def handle(self, raw: bytes, source: str) -> Result:
+        header = _salvage_header(raw, self.config.hl7.encoding)
+        try:
+            if len(raw) > self.config.hl7.max_message_bytes:
+                raise Hl7Error(
+                    f"the message is {len(raw)} bytes; this interface takes at most "
+                    f"{self.config.hl7.max_message_bytes}",
+                    ack_code="AR",
+                    error_code=207,
+                )
+            header, mapped = self.map_only(raw)
+            unmapped = [(u.system, u.code, u.display, u.where) for u in mapped.unmapped]
+            queued = self.outbox.enqueue(
+                source=source,
+                kind="hl7",
+                order_key=mapped.order_key,
+                summary=mapped.summary(header.control_id),
+                digest=hashlib.sha256(raw).hexdigest(),
+                body=dumps(mapped.bundle),
+                unmapped=unmapped,
+            )
+        except Hl7Error as exc:
+            if exc.error_code == 103 and "code map" in exc.text:
+                self._note_unmapped(raw)
+            log.warning(
+                "%s: message %s refused (%s): %s", source, header.control_id if header else "?", exc.ack_code, exc
+            )
+            return Result(self._ack(header, exc), exc.ack_code, str(exc))
+        except OutboxError as exc:
+            log.error("%s: message %s could not be stored: %s", source, header.control_id if header else "?", exc)
+            error = Hl7Error("the adapter could not store the message; send it again", error_code=207)
+            return Result(self._ack(header, error), "AE", str(exc))
+        except Exception:  # a bug must not take the listener down nor lose the message: the sender will resend
+            log.exception("%s: message %s: unexpected error", source, header.control_id if header else "?")
+            error = Hl7Error("internal error in the adapter; send the message again", error_code=207)
+            return Result(self._ack(header, error), "AE", "internal error")
+        if queued and self.on_queued is not None:
+            self.on_queued()
+        for warning in mapped.warnings:
+            log.warning("%s: message %s: %s", source, header.control_id, warning)
+        text = mapped.summary(header.control_id) + ("" if queued else " (duplicate of a message already accepted)")
+        log.info("%s: %s", source, text)
+        return Result(
+            self._ack(header, None), "AA", text, queued=queued, duplicate=not queued, warnings=tuple(mapped.warnings)
+        )
+
+    def refuse_oversized(self, head: bytes, source: str) -> Result:
+        """The ACK for a message over the size limit, of which only the first bytes were kept."""
+        header = _salvage_header(head, self.config.hl7.encoding)
+        error = Hl7Error(
+            f"the message exceeds {self.config.hl7.max_message_bytes} bytes, the limit of this interface",
+            ack_code="AR",
+            error_code=207,
+        )
+        log.warning("%s: message %s refused: %s", source, header.control_id if header else "?", error)
+        return Result(self._ack(header, error), "AR", str(error))
+
+    def _note_unmapped(self, raw: bytes) -> None:
+        """Under the strict policy a message with an unmapped code is refused; its codes are still counted."""
+        try:
+            lenient = self.config.model_copy(
+                update={"hl7": self.config.hl7.model_copy(update={"policy": Policy.LENIENT})}
+            )
+            message = parse(
+                raw, default_encoding=lenient.hl7.encoding, processing_ids=tuple(lenient.hl7.processing_ids)
+            )
+            mapped = OruMapper(lenient, self.mapper.coder).map(message)
+            self.outbox.note_unmapped([(u.system, u.code, u.display, u.where) for u in mapped.unmapped])
+        except Exception:  # noqa: S110 - counting is best effort; the ACK already names the problem
+            pass
+
+    def _ack(self, header: Header | None, error: Hl7Error | None) -> bytes:
+        text = build_ack(
+            header,
+            error,
+            now=self.now(),
+            tz=self.config.hospital.tz,
+            app="HR-ADAPTER",
+            facility=self.config.hospital.organization,
+        )
+        return encode_ack(text, header)
+
+
+def _salvage_header(raw: bytes, default_encoding: str) -> Header | None:
+    """What of MSH can be read even from a message that will be refused (so the ACK can name it)."""
+    try:
+        text, header = decode(raw, default_encoding)
+    except Hl7Error:
+        try:
+            text, header = decode(raw, "latin-1")
+        except Hl7Error:
+            return None
+    first = text.split("\r", 1)[0]
+    fields = first.split(header.field_sep)
+    comp = header.encoding_chars[0] if header.encoding_chars else "^"
+
+    def f(n: int) -> str:
+        return fields[n - 1].split(comp)[0].strip() if len(fields) >= n else ""
+
+    header.sending_app, header.sending_facility = f(3), f(4)
+    header.receiving_app, header.receiving_facility = f(5), f(6)
+    header.control_id, header.processing_id, header.version = f(10), f(11), f(12)
+    return header
