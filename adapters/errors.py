@@ -70,7 +70,10 @@ class RegistryRejectedError(AdapterError):
 class RegistryUnavailableError(AdapterError):
     """The registry could not take a message now (network error, 5xx, 429…); it will be retried."""
 
-    def __init__(self, reason: str, *, retry_after: float | None = None, waiting: bool = False) -> None:
+    def __init__(
+        self, reason: str, *, retry_after: float | None = None, waiting: bool = False, conflict: bool = False
+    ) -> None:
         super().__init__(reason)
         self.retry_after = retry_after
         self.waiting = waiting  # the registry lacks a resource the message refers to (it may arrive later)
+        self.conflict = conflict  # 409: a concurrent write got there first; worth a few more tries

@@ -242,9 +242,10 @@ class StudyMapper:
             out["description"] = first.series_description
         out["numberOfInstances"] = s.count if s.count is not None else len(s.instances)
         if first.body_part:
-            site: dict[str, str] = {"display": first.body_part}
+            site: dict[str, str] = {"display": first.body_part}  # a term PS3.16 Table L-1 does not list: as text
             if first.body_part in BODY_PART_SNOMED:
-                site = {"system": SNOMED, "code": BODY_PART_SNOMED[first.body_part][0], "display": first.body_part}
+                code, meaning = BODY_PART_SNOMED[first.body_part]
+                site = {"system": SNOMED, "code": code, "display": meaning}
             out["bodySite"] = site
         if first.laterality in ("L", "R"):
             out["laterality"] = {

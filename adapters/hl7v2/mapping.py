@@ -288,17 +288,21 @@ class OruMapper:
         report: dict[str, Any] = {"resourceType": "DiagnosticReport"}
         if self.hr_mark and status in RECOGNIZABLE and marked_any:
             report["meta"] = hr_tag(self.hr_mark)
-        identifiers: list[dict[str, Any]] = [{"system": self.report_system, "value": order.filler}]
+        report["identifier"] = [{"system": self.report_system, "value": order.filler}]
         if order.placer:
-            identifiers.append(
+            # the placer order number names the order, not the report: a logical reference to the ServiceRequest
+            # (several reports may answer one order, so it is not a business identifier of the report)
+            report["basedOn"] = [
                 {
-                    "type": {"coding": [{"system": V2_0203, "code": "PLAC"}]},
-                    "system": self.placer_system,
-                    "value": order.placer,
+                    "type": "ServiceRequest",
+                    "identifier": {
+                        "type": {"coding": [{"system": V2_0203, "code": "PLAC"}]},
+                        "system": self.placer_system,
+                        "value": order.placer,
+                    },
                 }
-            )
+            ]
         report |= {
-            "identifier": identifiers,
             "status": status,
             "category": [{"coding": [{"system": V2_0074, "code": "RAD" if imaging else (order.section or "LAB")}]}],
             "code": code,

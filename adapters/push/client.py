@@ -113,6 +113,8 @@ class RegistryClient:
         text, codes = outcome_text(r.content)
         if r.status_code in RETRYABLE:
             raise RegistryUnavailableError(f"HTTP {r.status_code}: {text}", retry_after=_retry_after(r))
+        if r.status_code == 409:
+            raise RegistryUnavailableError(f"HTTP 409: {text}", conflict=True)
         if r.status_code in (404, 412, 422) and "not-found" in codes:
             # The patient or study this message refers to is not in the registry yet (images before the ADT, a
             # report before its study): worth waiting for.

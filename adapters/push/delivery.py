@@ -1,6 +1,7 @@
 """Delivery from the outbox to the registry, with retries, backoff and jitter.
 
 - success → the message leaves the outbox (the registry has committed the whole Bundle);
+- 409 (a concurrent write collided) → retried a few times (``CONFLICT_ATTEMPTS``), then dead-lettered;
 - network error, 5xx, 408, 429 → retried with exponential backoff and jitter (capped at ``max_backoff_seconds``,
   at least the registry's ``Retry-After``); while the registry is unreachable the whole deliverer pauses instead of
   hammering it message by message; such messages are never given up;
@@ -32,6 +33,10 @@ from adapters.push.client import RegistryClient
 from adapters.push.outbox import Outbox, Pending
 
 log = logging.getLogger("hr_adapter.delivery")
+
+
+CONFLICT_ATTEMPTS = 8
+"""A 409 (concurrent writes collided) is retried this many times before the message is dead-lettered."""
 
 
 class DeliveryLockedError(AdapterError):
@@ -114,6 +119,14 @@ class Deliverer:
             self.dead += 1
         except RegistryUnavailableError as exc:
             now = self.clock()
+            if exc.conflict:
+                if message.attempts + 1 >= CONFLICT_ATTEMPTS:
+                    self.outbox.dead(message.id, 409, str(exc))
+                    self.dead += 1
+                    return
+                delay = backoff(message.attempts + 1, self.settings.max_backoff_seconds, self.rng)
+                self.outbox.retry_later(message.id, delay, str(exc), waiting=False)
+                return
             if exc.waiting:
                 limit = self.settings.wait_for_references_hours * 3600
                 if message.waiting_since is not None and now - message.waiting_since >= limit:

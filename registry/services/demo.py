@@ -465,7 +465,7 @@ class DemoRegion:
                     "bodySite": {
                         "system": "http://snomed.info/sct",
                         "code": BODY_PART_SNOMED[part][0],
-                        "display": part,
+                        "display": BODY_PART_SNOMED[part][1],
                     },
                     "started": when.isoformat(),
                 }

@@ -707,15 +707,25 @@ class Ingest:
                 shown = "none" if existing is None or existing.deleted else f'W/"{existing.version}"'
                 raise PreconditionFailedError(f"If-Match {step.item.if_match} does not match the current version "
                                               f"({shown})")  # fmt: skip
-        clash = next(
-            (h for sy, v in sorted(p.content.identifiers) if (h := holders.get((p.type, sy, v))) and h.id != p.id),
-            None,
+        clash_key, clash = next(
+            (
+                ((sy, v), h)
+                for sy, v in sorted(p.content.identifiers)
+                if (h := holders.get((p.type, sy, v))) and h.id != p.id
+            ),
+            (None, None),
         )
-        if clash is not None:
+        if clash is not None and clash_key is not None:
             if step.condition_missed and step.method == "PUT":
-                # The condition found nothing, but a concurrent writer has since committed the resource it
-                # described: start again, and this time the condition finds it.
-                raise _RetryError
+                simple = _identifier_condition(step.type, step.query or "")
+                if simple is None or simple[1:] == clash_key:
+                    # The condition found nothing, but a concurrent writer has since committed the resource it
+                    # described: start again, and this time the condition finds it.
+                    raise _RetryError
+                raise ConflictError(
+                    f"{p.type}.identifier {clash_key[0]}|{clash_key[1]} already belongs to {p.type}/{clash.id}, "
+                    f"which {simple[1]}|{simple[2]} does not name: a business identifier names one resource"
+                )
             if step.method == "POST" and clash.content_hash == p.content.content_hash:
                 step.done = _Done(step.index, "200 OK", clash)  # the same report pushed again
                 return

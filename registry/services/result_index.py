@@ -27,10 +27,13 @@ from typing import Any
 import orjson
 
 from catalog import Catalog, CodeMap, Coding, Item
-from catalog.codes import HR_MARK
+from catalog.codes import BODY_PART_SNOMED, HR_MARK
 from catalog.model import contrast_from_text
 from registry.fhir.extract import date_range, parse_reference, values_at
 from registry.store.repository import Repository, Stored
+
+SNOMED = "http://snomed.info/sct"
+_PART_OF_SNOMED = {code: term for term, (code, _meaning) in BODY_PART_SNOMED.items()}
 
 INDEXED = frozenset({"DiagnosticReport", "Observation", "ImagingStudy"})
 WITHDRAWN = frozenset({"entered-in-error", "cancelled"})
@@ -177,6 +180,9 @@ class ResultIndexer:
                 modalities.add(mod["code"])
             site = series.get("bodySite")
             if isinstance(site, Mapping):
+                code = site.get("code")
+                if site.get("system") == SNOMED and isinstance(code, str) and code in _PART_OF_SNOMED:
+                    parts.add(_PART_OF_SNOMED[code])  # DICOM PS3.16 Table L-1, read backwards
                 for key in ("code", "display"):
                     if isinstance(site.get(key), str):
                         parts.add(site[key].upper().replace(" ", ""))

@@ -46,18 +46,27 @@ class RegistryProcess:
         admin = ctx.principals.add(PrincipalKind.ADMIN, "e2e-admin", "Admin").principal
         audit = AuditContext("setup", admin, "update")
         for org, name in (("hosp-a", "A 医院"), ("hosp-b", "B 医院")):
-            body = {"resourceType": "Organization", "id": org, "name": name,
-                    "extension": [{"url": REGION_EXT, "valueCode": "beijing"}]}
+            body = {
+                "resourceType": "Organization",
+                "id": org,
+                "name": name,
+                "extension": [{"url": REGION_EXT, "valueCode": "beijing"}],
+            }
             ctx.ingest.update(admin, audit, "Organization", org, orjson.dumps(body).decode(), None)
             for group in ctx.catalog.groups:
-                ctx.administration.add(admin, {"org": org, "group": group, "scope": "beijing",
-                                               "valid_from": "2020-01-01"})
+                ctx.administration.add(
+                    admin, {"org": org, "group": group, "scope": "beijing", "valid_from": "2020-01-01"}
+                )
             client = ctx.principals.add(PrincipalKind.HOSPITAL, f"{org}-adapter", f"{name} adapter", org_id=org)
             self.secrets[f"{org}-adapter"] = client.secret
 
     def token(self, client_id: str) -> str:
-        r = httpx.post(f"{self.base}/auth/token", data={"grant_type": "client_credentials"},
-                       auth=(client_id, self.secrets[client_id]), timeout=10)
+        r = httpx.post(
+            f"{self.base}/auth/token",
+            data={"grant_type": "client_credentials"},
+            auth=(client_id, self.secrets[client_id]),
+            timeout=10,
+        )
         r.raise_for_status()
         return str(r.json()["access_token"])
 
@@ -81,9 +90,23 @@ class RegistryProcess:
         }
         log = (self.var / "server.log").open("ab")
         self.proc = subprocess.Popen(  # noqa: S603 - fixed argv
-            [sys.executable, "-m", "uvicorn", "registry.app:create_app", "--factory", "--host", "127.0.0.1",
-             "--port", str(self.port), "--log-level", "warning"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "registry.app:create_app",
+                "--factory",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--log-level",
+                "warning",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + 60
         while True:
@@ -116,12 +139,173 @@ def recognition_check(registry: RegistryProcess, national_id: str, codes: list[t
     """$recognition-check as hospital B for these (system, code) orders; each order's parts by name."""
     params = {
         "resourceType": "Parameters",
-        "parameter": [{"name": "patientIdentifier", "valueIdentifier": {
-            "system": "https://hr-registry.org.cn/fhir/sid/cn-resident-id", "value": national_id}}]
-        + [{"name": "order", "resource": {"resourceType": "ServiceRequest", "status": "draft", "intent": "order",
-                                          "subject": {"reference": "Patient/x"},
-                                          "code": {"coding": [{"system": s, "code": c}]}}} for s, c in codes],
+        "parameter": [
+            {
+                "name": "patientIdentifier",
+                "valueIdentifier": {
+                    "system": "https://hr-registry.org.cn/fhir/sid/cn-resident-id",
+                    "value": national_id,
+                },
+            }
+        ]
+        + [
+            {
+                "name": "order",
+                "resource": {
+                    "resourceType": "ServiceRequest",
+                    "status": "draft",
+                    "intent": "order",
+                    "subject": {"reference": "Patient/x"},
+                    "code": {"coding": [{"system": s, "code": c}]},
+                },
+            }
+            for s, c in codes
+        ],
     }
     r = registry.post("/fhir/ServiceRequest/$recognition-check", params)
     assert r.status_code == 200, r.text
     return [{p["name"]: p for p in order["part"]} for order in r.json()["parameter"]]
+
+
+# ---------------------------------------------------------------------------------------------------- the adapter
+NATIONAL_ID = "110105198503120020"  # synthetic (valid check character), the patient of the sample messages
+
+
+def adapter_config(
+    folder: Path,
+    registry: RegistryProcess,
+    *,
+    mllp_port: int | None = None,
+    cstore_port: int | None = None,
+    qido_rs: str | None = None,
+    stable_seconds: float = 1,
+) -> Path:
+    """Hospital A's adapter configuration, written as a user would write it (YAML, secret from the environment)."""
+    data = Path(__file__).resolve().parents[1] / "data" / "adapters"
+    lines = [
+        "registry:",
+        f"  url: {registry.base}",
+        "  client_id: hosp-a-adapter",
+        "  client_secret: ${HR_E2E_SECRET}",
+        "  timeout_seconds: 10",
+        "hospital:",
+        "  organization: hosp-a",
+        "identifiers:",
+        "  base: https://hosp-a.example.cn/fhir/sid",
+        "codes:",
+        f"  map_file: {data / 'hosp-a-codes.csv'}",
+        "hl7:",
+        "  policy: strict",
+    ]
+    if mllp_port is not None:
+        lines += ["  listen:", "    host: 127.0.0.1", f"    port: {mllp_port}"]
+    lines += [
+        "dicom:",
+        "  ae_title: HR-ADAPTER",
+        f"  stable_seconds: {stable_seconds}",
+        "  wado_rs: https://pacs.hosp-a.example.cn/dicom-web",
+    ]
+    if cstore_port is not None:
+        lines += ["  listen:", "    host: 127.0.0.1", f"    port: {cstore_port}"]
+    if qido_rs is not None:
+        lines += ["  pull:", f"    qido_rs: {qido_rs}"]
+    lines += ["outbox:", f"  path: {folder / 'outbox.sqlite'}", "  max_backoff_seconds: 2"]
+    path = folder / "hosp-a.yaml"
+    folder.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def adapter_env(registry: RegistryProcess) -> dict[str, str]:
+    return {**os.environ, "HR_E2E_SECRET": registry.secrets["hosp-a-adapter"]}
+
+
+def hr_adapter(registry: RegistryProcess, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run ``hr-adapter …`` to completion."""
+    return subprocess.run(  # noqa: S603 - fixed argv
+        [sys.executable, "-m", "adapters", *args],
+        cwd=ROOT,
+        env=adapter_env(registry),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+class AdapterProcess:
+    """``hr-adapter run`` as a separate process (so it can be killed outright)."""
+
+    def __init__(self, registry: RegistryProcess, config: Path, log: Path) -> None:
+        self.registry, self.config, self.log = registry, config, log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, wait_for_port: int | None = None) -> None:
+        out = self.log.open("ab")
+        self.proc = subprocess.Popen(  # noqa: S603 - fixed argv
+            [sys.executable, "-m", "adapters", "run", "-c", str(self.config)],
+            cwd=ROOT,
+            env=adapter_env(self.registry),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        if wait_for_port is not None:
+            deadline = time.monotonic() + 30
+            import socket
+
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"hr-adapter exited:\n{self.log.read_text()[-3000:]}")
+                with socket.socket() as s:
+                    if s.connect_ex(("127.0.0.1", wait_for_port)) == 0:
+                        return
+                time.sleep(0.1)
+            raise RuntimeError(f"hr-adapter did not listen on {wait_for_port}:\n{self.log.read_text()[-3000:]}")
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown code runs (the worst case for losing messages)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.proc = None
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self.proc = None
+
+
+def mllp_send(port: int, message: bytes, timeout: float = 30) -> bytes:
+    """Send one framed message and return the ACK's content (the LIS side of MLLP)."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(b"\x0b" + message + b"\x1c\r")
+        data = b""
+        while not data.endswith(b"\x1c\r"):
+            chunk = s.recv(65536)
+            if not chunk:
+                raise ConnectionError("connection closed before the ACK")
+            data += chunk
+    return data.strip(b"\x0b").removesuffix(b"\x1c\r")
+
+
+def ack_code(ack: bytes) -> str:
+    for segment in ack.decode("utf-8", "replace").split("\r"):
+        if segment.startswith("MSA"):
+            return segment.split("|")[1]
+    raise AssertionError(f"no MSA segment in {ack!r}")
+
+
+def wait_until(predicate: Any, timeout: float, what: str, interval: float = 0.5) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")

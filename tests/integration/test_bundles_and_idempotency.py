@@ -279,6 +279,27 @@ def test_conditional_update_by_identifier(api: Api) -> None:
     assert api.put("/fhir/Organization", {"resourceType": "Organization", "name": "x"}).status_code == 400
 
 
+def test_a_conditional_update_carrying_another_resources_identifier_is_a_clear_conflict(api: Api) -> None:
+    """The condition names a new report, but the body also carries an identifier of an existing one: a 409 that
+    says so (not a "retry" answer: retrying would never succeed)."""
+    first = {"system": "https://hr-registry.org.cn/fhir/sid/org-code", "value": unique("C")}
+    second = {"system": "https://hr-registry.org.cn/fhir/sid/org-code", "value": unique("C")}
+    assert (
+        api.put(
+            f"/fhir/Organization?identifier={first['system']}|{first['value']}",
+            {"resourceType": "Organization", "name": "one", "identifier": [first]},
+        ).status_code
+        == 201
+    )
+    r = api.put(
+        f"/fhir/Organization?identifier={second['system']}|{second['value']}",
+        {"resourceType": "Organization", "name": "two", "identifier": [second, first]},
+    )
+    assert r.status_code == 409, r.text
+    text = r.json()["issue"][0]["diagnostics"]
+    assert first["value"] in text and "names one resource" in text
+
+
 def test_a_repeated_create_answers_the_existing_resource_and_a_different_one_conflicts(api: Api) -> None:
     p = api.patient("hosp-a", unique("A"), resident_id(110))
     number = unique("R")

@@ -50,8 +50,9 @@ class Clock:
         return self.now
 
 
-def make(tmp_path: Path, registry: FakeRegistry, clock: Callable[[], float] | None = None,
-         **outbox: float) -> tuple[Outbox, Deliverer]:
+def make(
+    tmp_path: Path, registry: FakeRegistry, clock: Callable[[], float] | None = None, **outbox: float
+) -> tuple[Outbox, Deliverer]:
     box = Outbox(tmp_path / "outbox.sqlite", clock=clock or Clock())
     client = RegistryClient(
         RegistrySection(url="http://registry.test", client_id="c", client_secret="s"),
@@ -62,8 +63,9 @@ def make(tmp_path: Path, registry: FakeRegistry, clock: Callable[[], float] | No
 
 
 def put(box: Outbox, n: int, key: str = "k") -> bool:
-    return box.enqueue(source="test", kind="hl7", order_key=key, summary=f"m{n}", digest=f"d{n}",
-                       body=orjson.dumps({"n": n}))
+    return box.enqueue(
+        source="test", kind="hl7", order_key=key, summary=f"m{n}", digest=f"d{n}", body=orjson.dumps({"n": n})
+    )
 
 
 def drain(d: Deliverer) -> None:

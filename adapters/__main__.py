@@ -1,0 +1,5 @@
+"""``python -m adapters`` is ``hr-adapter``."""
+
+from adapters.cli import main
+
+main()
