@@ -59,9 +59,9 @@ ConfigOption = Annotated[
 ]
 
 
-def _config(path: Path) -> AdapterConfig:
+def _config(path: Path, *, need_registry: bool = True) -> AdapterConfig:
     try:
-        return load_config(path)
+        return load_config(path, need_registry=need_registry)
     except ConfigError as exc:
         err.print(f"[red]{path}: {len(exc.problems)} problem(s):[/red]")
         for p in exc.problems:
@@ -281,7 +281,7 @@ def hl7_import(
 @hl7_app.command("convert")
 def hl7_convert(config_path: ConfigOption, file: Path) -> None:
     """Print the transaction Bundle each message of FILE becomes (nothing is queued or sent)."""
-    config = _config(config_path)
+    config = _config(config_path, need_registry=False)
     catalog = load_catalog(config.codes.catalog)
     try:
         rows = read_code_map(config.codes.map_file, catalog) if config.codes.map_file else []
@@ -386,7 +386,7 @@ def _age(seconds: float | None) -> str:
 @outbox_app.command("status")
 def outbox_status(config_path: ConfigOption, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Counts of waiting, retrying, dead-lettered and delivered messages, and the dead letters."""
-    config = _config(config_path)
+    config = _config(config_path, need_registry=False)
     outbox = Outbox(config.outbox.path)
     try:
         st = outbox.status()
@@ -449,7 +449,7 @@ def outbox_retry(
     ids: Annotated[list[int] | None, typer.Argument(help="Dead-letter ids (default: all).")] = None,
 ) -> None:
     """Put dead letters back in the queue, and make every waiting message due now."""
-    config = _config(config_path)
+    config = _config(config_path, need_registry=False)
     outbox = Outbox(config.outbox.path)
     try:
         moved = outbox.retry_dead(ids or None)
@@ -491,7 +491,7 @@ def outbox_drain(config_path: ConfigOption, verbose: Annotated[bool, typer.Optio
 @outbox_app.command("show")
 def outbox_show(config_path: ConfigOption, dead_id: int) -> None:
     """Print a dead letter's Bundle (to see what the registry refused)."""
-    config = _config(config_path)
+    config = _config(config_path, need_registry=False)
     outbox = Outbox(config.outbox.path)
     try:
         body = outbox.dead_body(dead_id)
@@ -507,7 +507,7 @@ def outbox_show(config_path: ConfigOption, dead_id: int) -> None:
 @codes_app.command("unmapped")
 def codes_unmapped(config_path: ConfigOption) -> None:
     """Local codes this adapter has seen that its code map does not cover, most frequent first."""
-    config = _config(config_path)
+    config = _config(config_path, need_registry=False)
     outbox = Outbox(config.outbox.path)
     try:
         rows = outbox.unmapped()

@@ -7,9 +7,9 @@ the configuration file's folder. ``examples/adapter-hosp-a.yaml`` is a commented
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import os
 import re
-import datetime as dt
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -249,7 +249,7 @@ def _resolve_paths(raw: dict[str, Any], folder: Path) -> None:
             node = node.get(sub)
         if isinstance(node, dict) and isinstance(node.get(key), str):
             p = Path(node[key]).expanduser()
-            node[key] = str(p if p.is_absolute() else folder / p)
+            node[key] = os.path.normpath(p if p.is_absolute() else folder / p)
 
     fix("codes", "map_file")
     fix("codes", "catalog")
@@ -270,8 +270,9 @@ def _explain(exc: ValidationError) -> list[str]:
     return out
 
 
-def load_config(path: Path) -> AdapterConfig:
-    """Read and validate a configuration file; ``ConfigError`` lists every problem found."""
+def load_config(path: Path, *, need_registry: bool = True) -> AdapterConfig:
+    """Read and validate a configuration file; ``ConfigError`` lists every problem found. Commands that never talk to
+    the registry (outbox status, code lists) pass ``need_registry=False``: an unset secret variable is then no error."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -292,8 +293,8 @@ def load_config(path: Path) -> AdapterConfig:
     try:
         config = AdapterConfig.model_validate({**raw, "source": path})
     except ValidationError as exc:
-        raise ConfigError(missing + _explain(exc)) from None
-    if missing:
+        raise ConfigError((missing if need_registry else []) + _explain(exc)) from None
+    if missing and need_registry:
         raise ConfigError(missing)
     return config
 

@@ -19,8 +19,9 @@ class ConfigError(AdapterError):
 class Hl7Error(AdapterError):
     """An HL7 v2 message the adapter will not accept.
 
-    ``ack_code`` is the MSA-1 answer (``AR`` reject: the message itself is unacceptable — not HL7, wrong type, version
-    or processing id; ``AE`` error: a well-formed message whose content breaks a rule). ``error_code`` is from HL7 table
+    ``ack_code`` is the MSA-1 answer (HL7 v2.5 §2.9.2): ``AE`` for an error in the message's format or content, ``AR``
+    for an unsupported message type, event, processing id or version (and, from the processor, for a failure unrelated
+    to the message, so the sender tries again). ``error_code`` is from HL7 table
     0357 (100 segment sequence, 101 required field missing, 102 data type, 103 table value not found, 200 unsupported
     message type, 201 unsupported event, 202 unsupported processing id, 203 unsupported version, 207 application
     internal error). ``location`` is (segment id, segment sequence, field, component) where known.

@@ -6,6 +6,7 @@ decimals carry their precision in their representation).
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -74,12 +75,17 @@ def hr_tag(code: str) -> dict[str, Any]:
     return {"tag": [tag]}
 
 
+_HL7_DTM = re.compile(r"^\d{4}(\d{2}(\d{2}(\d{2}(\d{2}(\d{2}(\.\d{1,4})?)?)?)?)?)?([+-]\d{4})?$")
+
+
 def hl7_datetime(value: str, tz: timezone) -> str | None:
     """An HL7 DTM (``YYYY[MM[DD[HH[MM[SS[.S…]]]]]][+ZZZZ]``) as a FHIR dateTime, keeping its precision; a time
     without an offset is taken in the hospital's ``tz``. None for an empty value."""
     value = value.strip()
     if not value:
         return None
+    if not _HL7_DTM.match(value):
+        raise ValueError(f"{value!r} is not an HL7 date/time")
     offset = ""
     if len(value) > 5 and value[-5] in "+-":
         value, offset = value[:-5], value[-5:]

@@ -15,7 +15,6 @@ import os
 import random
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -28,7 +27,6 @@ from pathlib import Path
 import httpx
 import orjson
 import psycopg
-from sqlalchemy import create_engine, text
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -41,7 +39,7 @@ from registry.services.audit import AuditContext  # noqa: E402
 from registry.services.demo import REGION_EXT  # noqa: E402
 from registry.services.identity import resident_id_check_char  # noqa: E402
 from registry.settings import Settings  # noqa: E402
-from scripts.bench_registry import machine, percentile  # noqa: E402
+from scripts.bench_common import create_database, finish, machine, percentile, record, start_registry  # noqa: E402
 
 NATIONAL = "https://hr-registry.org.cn/fhir/sid/cn-resident-id"
 ORGS = ["hosp-a", "hosp-b", "hosp-c", "hosp-d"]
@@ -68,11 +66,7 @@ def main() -> int:
     ap.add_argument("--write-docs", action="store_true")
     args = ap.parse_args()
 
-    db = f"hr_bench_check_{uuid.uuid4().hex[:8]}"
-    admin_engine = create_engine(args.pg, isolation_level="AUTOCOMMIT")
-    with admin_engine.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{db}"'))
-    url = args.pg.rsplit("/", 1)[0] + f"/{db}"
+    db, url = create_database(args.pg, "hr_bench_check")
     var = Path(tempfile.mkdtemp(prefix="hr-bench-check-"))
     port = 19000 + os.getpid() % 1000
     base = f"http://127.0.0.1:{port}"
@@ -168,41 +162,7 @@ def main() -> int:
         print(f"  loaded in {time.perf_counter() - started:.0f} s", flush=True)
 
         # ------------------------------------------------------------ the server
-        env = {
-            **os.environ,
-            "REGISTRY_VAR_DIR": str(var),
-            "REGISTRY_DATABASE_URL": url,
-            "REGISTRY_PUBLIC_BASE_URL": base,
-            "REGISTRY_IDENTITY_SECRET": "bench",
-            "REGISTRY_RATE_LIMIT_PER_SECOND": "0",
-            "REGISTRY_AUTO_MIGRATE": "false",
-        }
-        server = subprocess.Popen(  # noqa: S603 - fixed argv
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "registry.app:create_app",
-                "--factory",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--workers",
-                str(args.workers),
-                "--log-level",
-                "warning",
-                "--no-access-log",
-            ],
-            cwd=ROOT,
-            env=env,
-        )
-        for _ in range(150):
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
+        server = start_registry(var=var, database_url=url, port=port, workers=args.workers)
         headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
 
         def request(patient: int, codes: list[str]) -> bytes:
@@ -315,18 +275,12 @@ def main() -> int:
         if args.write_docs:
             write_docs(args, results)
     finally:
-        if server is not None:
-            server.terminate()
-            server.wait(30)
-        with admin_engine.connect() as conn:
-            conn.execute(text(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}'"))
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{db}"'))
+        finish(server, args.pg, db)
         shutil.rmtree(var, ignore_errors=True)
     return 0
 
 
 def write_docs(args: argparse.Namespace, r: dict[str, float]) -> None:
-    path = ROOT / "docs" / "benchmarks.md"
     section = "## Order check: CDS Hooks order-sign vs the bare index lookup (scripts/bench_check.py)"
     command = (
         f".venv/bin/python scripts/bench_check.py --results {args.results} --patients {args.patients} "
@@ -345,13 +299,7 @@ def write_docs(args: argparse.Namespace, r: dict[str, float]) -> None:
         "patient key, code maps, the index query, qualifications, the rule, the cards, and a committed write of the "
         "check log, cards and audit rows; the bare lookup is one prepared query on an open connection.\n"
     )
-    text_ = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    if section not in text_:
-        text_ += f"\n{section}\n"
-    head, _, tail = text_.partition(section)
-    nxt = tail.find("\n## ")
-    tail = tail + body if nxt < 0 else tail[:nxt] + body + tail[nxt:]
-    path.write_text(head + section + tail, encoding="utf-8")
+    record(section, body)
 
 
 if __name__ == "__main__":

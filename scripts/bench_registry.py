@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import random
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -40,6 +38,7 @@ from registry.app import build_context  # noqa: E402
 from registry.auth import PrincipalKind  # noqa: E402
 from registry.services.identity import resident_id_check_char  # noqa: E402
 from registry.settings import Settings  # noqa: E402
+from scripts.bench_common import create_database, finish, machine, percentile, record, start_registry  # noqa: E402
 
 NATIONAL = "https://hr-registry.org.cn/fhir/sid/cn-resident-id"
 BASE = "http://hosp-a.example"
@@ -148,11 +147,6 @@ def bundles(reports: int, patients: int, per_bundle: int) -> Iterator[bytes]:
         yield orjson.dumps({"resourceType": "Bundle", "type": "transaction", "entry": batch})
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--reports", type=int, default=100_000)
@@ -168,11 +162,7 @@ def main() -> int:
     ap.add_argument("--write-docs", action="store_true", help="record the figures in docs/benchmarks.md")
     args = ap.parse_args()
 
-    db = f"hr_bench_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(args.pg, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{db}"'))
-    url = args.pg.rsplit("/", 1)[0] + f"/{db}"
+    db, url = create_database(args.pg, "hr_bench")
     var = Path(tempfile.mkdtemp(prefix="hr-bench-"))
     port = 18000 + os.getpid() % 1000
     base = f"http://127.0.0.1:{port}"
@@ -200,44 +190,15 @@ def main() -> int:
     hosp = ctx.principals.add(PrincipalKind.HOSPITAL, "hosp-a-system", "A", org_id="hosp-a").principal
     token = ctx.principals.token(hosp, ttl_seconds=86_400).access_token
     ctx.engine.dispose()
-    env = {
-        **os.environ,
-        "REGISTRY_VAR_DIR": str(var),
-        "REGISTRY_DATABASE_URL": url,
-        "REGISTRY_PUBLIC_BASE_URL": base,
-        "REGISTRY_IDENTITY_SECRET": "bench",
-        "REGISTRY_RATE_LIMIT_PER_SECOND": "0",
-        "REGISTRY_AUTO_MIGRATE": "false",
-        "REGISTRY_MAX_BUNDLE_ENTRIES": "5000",
-    }
-    server = subprocess.Popen(  # noqa: S603 - fixed argv
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "registry.app:create_app",
-            "--factory",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            str(args.workers),
-            "--log-level",
-            "warning",
-            "--no-access-log",
-        ],
-        cwd=ROOT,
-        env=env,
+    server = start_registry(
+        var=var,
+        database_url=url,
+        port=port,
+        workers=args.workers,
+        extra_env={"REGISTRY_MAX_BUNDLE_ENTRIES": "5000"},
     )
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/fhir+json"}
     try:
-        for _ in range(150):
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
         # ---------------------------------------------------------------- ingest
         lock = threading.Lock()
         done = [0]
@@ -327,34 +288,12 @@ def main() -> int:
         if args.write_docs:
             write_docs(args, results)
     finally:
-        server.terminate()
-        server.wait(30)
-        with admin.connect() as conn:
-            conn.execute(text(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}'"))
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{db}"'))
+        finish(server, args.pg, db)
         shutil.rmtree(var, ignore_errors=True)
     return 0
 
 
-def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    pg = subprocess.run(["psql", "--version"], capture_output=True, text=True, check=False).stdout.strip()  # noqa: S607
-    return (
-        f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB, {platform.system()} {platform.release()}, "
-        f"Python {platform.python_version()}, {pg}"
-    )
-
-
 def write_docs(args: argparse.Namespace, r: dict[str, float]) -> None:
-    path = ROOT / "docs" / "benchmarks.md"
     section = "## Registry: ingest and search (scripts/bench_registry.py)"
     command = (
         f".venv/bin/python scripts/bench_registry.py --reports {args.reports} --patients {args.patients} "
@@ -371,14 +310,7 @@ def write_docs(args: argparse.Namespace, r: dict[str, float]) -> None:
         "| p99 < 20 ms |\n"
         f"| `DiagnosticReport/<id>` read p50 / p99 | {r['read_p50_ms']:.1f} / {r['read_p99_ms']:.1f} ms | |\n"
     )
-    text_ = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    if section not in text_:
-        text_ += f"\n{section}\n"
-    head, _, tail = text_.partition(section)
-    nxt = tail.find("\n## ")
-    tail = tail + body if nxt < 0 else tail[:nxt] + body + tail[nxt:]
-    path.parent.mkdir(exist_ok=True)
-    path.write_text(head + section + tail, encoding="utf-8")
+    record(section, body)
 
 
 if __name__ == "__main__":

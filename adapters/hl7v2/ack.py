@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+from collections.abc import Callable
 from datetime import datetime, timezone
 
 from adapters.errors import Hl7Error
@@ -23,6 +24,15 @@ def _escape(text: str, sep: str, enc: str) -> str:
     for ch, code in ((sep, "F"), (comp, "S"), (sub, "T"), (rep, "R")):
         out = out.replace(ch, f"{esc}{code}{esc}")
     return " ".join(out.split())  # no CR/LF inside a segment
+
+
+def _fit(text: str, limit: int, escape: Callable[[str], str]) -> str:
+    """``text`` escaped, shortened (before escaping, so no escape sequence is cut) to fit ``limit`` characters."""
+    out = escape(text)
+    while len(out) > limit and text:
+        text = text[: max(0, len(text) - max(1, len(out) - limit))]
+        out = escape(text)
+    return out
 
 
 def build_ack(
@@ -59,7 +69,7 @@ def build_ack(
     segments = [sep.join(msh)]
     msa = ["MSA", code, e(header.control_id if header else "")]
     if error is not None:
-        msa.append(e(error.text[:80]))
+        msa.append(_fit(error.text, 80, e))
     segments.append(sep.join(msa))
     if error is not None:
         comp, sub = enc[0], enc[3]
@@ -67,7 +77,12 @@ def build_ack(
         text = e(str(error))
         if version in ("2.3", "2.3.1", "2.4"):
             location = comp.join(
-                [seg, str(seq or ""), str(field_no or ""), sub.join([str(error.error_code), text[:60], "HL70357"])]
+                [
+                    seg,
+                    str(seq or ""),
+                    str(field_no or ""),
+                    sub.join([str(error.error_code), _fit(str(error), 60, e), "HL70357"]),
+                ]
             )
             segments.append(sep.join(["ERR", location]))
         else:

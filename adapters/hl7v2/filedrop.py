@@ -89,10 +89,19 @@ class DropFolder:
             return FileOutcome(path, self._move(path, self.quarantine, reason), [])
         for raw in split_messages(data):
             results.append(self.processor.handle(raw, source))
+        if any(r.retry for r in results):
+            # the adapter itself could not take a message (storage full or locked): leave the file for the next
+            # scan; its messages already queued are recognized as duplicates then
+            log.warning("%s left in place: %s", path.name, next(r.text for r in results if r.retry))
+            return FileOutcome(path, path, results)
         if results and all(r.code == "AA" for r in results):
             moved = self._move(path, self.processed, None)
         else:
-            lines = [f"{n}: {r.code} {r.text}" for n, r in enumerate(results, start=1) if r.code != "AA"]
+            lines = [
+                f"message {n} (MSH-10 {r.control_id or 'unreadable'}): {r.code} {r.text}"
+                for n, r in enumerate(results, start=1)
+                if r.code != "AA"
+            ]
             if not results:
                 lines = ["the file holds no HL7 message (no segment starts with MSH)"]
             accepted = sum(r.code == "AA" for r in results)

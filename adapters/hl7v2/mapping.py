@@ -144,7 +144,7 @@ class OruMapper:
                 has_national = True
         if mrn is None:
             raise Hl7Error(
-                f"PID-3 has no identifier that maps to this hospital's MRN system ({self.config.identifiers.mrn}); "
+                f"no identifier maps to this hospital's MRN system ({self.config.identifiers.mrn}); "
                 "check identifiers.pid3 in the adapter configuration",
                 error_code=101,
                 location=("PID", seq, 3, 0),
@@ -165,11 +165,11 @@ class OruMapper:
         if p.sex:
             gender = tables.GENDER.get(p.sex.upper())
             if gender is None:
-                self._problem(out, f"PID-8 sex {p.sex!r} is not an HL7 0001 code", 103, ("PID", seq, 8, 0))
+                self._problem(out, f"sex {p.sex!r} is not an HL7 0001 (or GB/T 2261.1) code", 103, ("PID", seq, 8, 0))
             else:
                 resource["gender"] = gender
         if p.birth:
-            birth = hl7_datetime(p.birth[:8], self.tz)
+            birth = self._time(p.birth[:8], ("PID", seq, 7, 0))
             if birth is not None:
                 resource["birthDate"] = birth
         resource["managingOrganization"] = {"reference": f"Organization/{self.org}"}
@@ -230,7 +230,7 @@ class OruMapper:
     def _report(self, order: OrderData, subject: dict[str, Any], out: Mapped) -> list[dict[str, Any]]:
         if not order.filler:
             raise Hl7Error(
-                "OBR-3 filler order number (the report number) is empty",
+                "the filler order number (the report number) is empty",
                 error_code=101,
                 location=("OBR", order.seq, 3, 0),
             )
@@ -240,11 +240,11 @@ class OruMapper:
         effective = self._time(order.effective, ("OBR", order.seq, 7, 0))
         issued = as_instant(self._time(order.issued, ("OBR", order.seq, 22, 0)))
         if effective is None:
-            fallback = next((o.observed for o in order.observations if o.observed), "")
-            effective = self._time(fallback, ("OBX", 1, 14, 0)) or issued
+            first = next((o for o in order.observations if o.observed), None)
+            effective = (self._time(first.observed, ("OBX", first.seq, 14, 0)) if first else None) or issued
         if effective is None:
             raise Hl7Error(
-                "OBR-7 observation date/time is empty (and no OBX-14 or OBR-22 to fall back on)",
+                "the observation date/time is empty (and no OBX-14 or OBR-22 to fall back on)",
                 error_code=101,
                 location=("OBR", order.seq, 7, 0),
             )
@@ -329,12 +329,12 @@ class OruMapper:
 
     def _report_status(self, order: OrderData, out: Mapped) -> str:
         if not order.status:
-            self._problem(out, "OBR-25 result status is empty", 101, ("OBR", order.seq, 25, 0))
+            self._problem(out, "the result status is empty", 101, ("OBR", order.seq, 25, 0))
             return "unknown"
         status = tables.REPORT_STATUS.get(order.status.upper())
         if status is None:
             self._problem(
-                out, f"OBR-25 result status {order.status!r} is not an HL7 0123 code", 103, ("OBR", order.seq, 25, 0)
+                out, f"result status {order.status!r} is not an HL7 0123 code", 103, ("OBR", order.seq, 25, 0)
             )
             return "unknown"
         return status
@@ -361,9 +361,7 @@ class OruMapper:
         if obx.status:
             status = tables.OBSERVATION_STATUS.get(obx.status.upper())
             if status is None:
-                self._problem(
-                    out, f"OBX-11 status {obx.status!r} is not an HL7 0085 code", 103, ("OBX", obx.seq, 11, 0)
-                )
+                self._problem(out, f"status {obx.status!r} is not an HL7 0085 code", 103, ("OBX", obx.seq, 11, 0))
                 status = "unknown"
         else:
             status = report_status if report_status != "partial" else "preliminary"
@@ -386,7 +384,7 @@ class OruMapper:
             try:
                 obs |= self._value(obx, unit_text, unit_code)
             except _ValueProblemError as exc:
-                self._problem(out, f"OBX-5 {exc}", 102, ("OBX", obx.seq, 5, 0))
+                self._problem(out, str(exc), 102, ("OBX", obx.seq, 5, 0))
                 obs["valueString"] = "\n".join("^".join(v) for v in obx.values)
         elif status in ("cancelled", "final", "corrected"):
             reason = "not-asked" if obx.status.upper() == "N" else "error" if status == "cancelled" else "unknown"
@@ -408,7 +406,7 @@ class OruMapper:
             return obx.units.text or obx.units.code, obx.units.code
         code = tables.ucum(obx.units.code) or tables.ucum(obx.units.text)
         if code is None and obx.value_type.upper() in ("NM", "SN"):
-            self._problem(out, f"OBX-6 unit {text!r} has no known UCUM form", 103, ("OBX", obx.seq, 6, 0))
+            self._problem(out, f"unit {text!r} has no known UCUM form", 103, ("OBX", obx.seq, 6, 0))
         return text, code
 
     @staticmethod
@@ -455,7 +453,7 @@ class OruMapper:
             return {"valueDateTime": when}
         if vt == "TM":
             m = re.match(r"^(\d{2})(\d{2})?(\d{2})?$", first[0])
-            if not m or int(m.group(1)) > 23:
+            if not m or int(m.group(1)) > 23 or int(m.group(2) or 0) > 59 or int(m.group(3) or 0) > 59:
                 raise _ValueProblemError(f"{first[0]!r} is not a time (HHMM[SS])")
             return {"valueTime": f"{m.group(1)}:{m.group(2) or '00'}:{m.group(3) or '00'}"}
         raise _ValueProblemError(
@@ -491,7 +489,7 @@ class OruMapper:
                 continue
             code = tables.INTERPRETATIONS.get(flag.upper())
             if code is None:
-                self._problem(out, f"OBX-8 abnormal flag {flag!r} is not an HL7 0078 code", 103, ("OBX", obx.seq, 8, 0))
+                self._problem(out, f"abnormal flag {flag!r} is not an HL7 0078 code", 103, ("OBX", obx.seq, 8, 0))
                 continue
             found.append({"coding": [{"system": INTERPRETATION, "code": code}]})
         return found

@@ -8,6 +8,7 @@ and field, with the ACK code and HL7 table 0357 error code to answer with.
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,6 +16,8 @@ from typing import Any
 import hl7
 
 from adapters.errors import Hl7Error
+
+log = logging.getLogger("hr_adapter.hl7")
 
 SUPPORTED_VERSIONS = ("2.3", "2.3.1", "2.4", "2.5", "2.5.1")
 
@@ -130,18 +133,17 @@ class OruMessage:
 
 
 # ---------------------------------------------------------------------------------------------------- bytes → text
-def _msh_fields(raw: bytes) -> tuple[str, str, list[bytes]]:
+def msh_fields(raw: bytes) -> tuple[str, str, list[bytes]]:
     """Field separator, encoding characters and the raw MSH fields (index n holds MSH-(n+1); index 0 is 'MSH')."""
     if not raw.startswith(b"MSH"):
         head = raw[:3].decode("ascii", "replace")
         raise Hl7Error(
             f"the message must start with an MSH segment, not {head!r}",
-            ack_code="AR",
             error_code=100,
             location=("MSH", 1, 0, 0),
         )
     if len(raw) < 8:
-        raise Hl7Error("the MSH segment is truncated", ack_code="AR", error_code=101, location=("MSH", 1, 1, 0))
+        raise Hl7Error("the MSH segment is truncated", error_code=101, location=("MSH", 1, 1, 0))
     sep = raw[3:4]
     end = min((i for i in (raw.find(b"\r"), raw.find(b"\n")) if i >= 0), default=len(raw))
     first = raw[:end]
@@ -162,7 +164,6 @@ def _msh_fields(raw: bytes) -> tuple[str, str, list[bytes]]:
         raise Hl7Error(
             f"MSH-1/MSH-2 encoding characters {chars!r} are not valid (expected a field separator and four distinct "
             "delimiters such as |^~\\&)",
-            ack_code="AR",
             error_code=102,
             location=("MSH", 1, 2, 0),
         )
@@ -172,7 +173,7 @@ def _msh_fields(raw: bytes) -> tuple[str, str, list[bytes]]:
 def decode(raw: bytes, default_encoding: str) -> tuple[str, Header]:
     """The message text with CR segment separators, and the header facts read before full parsing."""
     raw = raw.removeprefix(b"\xef\xbb\xbf").lstrip(b"\r\n\t ")
-    sep, enc, fields = _msh_fields(raw)
+    sep, enc, fields = msh_fields(raw)
 
     def f(n: int) -> str:
         return fields[n].decode("latin-1") if len(fields) > n else ""
@@ -183,8 +184,7 @@ def decode(raw: bytes, default_encoding: str) -> tuple[str, Header]:
         codec = default_encoding
     if codec == "":
         raise Hl7Error(
-            f"MSH-18 character set {charset!r} is not supported (use UNICODE UTF-8, GB 18030-2000, 8859/1 or ASCII)",
-            ack_code="AR",
+            f"character set {charset!r} is not supported (use UNICODE UTF-8, GB 18030-2000, 8859/1 or ASCII)",
             error_code=103,
             location=("MSH", 1, 18, 0),
         )
@@ -193,7 +193,6 @@ def decode(raw: bytes, default_encoding: str) -> tuple[str, Header]:
     except UnicodeDecodeError as exc:
         raise Hl7Error(
             f"the message is not valid {codec} text (byte {exc.start}); MSH-18 names the character set",
-            ack_code="AR",
             error_code=102,
             location=("MSH", 1, 18, 0),
         ) from None
@@ -285,12 +284,13 @@ def parse(raw: bytes, *, default_encoding: str = "utf-8", processing_ids: tuple[
     try:
         message = hl7.parse(text)
     except Exception as exc:  # the library raises assorted types on malformed input
-        raise Hl7Error(f"the message cannot be parsed as HL7 v2: {exc}", ack_code="AR", error_code=100) from None
+        raise Hl7Error(f"the message cannot be parsed as HL7 v2: {exc}", error_code=100) from None
     try:
         return _walk(message, header, processing_ids)
     except Hl7Error:
         raise
     except Exception as exc:  # defensive: a library quirk on odd input is still the sender's problem, not a crash
+        log.warning("unexpected %s while reading the message structure", type(exc).__name__, exc_info=True)
         raise Hl7Error(f"the message structure cannot be read: {type(exc).__name__}", error_code=100) from None
 
 
@@ -305,7 +305,7 @@ def _walk(message: Any, header: Header, processing_ids: tuple[str, ...]) -> OruM
     header.timestamp = _get(msh, 7)
     header.processing_id = _get(msh, 11)
     if not header.control_id:
-        raise Hl7Error("MSH-10 message control id is empty", ack_code="AR", error_code=101, location=("MSH", 1, 10, 0))
+        raise Hl7Error("the message control id is empty", error_code=101, location=("MSH", 1, 10, 0))
     msg_type, event = _get(msh, 9, 1, 1), _get(msh, 9, 1, 2)
     if msg_type != "ORU":
         raise Hl7Error(
@@ -399,7 +399,7 @@ def _patient(seg: Any, seq: int) -> PatientData:
             uid = _get(seg, 3, rep, 4, 2)
             ids.append(CX(value, authority, uid, _get(seg, 3, rep, 5)))
     if not ids:
-        raise Hl7Error("PID-3 patient identifier list is empty", error_code=101, location=("PID", seq, 3, 0))
+        raise Hl7Error("the patient identifier list is empty", error_code=101, location=("PID", seq, 3, 0))
     birth = check_timestamp(_get(seg, 7), ("PID", seq, 7, 0))
     given = [g for g in (_get(seg, 5, 1, 2), _get(seg, 5, 1, 3)) if g]
     return PatientData(ids, _get(seg, 5, 1, 1), given, birth, _get(seg, 8))
@@ -408,7 +408,7 @@ def _patient(seg: Any, seq: int) -> PatientData:
 def _order(seg: Any, seq: int) -> OrderData:
     code = _ce(seg, 4)
     if code.empty:
-        raise Hl7Error("OBR-4 universal service identifier is empty", error_code=101, location=("OBR", seq, 4, 0))
+        raise Hl7Error("the universal service identifier is empty", error_code=101, location=("OBR", seq, 4, 0))
     return OrderData(
         seq=seq,
         placer=_get(seg, 2),
@@ -425,12 +425,12 @@ def _order(seg: Any, seq: int) -> OrderData:
 def _observation(seg: Any, seq: int) -> ObxData:
     code = _ce(seg, 3)
     if code.empty:
-        raise Hl7Error("OBX-3 observation identifier is empty", error_code=101, location=("OBX", seq, 3, 0))
+        raise Hl7Error("the observation identifier is empty", error_code=101, location=("OBX", seq, 3, 0))
     values = [_components(seg, 5, rep) for rep in range(1, _reps(seg, 5) + 1)]
     values = [v for v in values if any(v)]
     value_type = _get(seg, 2)
     if values and not value_type:
-        raise Hl7Error("OBX-2 value type is empty but OBX-5 has a value", error_code=101, location=("OBX", seq, 2, 0))
+        raise Hl7Error("the value type is empty but OBX-5 has a value", error_code=101, location=("OBX", seq, 2, 0))
     flags = [f for f in (_get(seg, 8, rep) for rep in range(1, _reps(seg, 8) + 1)) if f]
     return ObxData(
         seq=seq,

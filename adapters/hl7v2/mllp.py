@@ -39,6 +39,7 @@ class MllpServer:
         self.on_result = on_result
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="hl7")
         self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
         self.connections = 0
 
     async def start(self) -> None:
@@ -54,8 +55,12 @@ class MllpServer:
             await self._server.serve_forever()
 
     async def close(self) -> None:
+        """Stop listening and close open connections (an idle LIS connection must not hold up a shutdown; a message
+        being handled still gets its ACK first, since the handler finishes before the connection is looked at)."""
         if self._server is not None:
             self._server.close()
+            for writer in list(self._writers):
+                writer.close()
             await self._server.wait_closed()
         self._executor.shutdown(wait=True)
 
@@ -63,6 +68,7 @@ class MllpServer:
         peer = writer.get_extra_info("peername")
         source = f"mllp:{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "mllp"
         self.connections += 1
+        self._writers.add(writer)
         try:
             while True:
                 frame = await self._read_frame(reader)
@@ -86,6 +92,7 @@ class MllpServer:
         except Exception:  # never let one connection take the listener down
             log.exception("%s: unexpected error on the connection", source)
         finally:
+            self._writers.discard(writer)
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()

@@ -1,8 +1,11 @@
 """One HL7 message in, one ACK out: parse, map, commit to the outbox, then acknowledge.
 
-``AA`` is sent only after the Bundle is durably in the outbox; a message that fails anywhere is answered ``AE``/``AR``
-and leaves nothing behind (the outbox write is a single transaction). Nothing here raises: an unexpected failure is
-logged and answered ``AE`` 207 so the sender keeps the message and tries again.
+``AA`` is sent only after the Bundle is durably in the outbox; a message that fails anywhere leaves nothing behind
+(the outbox write is a single transaction). Following the original acknowledgment rules (HL7 v2.5 §2.9.2):
+``AE`` (application error) for an error in the message's format or content — sending it again unchanged will not
+help; ``AR`` (application reject) for an unsupported message type, event, processing id or version, and for a
+failure unrelated to the message (the outbox cannot be written, an internal error) — the sender keeps the message
+and sends it again. Nothing here raises.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from adapters.errors import Hl7Error
 from adapters.fhir import dumps
 from adapters.hl7v2.ack import build_ack, encode_ack
 from adapters.hl7v2.mapping import Mapped, OruMapper
-from adapters.hl7v2.message import Header, decode, parse
+from adapters.hl7v2.message import CHARSETS, Header, msh_fields, parse
 from adapters.push.outbox import Outbox, OutboxError
 
 log = logging.getLogger("hr_adapter.hl7")
@@ -33,6 +36,8 @@ class Result:
     queued: bool = False
     duplicate: bool = False
     warnings: tuple[str, ...] = ()
+    retry: bool = False  # refused for a reason of the adapter's own (storage, a bug): the same bytes may pass later
+    control_id: str = ""  # MSH-10, when it could be read
 
 
 class Hl7Processor:
@@ -67,7 +72,6 @@ class Hl7Processor:
                 raise Hl7Error(
                     f"the message is {len(raw)} bytes; this interface takes at most "
                     f"{self.config.hl7.max_message_bytes}",
-                    ack_code="AR",
                     error_code=207,
                 )
             header, mapped = self.map_only(raw)
@@ -87,15 +91,15 @@ class Hl7Processor:
             log.warning(
                 "%s: message %s refused (%s): %s", source, header.control_id if header else "?", exc.ack_code, exc
             )
-            return Result(self._ack(header, exc), exc.ack_code, str(exc))
+            return Result(self._ack(header, exc), exc.ack_code, str(exc), control_id=_cid(header))
         except OutboxError as exc:
             log.error("%s: message %s could not be stored: %s", source, header.control_id if header else "?", exc)
-            error = Hl7Error("the adapter could not store the message; send it again", error_code=207)
-            return Result(self._ack(header, error), "AE", str(exc))
+            error = Hl7Error("the adapter could not store the message; send it again", ack_code="AR", error_code=207)
+            return Result(self._ack(header, error), "AR", str(exc), retry=True, control_id=_cid(header))
         except Exception:  # a bug must not take the listener down nor lose the message: the sender will resend
             log.exception("%s: message %s: unexpected error", source, header.control_id if header else "?")
-            error = Hl7Error("internal error in the adapter; send the message again", error_code=207)
-            return Result(self._ack(header, error), "AE", "internal error")
+            error = Hl7Error("internal error in the adapter; send the message again", ack_code="AR", error_code=207)
+            return Result(self._ack(header, error), "AR", "internal error", retry=True, control_id=_cid(header))
         if queued and self.on_queued is not None:
             self.on_queued()
         for warning in mapped.warnings:
@@ -103,7 +107,13 @@ class Hl7Processor:
         text = mapped.summary(header.control_id) + ("" if queued else " (duplicate of a message already accepted)")
         log.info("%s: %s", source, text)
         return Result(
-            self._ack(header, None), "AA", text, queued=queued, duplicate=not queued, warnings=tuple(mapped.warnings)
+            self._ack(header, None),
+            "AA",
+            text,
+            queued=queued,
+            duplicate=not queued,
+            warnings=tuple(mapped.warnings),
+            control_id=header.control_id,
         )
 
     def refuse_oversized(self, head: bytes, source: str) -> Result:
@@ -111,11 +121,10 @@ class Hl7Processor:
         header = _salvage_header(head, self.config.hl7.encoding)
         error = Hl7Error(
             f"the message exceeds {self.config.hl7.max_message_bytes} bytes, the limit of this interface",
-            ack_code="AR",
             error_code=207,
         )
         log.warning("%s: message %s refused: %s", source, header.control_id if header else "?", error)
-        return Result(self._ack(header, error), "AR", str(error))
+        return Result(self._ack(header, error), "AE", str(error), control_id=_cid(header))
 
     def _note_unmapped(self, raw: bytes) -> None:
         """Under the strict policy a message with an unmapped code is refused; its codes are still counted."""
@@ -143,23 +152,41 @@ class Hl7Processor:
         return encode_ack(text, header)
 
 
+def _cid(header: Header | None) -> str:
+    return header.control_id if header is not None else ""
+
+
 def _salvage_header(raw: bytes, default_encoding: str) -> Header | None:
-    """What of MSH can be read even from a message that will be refused (so the ACK can name it)."""
+    """What of MSH can be read even from a message that will be refused (so the ACK can name it): only the MSH
+    segment's bytes are looked at, each field decoded on its own (a wrong MSH-18, or a frame cut inside a multi-byte
+    character, still leaves MSH-10 readable)."""
     try:
-        text, header = decode(raw, default_encoding)
+        sep, enc, fields = msh_fields(raw.removeprefix(b"\xef\xbb\xbf").lstrip(b"\r\n\t "))
     except Hl7Error:
-        try:
-            text, header = decode(raw, "latin-1")
-        except Hl7Error:
-            return None
-    first = text.split("\r", 1)[0]
-    fields = first.split(header.field_sep)
-    comp = header.encoding_chars[0] if header.encoding_chars else "^"
+        return None
+    charset = fields[18].decode("latin-1").split(enc[1] if len(enc) > 1 else "~")[0].strip() if len(fields) > 18 else ""
+    codec = CHARSETS.get(charset.upper()) if charset else None
+    if codec is None:
+        charset = ""  # not echoed in the ACK: the sender's MSH-18 names nothing this side understands
+    codec = codec or default_encoding
+    comp = enc[0] if enc else "^"
 
     def f(n: int) -> str:
-        return fields[n - 1].split(comp)[0].strip() if len(fields) >= n else ""
+        if len(fields) <= n:
+            return ""
+        return fields[n].decode(codec, "replace").split(comp)[0].strip()
 
-    header.sending_app, header.sending_facility = f(3), f(4)
-    header.receiving_app, header.receiving_facility = f(5), f(6)
-    header.control_id, header.processing_id, header.version = f(10), f(11), f(12)
-    return header
+    return Header(
+        control_id=f(10),
+        version=f(12),
+        sending_app=f(3),
+        sending_facility=f(4),
+        receiving_app=f(5),
+        receiving_facility=f(6),
+        timestamp=f(7),
+        processing_id=f(11),
+        charset=charset,
+        encoding=codec,
+        field_sep=sep,
+        encoding_chars=enc,
+    )

@@ -61,7 +61,22 @@ INTERPRETATIONS = {  # OBX-8 (HL7 0078) → v3-ObservationInterpretation codes
     "LX": "LX",
 }
 
-GENDER = {"M": "male", "F": "female", "O": "other", "A": "other", "U": "unknown", "N": "unknown"}
+GENDER = {
+    "M": "male",
+    "F": "female",
+    "O": "other",
+    "A": "other",
+    "U": "unknown",
+    "N": "unknown",
+    # what Chinese LIS send: GB/T 2261.1 codes (0 unknown, 1 male, 2 female, 9 not stated) and the characters
+    "0": "unknown",
+    "1": "male",
+    "2": "female",
+    "9": "unknown",
+    "男": "male",
+    "女": "female",
+}
+"""PID-8 / DICOM PatientSex (HL7 0001) → FHIR AdministrativeGender."""
 
 IMAGING_SECTIONS = frozenset(
     {"RAD", "CT", "MR", "NMR", "US", "CUS", "OUS", "VUS", "RUS", "NMS", "RX", "XRC", "CTH", "VR", "OSL", "IMG"}

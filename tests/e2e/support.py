@@ -20,7 +20,7 @@ from registry.context import AppContext
 from registry.services.audit import AuditContext
 from registry.services.demo import REGION_EXT
 from registry.settings import Settings
-from tests.conftest import ROOT, free_port
+from tests.conftest import ROOT, free_port, start_uvicorn, stop_process
 
 
 class RegistryProcess:
@@ -88,46 +88,10 @@ class RegistryProcess:
             "REGISTRY_IDENTITY_SECRET": "e2e-identity-secret",
             "REGISTRY_RATE_LIMIT_PER_SECOND": "0",
         }
-        log = (self.var / "server.log").open("ab")
-        self.proc = subprocess.Popen(  # noqa: S603 - fixed argv
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "registry.app:create_app",
-                "--factory",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--log-level",
-                "warning",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{self.base}/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"registry did not start:\n{(self.var / 'server.log').read_text()[-3000:]}")
-            time.sleep(0.2)
+        self.proc = start_uvicorn(self.port, env, self.var / "server.log")
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        stop_process(self.proc)
         self.proc = None
 
     def close(self) -> None:

@@ -4,10 +4,7 @@ yield exactly one resource, and a real FHIR client library (fhirpy) creates, sea
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import threading
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -20,7 +17,7 @@ import pytest
 from registry.app import build_context
 from registry.auth import PrincipalKind
 from registry.context import AppContext
-from tests.conftest import ROOT, free_port
+from tests.conftest import free_port, start_uvicorn, stop_process
 from tests.integration.conftest import NATIONAL, Database, make_settings, resident_id, setup_region, unique
 
 CLIENTS = 20
@@ -57,45 +54,12 @@ def live(database: Database, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         "REGISTRY_RATE_LIMIT_PER_SECOND": "0",
     }
     log_path = Path(var) / "server.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(  # noqa: S603 - fixed argv
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "registry.app:create_app",
-                "--factory",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--log-level",
-                "warning",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"server did not start:\n{log_path.read_text()}")
-                time.sleep(0.2)
-            yield Live(base, ctx)
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-            ctx.engine.dispose()
+    proc = start_uvicorn(port, env, log_path, timeout=30)
+    try:
+        yield Live(base, ctx)
+    finally:
+        stop_process(proc, 10)
+        ctx.engine.dispose()
     assert "Traceback" not in log_path.read_text(), log_path.read_text()
 
 

@@ -1,0 +1,28 @@
+# Debian packages the test suite starts for real: Orthanc + its DICOMweb plugin (a PACS for the DICOMweb adapter
+# tests), Chromium (the browser tests). Installed when missing and apt-get is usable (root, or passwordless sudo);
+# otherwise the tests that need them say they are skipped, and under CI=true they fail instead.
+# Usage: . scripts/lib/system-deps.sh; ensure_system_deps
+ensure_system_deps() {
+  local missing=()
+  command -v Orthanc >/dev/null 2>&1 || [ -x /usr/sbin/Orthanc ] || missing+=(orthanc)
+  ls /usr/share/orthanc/plugins/libOrthancDicomWeb.so* >/dev/null 2>&1 || missing+=(orthanc-dicomweb)
+  if [ ${#missing[@]} -eq 0 ]; then
+    return 0
+  fi
+  local sudo=""
+  if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then sudo="sudo -n"; else
+      echo "note: ${missing[*]} not installed and apt-get needs root; the tests that need them will be skipped" >&2
+      return 0
+    fi
+  fi
+  if ! command -v apt-get >/dev/null 2>&1; then
+    echo "note: ${missing[*]} not installed and there is no apt-get; the tests that need them will be skipped" >&2
+    return 0
+  fi
+  echo "==> installing ${missing[*]} (apt-get)"
+  # the packages' services are not started inside containers (policy-rc.d); the tests start what they need
+  $sudo apt-get update -qq >/dev/null || echo "warning: apt-get update failed" >&2
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
+    || echo "warning: could not install ${missing[*]}" >&2
+}
