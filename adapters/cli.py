@@ -50,8 +50,8 @@ app.add_typer(dicom_app, name="dicom")
 app.add_typer(outbox_app, name="outbox")
 app.add_typer(codes_app, name="codes")
 
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 ConfigOption = Annotated[
     Path,
@@ -429,17 +429,11 @@ def outbox_status(config_path: ConfigOption, as_json: Annotated[bool, typer.Opti
     for mid, summary, error in st.last_errors:
         out.print(f"  retrying #{mid} {summary}: {error}", highlight=False)
     if dead:
-        table = Table("id", "failed", "source", "message", "HTTP", "registry says", title="dead letters")
+        out.print("dead letters (refused by the registry for good):")
         for d in dead:
-            table.add_row(
-                str(d.id),
-                time.strftime("%Y-%m-%d %H:%M", time.localtime(d.failed_at)),
-                d.source,
-                d.summary,
-                str(d.status or "—"),
-                d.outcome,
-            )
-        out.print(table)
+            when = time.strftime("%Y-%m-%d %H:%M", time.localtime(d.failed_at))
+            out.print(f"  #{d.id} {when} from {d.source}: {d.summary}", highlight=False)
+            out.print(f"      HTTP {d.status or '—'} after {d.attempts} attempt(s): {d.outcome}", highlight=False)
         out.print("Fix the cause, then [bold]hr-adapter outbox retry[/bold] (all) or [bold]retry ID…[/bold].")
 
 

@@ -168,3 +168,14 @@ def test_nothing_lost_nothing_duplicated_when_the_registry_dies_and_the_adapter_
     assert {rep["meta"]["versionId"] for rep in reports} == {"1"}
     r = registry.get("/fhir/Observation", "hosp-a-adapter", _summary="count")
     assert r.json()["total"] == total * 5
+
+
+def test_check_config_tests_the_registry_connection(registry: RegistryProcess, tmp_path: Path) -> None:
+    config = adapter_config(tmp_path / "adapter", registry, mllp_port=free_port())
+    ok = hr_adapter(registry, "check-config", "-c", str(config))
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "client hosp-a-adapter authenticated" in ok.stdout and "knows Organization/hosp-a" in ok.stdout
+    registry.secrets["hosp-a-adapter"] = "wrong-secret"
+    bad = hr_adapter(registry, "check-config", "-c", str(config))
+    assert bad.returncode == 1
+    assert "refused the client credentials" in bad.stderr
