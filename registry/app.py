@@ -13,7 +13,9 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.sessions import SessionMiddleware
 from starlette.responses import Response
+from starlette.staticfiles import StaticFiles
 
 from catalog import InvalidCatalogError, Kind
 from registry.api import auth_token, codesystems, fhir_rest, metadata, recognition
@@ -34,6 +36,7 @@ from registry.fhir.response import fhir_response
 from registry.middleware import BodyLimitMiddleware, RequestIdMiddleware, install_log_masking
 from registry.settings import Settings
 from registry.store import migrate
+from registry.web import pages
 
 log = logging.getLogger("registry")
 
@@ -148,6 +151,16 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
     app.include_router(recognition.stats_router)
     app.include_router(recognition.admin_router)
     app.include_router(fhir_rest.router)
+    app.mount("/assets", StaticFiles(directory=pages.STATIC_DIR), name="assets")
+    app.include_router(pages.router)  # last: its /{area}/login routes must not shadow an API path
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(
+        SessionMiddleware,  # the pages' sign-in only; API calls carry bearer tokens and ignore it
+        secret_key=ctx.session_key.hex(),
+        session_cookie="hr_session",
+        max_age=settings.session_ttl_seconds,
+        same_site="lax",
+        https_only=settings.cookie_secure,
+    )
     return app

@@ -607,7 +607,7 @@ def _demo_credentials(ctx: AppContext) -> list[tuple[str, str, str]]:
     patient_key = ctx.identity.master_key(
         next(s for s, t in ctx.identity.systems.items() if t == "resident-id"), first_patient_national_id()
     )
-    wanted.append((PrincipalKind.PATIENT, "demo-patient", "演示患者（张）", {"patient_key": patient_key}))
+    wanted.append((PrincipalKind.PATIENT, "demo-patient", "演示患者", {"patient_key": patient_key}))
     for kind, cid, label, extra in wanted:
         secret = saved.get(cid)
         existing = ctx.principals.get(cid)
@@ -665,6 +665,9 @@ def serve(
     out.print("[bold]HR Registry is starting[/bold]")
     for label, path in (
         ("Registry", ""),
+        ("Patient portal", "/portal"),
+        ("Clinician order screen", "/clinician"),
+        ("Statistics", "/stats"),
         ("FHIR base (R4)", "/fhir"),
         ("CapabilityStatement", "/fhir/metadata"),
         ("Recognized items (481)", "/fhir/CodeSystem/recognized-items"),
@@ -690,7 +693,13 @@ def serve(
                 tok = ctx.principals.token(principal, ttl_seconds=8 * 3600).access_token
                 out.print(f"  {cid:<18} {tok}", soft_wrap=True, highlight=False)
         out.print(
-            "\nThe scripted demo patient is MRN A-123 at hosp-a and B-9 at hosp-b; `hr-registry demo patient` prints "
+            "\nPages: sign in to /portal as demo-patient, to /clinician as dr-li-hosp-b (find MRN B-9, order 血常规), "
+            "to /stats as demo-admin, each with the secret above.",
+            soft_wrap=True,
+            highlight=False,
+        )
+        out.print(
+            "The scripted demo patient is MRN A-123 at hosp-a and B-9 at hosp-b; `hr-registry demo patient` prints "
             "the synthetic resident ID that links them (it is never stored).",
             soft_wrap=True,
             highlight=False,

@@ -9,7 +9,7 @@ import hashlib
 import hmac
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone, tzinfo
 
 import orjson
 from sqlalchemy import Engine
@@ -26,6 +26,7 @@ from registry.services.config_cache import ConfigCache
 from registry.services.decisions import Decisions
 from registry.services.identity import IdentityPolicy
 from registry.services.ingest import Ingest, WriteContext
+from registry.services.portal import Portal
 from registry.services.principals import Principals
 from registry.services.recognition import RecognitionService
 from registry.services.result_index import ResultIndexer
@@ -69,6 +70,9 @@ class AppContext:
     decisions: Decisions
     statistics: Statistics
     administration: Administration
+    portal: Portal
+    session_key: bytes
+    local_tz: tzinfo
 
     @classmethod
     def build(
@@ -129,4 +133,7 @@ class AppContext:
             decisions=Decisions(uow, catalog, clock),
             statistics=Statistics(uow, catalog, local_tz),
             administration=Administration(uow, catalog, indexer, clock, config_cache),
+            portal=Portal(reads, uow, catalog, indexer, config_cache, local_tz, clock),
+            session_key=hmac.new(secret, b"hr-registry web session", hashlib.sha256).digest(),
+            local_tz=local_tz,
         )

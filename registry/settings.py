@@ -63,6 +63,11 @@ class Settings(BaseSettings):
     rate_limit_burst: int = Field(default=300, ge=1, description="Requests a client may send at once.")
     cds_lookback_days: int = Field(default=30, ge=1, le=3650, description="patient-view reminder look-back (days)")
     default_page_size: int = Field(default=50, ge=1, le=1000)
+    session_ttl_seconds: int = Field(default=8 * 3600, ge=60, le=7 * 86_400, description="Web page sign-in lifetime.")
+    cookie_secure: bool = Field(
+        default=False,
+        description="Mark the pages' session cookie Secure (set true wherever the registry is served over HTTPS).",
+    )
     max_page_size: int = Field(default=500, ge=1, le=5000)
 
     @field_validator("public_base_url")

@@ -46,6 +46,13 @@ def start_uvicorn(port: int, env: dict[str, str], log_path: Path, *, timeout: fl
             stdout=log,
             stderr=subprocess.STDOUT,
         )
+    return wait_until_healthy(proc, base, log_path, timeout)
+
+
+def wait_until_healthy(
+    proc: subprocess.Popen[bytes], base: str, log_path: Path, timeout: float
+) -> subprocess.Popen[bytes]:
+    """Returns ``proc`` once ``base``/healthz answers; kills it and raises with the end of its log otherwise."""
     deadline = time.monotonic() + timeout
     while True:
         try:

@@ -87,10 +87,12 @@ def _patient_query(body: dict[str, Any]) -> PatientQuery:
     query = PatientQuery(patient_id=str(context.get("patientId")) if context.get("patientId") else None)
     patient = (body.get("prefetch") or {}).get("patient")
     if isinstance(patient, dict) and patient.get("resourceType") == "Patient":
+        # A Patient read back from this registry carries the national identifier masked (DESIGN.md §4): a display
+        # form, not an identifier to match on, so it is left out; the patient is then found by its id or MRN.
         query.identifiers = [
             (str(i["system"]), str(i["value"]))
             for i in patient.get("identifier") or []
-            if isinstance(i, dict) and i.get("system") and i.get("value")
+            if isinstance(i, dict) and i.get("system") and i.get("value") and "*" not in str(i["value"])
         ]
     return query
 

@@ -6,6 +6,9 @@ ensure_system_deps() {
   local missing=()
   command -v Orthanc >/dev/null 2>&1 || [ -x /usr/sbin/Orthanc ] || missing+=(orthanc)
   ls /usr/share/orthanc/plugins/libOrthancDicomWeb.so* >/dev/null 2>&1 || missing+=(orthanc-dicomweb)
+  [ -x /usr/bin/chromium ] || missing+=(chromium)
+  # the pages are Chinese first: without a CJK font the screenshots show boxes
+  ls /usr/share/fonts/opentype/noto/NotoSansCJK* >/dev/null 2>&1 || missing+=(fonts-noto-cjk)
   if [ ${#missing[@]} -eq 0 ]; then
     return 0
   fi

@@ -320,6 +320,20 @@ def test_the_patient_is_found_by_the_calling_hospitals_mrn_or_412(api: Api, pers
     assert r.json()["resourceType"] == "OperationOutcome"
 
 
+def test_a_prefetched_patient_read_from_the_registry_is_recognized_despite_its_masked_national_id(
+    api: Api, person: dict[str, Any]
+) -> None:
+    """An EHR that prefetches the Patient from this registry sends the masked national ID back; it is a display
+    form, so the patient is found by the hospital's MRN instead of the request failing."""
+    push_cbc(api, "hosp-a", f"Patient/{person['a']['id']}", unique("R"))
+    read = api.get(f"/fhir/Patient/{person['b']['id']}", who="dr-hosp-b")
+    assert read.status_code == 200, read.text
+    patient = read.json()
+    assert any("*" in str(i.get("value")) for i in patient["identifier"])
+    response = sign(api, "dr-hosp-b", None, ORDERS[:1], prefetch={"patient": patient})
+    assert card_for(response, "o-cbc") is not None
+
+
 def test_order_select_checks_only_the_selection(api: Api, person: dict[str, Any]) -> None:
     push_cbc(api, "hosp-a", f"Patient/{person['a']['id']}", unique("R"))
     push_chest_ct(api, "hosp-a", f"Patient/{person['a']['id']}", unique("ACC"))

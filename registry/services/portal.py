@@ -1,0 +1,536 @@
+"""What the web pages show, read through the same audited, access-checked searches as the FHIR API.
+
+A patient sees only their own records (the read filter of a patient principal); a clinician sees a report only within
+the care context of their hospital. Every page view is therefore in the audit trail, and the patient's "who viewed my
+records" page is built from it. Values come back as plain view objects; no page queries the database itself.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, tzinfo
+from decimal import Decimal, InvalidOperation
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import orjson
+
+from catalog import Catalog, Item, Kind
+from catalog.codes import HR_MARK
+from registry.auth import Principal, PrincipalKind
+from registry.errors import NotFoundError
+from registry.fhir.extract import date_range, parse_reference
+from registry.services.audit import AuditContext
+from registry.services.config_cache import ConfigCache
+from registry.services.result_index import ResultIndexer
+from registry.services.search import Reads
+from registry.store.recognition import Org, RecognitionStore
+from registry.store.repository import AuditFilter, UnitOfWork
+
+ABNORMAL = frozenset({"H", "HH", "L", "LL", "A", "AA", "<", ">", "POS", "DET", "R", "HU", "LU"})
+PAGE = 100
+MAX_PAGES = 20
+
+
+@dataclass(frozen=True, slots=True)
+class ObservationView:
+    id: str
+    name: str
+    item: Item | None
+    value: str
+    numeric: float | None
+    unit: str
+    ucum: str | None
+    low: float | None
+    high: float | None
+    range_text: str
+    flags: tuple[str, ...]
+    status: str
+    effective: datetime | None
+    org_id: str | None
+    note: str
+
+    @property
+    def abnormal(self) -> bool:
+        return bool(set(self.flags) & ABNORMAL)
+
+
+@dataclass(frozen=True, slots=True)
+class StudyView:
+    uid: str
+    modalities: tuple[str, ...]
+    body_parts: tuple[str, ...]
+    series: int | None
+    instances: int | None
+    description: str
+    viewer: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ReportView:
+    type: str
+    id: str
+    title: str
+    item: Item | None
+    kind: Kind
+    org_id: str | None
+    org_name: str
+    effective: datetime | None
+    issued: datetime | None
+    status: str
+    hr_mark: str | None
+    valid_until: datetime | None
+    observations: tuple[ObservationView, ...] = ()
+    conclusion: str = ""
+    study: StudyView | None = None
+
+    @property
+    def corrected(self) -> bool:
+        return self.status in ("corrected", "amended")
+
+    @property
+    def abnormal(self) -> int:
+        return sum(o.abnormal for o in self.observations)
+
+    def valid_at(self, now: datetime) -> bool:
+        return (
+            self.valid_until is not None
+            and now < self.valid_until
+            and self.status in ("final", "corrected", "amended", "appended")
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class TrendPoint:
+    when: datetime
+    value: float
+    text: str
+    org_name: str
+    flags: tuple[str, ...]
+    observation_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Trend:
+    item: Item
+    unit: str
+    points: tuple[TrendPoint, ...]
+    low: float | None
+    high: float | None
+    other_units: int  # points left out because they were reported in another unit
+
+
+@dataclass(frozen=True, slots=True)
+class AccessView:
+    when: datetime
+    who: str
+    kind: str
+    org_name: str
+    what: str
+    outcome: str
+
+
+@dataclass(frozen=True, slots=True)
+class PatientCard:
+    name: str  # shown to the patient only
+    national_id_masked: str
+    gender: str
+    birth_date: str
+    mrns: tuple[tuple[str, str], ...]  # (organization name, MRN)
+
+
+@dataclass
+class _Bundle:
+    matches: list[dict[str, Any]] = field(default_factory=list)
+    included: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+
+
+def _decimal(value: Any) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    try:
+        return float(Decimal(str(value)))
+    except (InvalidOperation, ValueError):
+        return None
+
+
+def _quantity_text(q: Mapping[str, Any]) -> tuple[str, str, str | None, float | None]:
+    value = q.get("value")
+    comparator = q.get("comparator") or ""
+    unit = str(q.get("unit") or q.get("code") or "")
+    number = _decimal(value)
+    return f"{comparator}{value}" if value is not None else "", unit, q.get("code"), number
+
+
+class Portal:
+    def __init__(
+        self,
+        reads: Reads,
+        uow: UnitOfWork,
+        catalog: Catalog,
+        indexer: ResultIndexer,
+        cache: ConfigCache,
+        local_tz: tzinfo,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.reads = reads
+        self.uow = uow
+        self.catalog = catalog
+        self.indexer = indexer
+        self.cache = cache
+        self.tz = local_tz
+        self.clock = clock
+
+    # ------------------------------------------------------------------------------------------------ plumbing
+    def _search(
+        self,
+        principal: Principal,
+        audit: AuditContext,
+        rtype: str,
+        params: list[tuple[str, str]],
+        *,
+        all_pages: bool = True,
+    ) -> _Bundle:
+        out = _Bundle()
+        for _ in range(MAX_PAGES):
+            doc = orjson.loads(self.reads.search(principal, audit, rtype, params).body)
+            for entry in doc.get("entry") or []:
+                resource = entry.get("resource") or {}
+                mode = (entry.get("search") or {}).get("mode")
+                if mode == "match":
+                    out.matches.append(resource)
+                elif mode == "include":
+                    out.included[(str(resource.get("resourceType")), str(resource.get("id")))] = resource
+            nxt = next((lk["url"] for lk in doc.get("link") or [] if lk.get("relation") == "next"), None)
+            if not all_pages or nxt is None:
+                break
+            cursor = dict(parse_qsl(urlsplit(nxt).query)).get("_cursor")
+            params = [p for p in params if p[0] != "_cursor"] + [("_cursor", cursor or "")]
+        return out
+
+    def _context(self, org_ids: Iterable[str]) -> tuple[dict[str, Org], dict[str, Any]]:
+        ids = tuple(sorted({o for o in org_ids if o}))
+        with self.uow.begin(audit_only=True) as repo:
+            orgs = self.cache.get(("portal-orgs", ids), lambda: RecognitionStore(repo.conn).organizations(ids))
+            maps = self.cache.get(("portal-maps", ids), lambda: self.indexer.code_maps(repo, ids))
+        return orgs, maps
+
+    def _when(self, value: Any) -> datetime | None:
+        if not isinstance(value, str):
+            return None
+        try:
+            low, _ = date_range(value, self.tz)
+        except ValueError:
+            return None
+        return datetime.fromtimestamp(low / 1_000_000, self.tz)
+
+    @staticmethod
+    def _org_of(resource: Mapping[str, Any]) -> str | None:
+        for ref in resource.get("performer") or []:
+            parsed = parse_reference(ref.get("reference", ""), None) if isinstance(ref, Mapping) else None
+            if parsed and parsed[0] == "Organization":
+                return parsed[1]
+        for ident in resource.get("identifier") or []:
+            assigner = ident.get("assigner") if isinstance(ident, Mapping) else None
+            parsed = parse_reference(assigner.get("reference", ""), None) if isinstance(assigner, Mapping) else None
+            if parsed and parsed[0] == "Organization":
+                return parsed[1]
+        return None
+
+    @staticmethod
+    def _mark(resource: Mapping[str, Any]) -> str | None:
+        for tag in (resource.get("meta") or {}).get("tag") or []:
+            if isinstance(tag, Mapping) and tag.get("system") == HR_MARK:
+                return str(tag.get("code"))
+        return None
+
+    @staticmethod
+    def _title(resource: Mapping[str, Any], item: Item | None) -> str:
+        node = resource.get("code") or next(iter(resource.get("procedureCode") or []), None) or {}
+        if isinstance(node, Mapping):
+            if node.get("text"):
+                return str(node["text"])
+            for c in node.get("coding") or []:
+                if isinstance(c, Mapping) and c.get("display"):
+                    return str(c["display"])
+        if item is not None:
+            return item.name_zh
+        return str(resource.get("description") or resource.get("resourceType"))
+
+    # ------------------------------------------------------------------------------------------------ views
+    def _observation(self, o: Mapping[str, Any], maps: Mapping[str, Any], org: str | None) -> ObservationView:
+        item = self.indexer.item_for(o, maps.get(org or ""))
+        value, unit, ucum, number = "", "", None, None
+        if isinstance(o.get("valueQuantity"), Mapping):
+            value, unit, ucum, number = _quantity_text(o["valueQuantity"])
+        elif isinstance(o.get("valueString"), str):
+            value = o["valueString"]
+        elif isinstance(o.get("valueCodeableConcept"), Mapping):
+            cc = o["valueCodeableConcept"]
+            value = str(cc.get("text") or next((c.get("display") or c.get("code") for c in cc.get("coding") or []), ""))
+        elif isinstance(o.get("valueRatio"), Mapping):
+            r = o["valueRatio"]
+            value = f"{(r.get('numerator') or {}).get('value')}:{(r.get('denominator') or {}).get('value')}"
+        elif isinstance(o.get("valueRange"), Mapping):
+            r = o["valueRange"]
+            low, high = r.get("low") or {}, r.get("high") or {}
+            value, unit = f"{low.get('value')}–{high.get('value')}", str(low.get("unit") or "")
+        elif isinstance(o.get("valueDateTime"), str):
+            value = o["valueDateTime"]
+        elif isinstance(o.get("valueTime"), str):
+            value = o["valueTime"]
+        elif isinstance(o.get("dataAbsentReason"), Mapping):
+            value = "—"
+        low = high = None
+        range_text = ""
+        for rr in o.get("referenceRange") or []:
+            if not isinstance(rr, Mapping):
+                continue
+            low = _decimal((rr.get("low") or {}).get("value")) if rr.get("low") else None
+            high = _decimal((rr.get("high") or {}).get("value")) if rr.get("high") else None
+            range_text = str(rr.get("text") or "")
+            if not range_text and (low is not None or high is not None):
+                range_text = f"{'' if low is None else low:g}–{'' if high is None else high:g}".strip("–")
+            break
+        flags = tuple(
+            str(c.get("code"))
+            for i in o.get("interpretation") or []
+            if isinstance(i, Mapping)
+            for c in i.get("coding") or []
+            if isinstance(c, Mapping) and c.get("code")
+        )
+        notes = " ".join(str(n.get("text")) for n in o.get("note") or [] if isinstance(n, Mapping) and n.get("text"))
+        return ObservationView(
+            id=str(o.get("id")),
+            name=self._title(o, item),
+            item=item,
+            value=value,
+            numeric=number,
+            unit=unit,
+            ucum=ucum if isinstance(ucum, str) else None,
+            low=low,
+            high=high,
+            range_text=range_text,
+            flags=flags,
+            status=str(o.get("status") or ""),
+            effective=self._when(o.get("effectiveDateTime") or o.get("issued")),
+            org_id=org,
+            note=notes,
+        )
+
+    def _study(self, s: Mapping[str, Any], endpoints: Mapping[tuple[str, str], Mapping[str, Any]]) -> StudyView:
+        uid = next(
+            (
+                str(i.get("value", "")).removeprefix("urn:oid:")
+                for i in s.get("identifier") or []
+                if isinstance(i, Mapping) and i.get("system") == "urn:dicom:uid"
+            ),
+            "",
+        )
+        modalities = tuple(str(m.get("code")) for m in s.get("modality") or [] if isinstance(m, Mapping))
+        parts: list[str] = []
+        for series in s.get("series") or []:
+            site = series.get("bodySite") if isinstance(series, Mapping) else None
+            if isinstance(site, Mapping):
+                text = str(site.get("display") or site.get("code") or "")
+                if text and text not in parts:
+                    parts.append(text)
+        viewer = None
+        for ref in s.get("endpoint") or []:
+            parsed = parse_reference(ref.get("reference", ""), None) if isinstance(ref, Mapping) else None
+            endpoint = endpoints.get(parsed) if parsed else None
+            if endpoint and isinstance(endpoint.get("address"), str):
+                base = endpoint["address"].rstrip("/")
+                viewer = f"{base}/studies/{uid}" if uid else base
+                break
+        return StudyView(
+            uid,
+            modalities,
+            tuple(parts),
+            s.get("numberOfSeries"),
+            s.get("numberOfInstances"),
+            str(s.get("description") or ""),
+            viewer,
+        )
+
+    def _reports(self, bundle: _Bundle) -> list[ReportView]:
+        org_ids = {o for r in bundle.matches if (o := self._org_of(r))}
+        org_ids |= {o for r in bundle.included.values() if (o := self._org_of(r))}
+        orgs, maps = self._context(org_ids)
+        endpoint_refs = {
+            p
+            for r in bundle.included.values()
+            if r.get("resourceType") == "ImagingStudy"
+            for ref in r.get("endpoint") or []
+            if isinstance(ref, Mapping) and (p := parse_reference(ref.get("reference", ""), None))
+        }
+        endpoints: dict[tuple[str, str], Mapping[str, Any]] = {}
+        if endpoint_refs:
+            with self.uow.begin(audit_only=True) as repo:  # infrastructure, not patient data
+                endpoints = {k: orjson.loads(v.body) for k, v in repo.get_many(endpoint_refs).items() if not v.deleted}
+        out: list[ReportView] = []
+        for r in bundle.matches:
+            org = self._org_of(r)
+            item = self.indexer.item_for(r, maps.get(org or ""))
+            observations = []
+            for ref in r.get("result") or []:
+                parsed = parse_reference(ref.get("reference", ""), None) if isinstance(ref, Mapping) else None
+                obs = bundle.included.get(parsed) if parsed else None
+                if obs is not None:
+                    observations.append(self._observation(obs, maps, self._org_of(obs) or org))
+            study = None
+            for ref in r.get("imagingStudy") or []:
+                parsed = parse_reference(ref.get("reference", ""), None) if isinstance(ref, Mapping) else None
+                s = bundle.included.get(parsed) if parsed else None
+                if s is not None:
+                    study = self._study(s, endpoints)
+                    if item is None:
+                        item = self.indexer.item_for(s, maps.get(org or ""))
+                    break
+            categories = {c.get("code") for cat in r.get("category") or [] for c in cat.get("coding") or []}
+            kind = item.kind if item else (Kind.IMAGING if study or "RAD" in categories else Kind.LAB)
+            effective = self._when(r.get("effectiveDateTime") or (r.get("effectivePeriod") or {}).get("start"))
+            effective = effective or self._when(r.get("issued"))
+            valid_until = None
+            if item is not None and effective is not None:
+                valid_until = effective + timedelta(days=item.validity.days)
+            out.append(
+                ReportView(
+                    type="DiagnosticReport",
+                    id=str(r.get("id")),
+                    title=self._title(r, item),
+                    item=item,
+                    kind=kind,
+                    org_id=org,
+                    org_name=orgs[org].name if org in orgs else (org or "—"),
+                    effective=effective,
+                    issued=self._when(r.get("issued")),
+                    status=str(r.get("status") or ""),
+                    hr_mark=self._mark(r),
+                    valid_until=valid_until,
+                    observations=tuple(observations),
+                    conclusion=str(r.get("conclusion") or ""),
+                    study=study,
+                )
+            )
+        return out
+
+    # ------------------------------------------------------------------------------------------------ API
+    INCLUDES: Sequence[tuple[str, str]] = (
+        ("_include", "DiagnosticReport:result"),
+        ("_include", "DiagnosticReport:imaging-study"),
+    )
+
+    def reports(self, principal: Principal, audit: AuditContext) -> list[ReportView]:
+        """Every report the principal may see (a patient: all of their own), newest first."""
+        params = [("_sort", "-date"), ("_count", str(PAGE)), *self.INCLUDES]
+        return self._reports(self._search(principal, audit, "DiagnosticReport", params))
+
+    def report(self, principal: Principal, audit: AuditContext, rid: str) -> ReportView:
+        """One report with its results and study; NotFoundError when it does not exist or is not visible."""
+        bundle = self._search(principal, audit, "DiagnosticReport", [("_id", rid), *self.INCLUDES], all_pages=False)
+        views = self._reports(bundle)
+        if not views:
+            raise NotFoundError(f"DiagnosticReport/{rid} is not known")
+        return views[0]
+
+    def trend(self, principal: Principal, audit: AuditContext, item_id: str) -> Trend:
+        """The values of one lab item over time, across hospitals, in its most common unit."""
+        item = self.catalog.get(item_id)
+        if item is None or item.kind is not Kind.LAB:
+            raise NotFoundError(f"{item_id} is not a lab item of the catalog")
+        bundle = self._search(principal, audit, "Observation", [("_sort", "date"), ("_count", str(PAGE))])
+        orgs, maps = self._context({o for r in bundle.matches if (o := self._org_of(r))})
+        views = [self._observation(o, maps, self._org_of(o)) for o in bundle.matches]
+        mine = [
+            v
+            for v in views
+            if v.item is not None
+            and v.item.id == item.id
+            and v.numeric is not None
+            and v.effective is not None
+            and v.status not in ("entered-in-error", "cancelled")
+        ]
+        units = Counter(v.ucum or v.unit for v in mine)
+        unit = str(units.most_common(1)[0][0] if units else (item.lab.unit if item.lab else ""))
+        kept = [v for v in mine if (v.ucum or v.unit) == unit]
+        points = tuple(
+            TrendPoint(
+                when,
+                value,
+                f"{v.value} {v.unit}".strip(),
+                orgs[v.org_id].name if v.org_id in orgs else (v.org_id or "—"),
+                v.flags,
+                v.id,
+            )
+            for v in kept
+            if (when := v.effective) is not None and (value := v.numeric) is not None
+        )
+        points = tuple(sorted(points, key=lambda p: p.when))
+        latest = next((v for v in reversed(kept) if v.low is not None or v.high is not None), None)
+        return Trend(
+            item, unit, points, latest.low if latest else None, latest.high if latest else None, len(mine) - len(kept)
+        )
+
+    def lab_items(self, reports: Iterable[ReportView]) -> list[Item]:
+        """The lab items with at least two numeric values among these reports (worth a trend chart)."""
+        counts: Counter[str] = Counter()
+        for r in reports:
+            for o in r.observations:
+                if o.item is not None and o.item.kind is Kind.LAB and o.numeric is not None:
+                    counts[o.item.id] += 1
+        return [i for i_id, n in counts.most_common() if n >= 2 and (i := self.catalog.get(i_id)) is not None]
+
+    def patient(self, principal: Principal, audit: AuditContext) -> PatientCard:
+        if principal.kind is not PrincipalKind.PATIENT:
+            raise NotFoundError("only a patient has a patient card")
+        bundle = self._search(principal, audit, "Patient", [("_count", "20")], all_pages=False)
+        orgs, _ = self._context({o for p in bundle.matches if (o := self._managing(p))})
+        name = gender = birth = national = ""
+        mrns: list[tuple[str, str]] = []
+        for p in bundle.matches:
+            for n in p.get("name") or []:
+                if not name and isinstance(n, Mapping):
+                    name = str(n.get("text") or (str(n.get("family") or "") + "".join(n.get("given") or [])))
+            gender = gender or str(p.get("gender") or "")
+            birth = birth or str(p.get("birthDate") or "")
+            org = self._managing(p)
+            for ident in p.get("identifier") or []:
+                value = str(ident.get("value") or "")
+                if "*" in value and not national:
+                    national = value  # stored masked (DESIGN.md §4)
+                elif "*" not in value and org:
+                    mrns.append((orgs[org].name if org in orgs else org, value))
+        return PatientCard(name, national, gender, birth, tuple(mrns))
+
+    @staticmethod
+    def _managing(p: Mapping[str, Any]) -> str | None:
+        ref = (p.get("managingOrganization") or {}).get("reference", "")
+        parsed = parse_reference(ref, None) if isinstance(ref, str) else None
+        return parsed[1] if parsed and parsed[0] == "Organization" else None
+
+    def access_log(self, principal: Principal, limit: int = 200) -> list[AccessView]:
+        """Who read this patient's records: other principals' successful reads, newest first."""
+        if principal.patient_key is None:
+            return []
+        with self.uow.begin(audit_only=True) as repo:
+            rows = repo.audit_events(AuditFilter(count=limit * 3, patient_keys=(principal.patient_key,)))
+            org_ids = tuple(sorted({r.org_id for r in rows if r.org_id}))
+            orgs = RecognitionStore(repo.conn).organizations(org_ids)
+        out: list[AccessView] = []
+        for r in rows:
+            if r.client_id == principal.client_id or r.action not in ("R", "E") or r.outcome != "0":
+                continue
+            when = datetime.fromtimestamp(r.recorded_us / 1_000_000, self.tz)
+            what = f"{r.interaction} {r.resource_type or ''}".strip()
+            org_name = orgs[r.org_id].name if r.org_id in orgs else (r.org_id or "")
+            out.append(
+                AccessView(
+                    when, r.principal_name or r.client_id or "?", r.principal_kind or "", org_name, what, r.outcome
+                )
+            )
+            if len(out) >= limit:
+                break
+        return out

@@ -1,0 +1,148 @@
+"""The pages' words in Chinese (the default) and English (``?lang=en``, remembered in the session).
+
+Names that come from the data (hospital, item, reason) are shown as the data has them; the catalog's English item
+names are used when the page is in English.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+
+LANGUAGES = ("zh", "en")
+
+_TEXT: dict[str, tuple[str, str]] = {
+    # (zh, en)
+    "app": ("区域检查检验结果互认平台", "Regional Exam & Lab Result Recognition"),
+    "skip": ("跳到正文", "Skip to content"),
+    "language": ("English", "中文"),
+    "portal": ("我的报告", "My reports"),
+    "clinician": ("医生开单", "Order screen"),
+    "stats": ("互认统计", "Statistics"),
+    "sign_in": ("登录", "Sign in"),
+    "sign_out": ("退出", "Sign out"),
+    "signed_in_as": ("当前用户", "Signed in as"),
+    "account": ("账号", "Account"),
+    "secret": ("密码", "Password"),
+    "sign_in_portal": ("患者登录", "Patient sign-in"),
+    "sign_in_clinician": ("医生登录", "Clinician sign-in"),
+    "sign_in_stats": ("管理人员登录", "Manager sign-in"),
+    "sign_in_hint": (
+        "使用平台发放的账号和密码登录（演示账号见 ./scripts/serve 的输出）。",
+        "Use the account issued by the platform (demo accounts are printed by ./scripts/serve).",
+    ),
+    "bad_credentials": ("账号或密码不正确。", "The account or password is not correct."),
+    "wrong_kind": ("此账号不能登录本页面。", "This account cannot sign in here."),
+    "too_many": ("尝试次数过多，请稍后再试。", "Too many attempts; please try again later."),
+    "csrf": ("页面已过期，请重试。", "The page expired; please try again."),
+    "session_expired": ("登录已过期，请重新登录。", "Your session expired; please sign in again."),
+    # portal
+    "my_reports": ("我的检查检验报告", "My exam and lab reports"),
+    "national_id": ("身份证号", "Resident ID"),
+    "mrn": ("就诊号", "Medical record numbers"),
+    "gender": ("性别", "Sex"),
+    "birth": ("出生日期", "Date of birth"),
+    "filters": ("筛选", "Filter"),
+    "hospital": ("医院", "Hospital"),
+    "kind": ("类别", "Kind"),
+    "item": ("项目", "Item"),
+    "all": ("全部", "All"),
+    "lab": ("检验", "Lab"),
+    "imaging": ("检查", "Imaging"),
+    "apply": ("筛选", "Apply"),
+    "reset": ("清除", "Clear"),
+    "date": ("日期", "Date"),
+    "status": ("状态", "Status"),
+    "hr_mark": ("互认标识", "HR mark"),
+    "valid_until": ("互认有效期至", "Recognizable until"),
+    "valid": ("有效", "valid"),
+    "expired": ("已过期", "expired"),
+    "abnormal": ("异常", "abnormal"),
+    "abnormal_n": ("项异常", "abnormal"),
+    "no_reports": ("没有符合条件的报告。", "No reports match."),
+    "reports_count": ("份报告，来自", "reports from"),
+    "hospitals": ("家医院", "hospitals"),
+    "open": ("查看", "Open"),
+    "trends": ("趋势", "Trends"),
+    "trend": ("趋势图", "Trend"),
+    "who_viewed": ("谁查看了我的记录", "Who viewed my records"),
+    "back": ("返回", "Back"),
+    "result": ("结果", "Result"),
+    "unit": ("单位", "Unit"),
+    "ref_range": ("参考范围", "Reference range"),
+    "flag": ("提示", "Flag"),
+    "conclusion": ("结论", "Conclusion"),
+    "study": ("影像检查", "Imaging study"),
+    "modality": ("检查方式", "Modality"),
+    "body_part": ("部位", "Body part"),
+    "series": ("序列数", "Series"),
+    "images": ("图像数", "Images"),
+    "viewer": ("在出具医院的影像系统中查看", "View images at the issuing hospital"),
+    "issued": ("报告时间", "Issued"),
+    "effective": ("检查检验时间", "Performed"),
+    "points": ("个数据点", "points"),
+    "other_units": ("个数值单位不同，未画入图中", "values in another unit are not drawn"),
+    "no_trend": ("此项目还没有可画出的数值。", "No values to draw for this item yet."),
+    "when": ("时间", "When"),
+    "who": ("查看者", "Who"),
+    "what": ("内容", "What"),
+    "no_access": ("除您本人外，还没有人查看过您的记录。", "Nobody but you has viewed your records."),
+    "status_final": ("正式报告", "final"),
+    "status_corrected": ("已更正", "corrected"),
+    "status_amended": ("已修订", "amended"),
+    "status_preliminary": ("初步报告", "preliminary"),
+    "status_entered-in-error": ("已撤回", "withdrawn"),
+    "status_cancelled": ("已取消", "cancelled"),
+    "status_registered": ("已登记", "registered"),
+    "status_appended": ("已补充", "appended"),
+    "not_found": ("找不到该页面或报告。", "That page or report does not exist."),
+    "forbidden": ("您无权查看此内容。", "You may not view this."),
+    # clinician
+    "patient": ("患者", "Patient"),
+    "find_patient": ("按本院就诊号查找患者", "Find a patient by this hospital's MRN"),
+    "find": ("查找", "Find"),
+    "orders": ("本次开单", "Orders"),
+    "add_order": ("添加检查检验项目（名称、缩写或编码）", "Add an order (name, abbreviation or code)"),
+    "no_orders": ("尚未添加医嘱。", "No orders yet."),
+    "sign": ("签署医嘱", "Sign orders"),
+    "accept": ("互认", "Recognize"),
+    "decline": ("不互认", "Do not recognize"),
+    "reason": ("不互认原因", "Reason"),
+    "comment": ("说明", "Comment"),
+    "confirm_decline": ("确认不互认", "Confirm"),
+    "remove": ("删除", "Remove"),
+    # stats
+    "period": ("统计期间", "Period"),
+    "start": ("开始", "From"),
+    "end": ("结束", "To"),
+    "ordering_hospital": ("开单医院", "Ordering hospital"),
+    "issuing_hospital": ("出具医院", "Issuing hospital"),
+    "download_csv": ("下载 CSV", "Download CSV"),
+    "orders_checked": ("核对医嘱", "Orders checked"),
+    "recognizable_found": ("发现可互认", "Recognizable found"),
+    "recognized": ("已互认", "Recognized"),
+    "declined": ("不互认", "Declined"),
+    "refusals": ("计入不互认", "Counted refusals"),
+    "recognition_rate": ("互认率", "Recognition rate"),
+    "patients_benefited": ("受益患者", "Patients benefited"),
+    "money_saved": ("节省费用（元）", "Money saved (CNY)"),
+    "per_day": ("每日互认", "Recognitions per day"),
+    "rate_by_hospital": ("各医院互认率", "Recognition rate by hospital"),
+    "reasons": ("不互认原因", "Reasons for not recognizing"),
+    "top_items": ("互认最多的项目", "Top items"),
+    "count": ("次数", "Count"),
+    "not_counted": ("不计入", "not counted"),
+    "no_data": ("所选期间没有数据。", "No data in this period."),
+    "rate_note": (
+        "互认率 = 已互认 ÷（已互认 + 计入不互认的拒绝）；原因 98、99 记录但不计入。",
+        "Rate = recognized ÷ (recognized + counted refusals); reasons 98 and 99 are recorded but not counted.",
+    ),
+}
+
+TEXT: Mapping[str, Mapping[str, str]] = MappingProxyType(
+    {lang: MappingProxyType({k: v[i] for k, v in _TEXT.items()}) for i, lang in enumerate(LANGUAGES)}
+)
+
+
+def translator(lang: str) -> Mapping[str, str]:
+    return TEXT.get(lang, TEXT["zh"])

@@ -1,0 +1,120 @@
+"""Signing in to the pages, the session that remembers it, and the CSRF token every form carries.
+
+The session lives in a signed cookie (Starlette's ``SessionMiddleware``: HttpOnly, ``SameSite=Lax``, ``Secure`` when
+``REGISTRY_COOKIE_SECURE`` is set) and holds only the signed-in client id per area, its expiry, the language and the
+CSRF token — never patient data. The principal is looked up again on every request, so a disabled client is
+signed out at once.
+
+``IdentityProvider`` is the seam for who may sign in: the built-in provider checks the client credentials the CLI
+issues (``hr-registry clients add``) or the demo prints; a city identity provider (OIDC authorization-code flow)
+would implement the same method from its callback and hand back the same ``Principal``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+import time
+from collections.abc import MutableMapping
+from typing import Any, Protocol
+
+from starlette.requests import Request
+
+from registry.auth import Principal, PrincipalKind
+from registry.context import AppContext
+from registry.errors import UnauthorizedError
+from registry.services.principals import Principals
+
+AREAS: dict[str, frozenset[PrincipalKind]] = {
+    "portal": frozenset({PrincipalKind.PATIENT}),
+    "clinician": frozenset({PrincipalKind.CLINICIAN}),
+    "stats": frozenset({PrincipalKind.ADMIN, PrincipalKind.HOSPITAL}),
+}
+"""Which kinds of principal may use each area of the pages."""
+
+
+class SignInError(Exception):
+    """Why a sign-in failed, as a key of the pages' text (``bad_credentials``, ``wrong_kind``…)."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+class IdentityProvider(Protocol):
+    def authenticate(self, account: str, secret: str) -> Principal:
+        """The principal for these credentials; raises ``SignInError("bad_credentials")`` otherwise."""
+        ...
+
+
+class ClientCredentialsSignIn:
+    """Sign-in with the client credentials the registry issues (the same ones ``/auth/token`` takes)."""
+
+    def __init__(self, principals: Principals) -> None:
+        self.principals = principals
+
+    def authenticate(self, account: str, secret: str) -> Principal:
+        try:
+            return self.principals.authenticate(account.strip(), secret.strip())
+        except UnauthorizedError:
+            raise SignInError("bad_credentials") from None
+
+
+def _session(request: Request) -> MutableMapping[str, Any]:
+    session: MutableMapping[str, Any] = request.session
+    return session
+
+
+def csrf_token(request: Request) -> str:
+    """The session's CSRF token (synchronizer token pattern), created on first use."""
+    session = _session(request)
+    token = session.get("csrf")
+    if not isinstance(token, str) or len(token) < 32:
+        token = secrets.token_urlsafe(32)
+        session["csrf"] = token
+    return token
+
+
+def csrf_ok(request: Request, presented: str | None) -> bool:
+    expected = _session(request).get("csrf")
+    return isinstance(expected, str) and isinstance(presented, str) and hmac.compare_digest(expected, presented)
+
+
+def sign_in(request: Request, area: str, principal: Principal, ttl_seconds: int) -> None:
+    session = _session(request)
+    areas = dict(session.get("areas") or {})
+    areas[area] = {"cid": principal.client_id, "exp": int(time.time()) + ttl_seconds}
+    session["areas"] = areas
+    session["csrf"] = secrets.token_urlsafe(32)  # a new token after sign-in (no session fixation of the token)
+
+
+def sign_out(request: Request, area: str) -> None:
+    session = _session(request)
+    areas = dict(session.get("areas") or {})
+    areas.pop(area, None)
+    session["areas"] = areas
+
+
+def signed_in(request: Request, ctx: AppContext, area: str) -> Principal | None:
+    """The principal signed in to ``area``, or None (not signed in, expired, disabled, or the wrong kind)."""
+    entry = (_session(request).get("areas") or {}).get(area)
+    if not isinstance(entry, dict) or not isinstance(entry.get("cid"), str):
+        return None
+    if int(entry.get("exp") or 0) < time.time():
+        sign_out(request, area)
+        return None
+    principal = ctx.principals.get(entry["cid"])
+    if principal is None or principal.kind not in AREAS[area]:
+        sign_out(request, area)
+        return None
+    return principal
+
+
+def language(request: Request) -> str:
+    """``?lang=`` switches the language and the session remembers it; Chinese by default."""
+    session = _session(request)
+    wanted = request.query_params.get("lang")
+    if wanted in ("zh", "en"):
+        session["lang"] = wanted
+    lang = session.get("lang")
+    return lang if lang in ("zh", "en") else "zh"

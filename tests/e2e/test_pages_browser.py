@@ -1,0 +1,338 @@
+"""The web pages in a real browser: Debian's headless Chromium driven by Playwright, against ``hr-registry serve``
+started as the README starts it (demo data loaded, demo credentials in var/demo-credentials.json).
+
+The numbers the pages show are checked against the public API (FHIR searches, /stats/api/summary), not against
+constants. Each test writes a screenshot of the page it exercises to docs/screenshots/ (the README shows them).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import ROOT, free_port, stop_process, wait_until_healthy
+
+CHROMIUM = os.environ.get("HR_CHROMIUM", "/usr/bin/chromium")
+SHOTS = ROOT / "docs" / "screenshots"
+FULL_NATIONAL_ID = re.compile(r"(?<![0-9A-Za-z])\d{17}[\dXx](?![0-9A-Za-z])")
+
+playwright_sync = pytest.importorskip("playwright.sync_api", reason="playwright is a dev dependency (./scripts/test)")
+expect = playwright_sync.expect
+
+
+def _need_chromium() -> None:
+    if Path(CHROMIUM).exists():
+        return
+    message = f"Chromium not found at {CHROMIUM} (Debian package chromium; ./scripts/test installs it)"
+    if os.environ.get("CI"):
+        pytest.fail(f"{message}: CI must have it")
+    pytest.skip(message)
+
+
+class Demo:
+    def __init__(self, base: str, var: Path) -> None:
+        self.base = base
+        self.var = var
+        self.secrets: dict[str, str] = json.loads((var / "demo-credentials.json").read_text())
+
+    def token(self, client_id: str) -> str:
+        r = httpx.post(
+            f"{self.base}/auth/token",
+            data={"grant_type": "client_credentials"},
+            auth=(client_id, self.secrets[client_id]),
+            timeout=10,
+        )
+        r.raise_for_status()
+        return str(r.json()["access_token"])
+
+    def get(self, client_id: str, path: str, **params: Any) -> Any:
+        r = httpx.get(
+            f"{self.base}{path}",
+            params=params,
+            headers={"Authorization": f"Bearer {self.token(client_id)}"},
+            timeout=30,
+        )
+        r.raise_for_status()
+        return r.json()
+
+    def search_all(self, client_id: str, path: str, **params: Any) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        doc = self.get(client_id, path, _count="200", **params)
+        while True:
+            out += [e["resource"] for e in doc.get("entry", []) if e.get("search", {}).get("mode", "match") == "match"]
+            nxt = next((lk["url"] for lk in doc.get("link", []) if lk["relation"] == "next"), None)
+            if nxt is None:
+                return out
+            r = httpx.get(nxt, headers={"Authorization": f"Bearer {self.token(client_id)}"}, timeout=30)
+            doc = r.json()
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
+    """``hr-registry serve`` with the demo region on an embedded SQLite file, as ./scripts/serve runs it."""
+    _need_chromium()
+    var = tmp_path_factory.mktemp("pages-var")
+    port = free_port()
+    env = {**os.environ, "REGISTRY_VAR_DIR": str(var), "REGISTRY_RATE_LIMIT_PER_SECOND": "0"}
+    log = var / "serve.log"
+    exe = shutil.which("hr-registry", path=str(Path(sys.executable).parent)) or "hr-registry"
+    with log.open("ab") as fh:
+        proc = subprocess.Popen(  # noqa: S603 - fixed argv
+            [exe, "serve", "--port", str(port)],
+            cwd=ROOT,
+            env=env,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_healthy(proc, base, log, timeout=240)  # the first start loads the demo region
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+    try:
+        yield Demo(base, var)
+    finally:
+        stop_process(proc)
+
+
+@pytest.fixture(scope="module")
+def browser(demo: Demo) -> Iterator[Any]:
+    with playwright_sync.sync_playwright() as pw:
+        b = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser: Any, demo: Demo) -> Iterator[Any]:
+    context = browser.new_context(base_url=demo.base, viewport={"width": 1200, "height": 900}, locale="zh-CN")
+    p = context.new_page()
+    errors: list[str] = []
+    p.on("pageerror", lambda exc: errors.append(str(exc)))
+    p.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    p.hr_errors = errors  # a test that provokes an error on purpose clears it
+    yield p
+    context.close()
+    assert not errors, f"the page logged errors: {errors}"
+
+
+def sign_in(page: Any, demo: Demo, area: str, client_id: str) -> None:
+    page.goto(f"/{area}")
+    assert f"/{area}/login" in page.url
+    page.get_by_label(re.compile("账号")).fill(client_id)
+    page.get_by_label(re.compile("密码")).fill(demo.secrets[client_id])
+    page.get_by_role("button", name="登录").click()
+    page.wait_for_url(re.compile(rf"/{area}(\?.*)?$"))
+
+
+def no_full_national_id(page: Any) -> None:
+    html = page.content()
+    assert not FULL_NATIONAL_ID.search(html), "a page showed a full national identifier"
+
+
+def shot(page: Any, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+# ---------------------------------------------------------------------------------------------------- portal
+def test_patient_sees_reports_from_two_hospitals_and_a_trend_with_every_value(page: Any, demo: Demo) -> None:
+    sign_in(page, demo, "portal", "demo-patient")
+    expected = demo.search_all("demo-patient", "/fhir/DiagnosticReport")
+    rows = page.get_by_test_id("report-row")
+    assert rows.count() == len(expected) > 0
+    hospitals = {rows.nth(i).get_attribute("data-hospital") for i in range(rows.count())}
+    assert len(hospitals) >= 2, hospitals
+    assert page.get_by_test_id("national-id").inner_text().count("*") >= 8
+    no_full_national_id(page)
+    shot(page, "portal")
+
+    # filter by one hospital: only its reports remain
+    one = sorted(h for h in hospitals if h)[0]
+    page.get_by_label("医院").select_option(one)
+    page.get_by_role("button", name="筛选").click()
+    shown = page.get_by_test_id("report-row")
+    assert 0 < shown.count() < len(expected)
+    assert all(shown.nth(i).get_attribute("data-hospital") == one for i in range(shown.count()))
+
+    # the trend of the blood count's white cells: one point per value the patient has, across hospitals
+    page.goto("/portal")
+    link = page.get_by_test_id("trend-link").first
+    item_id = link.get_attribute("href").rsplit("/", 1)[1]
+    link.click()
+    codes = demo.get("demo-patient", "/fhir/CodeSystem/recognized-items")
+    concept = next(c for c in codes["concept"] if c["code"] == item_id)
+    loinc = next(p["valueCoding"]["code"] for p in concept["property"] if p["code"] == "code")
+    values = [
+        o
+        for o in demo.search_all("demo-patient", "/fhir/Observation", code=f"http://loinc.org|{loinc}")
+        if "valueQuantity" in o and o["status"] not in ("entered-in-error", "cancelled")
+    ]
+    assert len(values) >= 2
+    assert page.get_by_test_id("trend-point").count() == len(values)
+    assert page.get_by_test_id("point-count").inner_text() == str(len(values))
+    assert page.get_by_test_id("reference-band").count() == 1
+    no_full_national_id(page)
+    shot(page, "portal-trend")
+
+    # a report: values with units, ranges and flags
+    page.goto("/portal")
+    page.get_by_test_id("report-row").first.get_by_role("link").click()
+    assert page.url.split("/portal/reports/")[1]
+    assert page.get_by_test_id("values").locator("tbody tr").count() >= 1
+    no_full_national_id(page)
+    shot(page, "portal-report")
+
+    # an imaging report: the study and a link to the issuing hospital's images
+    page.goto("/portal?kind=imaging")
+    page.get_by_test_id("report-row").first.get_by_role("link").click()
+    assert "CT" in page.get_by_test_id("study").inner_text() or "MR" in page.get_by_test_id("study").inner_text()
+    assert page.get_by_test_id("viewer").get_attribute("href").startswith("http://hosp-")
+    shot(page, "portal-imaging")
+
+
+def test_patient_cannot_open_another_patients_report_by_changing_the_url(page: Any, demo: Demo) -> None:
+    mine = {r["id"] for r in demo.search_all("demo-patient", "/fhir/DiagnosticReport")}
+    others = [
+        r
+        for r in demo.get("demo-admin", "/fhir/DiagnosticReport", _count="50")["entry"]
+        if r["resource"]["id"] not in mine
+    ]
+    other = others[0]["resource"]
+    sign_in(page, demo, "portal", "demo-patient")
+    response = page.goto(f"/portal/reports/{other['id']}")
+    assert response.status == 404
+    page.hr_errors.clear()  # the browser logs the 404 it was meant to get
+    assert other.get("conclusion", "\x00") not in page.content()
+    assert page.get_by_test_id("values").count() == 0
+    # and the registry's API says the same to the patient's token
+    r = httpx.get(
+        f"{demo.base}/fhir/DiagnosticReport/{other['id']}",
+        headers={"Authorization": f"Bearer {demo.token('demo-patient')}"},
+        timeout=10,
+    )
+    assert r.status_code in (403, 404)
+    # a session cookie cannot be used across areas: the patient is not signed in to the order screen
+    page.goto("/clinician")
+    assert "/clinician/login" in page.url
+
+
+def test_a_forged_form_without_the_csrf_token_is_refused(demo: Demo) -> None:
+    r = httpx.post(
+        f"{demo.base}/portal/login",
+        data={"account": "demo-patient", "secret": demo.secrets["demo-patient"]},
+        timeout=10,
+    )
+    assert r.status_code == 400
+    assert "hr_session" not in r.headers.get("set-cookie", "") or "areas" not in r.text
+
+
+# ---------------------------------------------------------------------------------------------------- clinician + stats
+def stats_numbers(page: Any) -> dict[str, str]:
+    page.goto("/stats")
+    return {
+        k: page.get_by_test_id(f"kpi-{k}").inner_text()
+        for k in ("orders_checked", "recognized", "declined", "patients_benefited", "money_saved_cny")
+    }
+
+
+def test_clinician_accepts_a_recognizable_blood_count_and_declines_another_order_with_reason_02(
+    browser: Any, page: Any, demo: Demo
+) -> None:
+    manager = browser.new_context(base_url=demo.base, viewport={"width": 1200, "height": 900})
+    stats_page = manager.new_page()
+    sign_in(stats_page, demo, "stats", "demo-admin")
+    before = stats_numbers(stats_page)
+    reason_02 = int(stats_page.get_by_test_id("reason-02").inner_text())
+
+    sign_in(page, demo, "clinician", "dr-li-hosp-b")
+    page.get_by_label("按本院就诊号查找患者").fill("B-9")
+    page.get_by_role("button", name="查找").click()
+    page.get_by_test_id("patient").wait_for()
+    no_full_national_id(page)
+
+    # order a blood count: order-select answers with a card naming the other hospital's result
+    page.get_by_role("searchbox", name=re.compile("添加检查检验项目")).fill("血常规")
+    page.locator("#order-results button").first.click()
+    order = page.get_by_test_id("order").first
+    card = order.get_by_test_id("card")
+    card.wait_for(timeout=20_000)
+    summary = card.locator(".summary").inner_text()
+    assert "可互认" in summary and "北京市第一示范医院" in summary and "有效至" in summary
+    assert card.locator("table").count() == 1  # the values
+    shot(page, "clinician-card")
+    card.get_by_test_id("accept").click()
+    expect(order).to_have_attribute("data-state", "withdrawn", timeout=20_000)
+
+    # another order, the white-cell count (an analyte of the same panel): declined with reason 02
+    page.get_by_role("searchbox", name=re.compile("添加检查检验项目")).fill("WBC")
+    page.locator("#order-results button").first.click()
+    second = page.get_by_test_id("order").nth(1)
+    second.get_by_test_id("card").wait_for(timeout=20_000)
+    second.get_by_test_id("decline").click()
+    second.get_by_test_id("reason").select_option("02")
+    second.get_by_test_id("comment").fill("病情变化，需复查")
+    second.get_by_test_id("confirm-decline").click()
+    expect(second).to_have_attribute("data-state", "declined", timeout=20_000)
+    assert "02" in second.get_by_test_id("order-state").inner_text()
+    page.get_by_role("button", name="签署医嘱").click()
+    expect(second).to_have_attribute("data-state", "signed", timeout=20_000)
+    shot(page, "clinician")
+
+    after = stats_numbers(stats_page)
+    assert int(after["recognized"]) == int(before["recognized"]) + 1
+    assert int(after["declined"]) == int(before["declined"]) + 1
+    assert int(stats_page.get_by_test_id("reason-02").inner_text()) == reason_02 + 1
+    # the page's numbers are the API's numbers
+    api = demo.get("demo-admin", "/stats/api/summary")
+    assert after["recognized"] == str(api["recognized"])
+    assert after["declined"] == str(api["declined"])
+    assert after["orders_checked"] == str(api["orders_checked"])
+    assert after["patients_benefited"] == str(api["patients_benefited"])
+    assert after["money_saved_cny"] == api["money_saved_cny"]
+    assert stats_page.get_by_test_id("per-day").locator("rect").count() == len(api["by_day"])
+    no_full_national_id(stats_page)
+    shot(stats_page, "stats")
+    with stats_page.expect_download() as download:
+        stats_page.get_by_test_id("csv").click()
+    text = Path(download.value.path()).read_text(encoding="utf-8-sig")
+    total = next(line for line in text.splitlines() if line.startswith("total,"))
+    assert total.split(",")[5] == str(api["recognized"])
+    manager.close()
+
+    # the patient sees that the hospital B clinician viewed their records
+    patient = browser.new_context(base_url=demo.base, viewport={"width": 1200, "height": 900})
+    p = patient.new_page()
+    sign_in(p, demo, "portal", "demo-patient")
+    p.goto("/portal/access")
+    log = p.get_by_test_id("access-log").inner_text()
+    assert "李医生" in log and "北京市第二示范医院" in log
+    no_full_national_id(p)
+    shot(p, "portal-access")
+    patient.close()
+
+
+def test_pages_switch_to_english_and_fit_a_phone(browser: Any, demo: Demo) -> None:
+    phone = browser.new_context(base_url=demo.base, viewport={"width": 390, "height": 844}, is_mobile=True)
+    p = phone.new_page()
+    sign_in(p, demo, "portal", "demo-patient")
+    p.goto("/portal?lang=en")
+    assert p.get_by_role("heading", level=1).inner_text() == "My exam and lab reports"
+    width = p.evaluate("document.documentElement.scrollWidth")
+    assert width <= 390, f"the page is {width}px wide on a 390px phone"
+    shot(p, "portal-phone-en")
+    phone.close()

@@ -1,0 +1,185 @@
+"""The web pages without a browser: sign-in, session cookie, CSRF, redirects, and what each principal may see.
+
+The browser tests (tests/e2e/test_pages_browser.py) drive the same pages in Chromium; these pin the security
+behaviour on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from registry.app import create_app
+from registry.auth import PrincipalKind
+from registry.store.repository import AuditFilter
+from tests.integration.conftest import Api, make_settings, resident_id, unique
+
+FULL_NATIONAL_ID = re.compile(r"(?<![0-9A-Za-z])\d{17}[\dXx](?![0-9A-Za-z])")
+
+
+@pytest.fixture
+def browser(api: Api) -> Iterator[TestClient]:
+    """A client of its own (its own cookie jar), like a separate browser."""
+    with TestClient(api.client.app, follow_redirects=False) as client:
+        yield client
+
+
+def csrf_of(html: str) -> str:
+    match = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert match, "the form carries no CSRF token"
+    return match.group(1)
+
+
+def sign_in(client: TestClient, area: str, account: str, secret: str, **extra: str) -> Any:
+    page = client.get(f"/{area}/login")
+    assert page.status_code == 200
+    return client.post(
+        f"/{area}/login", data={"account": account, "secret": secret, "csrf": csrf_of(page.text), **extra}
+    )
+
+
+@pytest.fixture
+def two_patients(api: Api) -> dict[str, Any]:
+    """Two people with a report each (at hospital A) and a patient sign-in for each."""
+    out: dict[str, Any] = {}
+    for who in ("p1", "p2"):
+        nid = resident_id(int(unique("")[1:8], 16) % 10_000)
+        patient = api.patient("hosp-a", unique("A"), nid)
+        report = api.report("hosp-a", patient["id"], unique("R"), conclusion=f"结论-{unique('c')}")
+        key = api.ctx.identity.master_key("https://hr-registry.org.cn/fhir/sid/cn-resident-id", nid)
+        client_id = unique(f"patient-{who}")
+        secret = api.ctx.principals.add(PrincipalKind.PATIENT, client_id, f"患者 {who}", patient_key=key).secret
+        out[who] = {"nid": nid, "patient": patient, "report": report, "client": client_id, "secret": secret}
+    return out
+
+
+def test_a_page_without_a_session_sends_the_user_to_sign_in(browser: TestClient) -> None:
+    for path in ("/portal", "/portal/access", "/clinician", "/stats", "/stats/export.csv"):
+        r = browser.get(path)
+        assert r.status_code == 303, path
+        assert r.headers["location"].startswith(f"/{path.split('/')[1]}/login?next=")
+
+
+def test_sign_in_sets_an_httponly_samesite_cookie_and_lands_on_the_page(
+    browser: TestClient, two_patients: dict[str, Any]
+) -> None:
+    p1 = two_patients["p1"]
+    r = sign_in(browser, "portal", p1["client"], p1["secret"], next="/portal/access")
+    assert r.status_code == 303
+    assert r.headers["location"] == "/portal/access"
+    cookie = r.headers["set-cookie"].lower()
+    assert "httponly" in cookie and "samesite=lax" in cookie and "secure" not in cookie
+    page = browser.get("/portal")
+    assert page.status_code == 200
+    assert page.headers["cache-control"] == "no-store"
+    assert "frame-ancestors 'self'" in page.headers["content-security-policy"]
+
+
+def test_the_cookie_is_secure_when_configured(api: Api, tmp_path: Any) -> None:
+    settings = make_settings(tmp_path, f"sqlite:///{tmp_path / 'r.sqlite3'}", cookie_secure=True)
+    app = create_app(settings)
+    secret = app.state.ctx.principals.add(PrincipalKind.ADMIN, "boss", "Boss").secret
+    with TestClient(app, base_url="https://testserver", follow_redirects=False) as client:
+        r = sign_in(client, "stats", "boss", secret)
+        assert r.status_code == 303
+        assert "secure" in r.headers["set-cookie"].lower()
+    app.state.ctx.engine.dispose()
+
+
+def test_wrong_credentials_wrong_kind_and_missing_csrf_are_refused_and_audited(
+    api: Api, browser: TestClient, two_patients: dict[str, Any]
+) -> None:
+    p1 = two_patients["p1"]
+    r = sign_in(browser, "portal", p1["client"], "not-the-secret")
+    assert r.status_code == 401
+    assert "账号或密码不正确" in r.text
+    r = sign_in(browser, "clinician", p1["client"], p1["secret"])  # a patient on the order screen
+    assert r.status_code == 401
+    assert "此账号不能登录本页面" in r.text
+    r = browser.post("/portal/login", data={"account": p1["client"], "secret": p1["secret"], "csrf": "forged"})
+    assert r.status_code == 400
+    assert browser.get("/portal").status_code == 303  # still signed out
+    with api.ctx.uow.begin(audit_only=True) as repo:
+        rows = repo.audit_events(AuditFilter(count=50))
+    logins = [row for row in rows if row.interaction == "login"]
+    assert any(row.outcome == "4" and "bad_credentials" in (row.detail or "") for row in logins)
+    assert any(row.outcome == "4" and "wrong_kind" in (row.detail or "") for row in logins)
+
+
+def test_no_open_redirect_after_sign_in(browser: TestClient, two_patients: dict[str, Any]) -> None:
+    p1 = two_patients["p1"]
+    for target in ("https://evil.example/", "//evil.example/portal", "/stats", "/portal\\@evil"):
+        r = sign_in(browser, "portal", p1["client"], p1["secret"], next=target)
+        assert r.headers["location"] == "/portal", target
+
+
+def test_a_patient_sees_only_their_own_reports_and_never_a_full_national_id(
+    browser: TestClient, two_patients: dict[str, Any]
+) -> None:
+    p1, p2 = two_patients["p1"], two_patients["p2"]
+    sign_in(browser, "portal", p1["client"], p1["secret"])
+    page = browser.get("/portal")
+    assert f"/portal/reports/{p1['report']['id']}" in page.text
+    assert f"/portal/reports/{p2['report']['id']}" not in page.text
+    assert p1["nid"][:3] + "*" in page.text and p1["nid"] not in page.text
+    assert browser.get(f"/portal/reports/{p1['report']['id']}").status_code == 200
+    other = browser.get(f"/portal/reports/{p2['report']['id']}")
+    assert other.status_code == 404
+    assert p2["report"]["conclusion"] not in other.text
+    for path in ("/portal", f"/portal/reports/{p1['report']['id']}", "/portal/access"):
+        assert not FULL_NATIONAL_ID.search(browser.get(path).text), path
+
+
+def test_who_viewed_my_records_lists_the_clinician_who_read_them(
+    api: Api, browser: TestClient, two_patients: dict[str, Any]
+) -> None:
+    p1 = two_patients["p1"]
+    api.patient("hosp-b", unique("B"), p1["nid"])  # hospital B now has the patient in care
+    r = api.get("/fhir/DiagnosticReport", who="dr-b", params={"patient": f"Patient/{p1['patient']['id']}"})
+    assert r.status_code == 200 and len(r.json().get("entry", [])) >= 1
+    sign_in(browser, "portal", p1["client"], p1["secret"])
+    page = browser.get("/portal/access")
+    assert "医生 B" in page.text and "B 医院" in page.text
+
+
+def test_the_order_screen_token_needs_the_session_and_its_csrf_token(api: Api, browser: TestClient) -> None:
+    secret = api.ctx.principals.reset_secret("dr-b")
+    assert browser.post("/clinician/token").status_code == 401
+    sign_in(browser, "clinician", "dr-b", secret)
+    page = browser.get("/clinician")
+    assert page.status_code == 200
+    csrf = re.search(r'data-csrf="([^"]+)"', page.text)
+    assert csrf
+    assert browser.post("/clinician/token", headers={"X-CSRF-Token": "forged"}).status_code == 403
+    r = browser.post("/clinician/token", headers={"X-CSRF-Token": csrf.group(1)})
+    assert r.status_code == 200
+    token = r.json()["access_token"]
+    search = browser.get("/fhir/Patient", headers={"Authorization": f"Bearer {token}"})
+    assert search.status_code == 200  # a real registry token with the clinician's rights
+
+
+def test_sign_out_needs_the_csrf_token(browser: TestClient, two_patients: dict[str, Any]) -> None:
+    p1 = two_patients["p1"]
+    sign_in(browser, "portal", p1["client"], p1["secret"])
+    browser.post("/portal/logout", data={"csrf": "forged"})
+    assert browser.get("/portal").status_code == 200  # a forged sign-out does nothing
+    page = browser.get("/portal")
+    browser.post("/portal/logout", data={"csrf": csrf_of(page.text)})
+    assert browser.get("/portal").status_code == 303
+
+
+def test_statistics_page_and_csv_for_a_manager(api: Api, browser: TestClient) -> None:
+    secret = api.ctx.principals.reset_secret("admin")
+    sign_in(browser, "stats", "admin", secret)
+    page = browser.get("/stats")
+    assert page.status_code == 200
+    summary = api.get("/stats/api/summary").json()
+    shown = re.search(r'data-testid="kpi-recognized">(\d+)<', page.text)
+    assert shown and int(shown.group(1)) == summary["recognized"]
+    csv = browser.get("/stats/export.csv")
+    assert csv.status_code == 200 and csv.headers["content-type"].startswith("text/csv")
+    assert browser.get("/stats?start=yesterday").status_code == 400
+    assert browser.get("/stats?kind=other").status_code == 400
