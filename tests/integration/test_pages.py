@@ -183,3 +183,18 @@ def test_statistics_page_and_csv_for_a_manager(api: Api, browser: TestClient) ->
     assert csv.status_code == 200 and csv.headers["content-type"].startswith("text/csv")
     assert browser.get("/stats?start=yesterday").status_code == 400
     assert browser.get("/stats?kind=other").status_code == 400
+
+
+def test_a_corrected_report_says_so_and_a_withdrawn_one_is_marked(
+    api: Api, browser: TestClient, two_patients: dict[str, Any]
+) -> None:
+    p1 = two_patients["p1"]
+    report = dict(p1["report"])
+    report["status"] = "corrected"
+    r = api.put(f"/fhir/DiagnosticReport/{report['id']}", report, who="hosp-a-system")
+    assert r.status_code == 200, r.text
+    sign_in(browser, "portal", p1["client"], p1["secret"])
+    page = browser.get("/portal")
+    assert 'data-testid="corrected"' in page.text and "已更正" in page.text
+    assert "已更正" in browser.get(f"/portal/reports/{report['id']}").text
+    assert "corrected" in browser.get("/portal?lang=en").text
