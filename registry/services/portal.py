@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, tzinfo
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -435,6 +435,42 @@ class Portal:
         if not views:
             raise NotFoundError(f"DiagnosticReport/{rid} is not known")
         return views[0]
+
+    def result(self, principal: Principal, audit: AuditContext, rtype: str, rid: str) -> ReportView:
+        """A result that came without a report — an Observation, or an ImagingStudy received over DICOM before (or
+        without) its RIS report — shown as a one-result report. Cards link here when there is no DiagnosticReport."""
+        if rtype == "DiagnosticReport":
+            return self.report(principal, audit, rid)
+        if rtype not in ("Observation", "ImagingStudy"):
+            raise NotFoundError(f"{rtype} is not a result type")
+        found = self._search(principal, audit, rtype, [("_id", rid)], all_pages=False).matches
+        if not found:
+            raise NotFoundError(f"{rtype}/{rid} is not known")
+        res = found[0]
+        status = str(res.get("status") or "")
+        pseudo: dict[str, Any] = {
+            "resourceType": "DiagnosticReport",
+            "id": rid,
+            # ImagingStudy.status 'available' is a finished study (FHIR R4 ImagingStudyStatus)
+            "status": "final" if status == "available" else status,
+            "meta": res.get("meta") or {},
+            "performer": res.get("performer") or [],
+            "identifier": res.get("identifier") or [],
+            "code": res.get("code") or next(iter(res.get("procedureCode") or []), None) or {},
+            "effectiveDateTime": res.get("effectiveDateTime") or res.get("started"),
+            "issued": res.get("issued"),
+            "description": res.get("description"),
+        }
+        if rtype == "Observation":
+            pseudo["result"] = [{"reference": f"Observation/{rid}"}]
+        else:
+            pseudo["imagingStudy"] = [{"reference": f"ImagingStudy/{rid}"}]
+            pseudo["category"] = [{"coding": [{"code": "RAD"}]}]
+            if not pseudo["performer"]:
+                actors = [p.get("actor") for se in res.get("series") or [] for p in se.get("performer") or []]
+                pseudo["performer"] = [a for a in actors if isinstance(a, Mapping)][:1]
+        bundle = _Bundle([pseudo], {(rtype, rid): res})
+        return replace(self._reports(bundle)[0], type=rtype)
 
     def trend(self, principal: Principal, audit: AuditContext, item_id: str) -> Trend:
         """The values of one lab item over time, across hospitals, in its most common unit."""

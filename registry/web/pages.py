@@ -309,11 +309,9 @@ def clinician_report(rtype: str, rid: str, request: Request) -> Response:
     principal = signed_in(request, ctx, "clinician")
     if principal is None:
         return _to_sign_in(request, "clinician")
-    audit = audit_context(request, principal, "search-type", "DiagnosticReport")
+    audit = audit_context(request, principal, "search-type", rtype)
     try:
-        if rtype != "DiagnosticReport":
-            raise NotFoundError(f"{rtype} pages are not available")
-        report = ctx.portal.report(principal, audit, rid)
+        report = ctx.portal.result(principal, audit, rtype, rid)
     except NotFoundError:
         return _error(request, "clinician", principal, 404, "not_found")
     except ForbiddenError:

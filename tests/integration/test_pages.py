@@ -198,3 +198,42 @@ def test_a_corrected_report_says_so_and_a_withdrawn_one_is_marked(
     assert 'data-testid="corrected"' in page.text and "已更正" in page.text
     assert "已更正" in browser.get(f"/portal/reports/{report['id']}").text
     assert "corrected" in browser.get("/portal?lang=en").text
+
+
+def test_a_card_link_to_a_study_without_a_report_opens_for_the_clinician_in_care_only(
+    api: Api, browser: TestClient, two_patients: dict[str, Any]
+) -> None:
+    """A study received over DICOM before its RIS report: the card links to the ImagingStudy itself."""
+    p1, p2 = two_patients["p1"], two_patients["p2"]
+    uid = f"2.25.{int(unique('')[1:9], 16)}"
+    study = {
+        "resourceType": "ImagingStudy",
+        "identifier": [
+            {"system": "urn:dicom:uid", "value": f"urn:oid:{uid}", "assigner": {"reference": "Organization/hosp-a"}}
+        ],
+        "status": "available",
+        "subject": {"reference": f"Patient/{p1['patient']['id']}"},
+        "started": "2026-11-01T09:00:00+08:00",
+        "modality": [{"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "CT"}],
+        "numberOfSeries": 1,
+        "numberOfInstances": 42,
+        "series": [
+            {
+                "uid": f"{uid}.1",
+                "modality": {"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "CT"},
+                "bodySite": {"system": "http://snomed.info/sct", "code": "51185008", "display": "Thorax"},
+            }
+        ],
+    }
+    r = api.post("/fhir/ImagingStudy", study, who="hosp-a-system")
+    assert r.status_code == 201, r.text
+    sid = r.json()["id"]
+    api.patient("hosp-b", unique("B"), p1["nid"])  # p1 is now in hospital B's care; p2 is not
+    secret = api.ctx.principals.reset_secret("dr-b")
+    sign_in(browser, "clinician", "dr-b", secret)
+    page = browser.get(f"/clinician/reports/ImagingStudy/{sid}")
+    assert page.status_code == 200, page.text
+    assert "A 医院" in page.text and "Thorax" in page.text and ">42<" in page.text
+    other = browser.get(f"/clinician/reports/DiagnosticReport/{p2['report']['id']}")
+    assert other.status_code == 404
+    assert browser.get(f"/clinician/reports/Patient/{p1['patient']['id']}").status_code == 404
