@@ -128,8 +128,10 @@ class AccessView:
     who: str
     kind: str
     org_name: str
-    what: str
+    what: str  # the audit row's interaction and resource type, e.g. "search-type DiagnosticReport"
     outcome: str
+    interaction: str = ""
+    resource_type: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -564,7 +566,14 @@ class Portal:
             org_name = orgs[r.org_id].name if r.org_id in orgs else (r.org_id or "")
             out.append(
                 AccessView(
-                    when, r.principal_name or r.client_id or "?", r.principal_kind or "", org_name, what, r.outcome
+                    when,
+                    r.principal_name or r.client_id or "?",
+                    r.principal_kind or "",
+                    org_name,
+                    what,
+                    r.outcome,
+                    r.interaction or "",
+                    r.resource_type or "",
                 )
             )
             if len(out) >= limit:

@@ -146,3 +146,30 @@ TEXT: Mapping[str, Mapping[str, str]] = MappingProxyType(
 
 def translator(lang: str) -> Mapping[str, str]:
     return TEXT.get(lang, TEXT["zh"])
+
+
+_RESOURCES = {
+    "DiagnosticReport": ("检查检验报告", "reports"),
+    "Observation": ("检验结果", "results"),
+    "ImagingStudy": ("影像检查", "imaging studies"),
+    "Patient": ("基本信息", "personal details"),
+    "ServiceRequest": ("医嘱", "orders"),
+    "AuditEvent": ("访问记录", "access log"),
+}
+
+
+def describe_access(interaction: str, resource_type: str, lang: str) -> str:
+    """An audit row in words a patient understands ("查询了您的检查检验报告")."""
+    en = lang == "en"
+    if resource_type == "CDS Hooks":
+        return "checked your results for a new order" if en else "开单时核对了您的既往结果"
+    if resource_type == "CDS Hooks feedback":
+        return "recorded a recognition decision" if en else "记录了互认决定"
+    zh_name, en_name = _RESOURCES.get(resource_type, (resource_type or "记录", resource_type or "records"))
+    if interaction in ("read", "vread", "history-instance"):
+        return f"opened your {en_name}" if en else f"查看了您的{zh_name}"
+    if interaction in ("search-type", "search-system"):
+        return f"searched your {en_name}" if en else f"查询了您的{zh_name}"
+    if interaction == "operation":
+        return f"ran an operation on your {en_name}" if en else f"对您的{zh_name}执行了操作"
+    return f"{interaction} {resource_type}".strip()

@@ -27,7 +27,7 @@ from registry.services.audit import AuditTrail, audit_row
 from registry.services.portal import ReportView
 from registry.services.stats import Period
 from registry.web import charts
-from registry.web.i18n import translator
+from registry.web.i18n import describe_access, translator
 from registry.web.session import (
     AREAS,
     ClientCredentialsSignIn,
@@ -268,7 +268,15 @@ def portal_access(request: Request) -> Response:
     principal = signed_in(request, ctx, "portal")
     if principal is None:
         return _to_sign_in(request, "portal")
-    return _render(request, "portal_access.html", "portal", principal, rows=ctx.portal.access_log(principal))
+    lang = language(request)
+    return _render(
+        request,
+        "portal_access.html",
+        "portal",
+        principal,
+        rows=ctx.portal.access_log(principal),
+        describe=lambda row: describe_access(row.interaction, row.resource_type, lang),
+    )
 
 
 # ---------------------------------------------------------------------------------------------------- clinician

@@ -321,6 +321,7 @@ def test_clinician_accepts_a_recognizable_blood_count_and_declines_another_order
     p.goto("/portal/access")
     log = p.get_by_test_id("access-log").inner_text()
     assert "李医生" in log and "北京市第二示范医院" in log
+    assert "开单时核对了您的既往结果" in log and "记录了互认决定" in log
     no_full_national_id(p)
     shot(p, "portal-access")
     patient.close()

@@ -143,6 +143,8 @@ def test_who_viewed_my_records_lists_the_clinician_who_read_them(
     sign_in(browser, "portal", p1["client"], p1["secret"])
     page = browser.get("/portal/access")
     assert "医生 B" in page.text and "B 医院" in page.text
+    assert "查询了您的检查检验报告" in page.text
+    assert "searched your reports" in browser.get("/portal/access?lang=en").text
 
 
 def test_the_order_screen_token_needs_the_session_and_its_csrf_token(api: Api, browser: TestClient) -> None:
