@@ -125,6 +125,7 @@ class Session:
     url_map: dict[str, str] = field(default_factory=dict)
     live: dict[tuple[str, str], str | None] = field(default_factory=dict)  # existence checks already answered
     by_identifier: dict[tuple[str, str, str], Stored | None] = field(default_factory=dict)  # batched look-ups
+    subjects: dict[tuple[str, str], Stored | None] = field(default_factory=dict)  # stored Patients already read
     audit_rows: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -362,7 +363,11 @@ class Ingest:
         pending = s.pending.get(parsed)
         if pending is not None and pending.patient_key:
             return pending.patient_key, pending.org_id
-        found = s.repo.get_many([parsed]).get(parsed)
+        # A Bundle's entries mostly share one subject: read the stored Patient once per transaction (a Patient
+        # written earlier in the same transaction is found in ``pending`` above, before this cache).
+        if parsed not in s.subjects:
+            s.subjects[parsed] = s.repo.get_many([parsed]).get(parsed)
+        found = s.subjects[parsed]
         if found is None or found.patient_key is None:
             raise ReferenceNotFoundError(
                 f"{rtype}.subject: Patient/{parsed[1]} is not known to the registry", expression=[f"{rtype}.subject"]
