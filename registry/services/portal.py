@@ -398,6 +398,12 @@ class Portal:
             valid_until = None
             if item is not None and effective is not None:
                 valid_until = effective + timedelta(days=item.validity.days)
+            elif effective is not None:
+                # A report whose own code maps to no item (a hospital's uncoded panel): its results are recognized
+                # item by item, so the report stays recognizable as long as the shortest of their windows.
+                windows = [o.item.validity.days for o in observations if o.item is not None]
+                if windows:
+                    valid_until = effective + timedelta(days=min(windows))
             out.append(
                 ReportView(
                     type="DiagnosticReport",
