@@ -29,3 +29,21 @@ ensure_system_deps() {
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
     || echo "warning: could not install ${missing[*]}" >&2
 }
+
+# axe-core (npm, pinned in tests/e2e/a11y/package-lock.json): the browser tests inject it to audit every page for
+# accessibility (WCAG 2.1 A/AA). Installed with `npm ci` when missing; without npm the audit is skipped with the
+# reason (under CI=true it fails instead).
+ensure_test_js() {
+  local dir=tests/e2e/a11y want have
+  want=$(sed -n 's/.*"axe-core": "\([^"]*\)".*/\1/p' "$dir/package.json")
+  have=$(sed -n 's/^  "version": "\([^"]*\)".*/\1/p' "$dir/node_modules/axe-core/package.json" 2>/dev/null || true)
+  if [ -n "$want" ] && [ "$want" = "$have" ]; then
+    return 0
+  fi
+  if ! command -v npm >/dev/null 2>&1; then
+    echo "note: npm not found; the accessibility audit (axe-core) will be skipped" >&2
+    return 0
+  fi
+  echo "==> installing axe-core $want for the accessibility audit (npm ci)"
+  (cd "$dir" && npm ci --no-audit --no-fund --silent >/dev/null) || echo "warning: npm ci failed in $dir" >&2
+}
