@@ -15,7 +15,6 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.responses import Response
-from starlette.staticfiles import StaticFiles
 
 from catalog import InvalidCatalogError, Kind
 from registry.api import auth_token, codesystems, fhir_rest, metadata, recognition
@@ -151,8 +150,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
     app.include_router(recognition.stats_router)
     app.include_router(recognition.admin_router)
     app.include_router(fhir_rest.router)
-    app.mount("/assets", StaticFiles(directory=pages.STATIC_DIR), name="assets")
-    app.include_router(pages.router)  # last: its /{area}/login routes must not shadow an API path
+    pages.install(app)  # last: its /{area}/login routes must not shadow an API path
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)
     app.add_middleware(

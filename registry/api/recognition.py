@@ -19,7 +19,6 @@ Hooks; out: Parameters ``card``, ``outcome``, ``new`` (valueBoolean: false for a
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Any
 
 import orjson
@@ -37,7 +36,7 @@ from registry.fhir.bundle import instant
 from registry.fhir.response import fhir_response
 from registry.services.decisions import DecisionInput
 from registry.services.recognition import CheckedOrder, DraftOrder, PatientQuery
-from registry.services.stats import Period
+from registry.services.stats import Period, parse_period
 
 fhir_router = APIRouter(prefix="/fhir", tags=["Recognition"], dependencies=[Depends(require_json)])
 stats_router = APIRouter(prefix="/stats/api", tags=["Statistics"])
@@ -156,12 +155,7 @@ def _period(request: Request) -> tuple[Period, dict[str, str | None]]:
     unknown = set(q) - known
     if unknown:
         raise BadRequestError(f"unknown filter(s) {sorted(unknown)}; filters: {sorted(known)}")
-    try:
-        start = date.fromisoformat(q["start"]) if q.get("start") else None
-        end = date.fromisoformat(q["end"]) if q.get("end") else None
-    except ValueError:
-        raise BadRequestError("start and end are dates (YYYY-MM-DD)") from None
-    return Period(start, end), {k: q.get(k) for k in ("hospital", "issuer", "item", "kind")}
+    return parse_period(q.get("start"), q.get("end")), {k: q.get(k) for k in ("hospital", "issuer", "item", "kind")}
 
 
 @stats_router.get("/summary", summary="Recognition statistics (JSON)")

@@ -560,13 +560,19 @@ class Portal:
         if principal.patient_key is None:
             return []
         with self.uow.begin(audit_only=True) as repo:
-            rows = repo.audit_events(AuditFilter(count=limit * 3, patient_keys=(principal.patient_key,)))
+            # other principals' successful reads and searches (the patient's own browsing would crowd them out)
+            wanted = AuditFilter(
+                count=limit,
+                patient_keys=(principal.patient_key,),
+                actions=("R", "E"),
+                outcomes=("0",),
+                exclude_client_ids=(principal.client_id,),
+            )
+            rows = repo.audit_events(wanted)
             org_ids = tuple(sorted({r.org_id for r in rows if r.org_id}))
             orgs = RecognitionStore(repo.conn).organizations(org_ids)
         out: list[AccessView] = []
         for r in rows:
-            if r.client_id == principal.client_id or r.action not in ("R", "E") or r.outcome != "0":
-                continue
             when = datetime.fromtimestamp(r.recorded_us / 1_000_000, self.tz)
             what = f"{r.interaction} {r.resource_type or ''}".strip()
             org_name = orgs[r.org_id].name if r.org_id in orgs else (r.org_id or "")
@@ -582,6 +588,4 @@ class Portal:
                     r.resource_type or "",
                 )
             )
-            if len(out) >= limit:
-                break
         return out

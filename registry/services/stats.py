@@ -37,6 +37,14 @@ class Period:
     end: date | None  # inclusive
 
 
+def parse_period(start: str | None, end: str | None) -> Period:
+    """The statistics period from ``start`` / ``end`` query values (``YYYY-MM-DD``, both inclusive, either open)."""
+    try:
+        return Period(date.fromisoformat(start) if start else None, date.fromisoformat(end) if end else None)
+    except ValueError:
+        raise BadRequestError("start and end are dates (YYYY-MM-DD)") from None
+
+
 def _rate(recognized: int, refusals: int) -> float | None:
     total = recognized + refusals
     return round(recognized / total, 4) if total else None

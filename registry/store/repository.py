@@ -931,6 +931,8 @@ class Repository:
             stmt = stmt.where(AUD.c.patient_key.in_(filters.patient_keys))
         if filters.client_ids:
             stmt = stmt.where(AUD.c.client_id.in_(filters.client_ids))
+        if filters.exclude_client_ids:
+            stmt = stmt.where(or_(AUD.c.client_id.is_(None), AUD.c.client_id.not_in(filters.exclude_client_ids)))
         if filters.actions:
             stmt = stmt.where(AUD.c.action.in_(filters.actions))
         if filters.outcomes:
@@ -951,6 +953,7 @@ class AuditFilter:
     count: int = 50
     patient_keys: tuple[str, ...] | None = None
     client_ids: tuple[str, ...] = ()
+    exclude_client_ids: tuple[str, ...] = ()
     actions: tuple[str, ...] = ()
     outcomes: tuple[str, ...] = ()
     resource_types: tuple[str, ...] = ()

@@ -7,15 +7,16 @@ endpoints with a bearer token). Forms carry a CSRF token; sign-in is per area (s
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, FastAPI, Form, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
+from starlette.staticfiles import StaticFiles
 
 from catalog import REASONS
 from registry.auth import Principal, PrincipalKind
@@ -25,7 +26,7 @@ from registry.errors import BadRequestError, ForbiddenError, NotFoundError
 from registry.ratelimit import RateLimiter
 from registry.services.audit import AuditTrail, audit_row
 from registry.services.portal import ReportView
-from registry.services.stats import Period
+from registry.services.stats import Period, parse_period
 from registry.web import charts
 from registry.web.i18n import describe_access, translator
 from registry.web.session import (
@@ -52,7 +53,13 @@ templates = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
-_sign_in_limiter = RateLimiter(0.2, 10)  # per account: 10 attempts at once, then one every 5 s
+
+
+def install(app: FastAPI) -> None:
+    """Serve the pages and their assets on ``app`` (after the API routers: ``/{area}/login`` must not shadow them)."""
+    app.mount("/assets", StaticFiles(directory=STATIC_DIR), name="assets")
+    app.include_router(router)
+    app.state.sign_in_limiter = RateLimiter(0.2, 10)  # per account: 10 attempts at once, then one every 5 s
 
 
 def _provider(ctx: AppContext) -> IdentityProvider:
@@ -147,7 +154,8 @@ def login(
     values = {"title_key": SIGN_IN_TITLES[area], "next": _safe_next(area, next), "account": account}
     if not csrf_ok(request, csrf):
         return _render(request, "login.html", area, None, status=400, error_key="csrf", **values)
-    if _sign_in_limiter.acquire(f"{area}:{account}"):
+    limiter: RateLimiter = request.app.state.sign_in_limiter
+    if limiter.acquire(f"{area}:{account}"):
         return _render(request, "login.html", area, None, status=429, error_key="too_many", **values)
     audit = audit_context(request, None, "operation", None, None)
     try:
@@ -330,12 +338,8 @@ def clinician_report(rtype: str, rid: str, request: Request) -> Response:
 # ---------------------------------------------------------------------------------------------------- statistics
 def _stats_query(request: Request) -> tuple[Period, dict[str, str | None]]:
     q = request.query_params
-    try:
-        start = date.fromisoformat(q["start"]) if q.get("start") else None
-        end = date.fromisoformat(q["end"]) if q.get("end") else None
-    except ValueError:
-        raise BadRequestError("start and end are dates (YYYY-MM-DD)") from None
-    return Period(start, end), {k: (q.get(k) or None) for k in ("hospital", "issuer", "item", "kind")}
+    filters = {k: (q.get(k) or None) for k in ("hospital", "issuer", "item", "kind")}
+    return parse_period(q.get("start"), q.get("end")), filters
 
 
 @router.get("/stats", response_class=HTMLResponse)
@@ -347,7 +351,11 @@ async def stats(request: Request) -> Response:
     try:
         period, filters = _stats_query(request)
         summary = await run_in_threadpool(ctx.statistics.summary, principal, period, **filters)
-        everything = await run_in_threadpool(ctx.statistics.summary, principal, Period(None, None))
+        # the filters' choices come from the unfiltered figures — the same summary when nothing is filtered
+        filtered = period != Period(None, None) or any(filters.values())
+        everything = (
+            await run_in_threadpool(ctx.statistics.summary, principal, Period(None, None)) if filtered else summary
+        )
     except (BadRequestError, ForbiddenError) as exc:
         return _render(request, "error.html", "stats", principal, status=400, message=exc.diagnostics)
     per_day = charts.column_chart([(d["day"], float(d["recognized"])) for d in summary["by_day"]])

@@ -286,3 +286,18 @@ def test_an_uncoded_panel_is_recognizable_as_long_as_its_shortest_result_window(
     page = browser.get(f"/portal/reports/{report['id']}")
     until = (when + timedelta(days=days)).astimezone(api.ctx.local_tz).strftime("%Y-%m-%d")
     assert f"互认有效期至 {until}" in page.text
+
+
+def test_the_patients_own_browsing_does_not_crowd_the_clinician_out_of_who_viewed(
+    api: Api, browser: TestClient, two_patients: dict[str, Any]
+) -> None:
+    p1 = two_patients["p1"]
+    api.patient("hosp-b", unique("B"), p1["nid"])
+    r = api.get("/fhir/DiagnosticReport", who="dr-b", params={"patient": f"Patient/{p1['patient']['id']}"})
+    assert r.status_code == 200
+    token = api.ctx.principals.token(api.ctx.principals.get(p1["client"])).access_token  # type: ignore[arg-type]
+    for _ in range(650):  # more than the page lists (200), three times over
+        own = browser.get("/fhir/DiagnosticReport", headers={"Authorization": f"Bearer {token}"})
+        assert own.status_code == 200
+    sign_in(browser, "portal", p1["client"], p1["secret"])
+    assert "医生 B" in browser.get("/portal/access").text
