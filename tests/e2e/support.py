@@ -23,6 +23,15 @@ from registry.settings import Settings
 from tests.conftest import ROOT, free_port, start_uvicorn, stop_process
 
 
+def client_token(base: str, client_id: str, secret: str) -> str:
+    """A bearer token from the registry's token endpoint (OAuth 2.0 client credentials, HTTP Basic)."""
+    r = httpx.post(
+        f"{base}/auth/token", data={"grant_type": "client_credentials"}, auth=(client_id, secret), timeout=10
+    )
+    r.raise_for_status()
+    return str(r.json()["access_token"])
+
+
 class RegistryProcess:
     def __init__(self, var: Path, database_url: str | None = None) -> None:
         self.var = var
@@ -61,14 +70,7 @@ class RegistryProcess:
             self.secrets[f"{org}-adapter"] = client.secret
 
     def token(self, client_id: str) -> str:
-        r = httpx.post(
-            f"{self.base}/auth/token",
-            data={"grant_type": "client_credentials"},
-            auth=(client_id, self.secrets[client_id]),
-            timeout=10,
-        )
-        r.raise_for_status()
-        return str(r.json()["access_token"])
+        return client_token(self.base, client_id, self.secrets[client_id])
 
     def get(self, path: str, client_id: str = "hosp-b-adapter", **params: Any) -> httpx.Response:
         headers = {"Authorization": f"Bearer {self.token(client_id)}"}

@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 from tests.conftest import ROOT, free_port, stop_process, wait_until_healthy
+from tests.e2e.support import client_token
 
 CHROMIUM = os.environ.get("HR_CHROMIUM", "/usr/bin/chromium")
 SHOTS = ROOT / "docs" / "screenshots"
@@ -46,14 +47,7 @@ class Demo:
         self.secrets: dict[str, str] = json.loads((var / "demo-credentials.json").read_text())
 
     def token(self, client_id: str) -> str:
-        r = httpx.post(
-            f"{self.base}/auth/token",
-            data={"grant_type": "client_credentials"},
-            auth=(client_id, self.secrets[client_id]),
-            timeout=10,
-        )
-        r.raise_for_status()
-        return str(r.json()["access_token"])
+        return client_token(self.base, client_id, self.secrets[client_id])
 
     def get(self, client_id: str, path: str, **params: Any) -> Any:
         r = httpx.get(
