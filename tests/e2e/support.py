@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,26 @@ from registry.services.audit import AuditContext
 from registry.services.demo import REGION_EXT
 from registry.settings import Settings
 from tests.conftest import ROOT, free_port, start_uvicorn, stop_process
+
+CST = timezone(timedelta(hours=8))
+
+
+def study_dated(moment: datetime) -> dict[str, str]:
+    """StudyDate, StudyTime and TimezoneOffsetFromUTC (DICOM PS3.3 C.12.1) naming exactly ``moment`` in +08:00, so a
+    sample file's own time and offset (``MR_small.dcm`` says 18:50:59 -04:00) never move the study into the future
+    at some hour of the day."""
+    local = moment.astimezone(CST)
+    return {
+        "StudyDate": local.strftime("%Y%m%d"),
+        "StudyTime": local.strftime("%H%M%S"),
+        "TimezoneOffsetFromUTC": "+0800",
+    }
+
+
+STUDY_AT = (datetime.now(UTC) - timedelta(days=1)).replace(microsecond=0)
+"""When the end-to-end tests' studies were taken: a day before the run, so they are within every validity window
+and never after the check, whatever the hour (the registry process runs on the wall clock)."""
+STUDY_DATE = study_dated(STUDY_AT)["StudyDate"]
 
 
 def client_token(base: str, client_id: str, secret: str) -> str:

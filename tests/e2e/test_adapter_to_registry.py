@@ -6,7 +6,6 @@ is in the registry exactly once."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import orjson
@@ -17,6 +16,8 @@ from pynetdicom.sop_class import CTImageStorage  # type: ignore[attr-defined]
 from tests.conftest import free_port
 from tests.e2e.support import (
     NATIONAL_ID,
+    STUDY_AT,
+    STUDY_DATE,
     AdapterProcess,
     RegistryProcess,
     ack_code,
@@ -24,14 +25,14 @@ from tests.e2e.support import (
     hr_adapter,
     mllp_send,
     recognition_check,
+    study_dated,
     wait_until,
 )
 from tests.unit.adapters.dicom_samples import sample
 
 HL7 = Path(__file__).resolve().parents[1] / "data" / "adapters" / "hl7"
 ITEMS = "https://hr-registry.org.cn/fhir/CodeSystem/recognized-items"
-CST = timezone(timedelta(hours=8))
-YESTERDAY = (datetime.now(CST) - timedelta(days=1)).strftime("%Y%m%d")
+YESTERDAY = STUDY_DATE  # the HL7 samples' 08:30–10:15 (+08:00) on that day is always before the run
 
 
 def dated(name: str, **replace: str) -> bytes:
@@ -67,7 +68,7 @@ def test_hl7_over_mllp_and_dicom_over_c_store_reach_the_recognition_check(
     adapter = AdapterProcess(registry, config, tmp_path / "adapter.log")
     adapter.start(wait_for_port=mllp)
     try:
-        ct = sample("CT_small.dcm", PatientID="A-123", StudyDate=YESTERDAY)
+        ct = sample("CT_small.dcm", PatientID="A-123", **study_dated(STUDY_AT))
         # the RIS report arrives before its images: it waits in the outbox until the study is there
         report = dated("oru_imaging_report.hl7", **{"1.2.826.0.1.3680043.8.498.1": str(ct.StudyInstanceUID)})
         assert ack_code(mllp_send(mllp, dated("oru_cbc_final.hl7"))) == "AA"

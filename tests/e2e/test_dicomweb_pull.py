@@ -5,7 +5,6 @@ check finds them; a second pull sends nothing new, and a changed study is sent a
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,8 @@ from tests.conftest import free_port
 from tests.e2e.orthanc import Orthanc, orthanc  # noqa: F401 - the fixture
 from tests.e2e.support import (
     NATIONAL_ID,
+    STUDY_AT,
+    STUDY_DATE,
     AdapterProcess,
     RegistryProcess,
     ack_code,
@@ -22,11 +23,13 @@ from tests.e2e.support import (
     hr_adapter,
     mllp_send,
     recognition_check,
+    study_dated,
 )
 from tests.unit.adapters.dicom_samples import sample_bytes
 
 ITEMS = "https://hr-registry.org.cn/fhir/CodeSystem/recognized-items"
-YESTERDAY = (datetime.now(timezone(timedelta(hours=8))) - timedelta(days=1)).strftime("%Y%m%d")
+YESTERDAY = STUDY_DATE
+STUDY = study_dated(STUDY_AT)
 HL7 = Path(__file__).resolve().parents[1] / "data" / "adapters" / "hl7"
 
 
@@ -58,7 +61,7 @@ def test_pull_from_orthanc_reaches_the_registry_and_the_check(
 
     ct_uid, mr_uid = generate_uid(), generate_uid()
     for name, uid in (("CT_small.dcm", ct_uid), ("MR_small.dcm", mr_uid)):
-        stored = orthanc.upload(sample_bytes(name, PatientID="A-123", StudyDate=YESTERDAY, StudyInstanceUID=uid))
+        stored = orthanc.upload(sample_bytes(name, PatientID="A-123", StudyInstanceUID=uid, **STUDY))
         assert stored["Status"] == "Success"
 
     pulled = hr_adapter(registry, "dicom", "pull", "--since", YESTERDAY, "-c", str(config))
@@ -88,10 +91,10 @@ def test_pull_from_orthanc_reaches_the_registry_and_the_check(
         sample_bytes(
             "CT_small.dcm",
             PatientID="A-123",
-            StudyDate=YESTERDAY,
             StudyInstanceUID=ct_uid,
             SOPInstanceUID=generate_uid(),
             InstanceNumber=2,
+            **STUDY,
         )
     )
     third = hr_adapter(registry, "dicom", "pull", "--since", YESTERDAY, "-c", str(config))
