@@ -14,7 +14,7 @@ from registry.errors import RateLimitedError, UnauthorizedError
 from registry.fhir.bundle import weak_etag
 from registry.fhir.response import fhir_response
 from registry.services.audit import AuditContext, AuditTrail, audit_row, mask_query
-from registry.store.repository import Stored
+from registry.store.records import Stored
 
 
 def ctx_of(request: Request) -> AppContext:

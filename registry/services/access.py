@@ -19,7 +19,8 @@ from registry.auth import Principal, PrincipalKind
 from registry.errors import ForbiddenError
 from registry.fhir.extract import parse_reference, values_at
 from registry.fhir.search_params import PATIENT_COMPARTMENT
-from registry.store.repository import CareContextClause, Clause, PatientKeyClause, Stored
+from registry.store.query import CareContextClause, Clause, PatientKeyClause
+from registry.store.records import Stored
 
 DIRECTORY = frozenset({"Organization", "Practitioner", "Endpoint", "ConceptMap"})
 PATIENT_SCOPED = PATIENT_COMPARTMENT | {"Patient"}

@@ -22,7 +22,9 @@ from registry.errors import BadRequestError, ForbiddenError, NotFoundError, Regi
 from registry.fhir.bundle import Entry, instant, render
 from registry.fhir.extract import to_us
 from registry.services.identity import IdentityPolicy, masked
-from registry.store.repository import AuditFilter, DateValue, UnitOfWork
+from registry.store.query import DateValue
+from registry.store.records import AuditFilter
+from registry.store.repository import UnitOfWork
 
 HR = "https://hr-registry.org.cn/fhir"
 CLIENT_ID_SYSTEM = f"{HR}/sid/client-id"

@@ -25,7 +25,8 @@ import orjson
 from catalog import Catalog, Coding
 from catalog.codes import HR_CANONICAL_BASE, RECOGNIZED_ITEMS, SYSTEM_ALIASES
 from registry.errors import BadRequestError, ConflictError, UnprocessableError
-from registry.store.repository import Repository, Stored
+from registry.store.records import Stored
+from registry.store.repository import Repository
 
 CODE_MAP_ORG = f"{HR_CANONICAL_BASE}/StructureDefinition/code-map-organization"
 MAPPING_EQUIVALENCE = frozenset({"equivalent", "equal", "wider", "subsumes"})

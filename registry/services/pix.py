@@ -18,7 +18,8 @@ from registry.errors import BadRequestError, ForbiddenError, NotFoundError, Regi
 from registry.services import access
 from registry.services.audit import AuditContext, audit_row, rows_for_patients
 from registry.services.search import Reads
-from registry.store.repository import Query, Stored, TokenClause, TokenValue
+from registry.store.query import Query, TokenClause, TokenValue
+from registry.store.records import Stored
 
 
 class CodeInvalidError(RegistryError):

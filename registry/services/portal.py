@@ -27,7 +27,8 @@ from registry.services.config_cache import ConfigCache
 from registry.services.result_index import ResultIndexer
 from registry.services.search import Reads
 from registry.store.recognition import Org, RecognitionStore
-from registry.store.repository import AuditFilter, UnitOfWork
+from registry.store.records import AuditFilter
+from registry.store.repository import UnitOfWork
 
 ABNORMAL = frozenset({"H", "HH", "L", "LL", "A", "AA", "<", ">", "POS", "DET", "R", "HU", "LU"})
 PAGE = 100

@@ -37,8 +37,9 @@ from registry.services.audit import AuditContext, AuditTrail, audit_row, rows_fo
 from registry.services.config_cache import ConfigCache
 from registry.services.identity import IdentityPolicy, NationalIdError
 from registry.services.result_index import ResultIndexer
+from registry.store.query import Query, TokenClause, TokenValue
 from registry.store.recognition import Org, RecognitionStore
-from registry.store.repository import Query, Repository, TokenClause, TokenValue, UnitOfWork
+from registry.store.repository import Repository, UnitOfWork
 
 PASSED = (Status.RECOGNIZABLE, Status.SAME_HOSPITAL_DUPLICATE)
 

@@ -30,7 +30,8 @@ from catalog import Catalog, CodeMap, Coding, Item
 from catalog.codes import BODY_PART_SNOMED, HR_MARK
 from catalog.model import contrast_from_text
 from registry.fhir.extract import date_range, parse_reference, values_at
-from registry.store.repository import Repository, Stored
+from registry.store.records import Stored
+from registry.store.repository import Repository
 
 SNOMED = "http://snomed.info/sct"
 _PART_OF_SNOMED = {code: term for term, (code, _meaning) in BODY_PART_SNOMED.items()}

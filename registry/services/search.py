@@ -22,7 +22,9 @@ from registry.services import access
 from registry.services.audit import AuditContext, AuditTrail, audit_row, rows_for_patients
 from registry.services.identity import IdentityPolicy
 from registry.services.search_query import ParsedSearch, SearchParser
-from registry.store.repository import DateValue, Query, Repository, Stored, StoredVersion, UnitOfWork
+from registry.store.query import DateValue, Query
+from registry.store.records import Stored, StoredVersion
+from registry.store.repository import Repository, UnitOfWork
 
 SUPPORTED_TYPES = frozenset(SEARCH_PARAMS)
 T = TypeVar("T")

@@ -19,7 +19,7 @@ from registry.errors import BadRequestError
 from registry.fhir.extract import DateFormatError, date_range, from_us, normalize_string, parse_reference, to_us
 from registry.fhir.search_params import INCLUDES, SEARCH_PARAMS, SORTABLE, ParamType, SearchParam
 from registry.services.identity import IdentityPolicy, NationalIdError
-from registry.store.repository import (
+from registry.store.query import (
     ChainClause,
     Clause,
     DateClause,

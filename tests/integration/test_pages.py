@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 
 from registry.app import create_app
 from registry.auth import PrincipalKind
-from registry.store.repository import AuditFilter
+from registry.store.records import AuditFilter
 from tests.integration.conftest import Api, make_settings, resident_id, unique
 
 FULL_NATIONAL_ID = re.compile(r"(?<![0-9A-Za-z])\d{17}[\dXx](?![0-9A-Za-z])")

@@ -1,0 +1,306 @@
+"""The write engine (FHIR R4 §transaction processing order): identities looked up at once, current rows locked,
+resources prepared (what others refer to first), each write decided, then everything written together and the
+recognition index maintained in the same transaction."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+from registry.auth import PrincipalKind
+from registry.errors import (
+    BadRequestError,
+    ConflictError,
+    ForbiddenError,
+    NotFoundError,
+    PreconditionFailedError,
+    RegistryError,
+)
+from registry.fhir.bundle import instant
+from registry.fhir.extract import parse_reference, references, to_us
+from registry.fhir.json_text import JsonShapeError, with_server_members
+from registry.fhir.validation import ID_RE
+from registry.services import access, code_maps
+from registry.services.audit import AuditContext, audit_row
+from registry.services.ingest.entries import (
+    BundleItem,
+    Done,
+    Step,
+    at_entry,
+    identifier_condition,
+)
+from registry.services.ingest.preparation import Preparer
+from registry.services.ingest.session import (
+    PREPARE_ORDER,
+    SUPPORTED,
+    Pending,
+    Prepared,
+    RetryError,
+    Session,
+    WriteContext,
+)
+from registry.services.result_index import INDEXED
+from registry.store.records import Stored, WritePlan
+
+
+class WriteEngine:
+    """Resolve, prepare and write the entries of one transaction with a handful of SQL statements."""
+
+    def __init__(self, ctx: WriteContext, preparer: Preparer) -> None:
+        self.ctx = ctx
+        self.preparer = preparer
+
+    def _body(self, p: Prepared, version: int, now: datetime) -> bytes:
+        meta = {**p.meta, "versionId": str(version), "lastUpdated": instant(now)}
+        try:
+            return with_server_members(p.text, p.type, p.id, meta).encode()
+        except JsonShapeError as exc:
+            raise BadRequestError(f"the body is not a JSON object: {exc}") from None
+
+    def _check_visible_to_writer(self, s: Session, found: Stored) -> None:
+        p = s.principal
+        if (
+            p.kind is PrincipalKind.HOSPITAL
+            and found.org_id not in (None, p.org_id)
+            and found.type not in access.DIRECTORY
+            and not (found.patient_key and s.repo.has_care_context(p.org_id or "", found.patient_key))
+        ):
+            raise ForbiddenError(f"{found.type}/{found.id} matches, but belongs to another organization")
+
+    def apply(self, s: Session, audit: AuditContext, items: list[BundleItem], *, single: bool = False) -> list[Done]:
+        """Resolve, prepare and write entries in one transaction with a handful of SQL statements."""
+
+        def where(step: Step) -> str:
+            return "" if single else f"Bundle.entry[{step.index}]"
+
+        def guarded(step: Step, fn: Callable[..., None], *args: Any) -> None:
+            try:
+                fn(*args)
+            except RegistryError as exc:
+                raise (exc if single else at_entry(exc, where(step))) from None
+
+        steps = [Step.of(it) for it in items]
+        for step in steps:
+            guarded(step, self._parse_step, step)
+
+        # 1. identities: one query for every identifier-only condition — request conditions and conditional
+        # references (``Patient?identifier=…``) alike; the rest are searched one by one.
+        wanted = [key for st in steps for key in st.identifier_conditions()]
+        wanted += [
+            key
+            for st in steps
+            if st.resource is not None
+            for _path, node in references(st.resource)
+            if "?" in str(node["reference"])
+            and (key := identifier_condition(*str(node["reference"]).split("?", 1))) is not None
+        ]
+        by_identifier = s.repo.by_identifiers(wanted) if wanted else {}
+        s.by_identifier.update({key: by_identifier.get(key) for key in wanted})
+        for step in steps:
+            guarded(step, self._resolve_target, s, step, by_identifier)
+        for step in steps:
+            if step.full_url and step.type and step.id and step.method != "DELETE":
+                s.url_map[step.full_url] = f"{step.type}/{step.id}"
+            if step.method in ("POST", "PUT") and step.done is None:
+                s.pending[(step.type, step.id)] = Pending(step.type, step.id)
+
+        # 2. the current rows of everything updated or deleted, locked for the transaction.
+        targets = [(st.type, st.id) for st in steps if st.method in ("PUT", "DELETE") and st.done is None]
+        current = s.repo.get_for_write(targets) if targets else {}
+
+        # 3. prepare, what others refer to first (every stored reference checked in one query up front).
+        stored_refs = [
+            parsed
+            for st in steps
+            if st.resource is not None and st.done is None
+            for _path, node in references(st.resource)
+            if (parsed := parse_reference(str(node["reference"]), self.ctx.base_url)) is not None
+            and parsed[0] in SUPPORTED
+            and parsed not in s.pending
+        ]
+        if stored_refs:
+            s.live.update(s.repo.live_patient_keys(stored_refs))
+        for step in sorted(steps, key=lambda st: PREPARE_ORDER.get(st.type, 99)):
+            if step.resource is None or step.done is not None:
+                continue
+            guarded(step, self._prepare_step, s, step)
+        claimed: dict[tuple[str, str, str], int] = {}
+        for step in steps:
+            if step.prepared is None:
+                continue
+            for system, value in step.prepared.content.identifiers:
+                other = claimed.setdefault((step.type, system, value), step.index)
+                if other != step.index:
+                    raise BadRequestError(
+                        f"Bundle.entry[{other}] and Bundle.entry[{step.index}] both carry {step.type} identifier "
+                        f"{system}|{value}"
+                    )
+        holders = s.repo.by_identifiers(list(claimed)) if claimed else {}
+
+        # 4. decide each write, then write them all at once.
+        plan = WritePlan()
+        for step in steps:
+            if step.done is None:
+                guarded(step, self._plan, s, step, current.get((step.type, step.id)), holders, plan)
+        written = s.repo.apply(plan, now=s.now, now_us=to_us(s.now)) if (plan.creates or plan.replaces or
+                                                                          plan.deletes) else {}  # fmt: skip
+        if written:
+            self._maintain_recognition(s, written)
+        results: list[Done] = []
+        for step in steps:
+            if step.done is None:
+                stored = written[(step.type, step.id)]
+                if stored.deleted:
+                    step.done = Done(step.index, "204 No Content", stored)
+                    interaction, status = "delete", 204
+                elif stored.version == 1 or step.recreated:
+                    step.done = Done(step.index, "201 Created", stored)
+                    interaction, status = "create", 201
+                else:
+                    step.done = Done(step.index, "200 OK", stored)
+                    interaction, status = "update", 200
+                s.audit_rows.append(audit_row(audit, now=s.now, status=status, patient_key=stored.patient_key,
+                                              resource_type=stored.type, resource_id=stored.id,
+                                              interaction=interaction))  # fmt: skip
+            results.append(step.done)
+        return results
+
+    def _maintain_recognition(self, s: Session, written: Mapping[tuple[str, str], Stored]) -> None:
+        """Keep the code maps and the result index in step with what this transaction wrote (DESIGN.md §4)."""
+        indexer = self.ctx.indexer
+        if indexer is None:
+            return
+        refs = {key for key in written if key[0] in INDEXED}
+        if self.ctx.config_cache is not None and any(k[0] in ("ConceptMap", "Organization") for k in written):
+            self.ctx.config_cache.clear()
+        for (rtype, _rid), stored in written.items():
+            if rtype == "ConceptMap":
+                systems = code_maps.sync(s.repo, stored, indexer.catalog)
+                if stored.org_id:
+                    refs |= s.repo.results_with_codes(stored.org_id, systems)
+        unmapped = indexer.reindex(s.repo, refs)
+        if unmapped:
+            s.repo.count_unmapped(unmapped, now=s.now)
+
+    def _parse_step(self, step: Step) -> None:
+        step.type, step.id, step.query = step.item.target()
+        if step.type not in SUPPORTED:
+            raise NotFoundError(f"resource type {step.type!r} is not supported")
+        if step.method == "GET":
+            raise BadRequestError("GET entries are not supported in Bundles; read or search directly")
+        if step.method in ("POST", "PUT"):
+            step.resource = self.preparer.parse(step.item.text or "", step.type)
+            body_id = step.resource.get("id")
+            if step.method == "PUT" and step.id and body_id not in (None, step.id):
+                raise BadRequestError(f"the resource id {body_id!r} does not match {step.type}/{step.id}")
+
+    def _resolve_target(self, s: Session, step: Step, by_identifier: Mapping[tuple[str, str, str], Stored]) -> None:
+        access.require_scope(s.principal, step.type, "write")
+        condition = step.item.if_none_exist if step.method == "POST" else step.query
+        if condition is not None:
+            simple = identifier_condition(step.type, condition)
+            if simple is not None:
+                found = by_identifier.get(simple)
+                matches = [found.id] if found is not None else []
+            else:
+                matches = self.preparer.matches(s, step.type, condition)
+            if len(matches) > 1:
+                raise PreconditionFailedError(f"the condition {condition!r} matched {len(matches)} resources, not one")
+            if step.method == "POST" and matches:
+                found_row = s.repo.get(step.type, matches[0])
+                if found_row is not None:
+                    self._check_visible_to_writer(s, found_row)
+                    step.id = found_row.id
+                    step.done = Done(step.index, "200 OK", found_row)
+                    return
+            step.condition_missed = not matches
+            if step.method == "PUT":
+                body_id = step.resource.get("id") if step.resource else None
+                if matches and body_id not in (None, matches[0]):
+                    raise BadRequestError(f"the resource id {body_id!r} is not the matched {step.type}/{matches[0]}")
+                step.id = matches[0] if matches else str(body_id or uuid.uuid4())
+        if step.method == "POST":
+            step.id = str(uuid.uuid4())
+        if not step.id or not ID_RE.match(step.id):
+            raise BadRequestError(f"{step.id!r} is not a valid FHIR id")
+
+    def _prepare_step(self, s: Session, step: Step) -> None:
+        assert step.resource is not None  # noqa: S101 - set for POST/PUT by _parse_step
+        p = self.preparer.prepare(s, step.item.text or "", step.resource, step.id)
+        pend = s.pending[(step.type, step.id)]
+        pend.patient_key, pend.org_id, pend.identifiers = p.content.patient_key, p.content.org_id, p.content.identifiers
+        step.prepared = p
+
+    def _plan(
+        self,
+        s: Session,
+        step: Step,
+        existing: Stored | None,
+        holders: Mapping[tuple[str, str, str], Stored],
+        plan: WritePlan,
+    ) -> None:
+        principal = s.principal
+        if step.method == "DELETE":
+            if existing is None or existing.deleted:
+                step.done = Done(step.index, "204 No Content", None)
+                return
+            if principal.kind is PrincipalKind.HOSPITAL and existing.org_id != principal.org_id:
+                raise ForbiddenError(f"{step.type}/{step.id} belongs to Organization/{existing.org_id}")
+            if principal.kind not in (PrincipalKind.HOSPITAL, PrincipalKind.ADMIN):
+                raise ForbiddenError(f"{principal.kind.value} principals cannot delete")
+            plan.deletes.append(existing)
+            return
+        p = step.prepared
+        assert p is not None  # noqa: S101 - prepared above for every POST/PUT still to write
+        if step.item.if_match is not None:
+            expected = step.item.if_match.strip().removeprefix("W/").strip('"')
+            if existing is None or existing.deleted or str(existing.version) != expected:
+                shown = "none" if existing is None or existing.deleted else f'W/"{existing.version}"'
+                raise PreconditionFailedError(f"If-Match {step.item.if_match} does not match the current version "
+                                              f"({shown})")  # fmt: skip
+        clash_key, clash = next(
+            (
+                ((sy, v), h)
+                for sy, v in sorted(p.content.identifiers)
+                if (h := holders.get((p.type, sy, v))) and h.id != p.id
+            ),
+            (None, None),
+        )
+        if clash is not None and clash_key is not None:
+            if step.condition_missed and step.method == "PUT":
+                simple = identifier_condition(step.type, step.query or "")
+                if simple is None or simple[1:] == clash_key:
+                    # The condition found nothing, but a concurrent writer has since committed the resource it
+                    # described: start again, and this time the condition finds it.
+                    raise RetryError
+                raise ConflictError(
+                    f"{p.type}.identifier {clash_key[0]}|{clash_key[1]} already belongs to {p.type}/{clash.id}, "
+                    f"which {simple[1]}|{simple[2]} does not name: a business identifier names one resource"
+                )
+            if step.method == "POST" and clash.content_hash == p.content.content_hash:
+                step.done = Done(step.index, "200 OK", clash)  # the same report pushed again
+                return
+            system, value = sorted(p.content.identifiers)[0]
+            raise ConflictError(
+                f"{p.type} with identifier {system}|{value} already exists as {p.type}/{clash.id} with different "
+                f"content; send a correction as an update (PUT {p.type}?identifier={system}|{value})"
+            )
+        if existing is None:
+            p.content.body = self._body(p, 1, s.now)
+            plan.creates.append(p.content)
+            return
+        if principal.kind is PrincipalKind.HOSPITAL and existing.org_id not in (None, principal.org_id):
+            # also for a deleted one: re-creating it would hand over its history
+            raise ForbiddenError(f"{p.type}/{p.id} belongs to Organization/{existing.org_id}")
+        if existing.deleted:  # re-creating a deleted resource continues its history
+            p.content.body = self._body(p, existing.version + 1, s.now)
+            plan.replaces.append((existing, p.content))
+            step.recreated = True
+            return
+        if existing.content_hash == p.content.content_hash and existing.patient_key == p.content.patient_key:
+            step.done = Done(step.index, "200 OK", existing)  # unchanged: no new version
+            return
+        p.content.body = self._body(p, existing.version + 1, s.now)
+        plan.replaces.append((existing, p.content))

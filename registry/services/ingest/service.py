@@ -1,0 +1,187 @@
+"""Writing use cases: create, conditional create, update, conditional update, delete, and transaction/batch Bundles
+(FHIR R4 §http create/update/delete, §transaction). A write commits whole or not at all.
+
+Every resource written goes through one pipeline: parse → validate (R4B structure + required bindings) → national
+identifiers replaced by their masked form in the stored text and by their keyed hash in the index → references
+resolved (``urn:uuid`` fullUrls, conditional references ``Patient?identifier=…``, and every reference to a type this
+server holds must exist) → the patient it belongs to (the master key of its subject) → who may write it → business
+identifiers claimed (unique in the database) → search values extracted → stored as the accepted text with the
+server's ``id`` and ``meta``.
+
+A repeated push is harmless: a create whose business identifier already exists with the same content answers the
+existing resource (200), an update with unchanged content makes no new version, and a lost race on a unique
+identifier is retried and then answered like a repeat — never a duplicate, never a 500.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import orjson
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from registry.auth import Principal
+from registry.errors import (
+    BadRequestError,
+    ConflictError,
+    NotFoundError,
+    RegistryError,
+    TooLargeError,
+)
+from registry.fhir.bundle import Entry, instant, render, weak_etag
+from registry.fhir.validation import ID_RE
+from registry.services.audit import AuditContext, AuditTrail, audit_row
+from registry.services.ingest.engine import WriteEngine
+from registry.services.ingest.entries import (
+    REASON,
+    BundleItem,
+    Done,
+    entry_resource_texts,
+    outcome_of,
+)
+from registry.services.ingest.preparation import Preparer
+from registry.services.ingest.session import (
+    ATTEMPTS,
+    SUPPORTED,
+    RetryError,
+    Session,
+    T,
+    WriteContext,
+    WriteResult,
+)
+from registry.store.records import DuplicateIdentifierError
+
+
+class Ingest:
+    def __init__(self, ctx: WriteContext) -> None:
+        self.ctx = ctx
+        self.audit = AuditTrail(ctx.uow)
+
+        # ================================================================== pipeline
+        self.engine = WriteEngine(ctx, Preparer(ctx))
+
+    def _run(self, audit: AuditContext, principal: Principal, fn: Callable[[Session], T]) -> T:
+        last: Exception | None = None
+        for _attempt in range(ATTEMPTS):
+            now = self.ctx.clock()
+            try:
+                with self.ctx.uow.begin() as repo:
+                    s = Session(repo, principal, now)
+                    result = fn(s)
+                    repo.add_audit(s.audit_rows)
+                return result
+            except (RetryError, DuplicateIdentifierError) as exc:
+                last = exc
+            except IntegrityError as exc:  # (type, id) taken by a concurrent create-with-id
+                last = exc
+            except OperationalError as exc:
+                if "deadlock" not in str(exc).lower() and "could not serialize" not in str(exc).lower():
+                    raise
+                last = exc
+            except RegistryError as exc:
+                self.audit.record([audit_row(audit, now=now, status=exc.status, detail=exc.diagnostics)])
+                exc.audited = True
+                raise
+        self.audit.record([audit_row(audit, now=self.ctx.clock(), status=409, detail="write contention")])
+        error = ConflictError(f"the write kept colliding with concurrent writes; retry it ({type(last).__name__})")
+        error.audited = True
+        raise error
+
+    # ================================================================== single interactions
+    def _single(self, principal: Principal, audit: AuditContext, item: BundleItem) -> WriteResult:
+        def run(s: Session) -> WriteResult:
+            (done,) = self.engine.apply(s, audit, [item], single=True)
+            if done.stored is None:  # only a delete answers without a resource
+                raise NotFoundError("nothing was written")
+            return WriteResult(201 if done.status_text.startswith("201") else 200, done.stored)
+
+        return self._run(audit, principal, run)
+
+    def create(
+        self, principal: Principal, audit: AuditContext, rtype: str, text: str, if_none_exist: str | None
+    ) -> WriteResult:
+        item = BundleItem(0, "POST", rtype, None, text, if_none_exist.lstrip("?") if if_none_exist else None, None)
+        return self._single(principal, audit, item)
+
+    def update(
+        self, principal: Principal, audit: AuditContext, rtype: str, rid: str, text: str, if_match: str | None
+    ) -> WriteResult:
+        if not ID_RE.match(rid):
+            raise BadRequestError(f"{rid!r} is not a valid FHIR id")
+        return self._single(principal, audit, BundleItem(0, "PUT", f"{rtype}/{rid}", None, text, None, if_match))
+
+    def conditional_update(
+        self, principal: Principal, audit: AuditContext, rtype: str, query: str, text: str
+    ) -> WriteResult:
+        return self._single(principal, audit, BundleItem(0, "PUT", f"{rtype}?{query}", None, text, None, None))
+
+    def delete(self, principal: Principal, audit: AuditContext, rtype: str, rid: str) -> int | None:
+        """Delete; returns the deletion's version, or None when there was nothing live to delete."""
+        if rtype not in SUPPORTED:
+            raise NotFoundError(f"resource type {rtype!r} is not supported")
+
+        def run(s: Session) -> int | None:
+            (done,) = self.engine.apply(s, audit, [BundleItem(0, "DELETE", f"{rtype}/{rid}", None, None, None, None)],
+                                  single=True)  # fmt: skip
+            return done.stored.version if done.stored is not None else None
+
+        return self._run(audit, principal, run)
+
+    def bundle(self, principal: Principal, audit: AuditContext, text: str, *, representation: bool) -> bytes:
+        try:
+            return self._bundle(principal, audit, text, representation=representation)
+        except RegistryError as exc:
+            if not exc.audited:
+                self.audit.record([audit_row(audit, now=self.ctx.clock(), status=exc.status, detail=exc.diagnostics)])
+            raise
+
+    def _bundle(self, principal: Principal, audit: AuditContext, text: str, *, representation: bool) -> bytes:
+        try:
+            bundle = orjson.loads(text)
+        except orjson.JSONDecodeError as exc:
+            raise BadRequestError(f"the body is not valid JSON: {exc}") from None
+        if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
+            raise BadRequestError("POST to the base URL takes a Bundle of type transaction or batch")
+        btype = bundle.get("type")
+        if btype not in ("transaction", "batch"):
+            raise BadRequestError(f"Bundle.type must be transaction or batch, got {btype!r}")
+        entries = bundle.get("entry") or []
+        if not isinstance(entries, list):
+            raise BadRequestError("Bundle.entry must be a list")
+        if len(entries) > self.ctx.max_bundle_entries:
+            raise TooLargeError(
+                f"the Bundle has {len(entries)} entries; this server takes at most {self.ctx.max_bundle_entries}"
+            )
+        spans = entry_resource_texts(text)
+        items = [BundleItem.of(i, e, spans.get(i)) for i, e in enumerate(entries)]
+        if btype == "transaction":
+
+            def run(s: Session) -> bytes:
+                responses = self.engine.apply(s, audit, items)
+                return render("transaction-response", [self._entry(r, representation) for r in responses], now=s.now)
+
+            return self._run(audit, principal, run)
+        out: list[Entry] = []
+        for item in items:
+
+            def one(s: Session, it: BundleItem = item) -> list[Done]:
+                return self.engine.apply(s, audit, [it])
+
+            try:
+                (response,) = self._run(audit, principal, one)
+                out.append(self._entry(response, representation))
+            except RegistryError as exc:
+                status = f"{exc.status} {REASON.get(exc.status, '')}".strip()
+                out.append(Entry(None, response={"status": status}, outcome=outcome_of(exc)))
+        return render("batch-response", out, now=self.ctx.clock())
+
+    def _entry(self, r: Done, representation: bool) -> Entry:
+        if r.stored is None or r.stored.deleted:
+            return Entry(None, response={"status": r.status_text})
+        st = r.stored
+        return Entry(
+            f"{self.ctx.base_url}/{st.type}/{st.id}",
+            st.body if representation else None,
+            response={"status": r.status_text, "location": f"{st.type}/{st.id}/_history/{st.version}",
+                      "etag": weak_etag(st.version), "lastModified": instant(st.last_updated)},
+        )  # fmt: skip

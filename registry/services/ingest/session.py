@@ -1,0 +1,84 @@
+"""The state of one write: its context (settings and collaborators), the session of one transaction, and what
+the entries being written look like on their way through (DESIGN.md §4)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, tzinfo
+from typing import Any, TypeVar
+
+from registry.auth import Principal
+from registry.fhir.search_params import SEARCH_PARAMS
+from registry.services.config_cache import ConfigCache
+from registry.services.identity import IdentityPolicy
+from registry.services.result_index import ResultIndexer
+from registry.store.records import NewContent, Stored
+from registry.store.repository import Repository, UnitOfWork
+
+SUPPORTED = frozenset(SEARCH_PARAMS)
+T = TypeVar("T")
+ATTEMPTS = 4
+# Resources are prepared so that what others refer to is known first (a report's Patient, Observations, study…).
+PREPARE_ORDER = {t: i for i, t in enumerate(("Organization", "Practitioner", "Endpoint", "Patient", "ServiceRequest",
+                                             "ImagingStudy", "Observation", "DiagnosticReport"))}  # fmt: skip
+EXECUTE_ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "GET": 3}
+
+
+class RetryError(Exception):
+    """A unique-key race was lost: run the whole operation again (it will now see the winner's row)."""
+
+
+@dataclass(frozen=True, slots=True)
+class WriteContext:
+    uow: UnitOfWork
+    identity: IdentityPolicy
+    base_url: str
+    local_tz: tzinfo
+    clock: Callable[[], datetime]
+    max_bundle_entries: int
+    indexer: ResultIndexer | None = None
+    config_cache: ConfigCache | None = None  # cleared when code maps or organizations change
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    status: int  # 200 or 201
+    stored: Stored
+
+    @property
+    def location(self) -> str:
+        return f"{self.stored.type}/{self.stored.id}/_history/{self.stored.version}"
+
+
+@dataclass(slots=True)
+class Pending:
+    """A resource being written in the current transaction (what later entries may refer to)."""
+
+    type: str
+    id: str
+    patient_key: str | None = None
+    org_id: str | None = None
+    identifiers: set[tuple[str, str]] = field(default_factory=set)
+
+
+@dataclass(slots=True)
+class Prepared:
+    type: str
+    id: str
+    text: str
+    meta: dict[str, Any]
+    content: NewContent
+
+
+@dataclass(slots=True)
+class Session:
+    repo: Repository
+    principal: Principal
+    now: datetime
+    pending: dict[tuple[str, str], Pending] = field(default_factory=dict)
+    url_map: dict[str, str] = field(default_factory=dict)
+    live: dict[tuple[str, str], str | None] = field(default_factory=dict)  # existence checks already answered
+    by_identifier: dict[tuple[str, str, str], Stored | None] = field(default_factory=dict)  # batched look-ups
+    subjects: dict[tuple[str, str], Stored | None] = field(default_factory=dict)  # stored Patients already read
+    audit_rows: list[dict[str, Any]] = field(default_factory=list)
