@@ -33,6 +33,7 @@ from registry.errors import (
 from registry.fhir.outcome import operation_outcome
 from registry.fhir.response import fhir_response
 from registry.middleware import BodyLimitMiddleware, RequestIdMiddleware, install_log_masking
+from registry.route_table import unguarded_routes
 from registry.settings import Settings
 from registry.store import migrate
 from registry.web import pages
@@ -151,6 +152,9 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
     app.include_router(recognition.admin_router)
     app.include_router(fhir_rest.router)
     pages.install(app)  # last: its /{area}/login routes must not shadow an API path
+    missing = unguarded_routes(app)
+    if missing:  # a route nobody decided about is a hole: refuse to start
+        raise RuntimeError(f"routes without an access policy (registry/services/policy/routes.py): {missing}")
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)
     app.add_middleware(

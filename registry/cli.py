@@ -215,6 +215,8 @@ index_app = typer.Typer(help="The result index (recognition's hot path).", no_ar
 app.add_typer(codes_app, name="codes")
 app.add_typer(quals_app, name="qualifications")
 app.add_typer(index_app, name="index")
+namespaces_app = typer.Typer(help="Identifier systems each organization owns.", no_args_is_help=True)
+app.add_typer(namespaces_app, name="namespaces")
 
 CLI_PRINCIPAL = Principal("cli", PrincipalKind.ADMIN, parse_scopes("system/*.*"), name="hr-registry CLI")
 
@@ -282,8 +284,13 @@ def clients_add_hospital(
         list[str] | None, typer.Option(help="recognition region(s), e.g. beijing, jjjl, alliance:x")
     ] = None,
     code: Annotated[str | None, typer.Option(help="organization code (统一社会信用代码)")] = None,
+    namespace: Annotated[
+        list[str] | None,
+        typer.Option(help="identifier system(s) it owns: exact, or a prefix such as http://hosp-a.example.cn/*"),
+    ] = None,
 ) -> None:
-    """Register a hospital: its Organization resource and a system client that writes as it."""
+    """Register a hospital: its Organization resource, the identifier namespaces it owns, and a system client that
+    writes as it."""
     import orjson
 
     from registry.services.audit import AuditContext
@@ -304,13 +311,62 @@ def clients_add_hospital(
             orjson.dumps(org).decode(),
             None,
         )
+        declared = ctx.namespaces.declare(CLI_PRINCIPAL, org_id, namespace or [])
         new = ctx.principals.add(
             PrincipalKind.HOSPITAL, client_id or f"{org_id}-system", f"{name} 信息系统", org_id=org_id
         )
     except RegistryError as exc:
         raise _fail(exc) from None
     out.print(f"Organization/{org_id} {name}")
+    for ns in declared:
+        out.print(f"  namespace      {ns.pattern}")
+    if not namespace:
+        out.print(
+            "  [yellow]no identifier namespace yet: its pushes are refused until `hr-registry namespaces add "
+            f"--org {org_id} <system>` declares the systems of its MRNs and report numbers[/yellow]"
+        )
     _print_client(new)
+
+
+@namespaces_app.command("add")
+def namespaces_add(
+    patterns: Annotated[list[str], typer.Argument(help="identifier systems: exact, or a prefix ending in /*, :*, .*")],
+    org: Annotated[str, typer.Option(help="the Organization id that owns them")],
+) -> None:
+    """Declare identifier systems an organization owns (its MRNs, report, accession and order numbers): only it may
+    write identifiers in them."""
+    ctx = _context()
+    try:
+        added = ctx.namespaces.declare(CLI_PRINCIPAL, org, patterns)
+    except RegistryError as exc:
+        raise _fail(exc) from None
+    for ns in added:
+        out.print(f"{ns.pattern}  →  Organization/{ns.org_id}")
+    if len(added) < len(set(patterns)):
+        out.print(f"{len(set(patterns)) - len(added)} already declared for {org}")
+
+
+@namespaces_app.command("list")
+def namespaces_list(org: Annotated[str | None, typer.Option(help="one organization (default: all)")] = None) -> None:
+    """Every declared identifier namespace and its owner."""
+    ctx = _context()
+    table = Table(title="identifier namespaces")
+    for col in ("namespace", "organization", "declared"):
+        table.add_column(col, overflow="fold")
+    for ns in ctx.namespaces.list(org):
+        table.add_row(ns.pattern, ns.org_id, ns.created.isoformat()[:19])
+    out.print(table)
+
+
+@namespaces_app.command("remove")
+def namespaces_remove(pattern: Annotated[str, typer.Argument()]) -> None:
+    """Withdraw a namespace (identifiers already written stay; new writes in it are refused)."""
+    ctx = _context()
+    try:
+        ctx.namespaces.remove(CLI_PRINCIPAL, pattern)
+    except RegistryError as exc:
+        raise _fail(exc) from None
+    out.print(f"removed {pattern}")
 
 
 @clients_app.command("add-clinician")
@@ -584,7 +640,9 @@ def _load_demo(ctx: AppContext, patients: int, *, force: bool) -> dict[str, int]
     if not force and ctx.principals.state(DEMO_STATE_KEY):
         return None
     with out.status(f"loading the demo region ({patients} synthetic patients)…"):
-        region = DemoRegion(ctx.ingest, ctx.catalog, ctx.clock, administration=ctx.administration)
+        region = DemoRegion(
+            ctx.ingest, ctx.catalog, ctx.clock, administration=ctx.administration, namespaces=ctx.namespaces
+        )
         counts = region.load(CLI_PRINCIPAL, patients=patients)
     import orjson
 

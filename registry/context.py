@@ -26,6 +26,7 @@ from registry.services.config_cache import ConfigCache
 from registry.services.decisions import Decisions
 from registry.services.identity import IdentityPolicy
 from registry.services.ingest import Ingest, WriteContext
+from registry.services.namespaces import IdentifierNamespaces
 from registry.services.portal import Portal
 from registry.services.principals import Principals
 from registry.services.recognition import RecognitionService
@@ -71,6 +72,7 @@ class AppContext:
     statistics: Statistics
     administration: Administration
     portal: Portal
+    namespaces: IdentifierNamespaces
     session_key: bytes
     local_tz: tzinfo
 
@@ -97,7 +99,7 @@ class AppContext:
                 cursor_key,
             )
         )
-        indexer = ResultIndexer(catalog, local_tz, settings.fhir_base_url)
+        indexer = ResultIndexer(catalog, local_tz, settings.fhir_base_url, frozenset(settings.hr_mark_codes))
         config_cache = ConfigCache(ttl_seconds=10.0)
         ingest = Ingest(
             WriteContext(
@@ -109,6 +111,7 @@ class AppContext:
                 settings.max_bundle_entries,
                 indexer,
                 config_cache,
+                frozenset(settings.shared_identifier_systems),
             )
         )
         return cls(
@@ -129,10 +132,11 @@ class AppContext:
             limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
             clock=clock,
             indexer=indexer,
-            recognition=RecognitionService(uow, catalog, identity, indexer, clock, config_cache),
+            recognition=RecognitionService(uow, catalog, identity, indexer, clock, config_cache, ingest),
             decisions=Decisions(uow, catalog, clock),
             statistics=Statistics(uow, catalog, local_tz),
             administration=Administration(uow, catalog, indexer, clock, config_cache),
+            namespaces=IdentifierNamespaces(uow, clock),
             portal=Portal(reads, uow, catalog, indexer, config_cache, local_tz, clock),
             session_key=hmac.new(secret, b"hr-registry web session", hashlib.sha256).digest(),
             local_tz=local_tz,

@@ -10,10 +10,12 @@ from starlette.responses import Response
 
 from registry.auth import AuthError, Principal
 from registry.context import AppContext
-from registry.errors import RateLimitedError, UnauthorizedError
+from registry.errors import ForbiddenError, RateLimitedError, UnauthorizedError
 from registry.fhir.bundle import weak_etag
 from registry.fhir.response import fhir_response
+from registry.services import policy
 from registry.services.audit import AuditContext, AuditTrail, audit_row, mask_query
+from registry.services.policy.purpose import REASON_HEADER, BreakGlass
 from registry.store.records import Stored
 
 
@@ -35,7 +37,25 @@ def audit_context(
 ) -> AuditContext:
     ctx = ctx_of(request)
     query = mask_query(request.url.query, ctx.identity) if request.url.query else None
-    return AuditContext(request_id(request), principal, interaction, resource_type, resource_id, query)
+    return AuditContext(
+        request_id(request), principal, interaction, resource_type, resource_id, query, break_glass_of_request(request)
+    )
+
+
+def break_glass_of_request(request: Request) -> BreakGlass | None:
+    """The break-glass the request asks for (``Category`` label + ``X-Break-Glass-Reason``), see policy.purpose."""
+    if not hasattr(request.state, "break_glass"):
+        request.state.break_glass = policy.break_glass_of(
+            request.headers.get("category"), request.headers.get(REASON_HEADER)
+        )
+    found: BreakGlass | None = request.state.break_glass
+    return found
+
+
+def route_rule(request: Request) -> policy.Route | None:
+    route = request.scope.get("route")
+    path = getattr(route, "path", None)
+    return policy.route_for(request.method, path) if isinstance(path, str) else None
 
 
 class _NoCredentialsError(AuthError):
@@ -57,6 +77,19 @@ def authenticate(request: Request) -> Principal:
         ctx_audit = audit_context(request, None, "operation", None, None)
         AuditTrail(ctx.uow).record([audit_row(ctx_audit, now=ctx.clock(), status=401, detail=str(exc))])
         raise error from None
+    rule = route_rule(request)
+    if rule is None or rule.gate is not policy.Gate.TOKEN or principal.kind not in rule.kinds:
+        what = rule.what if rule is not None else "this route"
+        diagnostics = f"{principal.kind.value} principals may not use {what}"
+        params = request.path_params
+        resource_type = params.get("rtype") or ("AuditEvent" if "/AuditEvent" in request.url.path else None)
+        ctx_audit = audit_context(
+            request, principal, rule.interaction if rule else "operation", resource_type, params.get("rid")
+        )
+        AuditTrail(ctx.uow).record([audit_row(ctx_audit, now=ctx.clock(), status=403, detail=diagnostics)])
+        refusal = ForbiddenError(diagnostics)
+        refusal.audited = True
+        raise refusal
     wait = ctx.limiter.acquire(principal.client_id)
     if wait:
         ctx_audit = audit_context(request, principal, "operation")

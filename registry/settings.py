@@ -55,6 +55,17 @@ class Settings(BaseSettings):
         "never stored in plaintext: only their keyed hash and a masked form.",
     )
 
+    # ---------------------------------------------------------------- ownership (DESIGN.md §6)
+    hr_mark_codes: list[str] = Field(
+        default=["HR", "京HR", "津HR", "冀HR", "鲁HR"],
+        description="Codes of the HR-mark CodeSystem that mark a result recognizable; any other code is no mark.",
+    )
+    shared_identifier_systems: list[str] = Field(
+        default=["urn:dicom:uid", "urn:ietf:rfc:3986"],
+        description="Identifier systems no organization owns (world-unique ids); every other system a hospital "
+        "writes must be one of its declared namespaces.",
+    )
+
     # ---------------------------------------------------------------- security and limits (DESIGN.md §6)
     token_ttl_seconds: int = Field(default=900, ge=30, le=86_400, description="Access token lifetime.")
     max_body_bytes: int = Field(default=20 * 1024 * 1024, ge=1024, description="Largest request body accepted.")

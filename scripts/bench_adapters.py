@@ -159,6 +159,7 @@ def bench_delivery(n: int, folder: Path, pg: str) -> dict[str, float]:
         admin = ctx.principals.add(PrincipalKind.ADMIN, "bench-admin", "bench").principal
         body = orjson.dumps({"resourceType": "Organization", "name": "A"}).decode()
         ctx.ingest.update(admin, AuditContext("bench", admin, "update"), "Organization", "hosp-a", body, None)
+        ctx.namespaces.declare(admin, "hosp-a", ["https://hosp-a.example.cn/*"])
         secret = ctx.principals.add(PrincipalKind.HOSPITAL, "hosp-a-adapter", "A", org_id="hosp-a").secret
         ctx.engine.dispose()
         server = start_registry(var=var, database_url=url, port=port, workers=2)

@@ -187,6 +187,7 @@ def main() -> int:
         orjson.dumps({"resourceType": "Organization", "name": "A"}).decode(),
         None,
     )
+    ctx.namespaces.declare(admin_p, "hosp-a", [f"{BASE}/*"])
     hosp = ctx.principals.add(PrincipalKind.HOSPITAL, "hosp-a-system", "A", org_id="hosp-a").principal
     token = ctx.principals.token(hosp, ttl_seconds=86_400).access_token
     ctx.engine.dispose()

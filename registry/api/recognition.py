@@ -19,7 +19,8 @@ Hooks; out: Parameters ``card``, ``outcome``, ``new`` (valueBoolean: false for a
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import orjson
 from fastapi import APIRouter, Depends, Request
@@ -29,15 +30,17 @@ from starlette.concurrency import run_in_threadpool
 from catalog import Coding
 from catalog.codes import RECOGNIZED_ITEMS
 from registry.api.negotiation import require_json
-from registry.auth import PrincipalKind
+from registry.auth import Principal
 from registry.endpoint import CurrentPrincipal, audit_context, ctx_of
-from registry.errors import BadRequestError, ForbiddenError
+from registry.errors import BadRequestError
 from registry.fhir.bundle import instant
 from registry.fhir.response import fhir_response
+from registry.services.audit import AuditTrail
 from registry.services.decisions import DecisionInput
 from registry.services.recognition import CheckedOrder, DraftOrder, PatientQuery
 from registry.services.stats import Period, parse_period
 
+T = TypeVar("T")
 fhir_router = APIRouter(prefix="/fhir", tags=["Recognition"], dependencies=[Depends(require_json)])
 stats_router = APIRouter(prefix="/stats/api", tags=["Statistics"])
 admin_router = APIRouter(prefix="/admin", tags=["Administration"])
@@ -158,16 +161,26 @@ def _period(request: Request) -> tuple[Period, dict[str, str | None]]:
     return parse_period(q.get("start"), q.get("end")), {k: q.get(k) for k in ("hospital", "issuer", "item", "kind")}
 
 
+def _audited(request: Request, principal: Principal, what: str, fn: Callable[[], T]) -> T:
+    """Run a statistics or administration call with one audit row for it, refusals included."""
+    ctx = ctx_of(request)
+    audit = audit_context(request, principal, "operation", what)
+    return AuditTrail(ctx.uow).around(audit, ctx.clock(), fn)
+
+
 @stats_router.get("/summary", summary="Recognition statistics (JSON)")
 def stats_summary(request: Request, principal: CurrentPrincipal) -> JSONResponse:
     period, filters = _period(request)
-    return JSONResponse(ctx_of(request).statistics.summary(principal, period, **filters))
+    statistics = ctx_of(request).statistics
+    return JSONResponse(_audited(request, principal, "statistics", lambda: statistics.summary(principal, period,
+                                                                                             **filters)))  # fmt: skip
 
 
 @stats_router.get("/export.csv", summary="Recognition statistics (CSV)")
 def stats_export(request: Request, principal: CurrentPrincipal) -> Response:
     period, filters = _period(request)
-    text = ctx_of(request).statistics.export_csv(principal, period, **filters)
+    statistics = ctx_of(request).statistics
+    text = _audited(request, principal, "statistics", lambda: statistics.export_csv(principal, period, **filters))
     return Response(
         "\ufeff" + text,  # a BOM so spreadsheet programs read the Chinese names as UTF-8
         media_type="text/csv; charset=utf-8",
@@ -178,7 +191,9 @@ def stats_export(request: Request, principal: CurrentPrincipal) -> Response:
 # ------------------------------------------------------------------------------------------ administration
 @admin_router.get("/qualifications", summary="Quality-control qualifications")
 def qualifications(request: Request, principal: CurrentPrincipal, org: str | None = None) -> JSONResponse:
-    return JSONResponse({"qualifications": ctx_of(request).administration.qualifications(principal, org)})
+    admin = ctx_of(request).administration
+    found = _audited(request, principal, "qualifications", lambda: admin.qualifications(principal, org))
+    return JSONResponse({"qualifications": found})
 
 
 @admin_router.post("/qualifications", summary="Add a qualification (admins)", status_code=201)
@@ -189,20 +204,20 @@ async def add_qualification(request: Request, principal: CurrentPrincipal) -> JS
         raise BadRequestError(f"the body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise BadRequestError("the body must be a JSON object")
-    added = ctx_of(request).administration.add(principal, body)
+    admin = ctx_of(request).administration
+    added = _audited(request, principal, "qualifications", lambda: admin.add(principal, body))
     return JSONResponse(added, status_code=201)
 
 
 @admin_router.delete("/qualifications/{qual_id}", summary="Revoke a qualification (admins)")
 def revoke_qualification(qual_id: str, request: Request, principal: CurrentPrincipal) -> JSONResponse:
-    ctx_of(request).administration.revoke(principal, qual_id)
+    admin = ctx_of(request).administration
+    _audited(request, principal, "qualifications", lambda: admin.revoke(principal, qual_id))
     return JSONResponse({"revoked": qual_id})
 
 
 @admin_router.get("/unmapped-codes", summary="Incoming result codes that map to no catalog item")
 def unmapped_codes(request: Request, principal: CurrentPrincipal, org: str | None = None) -> JSONResponse:
-    if principal.kind is not PrincipalKind.ADMIN:
-        if principal.kind is not PrincipalKind.HOSPITAL or org not in (None, principal.org_id):
-            raise ForbiddenError("admins, or a hospital for its own codes")
-        org = principal.org_id
-    return JSONResponse({"unmapped": ctx_of(request).administration.unmapped(org)})
+    admin = ctx_of(request).administration
+    return JSONResponse({"unmapped": _audited(request, principal, "unmapped codes",
+                                              lambda: admin.unmapped_for(principal, org))})  # fmt: skip

@@ -115,3 +115,29 @@ def replace_all(text: str, secrets_: Iterable[tuple[str, str]]) -> str:
         pieces.append(text[i:])
         text = "".join(pieces)
     return text
+
+
+class DuplicateKeyError(ValueError):
+    """An object names the same member twice: readers would disagree on which one counts."""
+
+
+def _unique_members(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        for key, _value in pairs:
+            if key in seen:
+                raise DuplicateKeyError(f"the member {key!r} appears twice in one object")
+            seen.add(key)
+    return out
+
+
+def loads_document(text: str | bytes) -> object:
+    """Parse a request body (RFC 8259) refusing duplicate member names (RFC 8259 §4 leaves their meaning to the reader:
+    the access check, the store and every client must read the same document). ``orjson`` decides validity; the
+    standard library's scanner, with a hook on every object, finds duplicates whatever their spelling (``"id"`` and
+    ``"\\u0069d"`` are one name)."""
+    document = orjson.loads(text)
+    if isinstance(document, dict | list):
+        json.loads(text, object_pairs_hook=_unique_members)
+    return document

@@ -10,8 +10,9 @@ from datetime import date, datetime
 from typing import Any
 
 from catalog import Catalog
-from registry.auth import Principal, PrincipalKind
-from registry.errors import BadRequestError, ForbiddenError, NotFoundError
+from registry.auth import Principal
+from registry.errors import BadRequestError, NotFoundError
+from registry.services import policy
 from registry.services.config_cache import ConfigCache
 from registry.services.result_index import INDEXED, IndexRow, ResultIndexer
 from registry.store.recognition import RecognitionStore
@@ -65,15 +66,11 @@ class Administration:
 
     @staticmethod
     def _admin(principal: Principal) -> None:
-        if principal.kind is not PrincipalKind.ADMIN:
-            raise ForbiddenError("only admins manage qualifications")
+        policy.require_admin(principal, "manage qualifications")
 
     # ------------------------------------------------------------------ qualifications
     def qualifications(self, principal: Principal, org: str | None = None) -> list[dict[str, Any]]:
-        if principal.kind is not PrincipalKind.ADMIN:
-            org = principal.org_id  # a hospital sees its own
-            if org is None:
-                raise ForbiddenError("qualifications are for admins and hospitals")
+        org = policy.own_organization(principal, org, "qualifications")
         with self.uow.begin(audit_only=True) as repo:
             rows = RecognitionStore(repo.conn).qualifications([org] if org else None, include_revoked=True)
         return [_qualification_json(r._mapping) for r in rows]
@@ -122,6 +119,10 @@ class Administration:
             self.cache.clear()
 
     # ------------------------------------------------------------------ unmapped codes
+    def unmapped_for(self, principal: Principal, org: str | None, limit: int = 500) -> list[dict[str, Any]]:
+        """Unmapped codes as a principal may see them: an admin any hospital's, a hospital system its own."""
+        return self.unmapped(policy.own_organization(principal, org, "unmapped codes"), limit)
+
     def unmapped(self, org: str | None, limit: int = 500) -> list[dict[str, Any]]:
         with self.uow.begin(audit_only=True) as repo:
             rows = repo.unmapped_codes(org, limit)

@@ -12,20 +12,23 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode
 
 import orjson
 
-from registry.auth import Principal, PrincipalKind
-from registry.errors import BadRequestError, ForbiddenError, NotFoundError, RegistryError
+from registry.auth import Principal
+from registry.errors import BadRequestError, NotFoundError, RegistryError
 from registry.fhir.bundle import Entry, instant, render
 from registry.fhir.extract import to_us
 from registry.services.identity import IdentityPolicy, masked
+from registry.services.policy import audit_reader_key
+from registry.services.policy.purpose import ACT_REASON, BreakGlass
 from registry.store.query import DateValue
 from registry.store.records import AuditFilter
 from registry.store.repository import UnitOfWork
 
+T = TypeVar("T")
 HR = "https://hr-registry.org.cn/fhir"
 CLIENT_ID_SYSTEM = f"{HR}/sid/client-id"
 PATIENT_KEY_SYSTEM = f"{HR}/sid/master-patient-key"
@@ -78,6 +81,8 @@ class AuditContext:
     resource_type: str | None = None
     resource_id: str | None = None
     query: str | None = None
+    break_glass: BreakGlass | None = None  # the request's explicit policy override (purpose of use BTG)
+    note: str | None = None  # why, when the interaction alone does not say (e.g. a Patient registered by the check)
 
 
 def audit_row(
@@ -109,7 +114,9 @@ def audit_row(
         "resource_id": _masked_or_none(resource_id or ctx.resource_id),
         "patient_key": patient_key,
         "query": (ctx.query or None) and ctx.query[:2000],
-        "detail": mask_text(detail)[:2000] if detail else None,
+        "detail": mask_text(detail or ctx.note or "")[:2000] or None,
+        "purpose": ctx.break_glass.code if ctx.break_glass else None,
+        "purpose_reason": mask_text(ctx.break_glass.reason)[:500] if ctx.break_glass else None,
     }
 
 
@@ -126,6 +133,16 @@ def rows_for_patients(
 class AuditTrail:
     def __init__(self, uow: UnitOfWork) -> None:
         self.uow = uow
+
+    def around(self, ctx: AuditContext, now: datetime, fn: Callable[[], T]) -> T:
+        """Run ``fn`` and record one row for it: its success, or its refusal or failure (with the reason)."""
+        try:
+            result = fn()
+        except RegistryError as exc:
+            self.record([audit_row(ctx, now=now, status=exc.status, detail=exc.diagnostics)])
+            raise
+        self.record([audit_row(ctx, now=now, status=200)])
+        return result
 
     def record(self, rows: Sequence[dict[str, Any]]) -> None:
         """Commit audit rows on their own (reads and refused requests); writes add theirs in their transaction."""
@@ -188,6 +205,12 @@ def to_fhir(row: Any) -> dict[str, Any]:
     }  # fmt: skip
     if row.detail:
         event["outcomeDesc"] = row.detail
+    if row.purpose:  # break-glass: purposeOfEvent and the requestor's purposeOfUse (standards-addendum §3)
+        purpose = {"coding": [{"system": ACT_REASON, "code": row.purpose, "display": "break the glass"}]}
+        if row.purpose_reason:
+            purpose["text"] = row.purpose_reason
+        event["purposeOfEvent"] = [purpose]
+        agents[0]["purposeOfUse"] = [purpose]
     if entities:
         event["entity"] = entities
     return event
@@ -210,7 +233,7 @@ def search_audit_events(
     ``action``, ``outcome``, ``entity-type``, ``_count``; newest first."""
 
     try:
-        own_key = _audit_reader_key(principal)
+        own_key = audit_reader_key(principal)
         count, before = 50, None
         f: dict[str, Any] = {}
         dates: list[DateValue] = []
@@ -263,21 +286,12 @@ def search_audit_events(
     return render("searchset", entries, now=now, links=links)
 
 
-def _audit_reader_key(principal: Principal) -> str | None:
-    """None for an admin (everything); the patient's own key for a patient; refusal for anyone else."""
-    if principal.kind is PrincipalKind.ADMIN:
-        return None
-    if principal.kind is PrincipalKind.PATIENT and principal.patient_key:
-        return principal.patient_key
-    raise ForbiddenError("only admins, and patients for their own records, may read the audit trail")
-
-
 def read_audit_event(
     uow: UnitOfWork, principal: Principal, ctx: AuditContext, event_id: str, *, now: datetime
 ) -> bytes:
 
     try:
-        own_key = _audit_reader_key(principal)
+        own_key = audit_reader_key(principal)
         if not event_id.isdigit():
             raise NotFoundError(f"AuditEvent/{event_id} is not known")
         with uow.begin(audit_only=True) as repo:

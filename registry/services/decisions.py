@@ -12,9 +12,10 @@ from datetime import datetime
 
 from catalog import Catalog, reason
 from catalog.codes import NONRECOGNITION_REASONS
-from registry.auth import Principal, PrincipalKind
-from registry.errors import BadRequestError, ConflictError, ForbiddenError, NotFoundError, RegistryError
+from registry.auth import Principal
+from registry.errors import BadRequestError, ConflictError, NotFoundError, RegistryError
 from registry.fhir.extract import to_us
+from registry.services import policy
 from registry.services.audit import AuditContext, AuditTrail, audit_row
 from registry.store.recognition import RecognitionStore
 from registry.store.repository import UnitOfWork
@@ -74,8 +75,7 @@ class Decisions:
                 card = store.card(d.card_uuid)
                 if card is None:
                     raise NotFoundError(f"card {d.card_uuid} was not issued by this registry")
-                if principal.kind is not PrincipalKind.ADMIN and card.ordering_org != principal.org_id:
-                    raise ForbiddenError("a decision can only be recorded by the hospital the advice was given to")
+                policy.check_decision(principal, card.ordering_org)
                 existing = store.decision_for(d.card_uuid)
                 if existing is not None:
                     if existing.outcome == d.outcome and existing.reason_code == reason_code:

@@ -23,6 +23,7 @@ from registry.services.administration import Administration
 from registry.services.audit import AuditContext
 from registry.services.identity import resident_id_check_char
 from registry.services.ingest import Ingest
+from registry.services.namespaces import IdentifierNamespaces
 
 BEIJING = timezone(timedelta(hours=8))
 NATIONAL_ID = "https://hr-registry.org.cn/fhir/sid/cn-resident-id"
@@ -172,8 +173,10 @@ class DemoRegion:
         clock: Callable[[], datetime],
         *,
         administration: Administration | None = None,
+        namespaces: IdentifierNamespaces | None = None,
         seed: int = 20261122,
     ):
+        self.namespaces = namespaces
         self.ingest = ingest
         self.catalog = catalog
         self.clock = clock
@@ -213,6 +216,9 @@ class DemoRegion:
         for org_id, org in self.organizations():
             self.ingest.update(admin, audit, "Organization", org_id, orjson.dumps(org).decode(), None)
             counts["organizations"] += 1
+            if self.namespaces is not None:  # each hospital owns the identifier systems under its base URL
+                hospital = next(h for h in HOSPITALS if h.id == org_id)
+                self.namespaces.declare(admin, org_id, [f"{hospital.base}/*"])
         now = self.clock().astimezone(BEIJING)
         for h in HOSPITALS:
             endpoint = {

@@ -15,7 +15,7 @@ import orjson
 
 from registry.auth import Principal
 from registry.errors import BadRequestError, ForbiddenError, NotFoundError, RegistryError
-from registry.services import access
+from registry.services import policy
 from registry.services.audit import AuditContext, audit_row, rows_for_patients
 from registry.services.search import Reads
 from registry.store.query import Query, TokenClause, TokenValue
@@ -45,7 +45,7 @@ def ihe_pix(
     now = reads.ctx.clock()
     try:
         with reads.ctx.uow.begin(audit_only=True) as repo:
-            access.require_scope(principal, "Patient", "read")
+            policy.require_scope(principal, "Patient", "read")
             if identity.is_national(system):
                 key = identity.master_key(system, value)
                 matched: list[Stored] = repo.patients_by_key([key])
@@ -66,10 +66,10 @@ def ihe_pix(
             for patient in linked[:1]:
                 care = (
                     repo.has_care_context(principal.org_id or "", patient.patient_key or "")
-                    if access.needs_care_context_check(principal, patient)
+                    if policy.needs_care_context_check(principal, patient)
                     else None
                 )
-                access.check_read(principal, patient, care)
+                policy.check_read(principal, patient, care, break_glass=audit.break_glass)
             parameters: list[dict[str, Any]] = []
             for patient in linked:
                 body = orjson.loads(patient.body)

@@ -133,6 +133,8 @@ class AccessView:
     outcome: str
     interaction: str = ""
     resource_type: str = ""
+    purpose: str | None = None  # BTG: break-glass
+    purpose_reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,10 +197,11 @@ class Portal:
         params: list[tuple[str, str]],
         *,
         all_pages: bool = True,
+        expect_match: str | None = None,
     ) -> _Bundle:
         out = _Bundle()
         for _ in range(MAX_PAGES):
-            doc = orjson.loads(self.reads.search(principal, audit, rtype, params).body)
+            doc = orjson.loads(self.reads.search(principal, audit, rtype, params, expect_match=expect_match).body)
             for entry in doc.get("entry") or []:
                 resource = entry.get("resource") or {}
                 mode = (entry.get("search") or {}).get("mode")
@@ -439,7 +442,10 @@ class Portal:
 
     def report(self, principal: Principal, audit: AuditContext, rid: str) -> ReportView:
         """One report with its results and study; NotFoundError when it does not exist or is not visible."""
-        bundle = self._search(principal, audit, "DiagnosticReport", [("_id", rid), *self.INCLUDES], all_pages=False)
+        bundle = self._search(
+            principal, audit, "DiagnosticReport", [("_id", rid), *self.INCLUDES], all_pages=False,
+            expect_match=f"DiagnosticReport/{rid} is not known, or not yours to see",
+        )  # fmt: skip
         views = self._reports(bundle)
         if not views:
             raise NotFoundError(f"DiagnosticReport/{rid} is not known")
@@ -452,7 +458,8 @@ class Portal:
             return self.report(principal, audit, rid)
         if rtype not in ("Observation", "ImagingStudy"):
             raise NotFoundError(f"{rtype} is not a result type")
-        found = self._search(principal, audit, rtype, [("_id", rid)], all_pages=False).matches
+        missing = f"{rtype}/{rid} is not known, or not yours to see"
+        found = self._search(principal, audit, rtype, [("_id", rid)], all_pages=False, expect_match=missing).matches
         if not found:
             raise NotFoundError(f"{rtype}/{rid} is not known")
         res = found[0]
@@ -587,6 +594,8 @@ class Portal:
                     r.outcome,
                     r.interaction or "",
                     r.resource_type or "",
+                    r.purpose,
+                    r.purpose_reason,
                 )
             )
         return out

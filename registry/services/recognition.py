@@ -3,8 +3,9 @@ the result index and decided by the pure rule ``catalog.recognize``.
 
 Every check is logged (``order_check``: orders checked, recognizable found), every piece of advice gets a card with a
 uuid (``recognition_card``) that the clinician's decision refers to, and the read of the patient's results is
-audited. Checking needs no local identity at the ordering hospital: the order screen calling with the patient in
-context is the context of care; the audit trail shows it to the patient.
+audited. The check answers only about a patient in the calling hospital's care context (a local identity there, or
+one the check registers from the hospital's own MRN and the full national ID), or by break-glass — decided by the
+policy (``services.policy.care``); the audit trail shows every check to the patient.
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlencode
+
+import orjson
 
 from catalog import (
     Catalog,
@@ -30,14 +34,16 @@ from catalog import (
     recognize,
 )
 from catalog.codes import RECOGNIZED_ITEMS
-from registry.auth import Principal, PrincipalKind
-from registry.errors import BadRequestError, ForbiddenError, PreconditionFailedError, RegistryError
+from registry.auth import Principal, PrincipalKind, parse_scopes
+from registry.errors import RegistryError
 from registry.fhir.extract import from_us, to_us
+from registry.services import policy
 from registry.services.audit import AuditContext, AuditTrail, audit_row, rows_for_patients
 from registry.services.config_cache import ConfigCache
-from registry.services.identity import IdentityPolicy, NationalIdError
+from registry.services.identity import IdentityPolicy
+from registry.services.ingest import Ingest
 from registry.services.result_index import ResultIndexer
-from registry.store.query import Query, TokenClause, TokenValue
+from registry.store.namespaces import NamespaceStore
 from registry.store.recognition import Org, RecognitionStore
 from registry.store.repository import Repository, UnitOfWork
 
@@ -100,7 +106,9 @@ class RecognitionService:
         indexer: ResultIndexer,
         clock: Callable[[], datetime],
         cache: ConfigCache | None = None,
+        ingest: Ingest | None = None,
     ) -> None:
+        self.ingest = ingest
         self.cache = cache or ConfigCache(ttl_seconds=0)
         self.uow = uow
         self.catalog = catalog
@@ -111,28 +119,34 @@ class RecognitionService:
         self.max_window = timedelta(days=max(i.validity.days for i in catalog.items) + 1)
 
     # ------------------------------------------------------------------ who is the patient
-    def patient_key(self, repo: Repository, query: PatientQuery) -> str:
-        """The master key, from a national identifier, a known hospital identifier, or a registry Patient id;
-        412 when the patient cannot be identified (CDS Hooks 2.0: the service lacks the data it needs)."""
-        for system, value in query.identifiers:
-            if self.identity.is_national(system):
-                try:
-                    return self.identity.master_key(system, value)
-                except NationalIdError as exc:
-                    raise BadRequestError(f"patient identifier: {exc}") from None
-        for system, value in query.identifiers:
-            rows, _ = repo.search(Query("Patient", (TokenClause("identifier", (TokenValue(system, value),)),), count=2))
-            keys = {r.patient_key for r in rows if r.patient_key}
-            if len(keys) == 1:
-                return keys.pop()
-        if query.patient_id:
-            found = repo.get("Patient", query.patient_id)
-            if found is not None and not found.deleted and found.patient_key:
-                return found.patient_key
-        raise PreconditionFailedError(
-            "the patient cannot be identified: send a national identifier, an identifier the registry knows (MRN), "
-            "or a registry Patient reference"
-        )
+    def subject(self, principal: Principal, audit: AuditContext, query: PatientQuery) -> policy.CheckSubject:
+        """Whom the check is about, decided by the policy's care-context rule (policy.care); a Patient the check
+        registers (the hospital's own MRN with the full national ID) is written first, audited as such."""
+        with self.uow.begin(audit_only=True) as repo:
+            owners = NamespaceStore(repo.conn).owners(s for s, _v in query.identifiers)
+            found = policy.check_subject(
+                principal, repo, self.identity, owners, query.identifiers, query.patient_id, audit.break_glass
+            )
+        if found.registration is not None and self.ingest is not None:
+            self._register(principal, audit, found.registration)
+        return found
+
+    def _register(self, principal: Principal, audit: AuditContext, reg: policy.Registration) -> None:
+        registrar = Principal(principal.client_id, PrincipalKind.HOSPITAL, parse_scopes("system/Patient.write"),
+                              reg.org_id, name=principal.name)  # fmt: skip
+        patient = {
+            "resourceType": "Patient",
+            "identifier": [
+                {"system": reg.mrn_system, "value": reg.mrn_value},
+                {"system": reg.national_system, "value": reg.national_value},
+            ],
+            "managingOrganization": {"reference": f"Organization/{reg.org_id}"},
+        }
+        note = "Patient registered by the order check: the hospital's MRN presented with the national identifier"
+        writing = AuditContext(audit.request_id, audit.principal, "update", "Patient", note=note)
+        condition = urlencode({"identifier": f"{reg.mrn_system}|{reg.mrn_value}"})
+        assert self.ingest is not None  # noqa: S101 - checked by the caller
+        self.ingest.conditional_update(registrar, writing, "Patient", condition, orjson.dumps(patient).decode())
 
     # ------------------------------------------------------------------ the check
     def check(
@@ -147,15 +161,13 @@ class RecognitionService:
     ) -> list[CheckedOrder]:
         now = self.clock()
         try:
-            if principal.kind not in (PrincipalKind.HOSPITAL, PrincipalKind.CLINICIAN, PrincipalKind.ADMIN):
-                raise ForbiddenError("only hospitals and clinicians check orders")
-            if not principal.may("DiagnosticReport", "read"):
-                raise ForbiddenError(f"{principal.client_id} may not read results")
+            found = self.subject(principal, audit, patient)
+            key = found.patient_key
             with self.uow.begin() as repo:
-                key = self.patient_key(repo, patient)
                 checked = self._check(repo, principal, key, orders, now)
                 self._log(repo, principal, key, checked, now, source, hook_instance)
-                repo.add_audit(rows_for_patients(audit, now=now, status=200, patient_keys=[key]))
+                repo.add_audit(rows_for_patients(audit, now=now, status=200, patient_keys=[key],
+                                                 detail=f"order check ({found.grounds})"))  # fmt: skip
             return checked
         except RegistryError as exc:
             self.audit.record([audit_row(audit, now=now, status=exc.status, detail=exc.diagnostics)])
@@ -299,8 +311,9 @@ class RecognitionService:
         """Every result from other hospitals that is recognizable now, within the look-back, one per item."""
         now = self.clock()
         try:
+            found = self.subject(principal, audit, patient)
+            key = found.patient_key
             with self.uow.begin() as repo:
-                key = self.patient_key(repo, patient)
                 store = RecognitionStore(repo.conn)
                 since = to_us(now - timedelta(days=lookback_days))
                 item_ids = sorted({r.item_id for r in store.results_of_patient(key, since)})
@@ -312,7 +325,8 @@ class RecognitionService:
                     and c.candidates
                     and c.candidates[0].effective >= now - timedelta(days=lookback_days)
                 ]
-                repo.add_audit(rows_for_patients(audit, now=now, status=200, patient_keys=[key]))
+                repo.add_audit(rows_for_patients(audit, now=now, status=200, patient_keys=[key],
+                                                 detail=f"patient-view reminder ({found.grounds})"))  # fmt: skip
             return checked
         except RegistryError as exc:
             self.audit.record([audit_row(audit, now=now, status=exc.status, detail=exc.diagnostics)])

@@ -8,9 +8,12 @@ How a resource maps to an item (first that answers):
 - **ImagingStudy** ``procedureCode`` the same way, else DICOM (modality, body part) when the part has one item.
 
 **The HR mark** (互认标识) is a ``meta.tag`` with system ``https://hr-registry.org.cn/fhir/CodeSystem/hr-mark`` and
-code ``HR`` or a regional form such as ``京HR``. An Observation or ImagingStudy also carries the mark of the
-DiagnosticReport that lists it (``result``, ``imagingStudy``), and is withdrawn with it (a report that is
-``entered-in-error`` or ``cancelled`` takes its results along).
+one of the configured HR codes (``REGISTRY_HR_MARK_CODES``: ``HR`` and the regional forms such as ``京HR``); any other
+code in that system is no mark. It counts only as the issuing organization's own mark on its own resource. An
+Observation or ImagingStudy also carries the mark of the DiagnosticReport that lists it (``result``, ``imagingStudy``)
+and is withdrawn with it (a report that is ``entered-in-error`` or ``cancelled`` takes its results along) — but only a
+report of the **same issuer about the same patient** governs a result (DESIGN.md §6 ownership): another hospital's
+report listing it changes nothing.
 
 A row is a pure function of the stored resources (the resource, the reports that list it, the hospital's code map):
 ``hr-registry index rebuild`` recomputes every row, and ``index check`` compares.
@@ -74,10 +77,13 @@ class Unmapped:
     resource_type: str
 
 
-def hr_mark(resource: Mapping[str, Any]) -> str | None:
-    """The HR mark a resource carries (``meta.tag`` in the HR-mark system), or None."""
+DEFAULT_HR_CODES = frozenset({"HR", "京HR", "津HR", "冀HR", "鲁HR"})
+
+
+def hr_mark(resource: Mapping[str, Any], codes: frozenset[str] = DEFAULT_HR_CODES) -> str | None:
+    """The HR mark a resource carries (``meta.tag`` in the HR-mark system with a configured code), or None."""
     for tag in values_at(resource, "meta.tag"):
-        if isinstance(tag, Mapping) and tag.get("system") == HR_MARK and isinstance(tag.get("code"), str):
+        if isinstance(tag, Mapping) and tag.get("system") == HR_MARK and tag.get("code") in codes:
             return str(tag["code"])
     return None
 
@@ -156,10 +162,13 @@ def _effective_us(resource: Mapping[str, Any], local: tzinfo) -> int | None:
 
 
 class ResultIndexer:
-    def __init__(self, catalog: Catalog, local_tz: tzinfo, base_url: str) -> None:
+    def __init__(
+        self, catalog: Catalog, local_tz: tzinfo, base_url: str, hr_codes: frozenset[str] = DEFAULT_HR_CODES
+    ) -> None:
         self.catalog = catalog
         self.local_tz = local_tz
         self.base_url = base_url
+        self.hr_codes = hr_codes
 
     # ------------------------------------------------------------------ mapping
     def item_for(self, resource: Mapping[str, Any], code_map: CodeMap | None) -> Item | None:
@@ -215,22 +224,25 @@ class ResultIndexer:
         stored: Stored,
         resource: Mapping[str, Any],
         code_map: CodeMap | None,
-        reports: Sequence[Mapping[str, Any]],
+        reports: Sequence[tuple[Stored, Mapping[str, Any]]],
     ) -> tuple[list[IndexRow], list[Unmapped]]:
-        """Index rows of one resource; ``reports`` are the DiagnosticReports that list it (for the mark)."""
+        """Index rows of one resource; ``reports`` are the DiagnosticReports that list it (for the mark and a
+        withdrawal), of which only the issuer's own about the same patient count."""
         if stored.deleted or stored.patient_key is None or stored.type not in INDEXED:
             return [], []
         item = self.item_for(resource, code_map)
         if item is None:
             return [], self.unmapped(resource, stored.org_id)
         status = str(resource.get("status") or "unknown")
-        mark = hr_mark(resource)
+        mark = hr_mark(resource, self.hr_codes) if stored.org_id is not None else None
         report_id: str | None = None
-        for report in reports:
+        for holder, report in reports:
+            if holder.org_id != stored.org_id or holder.patient_key != stored.patient_key or stored.org_id is None:
+                continue  # another issuer's or another patient's report governs nothing of this result
             report_status = str(report.get("status") or "")
             if report_status in WITHDRAWN:
                 status = report_status
-            mark = mark or hr_mark(report)
+            mark = mark or hr_mark(report, self.hr_codes)
             report_id = report_id or str(report.get("id"))
         if stored.type == "DiagnosticReport":
             report_id = stored.id
@@ -259,7 +271,7 @@ class ResultIndexer:
         current = repo.get_any(targets)
         listing = repo.reports_listing([k for k, s in current.items() if s.type != "DiagnosticReport"])
         wanted = {ref for refs_ in listing.values() for ref in refs_}
-        report_bodies = {key: orjson.loads(s.body) for key, s in repo.get_any(wanted).items() if not s.deleted}
+        report_bodies = {key: (s, orjson.loads(s.body)) for key, s in repo.get_any(wanted).items() if not s.deleted}
         maps = self.code_maps(repo, {s.org_id for s in current.values() if s.org_id})
         rows: list[IndexRow] = []
         for stored in current.values():
@@ -294,7 +306,7 @@ class ResultIndexer:
         # Reports listing the results (outside this write too).
         listing = repo.reports_listing([k for k, s in current.items() if s.type != "DiagnosticReport"])
         wanted = {ref for refs in listing.values() for ref in refs}
-        report_bodies = {key: orjson.loads(s.body) for key, s in repo.get_any(wanted).items() if not s.deleted}
+        report_bodies = {key: (s, orjson.loads(s.body)) for key, s in repo.get_any(wanted).items() if not s.deleted}
         maps = self.code_maps(repo, {s.org_id for s in current.values() if s.org_id})
         rows: list[IndexRow] = []
         unmapped: list[Unmapped] = []

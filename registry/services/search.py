@@ -18,9 +18,10 @@ from registry.auth import Principal
 from registry.errors import BadRequestError, ForbiddenError, GoneError, NotFoundError, RegistryError
 from registry.fhir.bundle import Entry, instant, render
 from registry.fhir.search_params import INCLUDES, SEARCH_PARAMS
-from registry.services import access
+from registry.services import policy
 from registry.services.audit import AuditContext, AuditTrail, audit_row, rows_for_patients
 from registry.services.identity import IdentityPolicy
+from registry.services.policy import BreakGlass
 from registry.services.search_query import ParsedSearch, SearchParser
 from registry.store.query import DateValue, Query
 from registry.store.records import Stored, StoredVersion
@@ -76,24 +77,26 @@ class Reads:
             self.ctx.audit.record([audit_row(audit, now=now, status=exc.status, detail=exc.diagnostics)])
             raise
 
-    def _visible(self, repo: Repository, principal: Principal, stored: Stored) -> None:
+    def _visible(
+        self, repo: Repository, principal: Principal, stored: Stored, break_glass: BreakGlass | None = None
+    ) -> None:
         care = (
             repo.has_care_context(principal.org_id or "", stored.patient_key or "")
-            if access.needs_care_context_check(principal, stored)
+            if policy.needs_care_context_check(principal, stored)
             else None
         )
-        access.check_read(principal, stored, care)
+        policy.check_read(principal, stored, care, break_glass=break_glass)
 
     # ------------------------------------------------------------------ read / vread / history
     def read(self, principal: Principal, audit: AuditContext, rtype: str, rid: str) -> Stored:
         require_type(rtype)
 
         def run(repo: Repository) -> tuple[Stored, list[str | None]]:
-            access.require_scope(principal, rtype, "read")
+            policy.require_scope(principal, rtype, "read")
             stored = repo.get(rtype, rid)
             if stored is None:
                 raise NotFoundError(f"{rtype}/{rid} is not known")
-            self._visible(repo, principal, stored)
+            self._visible(repo, principal, stored, audit.break_glass)
             if stored.deleted:
                 raise GoneError(f"{rtype}/{rid} was deleted (version {stored.version})")
             return stored, [stored.patient_key]
@@ -106,11 +109,11 @@ class Reads:
             raise NotFoundError(f"{rtype}/{rid}/_history/{version} is not a version of this server")
 
         def run(repo: Repository) -> tuple[StoredVersion, list[str | None]]:
-            access.require_scope(principal, rtype, "read")
+            policy.require_scope(principal, rtype, "read")
             current = repo.get(rtype, rid)
             if current is None:
                 raise NotFoundError(f"{rtype}/{rid} is not known")
-            self._visible(repo, principal, current)
+            self._visible(repo, principal, current, audit.break_glass)
             found = repo.version(rtype, rid, int(version))
             if found is None:
                 raise NotFoundError(f"{rtype}/{rid} has no version {version}")
@@ -135,11 +138,11 @@ class Reads:
                 raise BadRequestError(f"history parameter {name!r} is not supported (supported: _count)")
 
         def run(repo: Repository) -> tuple[bytes, list[str | None]]:
-            access.require_scope(principal, rtype, "read")
+            policy.require_scope(principal, rtype, "read")
             current = repo.get(rtype, rid)
             if current is None:
                 raise NotFoundError(f"{rtype}/{rid} is not known")
-            self._visible(repo, principal, current)
+            self._visible(repo, principal, current, audit.break_glass)
             versions = repo.history(rtype, rid, count=count + 1, below=below)
             page = versions[:count]
             entries = [self._history_entry(v) for v in page]
@@ -194,13 +197,16 @@ class Reads:
         params: Sequence[tuple[str, str]],
         *,
         lenient: bool = False,
+        expect_match: str | None = None,
     ) -> SearchOutcome:
+        """``expect_match``: a search standing for a read (a page opening one record): no match is then a 404 audited
+        as a refusal, with this text."""
         require_type(rtype)
 
         def run(repo: Repository) -> tuple[SearchOutcome, list[str | None]]:
-            access.require_scope(principal, rtype, "read")
+            policy.require_scope(principal, rtype, "read")
             parsed = self.parse(rtype, params, lenient=lenient)
-            limit = access.read_filter(principal, rtype)
+            limit = policy.read_filter(principal, rtype, break_glass=audit.break_glass, params=params)
             query = parsed.query
             if limit is not None:
                 query = Query(
@@ -208,12 +214,23 @@ class Reads:
                 )
             if query.snapshot is None:
                 query = Query(query.type, query.clauses, query.sort, query.count, query.cursor, repo.max_pk())
-            return self._execute(repo, principal, rtype, parsed, query)
+            outcome, keys = self._execute(repo, principal, rtype, parsed, query, audit.break_glass)
+            if expect_match is not None and outcome.matches == 0:
+                raise NotFoundError(expect_match)
+            if audit.break_glass is not None and limit is None and policy.needs_care_context(principal, rtype):
+                policy.check_break_glass_result(keys)
+            return outcome, keys
 
         return self._audited(audit, run)
 
     def _execute(
-        self, repo: Repository, principal: Principal, rtype: str, parsed: ParsedSearch, query: Query
+        self,
+        repo: Repository,
+        principal: Principal,
+        rtype: str,
+        parsed: ParsedSearch,
+        query: Query,
+        break_glass: BreakGlass | None = None,
     ) -> tuple[SearchOutcome, list[str | None]]:
         now = self.ctx.clock()
         self_url = (
@@ -226,7 +243,7 @@ class Reads:
             return SearchOutcome(render("searchset", [], now=now, total=count, links=[("self", self_url)]), count), []
         rows, last = repo.search(query)
         entries = [Entry(f"{self.ctx.base_url}/{s.type}/{s.id}", s.body, "match") for s in rows]
-        included = self._includes(repo, principal, rows, parsed.includes)
+        included = self._includes(repo, principal, rows, parsed.includes, break_glass)
         entries += [Entry(f"{self.ctx.base_url}/{s.type}/{s.id}", s.body, "include") for s in included]
         if parsed.ignored:
             warning = _outcome_bytes("warning", "not-supported", "ignored: " + "; ".join(parsed.ignored))
@@ -241,7 +258,12 @@ class Reads:
         return SearchOutcome(body, len(rows)), [s.patient_key for s in (*rows, *included)]
 
     def _includes(
-        self, repo: Repository, principal: Principal, rows: list[Stored], includes: list[tuple[str, str]]
+        self,
+        repo: Repository,
+        principal: Principal,
+        rows: list[Stored],
+        includes: list[tuple[str, str]],
+        break_glass: BreakGlass | None = None,
     ) -> list[Stored]:
         if not includes or not rows:
             return []
@@ -256,7 +278,7 @@ class Reads:
                 continue
             seen.add(key)
             try:
-                self._visible(repo, principal, stored)
+                self._visible(repo, principal, stored, break_glass)
             except ForbiddenError:
                 continue  # an included resource the principal may not see is left out, not an error
             out.append(stored)

@@ -24,9 +24,10 @@ from decimal import Decimal
 from typing import Any
 
 from catalog import REASONS, Catalog
-from registry.auth import Principal, PrincipalKind
-from registry.errors import BadRequestError, ForbiddenError
+from registry.auth import Principal
+from registry.errors import BadRequestError
 from registry.fhir.extract import EPOCH, to_us
+from registry.services import policy
 from registry.store.recognition import RecognitionStore, StatsFilter, StatsQueries
 from registry.store.repository import UnitOfWork
 
@@ -81,14 +82,9 @@ class Statistics:
 
     @staticmethod
     def _allowed(principal: Principal, f: StatsFilter) -> StatsFilter:
-        """Admins see the region; a hospital (or its clinicians) sees its own orders."""
-        if principal.kind is PrincipalKind.ADMIN:
-            return f
-        if principal.kind in (PrincipalKind.HOSPITAL, PrincipalKind.CLINICIAN) and principal.org_id:
-            if f.ordering_org not in (None, principal.org_id):
-                raise ForbiddenError("a hospital sees the statistics of its own orders")
-            return StatsFilter(f.start_us, f.end_us, principal.org_id, f.issuer_org, f.item_id, f.kind)
-        raise ForbiddenError("statistics are for admins and hospitals")
+        """Admins see the region; a hospital system sees its own orders (policy.surfaces)."""
+        own = policy.own_organization(principal, f.ordering_org, "statistics")
+        return StatsFilter(f.start_us, f.end_us, own, f.issuer_org, f.item_id, f.kind)
 
     def summary(self, principal: Principal, period: Period, **filters: str | None) -> dict[str, Any]:
         f = self._allowed(principal, self._filter(period, **filters))

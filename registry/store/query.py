@@ -91,6 +91,13 @@ class CareContextClause:
     org_id: str
 
 
+@dataclass(frozen=True, slots=True)
+class OrgClause:
+    """Only resources that belong to this organization (a hospital's conditional writes see only its own)."""
+
+    org_id: str
+
+
 Clause = (
     TokenClause
     | StringClause
@@ -102,6 +109,7 @@ Clause = (
     | LastUpdatedClause
     | PatientKeyClause
     | CareContextClause
+    | OrgClause
 )
 
 

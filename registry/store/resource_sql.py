@@ -81,8 +81,8 @@ class ResourceSql(SqlBase):
                 out[(row.type, row.id)] = self._stored(row)
         return out
 
-    def live_patient_keys(self, refs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str | None]:
-        """(type, id) → patient_key of each live resource among ``refs``; missing ones are absent."""
+    def live_facts(self, refs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], tuple[str | None, str | None]]:
+        """(type, id) → (patient_key, org_id) of each live resource among ``refs``; missing ones are absent."""
         wanted = list(dict.fromkeys(refs))
         if not wanted:
             return {}
@@ -91,7 +91,7 @@ class ResourceSql(SqlBase):
                 tuple_(R.c.type, R.c.id).in_(wanted), R.c.deleted.is_(False)
             )
         )
-        return {(r.type, r.id): r.patient_key for r in rows}
+        return {(r.type, r.id): (r.patient_key, r.org_id) for r in rows}
 
     def org_of(self, refs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str | None]:
         wanted = list(dict.fromkeys(refs))

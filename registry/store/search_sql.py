@@ -26,6 +26,7 @@ from registry.store.query import (
     IdClause,
     LastUpdatedClause,
     MissingClause,
+    OrgClause,
     PatientKeyClause,
     Query,
     ReferenceClause,
@@ -123,6 +124,8 @@ class SearchSql(SqlBase):
             return or_(*(self._date_match(col, col, v) for v in clause.values))
         if isinstance(clause, PatientKeyClause):
             return cast(ColumnElement[bool], res.c.patient_key.in_(clause.keys))
+        if isinstance(clause, OrgClause):
+            return cast(ColumnElement[bool], res.c.org_id == clause.org_id)
         if isinstance(clause, CareContextClause):
             local = R.alias("local_identity")
             return cast(

@@ -161,6 +161,19 @@ class AuditEventRow(SQLModel, table=True):
     patient_key: str | None = Field(default=None, sa_column=Column(String(64), nullable=True))
     query: str | None = Field(default=None, sa_column=Column(String(2000), nullable=True))
     detail: str | None = Field(default=None, sa_column=Column(String(2000), nullable=True))
+    purpose: str | None = Field(default=None, sa_column=Column(String(20), nullable=True))  # v3-ActReason, e.g. BTG
+    purpose_reason: str | None = Field(default=None, sa_column=Column(String(500), nullable=True))
+
+
+class IdentifierNamespaceRow(SQLModel, table=True):
+    """Identifier systems an Organization owns (DESIGN.md §6 ownership): an exact system, or every system under a
+    prefix written with a trailing ``*`` (``https://hosp-a.example.cn/fhir/sid/*``, ``urn:oid:2.16.156.1.9.*``)."""
+
+    __tablename__ = "identifier_namespace"
+
+    pattern: str = Field(sa_column=Column(String(255), primary_key=True))
+    org_id: str = Field(sa_column=Column(String(64), nullable=False, index=True))
+    created: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
 
 
 class ClientRow(SQLModel, table=True):

@@ -97,6 +97,19 @@ _TEXT: dict[str, tuple[str, str]] = {
     "status_appended": ("已补充", "appended"),
     "not_found": ("找不到该页面或报告。", "That page or report does not exist."),
     "forbidden": ("您无权查看此内容。", "You may not view this."),
+    "outside_care": (
+        "找不到该报告，或该患者在本院没有就诊记录（不在本院诊疗范围内）。",
+        "This report does not exist, or the patient has no record at your hospital (outside your care context).",
+    ),
+    "break_glass_title": ("紧急授权查看（破窗）", "Emergency access (break the glass)"),
+    "break_glass_explain": (
+        "仅在诊疗确有需要时使用。请写明理由：本次查看将记入审计日志，患者可在“谁查看了我的记录”中看到，并计入统计。",
+        "Only when the patient's care needs it. State why: this access is audited, shown to the patient in "
+        "“who viewed my records” and counted in the statistics.",
+    ),
+    "break_glass_reason": ("查看理由", "Reason"),
+    "break_glass_submit": ("紧急授权查看", "Open with emergency access"),
+    "break_glass_banner": ("紧急授权查看：", "Emergency access: "),
     # clinician
     "patient": ("患者", "Patient"),
     "find_patient": ("按本院就诊号查找患者", "Find a patient by this hospital's MRN"),
@@ -158,9 +171,12 @@ _RESOURCES = {
 }
 
 
-def describe_access(interaction: str, resource_type: str, lang: str) -> str:
+def describe_access(interaction: str, resource_type: str, lang: str, purpose: str | None = None) -> str:
     """An audit row in words a patient understands ("查询了您的检查检验报告")."""
     en = lang == "en"
+    if purpose == "BTG":
+        what = describe_access(interaction, resource_type, lang, None)
+        return f"{what} — emergency access (break the glass)" if en else f"紧急授权（破窗）：{what}"
     if resource_type == "CDS Hooks":
         return "checked your results for a new order" if en else "开单时核对了您的既往结果"
     if resource_type == "CDS Hooks feedback":

@@ -20,17 +20,14 @@ from typing import Any, Protocol
 
 from starlette.requests import Request
 
-from registry.auth import Principal, PrincipalKind
+from registry.auth import Principal
 from registry.context import AppContext
 from registry.errors import UnauthorizedError
+from registry.services import policy
 from registry.services.principals import Principals
 
-AREAS: dict[str, frozenset[PrincipalKind]] = {
-    "portal": frozenset({PrincipalKind.PATIENT}),
-    "clinician": frozenset({PrincipalKind.CLINICIAN}),
-    "stats": frozenset({PrincipalKind.ADMIN, PrincipalKind.HOSPITAL}),
-}
-"""Which kinds of principal may use each area of the pages."""
+AREAS = policy.AREAS
+"""Which kinds of principal may use each area of the pages (decided by the policy)."""
 
 
 class SignInError(Exception):
@@ -104,7 +101,7 @@ def signed_in(request: Request, ctx: AppContext, area: str) -> Principal | None:
         sign_out(request, area)
         return None
     principal = ctx.principals.get(entry["cid"])
-    if principal is None or principal.kind not in AREAS[area]:
+    if principal is None or not policy.may_use_area(area, principal):
         sign_out(request, area)
         return None
     return principal

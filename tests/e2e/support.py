@@ -83,6 +83,7 @@ class RegistryProcess:
                 "extension": [{"url": REGION_EXT, "valueCode": "beijing"}],
             }
             ctx.ingest.update(admin, audit, "Organization", org, orjson.dumps(body).decode(), None)
+            ctx.namespaces.declare(admin, org, [f"https://{org}.example.cn/*", f"http://{org}.example.cn/*"])
             for group in ctx.catalog.groups:
                 ctx.administration.add(
                     admin, {"org": org, "group": group, "scope": "beijing", "valid_from": "2020-01-01"}

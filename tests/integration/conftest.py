@@ -173,6 +173,11 @@ class Api:
         return dict(r.json())
 
 
+def namespaces_of(org: str) -> list[str]:
+    """The identifier systems a test hospital owns: everything under its example base URLs."""
+    return [f"http://{org}.example/*", f"http://{org}.example.cn/*", f"https://{org}.example.cn/*"]
+
+
 def setup_region(ctx: AppContext) -> None:
     admin = ctx.principals.add(PrincipalKind.ADMIN, "admin", "Admin").principal
     from registry.services.audit import AuditContext
@@ -181,6 +186,7 @@ def setup_region(ctx: AppContext) -> None:
     for org, name in (("hosp-a", "A 医院"), ("hosp-b", "B 医院"), ("hosp-c", "C 医院")):
         body = orjson.dumps({"resourceType": "Organization", "id": org, "name": name}).decode()
         ctx.ingest.update(admin, audit, "Organization", org, body, None)
+        ctx.namespaces.declare(admin, org, namespaces_of(org))
         ctx.principals.add(PrincipalKind.HOSPITAL, f"{org}-system", f"{name} system", org_id=org)
     ctx.principals.add(PrincipalKind.CLINICIAN, "dr-b", "医生 B", org_id="hosp-b")
     ctx.principals.add(PrincipalKind.CLINICIAN, "dr-c", "医生 C", org_id="hosp-c")

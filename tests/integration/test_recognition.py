@@ -20,7 +20,7 @@ from registry.services.audit import AuditContext
 from registry.services.code_maps import CODE_MAP_ORG
 from registry.services.demo import REGION_EXT
 from tests.integration.cds_rules import assert_valid_cds_response
-from tests.integration.conftest import NATIONAL, Api, Database, make_settings, resident_id, unique
+from tests.integration.conftest import NATIONAL, Api, Database, make_settings, namespaces_of, resident_id, unique
 
 T0 = datetime(2026, 3, 2, 2, 0, tzinfo=UTC)  # 10:00 in Beijing
 B_CODES = "http://hosp-b.example/order-codes"
@@ -54,6 +54,7 @@ def api(database: Database, tmp_path_factory: pytest.TempPathFactory, clock: Clo
             "extension": [{"url": REGION_EXT, "valueCode": r} for r in regions],
         }
         ctx.ingest.update(admin, audit, "Organization", org, orjson.dumps(body).decode(), None)
+        ctx.namespaces.declare(admin, org, namespaces_of(org))
         ctx.principals.add(PrincipalKind.HOSPITAL, f"{org}-system", org, org_id=org)
         ctx.principals.add(PrincipalKind.CLINICIAN, f"dr-{org}", f"医生 {org}", org_id=org)
     for group in ("hematology", "ct", "mr"):  # hosp-c has none: an unqualified issuer
@@ -277,6 +278,7 @@ def test_no_card_for_an_unqualified_issuer_or_a_result_without_the_hr_mark(api: 
     assert card_for(sign(api, "dr-hosp-b", nid, ORDERS[:1]), "o-cbc") is None
     nid2 = resident_id(int(unique("")[1:8], 16) % 10_000)
     pa = api.patient("hosp-a", unique("A"), nid2)
+    api.patient("hosp-b", unique("B"), nid2)
     push_cbc(api, "hosp-a", f"Patient/{pa['id']}", unique("R"), marked=False)
     assert card_for(sign(api, "dr-hosp-b", nid2, ORDERS[:1]), "o-cbc") is None
 
@@ -300,7 +302,9 @@ def test_a_correction_updates_the_card_and_a_withdrawal_removes_it(api: Api, per
     assert card_for(sign(api, "dr-hosp-b", person["nid"], ORDERS[:1]), "o-cbc") is None
 
 
-def test_the_patient_is_found_by_the_calling_hospitals_mrn_or_412(api: Api, person: dict[str, Any]) -> None:
+def test_the_patient_is_found_by_the_calling_hospitals_mrn_and_an_unknown_one_is_refused(
+    api: Api, person: dict[str, Any]
+) -> None:
     push_cbc(api, "hosp-a", f"Patient/{person['a']['id']}", unique("R"))
     mrn = person["b"]["identifier"][0]
     prefetch = {"patient": {"resourceType": "Patient", "identifier": [mrn]}}
@@ -316,7 +320,7 @@ def test_the_patient_is_found_by_the_calling_hospitals_mrn_or_412(api: Api, pers
         },
     }
     r = api.post("/cds-services/hr-order-sign", body, who="dr-hosp-b")
-    assert r.status_code == 412
+    assert r.status_code == 403  # nobody of hosp-b's: the same refusal whether "nobody" exists anywhere or not
     assert r.json()["resourceType"] == "OperationOutcome"
 
 

@@ -19,7 +19,7 @@ from registry.auth import Principal, PrincipalKind, parse_scopes
 from registry.context import AppContext
 from registry.services.audit import AuditContext
 from registry.services.code_maps import CODE_MAP_ORG
-from tests.integration.conftest import NATIONAL, Database, make_settings, resident_id
+from tests.integration.conftest import NATIONAL, Database, make_settings, namespaces_of, resident_id
 
 LOCAL = "http://hosp-a.example/lab-codes"
 CODES = [
@@ -48,6 +48,7 @@ def ctx(database: Database, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         orjson.dumps({"resourceType": "Organization", "name": "A"}).decode(),
         None,
     )
+    context.namespaces.declare(admin, "hosp-a", namespaces_of("hosp-a"))
     _CTX["ctx"] = context
     yield context
     context.engine.dispose()

@@ -13,7 +13,6 @@ from registry.auth import PrincipalKind
 from registry.errors import (
     BadRequestError,
     ConflictError,
-    ForbiddenError,
     NotFoundError,
     PreconditionFailedError,
     RegistryError,
@@ -22,7 +21,7 @@ from registry.fhir.bundle import instant
 from registry.fhir.extract import parse_reference, references, to_us
 from registry.fhir.json_text import JsonShapeError, with_server_members
 from registry.fhir.validation import ID_RE
-from registry.services import access, code_maps
+from registry.services import code_maps, policy
 from registry.services.audit import AuditContext, audit_row
 from registry.services.ingest.entries import (
     BundleItem,
@@ -42,6 +41,7 @@ from registry.services.ingest.session import (
     WriteContext,
 )
 from registry.services.result_index import INDEXED
+from registry.store.namespaces import NamespaceStore
 from registry.store.records import Stored, WritePlan
 
 
@@ -59,16 +59,6 @@ class WriteEngine:
         except JsonShapeError as exc:
             raise BadRequestError(f"the body is not a JSON object: {exc}") from None
 
-    def _check_visible_to_writer(self, s: Session, found: Stored) -> None:
-        p = s.principal
-        if (
-            p.kind is PrincipalKind.HOSPITAL
-            and found.org_id not in (None, p.org_id)
-            and found.type not in access.DIRECTORY
-            and not (found.patient_key and s.repo.has_care_context(p.org_id or "", found.patient_key))
-        ):
-            raise ForbiddenError(f"{found.type}/{found.id} matches, but belongs to another organization")
-
     def apply(self, s: Session, audit: AuditContext, items: list[BundleItem], *, single: bool = False) -> list[Done]:
         """Resolve, prepare and write entries in one transaction with a handful of SQL statements."""
 
@@ -83,7 +73,7 @@ class WriteEngine:
 
         steps = [Step.of(it) for it in items]
         for step in steps:
-            guarded(step, self._parse_step, step)
+            guarded(step, self._parse_step, step, single)
 
         # 1. identities: one query for every identifier-only condition — request conditions and conditional
         # references (``Patient?identifier=…``) alike; the rest are searched one by one.
@@ -121,11 +111,23 @@ class WriteEngine:
             and parsed not in s.pending
         ]
         if stored_refs:
-            s.live.update(s.repo.live_patient_keys(stored_refs))
+            s.live.update(s.repo.live_facts(stored_refs))
+        if s.principal.kind is PrincipalKind.HOSPITAL:
+            systems = {
+                str(i["system"])
+                for st in steps
+                if st.resource is not None and st.done is None
+                for i in st.resource.get("identifier") or []
+                if isinstance(i, dict) and isinstance(i.get("system"), str)
+            }
+            s.owners = NamespaceStore(s.repo.conn).owners(systems) if systems else {}
         for step in sorted(steps, key=lambda st: PREPARE_ORDER.get(st.type, 99)):
             if step.resource is None or step.done is not None:
                 continue
             guarded(step, self._prepare_step, s, step)
+        for step in steps:  # every result a resource governs is the same patient's and (for hospitals) its own
+            if step.prepared is not None and step.prepared.governed:
+                guarded(step, self._check_governed, s, step.prepared)
         claimed: dict[tuple[str, str, str], int] = {}
         for step in steps:
             if step.prepared is None:
@@ -184,34 +186,33 @@ class WriteEngine:
         if unmapped:
             s.repo.count_unmapped(unmapped, now=s.now)
 
-    def _parse_step(self, step: Step) -> None:
+    def _parse_step(self, step: Step, single: bool) -> None:
         step.type, step.id, step.query = step.item.target()
         if step.type not in SUPPORTED:
             raise NotFoundError(f"resource type {step.type!r} is not supported")
         if step.method == "GET":
             raise BadRequestError("GET entries are not supported in Bundles; read or search directly")
         if step.method in ("POST", "PUT"):
-            step.resource = self.preparer.parse(step.item.text or "", step.type)
+            step.resource = self.preparer.parse(step.item.text or "", step.type, checked=not single)
             body_id = step.resource.get("id")
             if step.method == "PUT" and step.id and body_id not in (None, step.id):
                 raise BadRequestError(f"the resource id {body_id!r} does not match {step.type}/{step.id}")
 
     def _resolve_target(self, s: Session, step: Step, by_identifier: Mapping[tuple[str, str, str], Stored]) -> None:
-        access.require_scope(s.principal, step.type, "write")
+        policy.require_scope(s.principal, step.type, "write")
         condition = step.item.if_none_exist if step.method == "POST" else step.query
         if condition is not None:
             simple = identifier_condition(step.type, condition)
             if simple is not None:
                 found = by_identifier.get(simple)
-                matches = [found.id] if found is not None else []
+                matches = [found.id] if found is not None and policy.visible_to_writer(s.principal, found) else []
             else:
                 matches = self.preparer.matches(s, step.type, condition)
             if len(matches) > 1:
                 raise PreconditionFailedError(f"the condition {condition!r} matched {len(matches)} resources, not one")
             if step.method == "POST" and matches:
                 found_row = s.repo.get(step.type, matches[0])
-                if found_row is not None:
-                    self._check_visible_to_writer(s, found_row)
+                if found_row is not None and policy.visible_to_writer(s.principal, found_row):
                     step.id = found_row.id
                     step.done = Done(step.index, "200 OK", found_row)
                     return
@@ -225,6 +226,15 @@ class WriteEngine:
             step.id = str(uuid.uuid4())
         if not step.id or not ID_RE.match(step.id):
             raise BadRequestError(f"{step.id!r} is not a valid FHIR id")
+
+    def _check_governed(self, s: Session, p: Prepared) -> None:
+        targets: list[tuple[str, policy.Target]] = []
+        for path, ref in p.governed:
+            pending = s.pending.get(ref)
+            facts = (pending.patient_key, pending.org_id) if pending is not None else s.live.get(ref)
+            if facts is not None:
+                targets.append((path, policy.Target(*facts)))
+        policy.check_references(s.principal, p.type, p.content.patient_key, p.content.org_id, targets)
 
     def _prepare_step(self, s: Session, step: Step) -> None:
         assert step.resource is not None  # noqa: S101 - set for POST/PUT by _parse_step
@@ -246,10 +256,7 @@ class WriteEngine:
             if existing is None or existing.deleted:
                 step.done = Done(step.index, "204 No Content", None)
                 return
-            if principal.kind is PrincipalKind.HOSPITAL and existing.org_id != principal.org_id:
-                raise ForbiddenError(f"{step.type}/{step.id} belongs to Organization/{existing.org_id}")
-            if principal.kind not in (PrincipalKind.HOSPITAL, PrincipalKind.ADMIN):
-                raise ForbiddenError(f"{principal.kind.value} principals cannot delete")
+            policy.check_change(principal, existing, deleting=True)
             plan.deletes.append(existing)
             return
         p = step.prepared
@@ -269,6 +276,12 @@ class WriteEngine:
             (None, None),
         )
         if clash is not None and clash_key is not None:
+            if not policy.visible_to_writer(principal, clash):
+                # held by another organization (a shared system such as urn:dicom:uid): say so, name nothing of it
+                raise ConflictError(
+                    f"{p.type}.identifier {clash_key[0]}|{clash_key[1]} is already held by a resource of another "
+                    "organization; a business identifier names one resource"
+                )
             if step.condition_missed and step.method == "PUT":
                 simple = identifier_condition(step.type, step.query or "")
                 if simple is None or simple[1:] == clash_key:
@@ -291,9 +304,7 @@ class WriteEngine:
             p.content.body = self._body(p, 1, s.now)
             plan.creates.append(p.content)
             return
-        if principal.kind is PrincipalKind.HOSPITAL and existing.org_id not in (None, principal.org_id):
-            # also for a deleted one: re-creating it would hand over its history
-            raise ForbiddenError(f"{p.type}/{p.id} belongs to Organization/{existing.org_id}")
+        policy.check_change(principal, existing)  # also for a deleted one: re-creating it would hand over its history
         if existing.deleted:  # re-creating a deleted resource continues its history
             p.content.body = self._body(p, existing.version + 1, s.now)
             plan.replaces.append((existing, p.content))

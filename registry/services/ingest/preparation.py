@@ -11,6 +11,7 @@ from urllib.parse import parse_qsl
 
 import orjson
 
+from registry.auth import PrincipalKind
 from registry.errors import (
     BadRequestError,
     ConditionNotFoundError,
@@ -21,10 +22,10 @@ from registry.errors import (
     UnprocessableError,
 )
 from registry.fhir.extract import extract, parse_reference, references
-from registry.fhir.json_text import replace_all
+from registry.fhir.json_text import DuplicateKeyError, loads_document, replace_all
 from registry.fhir.search_params import PATIENT_COMPARTMENT
 from registry.fhir.validation import ResourceInvalidError, validate
-from registry.services import access
+from registry.services import policy
 from registry.services.identity import MASK, NationalIdError, masked
 from registry.services.ingest.entries import (
     identifier_condition,
@@ -36,7 +37,7 @@ from registry.services.ingest.session import (
     WriteContext,
 )
 from registry.services.search_query import SearchParser
-from registry.store.query import Query
+from registry.store.query import OrgClause, Query
 from registry.store.records import NewContent
 
 
@@ -74,11 +75,14 @@ class Preparer:
     def __init__(self, ctx: WriteContext) -> None:
         self.ctx = ctx
 
-    def parse(self, text: str, expected_type: str | None) -> dict[str, Any]:
+    def parse(self, text: str, expected_type: str | None, *, checked: bool = False) -> dict[str, Any]:
+        """The resource of a body; ``checked`` when it is a Bundle entry whose whole Bundle was parsed strictly."""
         try:
-            resource = orjson.loads(text)
+            resource = orjson.loads(text) if checked else loads_document(text)
         except orjson.JSONDecodeError as exc:
             raise BadRequestError(f"the body is not valid JSON: {exc}") from None
+        except DuplicateKeyError as exc:
+            raise BadRequestError(f"the body is ambiguous JSON: {exc}") from None
         if not isinstance(resource, dict):
             raise BadRequestError("the body must be a JSON object (a FHIR resource)")
         rtype = resource.get("resourceType")
@@ -147,10 +151,27 @@ class Preparer:
             patient_key, subject_org = self._subject(s, rtype, resource)
 
         # -- who writes it
-        issuers = access.issuer_orgs(
+        issuers = policy.issuer_orgs(
             {**resource, "id": rid} if rtype == "Organization" else resource, self.ctx.base_url
         )
-        org_id = access.check_write(s.principal, rtype, issuers, subject_org)
+        org_id = policy.check_write(s.principal, rtype, issuers, subject_org)
+        policy.check_namespaces(
+            s.principal,
+            rtype,
+            [
+                (f"identifier[{n}]", str(i["system"]), str(i["value"]))
+                for n, i in enumerate(resource.get("identifier") or [])
+                if isinstance(i, dict) and i.get("system") and not self.ctx.identity.is_national(i["system"])
+            ],
+            s.owners,
+            self.ctx.shared_systems,
+        )
+        governed = [
+            (path, parsed)
+            for path, node in references(resource)
+            if path in policy.GOVERNED_REFERENCES.get(rtype, ())
+            and (parsed := parse_reference(str(node["reference"]), self.ctx.base_url)) is not None
+        ]
 
         # -- business identifiers, content hash, index values
         identifiers = {
@@ -169,7 +190,7 @@ class Preparer:
         meta_in = resource.get("meta") if isinstance(resource.get("meta"), dict) else {}
         meta = {k: v for k, v in (meta_in or {}).items() if k not in ("versionId", "lastUpdated")}
         content = NewContent(rtype, rid, b"", content_hash, patient_key, org_id, index, identifiers)
-        return Prepared(rtype, rid, text, meta, content)
+        return Prepared(rtype, rid, text, meta, content, governed)
 
     def _key_on_file(self, s: Session, rtype: str, rid: str, shown: str, where: str) -> str:
         existing = s.repo.get(rtype, rid)
@@ -209,7 +230,7 @@ class Preparer:
                 replacements[ref] = new
         unknown = [target for _, target in to_check if target not in s.live]
         if unknown:
-            s.live.update(s.repo.live_patient_keys(unknown))
+            s.live.update(s.repo.live_facts(unknown))
         if to_check:
             missing = [(where, target) for where, target in to_check if target not in s.live]
             if missing:
@@ -231,7 +252,7 @@ class Preparer:
         simple = identifier_condition(target_type, query)
         if simple is not None and simple in s.by_identifier:
             found = s.by_identifier[simple]
-            matches = [found.id] if found is not None else []
+            matches = [found.id] if found is not None and policy.visible_to_writer(s.principal, found) else []
             pending = [p.id for p in s.pending.values() if p.type == target_type and simple[1:] in p.identifiers]
             matches += [i for i in pending if i not in matches]
         else:
@@ -251,7 +272,10 @@ class Preparer:
             raise BadRequestError(f"a conditional {rtype} query needs at least one parameter")
         parser = SearchParser(self.ctx.identity, self.ctx.local_tz, self.ctx.base_url, now=s.now)
         parsed = parser.parse(rtype, params, lenient=False, default_count=3, max_count=3)
-        rows, _ = s.repo.search(Query(rtype, parsed.query.clauses, count=3))
+        clauses = parsed.query.clauses
+        if s.principal.kind is PrincipalKind.HOSPITAL and s.principal.org_id and rtype in policy.PATIENT_SCOPED:
+            clauses = (*clauses, OrgClause(s.principal.org_id))  # a condition sees only the writer's own resources
+        rows, _ = s.repo.search(Query(rtype, clauses, count=3))
         ids = [r.id for r in rows]
         # Pending resources match an identifier query by their business identifiers.
         wanted = {(v.split("|", 1)[0], v.split("|", 1)[1]) for n, raw in params if n == "identifier"

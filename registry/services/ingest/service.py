@@ -29,6 +29,7 @@ from registry.errors import (
     TooLargeError,
 )
 from registry.fhir.bundle import Entry, instant, render, weak_etag
+from registry.fhir.json_text import DuplicateKeyError, loads_document
 from registry.fhir.validation import ID_RE
 from registry.services.audit import AuditContext, AuditTrail, audit_row
 from registry.services.ingest.engine import WriteEngine
@@ -137,9 +138,11 @@ class Ingest:
 
     def _bundle(self, principal: Principal, audit: AuditContext, text: str, *, representation: bool) -> bytes:
         try:
-            bundle = orjson.loads(text)
+            bundle = loads_document(text)
         except orjson.JSONDecodeError as exc:
             raise BadRequestError(f"the body is not valid JSON: {exc}") from None
+        except DuplicateKeyError as exc:
+            raise BadRequestError(f"the body is ambiguous JSON: {exc}") from None
         if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
             raise BadRequestError("POST to the base URL takes a Bundle of type transaction or batch")
         btype = bundle.get("type")

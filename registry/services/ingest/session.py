@@ -39,6 +39,7 @@ class WriteContext:
     max_bundle_entries: int
     indexer: ResultIndexer | None = None
     config_cache: ConfigCache | None = None  # cleared when code maps or organizations change
+    shared_systems: frozenset[str] = frozenset({"urn:dicom:uid", "urn:ietf:rfc:3986"})  # owned by nobody
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +70,7 @@ class Prepared:
     text: str
     meta: dict[str, Any]
     content: NewContent
+    governed: list[tuple[str, tuple[str, str]]] = field(default_factory=list)  # (path, result it lists)
 
 
 @dataclass(slots=True)
@@ -78,7 +80,8 @@ class Session:
     now: datetime
     pending: dict[tuple[str, str], Pending] = field(default_factory=dict)
     url_map: dict[str, str] = field(default_factory=dict)
-    live: dict[tuple[str, str], str | None] = field(default_factory=dict)  # existence checks already answered
+    live: dict[tuple[str, str], tuple[str | None, str | None]] = field(default_factory=dict)  # (patient, issuer)
     by_identifier: dict[tuple[str, str, str], Stored | None] = field(default_factory=dict)  # batched look-ups
     subjects: dict[tuple[str, str], Stored | None] = field(default_factory=dict)  # stored Patients already read
     audit_rows: list[dict[str, Any]] = field(default_factory=list)
+    owners: dict[str, str] = field(default_factory=dict)  # identifier system → the Organization owning it

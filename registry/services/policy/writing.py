@@ -1,0 +1,183 @@
+"""Who may write what (DESIGN.md §6 ownership): a hospital writes only as its own Organization, only about its own
+patients, only identifiers in the namespaces it owns, and only references to its own results of the same patient.
+
+- **Issuer.** The organization a resource names as its issuer (``performer``, ``managingOrganization``…) must be the
+  writing hospital's; the resource then belongs to it (``org_id``), and only it may change or delete it.
+- **Subject.** A patient-scoped resource is about a Patient the writing hospital manages.
+- **Identifier namespaces.** Every ``identifier`` a hospital writes is in a system its Organization owns
+  (``hr-registry namespaces add``); another organization's system is refused naming its owner, an undeclared one is
+  refused saying how to declare it. Systems nobody owns follow their own rules: national identifiers (the master
+  patient key, DESIGN.md §4) and the shared systems (``urn:dicom:uid``: a StudyInstanceUID is unique world-wide and
+  its ImagingStudy belongs to the hospital that first sent it).
+- **References on write.** ``DiagnosticReport.result`` / ``imagingStudy`` and ``Observation.hasMember`` /
+  ``derivedFrom`` point only at results of the same patient issued by the writing hospital (an admin may reference
+  another issuer's results, never another patient's). So no report can withdraw, mark or correct a result it does
+  not own.
+
+Admins may write everything else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from registry.auth import Principal, PrincipalKind
+from registry.errors import ForbiddenError
+from registry.fhir.extract import parse_reference, values_at
+from registry.fhir.search_params import PATIENT_COMPARTMENT
+from registry.services.policy.reading import PATIENT_SCOPED, require_scope
+from registry.store.records import Stored
+
+ISSUER_PATHS: dict[str, tuple[str, ...]] = {
+    "Patient": ("managingOrganization",),
+    "DiagnosticReport": ("performer",),
+    "Observation": ("performer",),
+    "ImagingStudy": ("identifier.assigner", "series.performer.actor"),
+    "ServiceRequest": ("requester", "performer"),
+    "Endpoint": ("managingOrganization",),
+}
+"""Where each type names the organization that issued it (the hospital that may write it)."""
+
+ISSUER_REQUIRED = frozenset({"Patient", "DiagnosticReport"})
+"""Types whose issuer a hospital must name; for the others it defaults to the writing hospital."""
+
+GOVERNED_REFERENCES: dict[str, tuple[str, ...]] = {
+    "DiagnosticReport": ("result", "imagingStudy"),
+    "Observation": ("hasMember", "derivedFrom"),
+}
+"""References by which a resource governs results (their mark, withdrawal, correction): same patient, same issuer."""
+
+NAMESPACED = PATIENT_SCOPED
+"""Types whose business identifiers must be in the writer's namespaces."""
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """What the write knows of a referenced result: its patient and its issuer."""
+
+    patient_key: str | None
+    org_id: str | None
+
+
+def issuer_orgs(resource: Mapping[str, Any], base_url: str | None = None) -> list[str]:
+    """Organization ids named as the issuer of ``resource``, in document order."""
+    rtype = str(resource.get("resourceType"))
+    if rtype == "Organization":
+        return [str(resource["id"])] if resource.get("id") else []
+    if rtype == "ConceptMap":
+        from registry.services.code_maps import organization_of
+
+        owner = organization_of(resource)
+        return [owner] if owner else []
+    out: list[str] = []
+    for path in ISSUER_PATHS.get(rtype, ()):
+        for value in values_at(resource, path):
+            if isinstance(value, Mapping) and isinstance(value.get("reference"), str):
+                parsed = parse_reference(value["reference"], base_url)
+                if parsed and parsed[0] == "Organization" and parsed[1] not in out:
+                    out.append(parsed[1])
+    return out
+
+
+def _writer(principal: Principal) -> str:
+    if principal.kind is not PrincipalKind.HOSPITAL or not principal.org_id:
+        raise ForbiddenError(f"{principal.kind.value} principals cannot write")
+    return principal.org_id
+
+
+def check_write(principal: Principal, resource_type: str, issuers: list[str], subject_org: str | None) -> str | None:
+    """Enforce "a hospital writes only as itself"; return the organization the written resource belongs to."""
+    require_scope(principal, resource_type, "write")
+    if principal.kind is PrincipalKind.ADMIN:
+        return issuers[0] if issuers else None
+    own = _writer(principal)
+    if resource_type == "Organization":
+        if issuers != [own]:
+            raise ForbiddenError(f"a hospital may only update its own Organization/{own}")
+        return own
+    foreign = [o for o in issuers if o != own]
+    if foreign:
+        raise ForbiddenError(
+            f"Organization/{foreign[0]} is named as the issuer, but this client writes as Organization/{own}"
+        )
+    if not issuers and resource_type in ISSUER_REQUIRED:
+        path = ISSUER_PATHS[resource_type][0]
+        raise ForbiddenError(f"{resource_type}.{path} must name your Organization/{own}")
+    if resource_type in PATIENT_COMPARTMENT and subject_org is not None and subject_org != own:
+        raise ForbiddenError("the subject Patient is not one of your hospital's patients (managed by another)")
+    return own
+
+
+def check_namespaces(
+    principal: Principal,
+    resource_type: str,
+    identifiers: Iterable[tuple[str, str, str]],
+    owners: Mapping[str, str],
+    shared: frozenset[str],
+) -> None:
+    """Every business identifier ``(path, system, value)`` a hospital writes is in a namespace its Organization owns."""
+    if principal.kind is PrincipalKind.ADMIN or resource_type not in NAMESPACED:
+        return
+    own = _writer(principal)
+    for path, system, _value in identifiers:
+        if system in shared:
+            continue
+        owner = owners.get(system)
+        if owner == own:
+            continue
+        if owner is not None:
+            raise ForbiddenError(
+                f"{resource_type}.{path}: identifier system {system} is the namespace of Organization/{owner}; "
+                f"a hospital writes identifiers only in its own namespaces",
+                expression=[f"{resource_type}.{path}"],
+            )
+        raise ForbiddenError(
+            f"{resource_type}.{path}: identifier system {system} is not declared as a namespace of "
+            f"Organization/{own}; the registry operator declares it with "
+            f"`hr-registry namespaces add --org {own} '{system}'` (or a prefix such as 'http://…/*')",
+            expression=[f"{resource_type}.{path}"],
+        )
+
+
+def check_references(
+    principal: Principal,
+    resource_type: str,
+    patient_key: str | None,
+    org_id: str | None,
+    targets: Iterable[tuple[str, Target]],
+) -> None:
+    """Governing references (:data:`GOVERNED_REFERENCES`) point at results of the same patient and — unless an admin
+    writes — of the same issuer."""
+    for path, target in targets:
+        where = f"{resource_type}.{path}"
+        if target.patient_key != patient_key:
+            raise ForbiddenError(f"{where} refers to a result of another patient", expression=[where])
+        if principal.kind is not PrincipalKind.ADMIN and target.org_id != org_id:
+            raise ForbiddenError(
+                f"{where} refers to a result issued by another organization; a report lists only its own "
+                "hospital's results",
+                expression=[where],
+            )
+
+
+def check_change(principal: Principal, existing: Stored, *, deleting: bool = False) -> None:
+    """Only the owner (or an admin) changes or deletes a stored resource — a deleted one too: re-creating it would hand
+    over its history."""
+    if principal.kind is PrincipalKind.ADMIN:
+        return
+    if deleting and principal.kind is not PrincipalKind.HOSPITAL:
+        raise ForbiddenError(f"{principal.kind.value} principals cannot delete")
+    own = _writer(principal)
+    if existing.org_id != own if deleting else existing.org_id not in (None, own):
+        raise ForbiddenError(f"{existing.type}/{existing.id} belongs to another organization")
+
+
+def visible_to_writer(principal: Principal, found: Stored) -> bool:
+    """Whether a conditional match (``If-None-Exist``, ``PUT Type?…``, ``Patient?identifier=…`` references) may
+    resolve to ``found`` for this writer: a hospital's conditions see only its own patient-scoped resources, so a
+    condition never tells it what another hospital holds."""
+    if principal.kind is not PrincipalKind.HOSPITAL:
+        return True
+    return found.type not in PATIENT_SCOPED or found.org_id in (None, principal.org_id)
