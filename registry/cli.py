@@ -616,7 +616,7 @@ def _demo_credentials(ctx: AppContext) -> list[tuple[str, str, str]]:
                 kind, cid, label, org_id=extra.get("org_id"), patient_key=extra.get("patient_key"), secret=secret
             ).secret
         elif secret is None:
-            secret = ctx.principals.reset_secret(cid)
+            secret = ctx.principals.rotate_secret(cid)
         saved[cid] = secret
         rows.append((cid, secret, f"{kind.value}: {label}"))
     path.write_text(json.dumps(saved, indent=2))
