@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -99,13 +100,17 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 def build_context(settings: Settings, clock: Callable[[], datetime] | None = None) -> AppContext:
     """Catalog, keys, database (migrated when ``auto_migrate``) and services — shared by the app and the CLI.
-    ``clock`` is for tests that move time (validity windows); the default is the system clock."""
+    ``clock`` is for tests that move time (validity windows); the default is the system clock. With a clock given,
+    the age of cached client rows is measured on it too (so a test moves past the cache's TTL by moving the clock);
+    otherwise on the monotonic clock."""
     try:
         catalog = load_catalog(settings.catalog_path)
     except InvalidCatalogError as exc:
         raise CatalogUnavailableError(f"catalog {settings.catalog_path} is invalid:\n{exc}") from None
     settings.var_dir.mkdir(parents=True, exist_ok=True)
-    ctx = AppContext.build(settings, catalog, today=datetime.now(UTC).date(), clock=clock or utcnow)
+    now = clock or utcnow
+    timer = time.monotonic if clock is None else (lambda: now().timestamp())
+    ctx = AppContext.build(settings, catalog, today=datetime.now(UTC).date(), clock=now, timer=timer)
     if settings.auto_migrate:
         migrate.upgrade(settings.effective_database_url, ctx.engine)
     elif migrate.current_revision(ctx.engine) != migrate.head_revision():

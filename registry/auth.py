@@ -141,6 +141,14 @@ class Issued:
     scope: str
 
 
+@dataclass(frozen=True, slots=True)
+class Verified:
+    """A token's principal and when it was issued (``iat``, RFC 7519 §4.1.6, whole Unix seconds)."""
+
+    principal: Principal
+    issued_at: int
+
+
 class TokenService:
     """Mints and verifies access tokens with the registry's signing key."""
 
@@ -173,6 +181,10 @@ class TokenService:
 
     def verify(self, token: str, *, now: datetime | None = None) -> Principal:
         """The principal of a token this registry signed, checked against ``now`` (the registry's clock)."""
+        return self.verified(token, now=now).principal
+
+    def verified(self, token: str, *, now: datetime | None = None) -> Verified:
+        """Signature, issuer, audience and lifetime checked; the stored client is checked by ``Principals.admit``."""
         moment = (now or utcnow()).timestamp()
         try:
             claims = jwt.decode(
@@ -194,7 +206,7 @@ class TokenService:
             scopes = parse_scopes(claims["scope"])
         except (ValueError, AuthError) as exc:
             raise AuthError(f"the access token is not valid: {exc}") from None
-        return Principal(
+        principal = Principal(
             client_id=claims["sub"],
             kind=kind,
             scopes=scopes,
@@ -202,6 +214,7 @@ class TokenService:
             patient_key=claims.get("pk"),
             name=claims.get("name"),
         )
+        return Verified(principal, int(claims["iat"]))
 
 
 def utcnow() -> datetime:

@@ -427,15 +427,84 @@ def clients_add_admin(
 
 @clients_app.command("list")
 def clients_list() -> None:
-    """Every client with its kind, organization and scopes (never secrets)."""
+    """Every client with its kind, organization, scopes, whether it is disabled and since when its tokens count
+    (never secrets)."""
+    from datetime import UTC, datetime
+
     ctx = _context()
     table = Table(title="clients")
     table.add_column("client_id", no_wrap=True)
-    for col in ("kind", "name", "organization", "scopes", "disabled"):
+    for col in ("kind", "name", "organization", "scopes", "disabled", "tokens issued after (UTC)"):
         table.add_column(col, overflow="fold")
     for row in ctx.principals.list():
-        table.add_row(row.client_id, row.kind, row.name, row.org_id or "", row.scopes, "yes" if row.disabled else "")
+        after = row.tokens_valid_after
+        since = "" if after is None else datetime.fromtimestamp(after, UTC).strftime("%Y-%m-%d %H:%M:%S")
+        table.add_row(
+            row.client_id, row.kind, row.name, row.org_id or "", row.scopes, "yes" if row.disabled else "", since
+        )
     out.print(table)
+
+
+ClientIdArgument = Annotated[str, typer.Argument(help="the client id (see `hr-registry clients list`)")]
+TAKES_EFFECT = "on running servers within REGISTRY_CLIENT_CACHE_SECONDS (5 s by default)"
+
+
+@clients_app.command("disable")
+def clients_disable(client_id: ClientIdArgument) -> None:
+    """Disable a client: it gets no new token or sign-in, and its tokens and page sessions are refused from now on
+    (also after `enable`, which lets it obtain new ones)."""
+    ctx = _context()
+    try:
+        ctx.principals.disable(client_id)
+    except RegistryError as exc:
+        raise _fail(exc) from None
+    out.print(f"client {client_id} disabled: its tokens and page sessions are refused {TAKES_EFFECT}")
+
+
+@clients_app.command("enable")
+def clients_enable(client_id: ClientIdArgument) -> None:
+    """Enable a disabled client again: it may obtain new tokens (those from before `disable` stay refused)."""
+    ctx = _context()
+    try:
+        ctx.principals.enable(client_id)
+    except RegistryError as exc:
+        raise _fail(exc) from None
+    out.print(f"client {client_id} enabled: it may obtain new tokens and sign in again")
+
+
+@clients_app.command("remove")
+def clients_remove(
+    client_id: ClientIdArgument,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="remove without asking")] = False,
+) -> None:
+    """Remove a client for good. The audit trail keeps its entries (they name the client id)."""
+    ctx = _context()
+    if ctx.principals.current(client_id) is None:
+        err.print(f"[red]no client {client_id!r}[/red]")
+        raise typer.Exit(1)
+    if not yes and not typer.confirm(f"Remove client {client_id}? Its tokens stop working", default=False):
+        err.print("nothing removed")
+        raise typer.Exit(1)
+    try:
+        ctx.principals.remove(client_id)
+    except RegistryError as exc:
+        raise _fail(exc) from None
+    out.print(f"client {client_id} removed: its tokens and page sessions are refused {TAKES_EFFECT}")
+
+
+@clients_app.command("rotate-secret")
+def clients_rotate_secret(client_id: ClientIdArgument) -> None:
+    """Give a client a new secret (printed once). The old secret stops working at once; tokens and page sessions
+    obtained before are refused too."""
+    ctx = _context()
+    try:
+        secret = ctx.principals.rotate_secret(client_id)
+    except RegistryError as exc:
+        raise _fail(exc) from None
+    out.print(f"[green]client {client_id}[/green]: new secret")
+    out.print(f"  client_id      {client_id}")
+    out.print(f"  client_secret  {secret}    [dim](shown once; keep it safe)[/dim]")
+    out.print(f"  the old secret no longer works; tokens and page sessions from before are refused {TAKES_EFFECT}")
 
 
 @app.command()
@@ -674,7 +743,7 @@ def _demo_credentials(ctx: AppContext) -> list[tuple[str, str, str]]:
                 kind, cid, label, org_id=extra.get("org_id"), patient_key=extra.get("patient_key"), secret=secret
             ).secret
         elif secret is None:
-            secret = ctx.principals.reset_secret(cid)
+            secret = ctx.principals.rotate_secret(cid)
         saved[cid] = secret
         rows.append((cid, secret, f"{kind.value}: {label}"))
     path.write_text(json.dumps(saved, indent=2))

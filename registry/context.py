@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone, tzinfo
@@ -78,8 +79,15 @@ class AppContext:
 
     @classmethod
     def build(
-        cls, settings: Settings, catalog: Catalog, *, today: date, clock: Callable[[], datetime] = utcnow
+        cls,
+        settings: Settings,
+        catalog: Catalog,
+        *,
+        today: date,
+        clock: Callable[[], datetime] = utcnow,
+        timer: Callable[[], float] = time.monotonic,
     ) -> AppContext:
+        """``timer`` measures the age of cached client rows (seconds, never going back)."""
         engine = make_engine(settings.effective_database_url)
         uow = UnitOfWork(engine)
         secret = load_identity_secret(settings)
@@ -126,7 +134,7 @@ class AppContext:
             uow=uow,
             identity=identity,
             tokens=tokens,
-            principals=Principals(engine, tokens, clock),
+            principals=Principals(engine, tokens, clock, cache_seconds=settings.client_cache_seconds, timer=timer),
             reads=reads,
             ingest=ingest,
             limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),

@@ -63,18 +63,23 @@ class _NoCredentialsError(AuthError):
 
 
 def authenticate(request: Request) -> Principal:
-    """The principal of a valid bearer token; 401 otherwise, 429 past the client's rate (both audited)."""
+    """The principal of a valid bearer token whose client still stands behind it (enabled, not rotated since, same
+    kind, organization and patient, scopes still held: ``Principals.admit``); 401 otherwise with
+    ``error="invalid_token"`` (RFC 6750 §3.1), 429 past the client's rate (both audited)."""
     ctx = ctx_of(request)
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
+    holder: Principal | None = None
     try:
         if scheme.lower() != "bearer" or not token.strip():
             raise _NoCredentialsError("a bearer token is required (Authorization: Bearer <token>; see /auth/token)")
-        principal = ctx.tokens.verify(token.strip(), now=ctx.clock())
+        verified = ctx.tokens.verified(token.strip(), now=ctx.clock())
+        holder = verified.principal  # signed by this registry: the audit row may name who presented it
+        principal = ctx.principals.admit(verified)
     except AuthError as exc:
         error = UnauthorizedError(str(exc))
         error.challenge_error = not isinstance(exc, _NoCredentialsError)
-        ctx_audit = audit_context(request, None, "operation", None, None)
+        ctx_audit = audit_context(request, holder, "operation", None, None)
         AuditTrail(ctx.uow).record([audit_row(ctx_audit, now=ctx.clock(), status=401, detail=str(exc))])
         raise error from None
     rule = route_rule(request)

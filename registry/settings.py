@@ -68,6 +68,14 @@ class Settings(BaseSettings):
 
     # ---------------------------------------------------------------- security and limits (DESIGN.md §6)
     token_ttl_seconds: int = Field(default=900, ge=30, le=86_400, description="Access token lifetime.")
+    client_cache_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        le=60,
+        description="How long a server process reuses what it read about a client (disabled, secret rotated, kind, "
+        "organization, scopes) when it checks a token or a page session: a change made elsewhere reaches every "
+        "server within this many seconds. 0 reads the client on every request.",
+    )
     max_body_bytes: int = Field(default=20 * 1024 * 1024, ge=1024, description="Largest request body accepted.")
     max_bundle_entries: int = Field(default=1000, ge=1, description="Largest Bundle accepted.")
     rate_limit_per_second: float = Field(default=100.0, ge=0, description="Sustained requests/s per client; 0 = off")

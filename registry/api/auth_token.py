@@ -61,7 +61,8 @@ async def token(request: Request) -> JSONResponse:
     try:
         principal = await run_in_threadpool(ctx.principals.authenticate, client_id, secret)
         scope = form.get("scope")
-        issued = ctx.principals.token(principal, requested=scope if isinstance(scope, str) else None)
+        requested = scope if isinstance(scope, str) else None
+        issued = await run_in_threadpool(ctx.principals.token, principal, requested=requested)  # reads the client
     except UnauthorizedError as exc:
         AuditTrail(ctx.uow).record([audit_row(audit, now=ctx.clock(), status=401, detail=f"token for {client_id}: "
                                               f"{exc.diagnostics}")])  # fmt: skip

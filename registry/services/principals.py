@@ -2,14 +2,22 @@
 
 Client credentials (RFC 6749 §4.4) give hospital systems short-lived tokens; the CLI adds principals and can mint a
 token directly for demos and tests.
+
+Clients can be disabled, enabled, removed and have their secret rotated ("a disabled client's tokens stop
+working"). Every bearer token and page session is checked against the stored client (``admit``,
+``session_principal``): the client must exist and be enabled, the token must be issued after the client's
+``tokens_valid_after`` (set by ``rotate_secret`` and ``disable``), and the token's kind, organization and patient
+must equal the stored ones and its scopes be covered by the stored scopes. The stored client is read through a
+short per-process cache (``ClientCache``), forgotten at once when a change goes through this object.
 """
 
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Engine
@@ -22,12 +30,14 @@ from registry.auth import (
     PrincipalKind,
     Scope,
     TokenService,
+    Verified,
     hash_secret,
     new_client_secret,
     parse_scopes,
     verify_secret,
 )
-from registry.errors import BadRequestError, ConflictError, UnauthorizedError
+from registry.errors import BadRequestError, ConflictError, NotFoundError, UnauthorizedError
+from registry.services.client_cache import ClientCache
 from registry.store.clients import ClientStore
 
 CLIENT_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,99}$")
@@ -38,6 +48,19 @@ class NewClient:
     client_id: str
     secret: str
     principal: Principal
+
+
+@dataclass(frozen=True, slots=True)
+class StoredClient:
+    """What a token is checked against: the client as stored, whether it is disabled, and the Unix second up to
+    which its tokens and sessions are refused (None: no such instant, a client from before revocation existed)."""
+
+    principal: Principal
+    disabled: bool
+    tokens_valid_after: int | None
+
+    def revoked(self, issued_at: int) -> bool:
+        return self.tokens_valid_after is not None and issued_at <= self.tokens_valid_after
 
 
 def _principal(row: Any) -> Principal:
@@ -52,10 +75,19 @@ def _principal(row: Any) -> Principal:
 
 
 class Principals:
-    def __init__(self, engine: Engine, tokens: TokenService, clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        tokens: TokenService,
+        clock: Callable[[], datetime],
+        *,
+        cache_seconds: float = 0.0,
+        timer: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.engine = engine
         self.tokens = tokens
         self.clock = clock
+        self.cache: ClientCache[StoredClient | None] = ClientCache(cache_seconds, timer)
 
     def add(
         self,
@@ -79,13 +111,16 @@ class Principals:
         except AuthError as exc:
             raise BadRequestError(str(exc)) from None
         secret = secret or new_client_secret()
+        now = self.clock()
         with self.engine.begin() as conn:
             store = ClientStore(conn)
             if store.get(client_id) is not None:
                 raise ConflictError(f"client {client_id!r} already exists")
+            # Tokens of a removed client of the same id (issued before this second) never serve the new one.
             store.add(client_id=client_id, kind=kind.value, name=name, secret_hash=hash_secret(secret),
                       scopes=" ".join(str(s) for s in parsed), org_id=org_id, patient_key=patient_key,
-                      now=self.clock())  # fmt: skip
+                      now=now, tokens_valid_after=_second(now) - 1)  # fmt: skip
+        self.cache.forget(client_id)
         return NewClient(client_id, secret, Principal(client_id, kind, parsed, org_id, patient_key, name))
 
     def get(self, client_id: str) -> Principal | None:
@@ -115,13 +150,96 @@ class Principals:
                 raise BadRequestError("invalid_scope: none of the requested scopes is granted to this client")
             principal = Principal(principal.client_id, principal.kind, granted, principal.org_id,
                                   principal.patient_key, principal.name)  # fmt: skip
-        return self.tokens.mint(principal, now=self.clock(), ttl_seconds=ttl_seconds)
+        return self.tokens.mint(principal, now=self.stamp(principal.client_id), ttl_seconds=ttl_seconds)
 
-    def reset_secret(self, client_id: str) -> str:
+    def stamp(self, client_id: str) -> datetime:
+        """When a token or page session of this client is issued: now — or, in the very second of a rotation or
+        disabling (``iat`` has whole seconds, RFC 7519 §2), the next second, so a new token is not refused with
+        the old ones. Read from the database, not the cache: the change may have come from another process."""
+        now = self.clock()
+        stored = self._load(client_id)
+        if stored is not None and stored.tokens_valid_after == _second(now):
+            return datetime.fromtimestamp(stored.tokens_valid_after + 1, UTC)
+        return now
+
+    # ------------------------------------------------------------------------ revocation
+    def rotate_secret(self, client_id: str) -> str:
+        """A new secret, returned once; the old one stops working at once, and so do tokens and page sessions
+        issued up to this second."""
         secret = new_client_secret()
         with self.engine.begin() as conn:
-            ClientStore(conn).set_secret(client_id, hash_secret(secret))
+            found = ClientStore(conn).set_secret(client_id, hash_secret(secret), tokens_valid_after=self._now_second())
+        self._changed(client_id, found)
         return secret
+
+    def disable(self, client_id: str) -> None:
+        """No new tokens or sign-ins, and the client's tokens and sessions so far stay refused after ``enable``."""
+        with self.engine.begin() as conn:
+            found = ClientStore(conn).set_disabled(client_id, True, tokens_valid_after=self._now_second())
+        self._changed(client_id, found)
+
+    def enable(self, client_id: str) -> None:
+        with self.engine.begin() as conn:
+            found = ClientStore(conn).set_disabled(client_id, False)
+        self._changed(client_id, found)
+
+    def remove(self, client_id: str) -> None:
+        """Delete the client; the audit trail keeps naming it (audit rows hold client ids as text)."""
+        with self.engine.begin() as conn:
+            found = ClientStore(conn).remove(client_id)
+        self._changed(client_id, found)
+
+    def current(self, client_id: str) -> StoredClient | None:
+        """The stored client (None: no such client), read through the per-process cache."""
+        return self.cache.get(client_id, lambda: self._load(client_id))
+
+    def admit(self, token: Verified) -> Principal:
+        """The token's principal if its client still stands behind it; ``AuthError`` otherwise (RFC 6750 §3.1
+        ``invalid_token``: "revoked … or invalid for other reasons")."""
+        claimed = token.principal
+        stored = self.current(claimed.client_id)
+        if stored is None:
+            raise AuthError("the access token's client no longer exists")
+        if stored.disabled:
+            raise AuthError("the access token's client is disabled")
+        if stored.revoked(token.issued_at):
+            raise AuthError("the access token was revoked: its client's secret was rotated or the client disabled")
+        held = stored.principal
+        for what, ok in (
+            ("kind", claimed.kind is held.kind),
+            ("organization", claimed.org_id == held.org_id),
+            ("patient", claimed.patient_key == held.patient_key),
+            ("scopes", all(any(_covers(h, w) for h in held.scopes) for w in claimed.scopes)),
+        ):
+            if not ok:
+                raise AuthError(f"the access token no longer matches its client: the {what} changed")
+        return claimed
+
+    def session_principal(self, client_id: str, signed_in_at: int) -> Principal | None:
+        """The stored principal of a page session signed in at ``signed_in_at`` (Unix seconds), or None when the
+        client is gone, disabled, or was rotated or disabled since."""
+        try:
+            stored = self.current(client_id)
+        except AuthError:  # stored scopes that no longer parse
+            return None
+        if stored is None or stored.disabled or stored.revoked(signed_in_at):
+            return None
+        return stored.principal
+
+    def _load(self, client_id: str) -> StoredClient | None:
+        with self.engine.connect() as conn:
+            row = ClientStore(conn).get(client_id)
+        if row is None:
+            return None
+        return StoredClient(_principal(row), bool(row.disabled), row.tokens_valid_after)
+
+    def _now_second(self) -> int:
+        return _second(self.clock())
+
+    def _changed(self, client_id: str, found: bool) -> None:
+        self.cache.forget(client_id)
+        if not found:
+            raise NotFoundError(f"no client {client_id!r}")
 
     def list(self) -> list[Any]:
         with self.engine.connect() as conn:
@@ -134,6 +252,11 @@ class Principals:
     def set_state(self, key: str, value: str) -> None:
         with self.engine.begin() as conn:
             ClientStore(conn).set_state(key, value)
+
+
+def _second(moment: datetime) -> int:
+    """Whole Unix seconds, the unit of a token's ``iat`` (RFC 7519 §2 NumericDate)."""
+    return int(moment.timestamp())
 
 
 def _covers(held: Scope, wanted: Scope) -> bool:

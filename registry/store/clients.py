@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, delete, insert, select, update
 
 from registry.store.tables import metadata
 
@@ -31,19 +31,32 @@ class ClientStore:
         org_id: str | None,
         patient_key: str | None,
         now: datetime,
+        tokens_valid_after: int,
     ) -> None:
         self.conn.execute(
             insert(C).values(
                 client_id=client_id, kind=kind, name=name, secret_hash=secret_hash, scopes=scopes, org_id=org_id,
-                patient_key=patient_key, created=now, disabled=False,
+                patient_key=patient_key, created=now, disabled=False, tokens_valid_after=tokens_valid_after,
             )
         )  # fmt: skip
 
-    def set_secret(self, client_id: str, secret_hash: str) -> None:
-        self.conn.execute(update(C).where(C.c.client_id == client_id).values(secret_hash=secret_hash))
+    def set_secret(self, client_id: str, secret_hash: str, *, tokens_valid_after: int) -> bool:
+        """A new secret; tokens issued up to ``tokens_valid_after`` (Unix seconds) stop working. False: no client."""
+        values = {"secret_hash": secret_hash, "tokens_valid_after": tokens_valid_after}
+        return self._update(client_id, values)
 
-    def set_disabled(self, client_id: str, disabled: bool) -> None:
-        self.conn.execute(update(C).where(C.c.client_id == client_id).values(disabled=disabled))
+    def set_disabled(self, client_id: str, disabled: bool, *, tokens_valid_after: int | None = None) -> bool:
+        values: dict[str, Any] = {"disabled": disabled}
+        if tokens_valid_after is not None:
+            values["tokens_valid_after"] = tokens_valid_after
+        return self._update(client_id, values)
+
+    def remove(self, client_id: str) -> bool:
+        """Delete the client; audit rows name clients by id as text, so the trail stays whole."""
+        return self.conn.execute(delete(C).where(C.c.client_id == client_id)).rowcount > 0
+
+    def _update(self, client_id: str, values: dict[str, Any]) -> bool:
+        return self.conn.execute(update(C).where(C.c.client_id == client_id).values(**values)).rowcount > 0
 
     def all(self) -> list[Any]:
         return list(self.conn.execute(select(C).order_by(C.c.kind, C.c.client_id)))

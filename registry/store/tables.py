@@ -8,7 +8,7 @@
 - ``resource_identifier``: business identifiers (report number within its system, StudyInstanceUID, MRN…), unique, so
   a repeated or racing push can never create a duplicate.
 - ``audit_event``: who read, searched or wrote what, for which patient; append-only (triggers refuse UPDATE/DELETE).
-- ``client``: principals that may obtain tokens.
+- ``client``: principals that may obtain tokens; disabled, and the instant before which their tokens are refused.
 """
 
 from __future__ import annotations
@@ -188,6 +188,9 @@ class ClientRow(SQLModel, table=True):
     patient_key: str | None = Field(default=None, sa_column=Column(String(64), nullable=True))
     created: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     disabled: bool = Field(default=False, nullable=False)
+    tokens_valid_after: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    """Unix seconds: a token issued (``iat``) or a page session signed in at or before it is refused — set by
+    ``rotate-secret`` and ``disable``, and on creation (so a removed client's tokens never serve a new one)."""
 
 
 class StateRow(SQLModel, table=True):

@@ -2,8 +2,11 @@
 
 The session lives in a signed cookie (Starlette's ``SessionMiddleware``: HttpOnly, ``SameSite=Lax``, ``Secure`` when
 ``REGISTRY_COOKIE_SECURE`` is set) and holds only the signed-in client id per area, its expiry, the language and the
-CSRF token — never patient data. The principal is looked up again on every request, so a disabled client is
-signed out at once.
+CSRF token — never patient data. The principal is looked up again on every request (``Principals.session_principal``,
+through the same short per-process cache as bearer tokens), and each area records when it was signed in, so a
+disabled or removed client is signed out — and a session from before ``rotate-secret`` or ``disable`` ends — within
+``REGISTRY_CLIENT_CACHE_SECONDS`` on every server and at once on the server that made the change. Times come from
+the registry's clock (``ctx.clock``), never the machine's directly.
 
 ``IdentityProvider`` is the seam for who may sign in: the built-in provider checks the client credentials the CLI
 issues (``hr-registry clients add``) or the demo prints; a city identity provider (OIDC authorization-code flow)
@@ -14,8 +17,8 @@ from __future__ import annotations
 
 import hmac
 import secrets
-import time
 from collections.abc import MutableMapping
+from datetime import datetime
 from typing import Any, Protocol
 
 from starlette.requests import Request
@@ -77,10 +80,11 @@ def csrf_ok(request: Request, presented: str | None) -> bool:
     return isinstance(expected, str) and isinstance(presented, str) and hmac.compare_digest(expected, presented)
 
 
-def sign_in(request: Request, area: str, principal: Principal, ttl_seconds: int) -> None:
+def sign_in(request: Request, area: str, principal: Principal, ttl_seconds: int, *, now: datetime) -> None:
     session = _session(request)
     areas = dict(session.get("areas") or {})
-    areas[area] = {"cid": principal.client_id, "exp": int(time.time()) + ttl_seconds}
+    at = int(now.timestamp())  # whole seconds, like a token's iat: compared with the client's tokens_valid_after
+    areas[area] = {"cid": principal.client_id, "at": at, "exp": at + ttl_seconds}
     session["areas"] = areas
     session["csrf"] = secrets.token_urlsafe(32)  # a new token after sign-in (no session fixation of the token)
 
@@ -93,14 +97,16 @@ def sign_out(request: Request, area: str) -> None:
 
 
 def signed_in(request: Request, ctx: AppContext, area: str) -> Principal | None:
-    """The principal signed in to ``area``, or None (not signed in, expired, disabled, or the wrong kind)."""
+    """The principal signed in to ``area``, or None (not signed in, expired, disabled, removed, rotated or disabled
+    since the sign-in, or the wrong kind)."""
     entry = (_session(request).get("areas") or {}).get(area)
     if not isinstance(entry, dict) or not isinstance(entry.get("cid"), str):
         return None
-    if int(entry.get("exp") or 0) < time.time():
-        sign_out(request, area)
+    at, exp = entry.get("at"), entry.get("exp")
+    if not isinstance(at, int) or not isinstance(exp, int) or exp < ctx.clock().timestamp():
+        sign_out(request, area)  # expired, or a session from before sign-ins recorded their time
         return None
-    principal = ctx.principals.get(entry["cid"])
+    principal = ctx.principals.session_principal(entry["cid"], at)
     if principal is None or not policy.may_use_area(area, principal):
         sign_out(request, area)
         return None

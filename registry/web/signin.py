@@ -77,7 +77,7 @@ def login(
     AuditTrail(ctx.uow).record(
         [audit_row(audit, now=ctx.clock(), status=200, detail=f"page sign-in /{area}", interaction="login")]
     )
-    sign_in(request, area, principal, ctx.settings.session_ttl_seconds)
+    sign_in(request, area, principal, ctx.settings.session_ttl_seconds, now=ctx.principals.stamp(principal.client_id))
     return RedirectResponse(safe_next(area, next), status_code=303)
 
 

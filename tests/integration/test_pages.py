@@ -147,10 +147,16 @@ def test_who_viewed_my_records_lists_the_clinician_who_read_them(
     assert "searched your reports" in browser.get("/portal/access?lang=en").text
 
 
+def _new_client(api: Api, kind: PrincipalKind, org: str | None = None) -> tuple[str, str]:
+    """A principal of its own with a known secret (rotating a shared one would revoke the tokens other tests hold)."""
+    client_id = unique(kind.value)
+    return client_id, api.ctx.principals.add(kind, client_id, f"test {kind.value}", org_id=org).secret
+
+
 def test_the_order_screen_token_needs_the_session_and_its_csrf_token(api: Api, browser: TestClient) -> None:
-    secret = api.ctx.principals.reset_secret("dr-b")
+    clinician, secret = _new_client(api, PrincipalKind.CLINICIAN, "hosp-b")
     assert browser.post("/clinician/token").status_code == 401
-    sign_in(browser, "clinician", "dr-b", secret)
+    sign_in(browser, "clinician", clinician, secret)
     page = browser.get("/clinician")
     assert page.status_code == 200
     csrf = re.search(r'data-csrf="([^"]+)"', page.text)
@@ -174,8 +180,8 @@ def test_sign_out_needs_the_csrf_token(browser: TestClient, two_patients: dict[s
 
 
 def test_statistics_page_and_csv_for_a_manager(api: Api, browser: TestClient) -> None:
-    secret = api.ctx.principals.reset_secret("admin")
-    sign_in(browser, "stats", "admin", secret)
+    manager, secret = _new_client(api, PrincipalKind.ADMIN)
+    sign_in(browser, "stats", manager, secret)
     page = browser.get("/stats")
     assert page.status_code == 200
     summary = api.get("/stats/api/summary").json()
@@ -231,8 +237,8 @@ def test_a_card_link_to_a_study_without_a_report_opens_for_the_clinician_in_care
     assert r.status_code == 201, r.text
     sid = r.json()["id"]
     api.patient("hosp-b", unique("B"), p1["nid"])  # p1 is now in hospital B's care; p2 is not
-    secret = api.ctx.principals.reset_secret("dr-b")
-    sign_in(browser, "clinician", "dr-b", secret)
+    clinician, secret = _new_client(api, PrincipalKind.CLINICIAN, "hosp-b")
+    sign_in(browser, "clinician", clinician, secret)
     page = browser.get(f"/clinician/reports/ImagingStudy/{sid}")
     assert page.status_code == 200, page.text
     assert "A 医院" in page.text and "Thorax" in page.text and ">42<" in page.text
