@@ -79,6 +79,17 @@ class Decisions:
                 existing = store.decision_for(d.card_uuid)
                 if existing is not None:
                     if existing.outcome == d.outcome and existing.reason_code == reason_code:
+                        repo.add_audit(
+                            [
+                                audit_row(
+                                    audit,
+                                    now=now,
+                                    status=200,
+                                    patient_key=card.patient_key,
+                                    detail=f"decision {d.outcome} on card {d.card_uuid} (a repeat)",
+                                )
+                            ]
+                        )
                         return Recorded(d.card_uuid, d.outcome, new=False)
                     raise ConflictError(f"card {d.card_uuid} already has the decision {existing.outcome}")
                 item = self.catalog.item(card.item_id)

@@ -22,7 +22,7 @@ from catalog.codes import HR_MARK
 from registry.auth import Principal, PrincipalKind
 from registry.errors import NotFoundError
 from registry.fhir.extract import date_range, parse_reference
-from registry.services.audit import AuditContext
+from registry.services.audit import AuditContext, audit_row
 from registry.services.config_cache import ConfigCache
 from registry.services.result_index import ResultIndexer
 from registry.services.search import Reads
@@ -563,11 +563,14 @@ class Portal:
         parsed = parse_reference(ref, None) if isinstance(ref, str) else None
         return parsed[1] if parsed and parsed[0] == "Organization" else None
 
-    def access_log(self, principal: Principal, limit: int = 200) -> list[AccessView]:
-        """Who read this patient's records: other principals' successful reads, newest first."""
+    def access_log(self, principal: Principal, limit: int = 200, audit: AuditContext | None = None) -> list[AccessView]:
+        """Who read this patient's records: other principals' successful reads, newest first (the look itself is
+        audited when ``audit`` is given)."""
         if principal.patient_key is None:
             return []
         with self.uow.begin(audit_only=True) as repo:
+            if audit is not None:
+                repo.add_audit([audit_row(audit, now=self.clock(), status=200, patient_key=principal.patient_key)])
             # other principals' successful reads and searches (the patient's own browsing would crowd them out)
             wanted = AuditFilter(
                 count=limit,

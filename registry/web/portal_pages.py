@@ -114,7 +114,7 @@ def portal_access(request: Request) -> Response:
         "portal_access.html",
         "portal",
         principal,
-        rows=ctx.portal.access_log(principal),
+        rows=ctx.portal.access_log(principal, audit=audit_context(request, principal, "search-type", "AuditEvent")),
         describe=lambda row: (
             describe_access(row.interaction, row.resource_type, lang, row.purpose)
             + (f" — {row.purpose_reason}" if row.purpose_reason else "")

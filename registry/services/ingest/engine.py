@@ -44,6 +44,8 @@ from registry.services.result_index import INDEXED
 from registry.store.namespaces import NamespaceStore
 from registry.store.records import Stored, WritePlan
 
+_INTERACTION = {"POST": "create", "PUT": "update", "DELETE": "delete"}
+
 
 class WriteEngine:
     """Resolve, prepare and write the entries of one transaction with a handful of SQL statements."""
@@ -166,6 +168,13 @@ class WriteEngine:
                 s.audit_rows.append(audit_row(audit, now=s.now, status=status, patient_key=stored.patient_key,
                                               resource_type=stored.type, resource_id=stored.id,
                                               interaction=interaction))  # fmt: skip
+            else:  # answered without writing (a repeat, an unchanged update, nothing to delete): audited all the same
+                kept = step.done.stored
+                s.audit_rows.append(audit_row(audit, now=s.now, status=int(step.done.status_text[:3]),
+                                              patient_key=kept.patient_key if kept else None,
+                                              resource_type=step.type, resource_id=step.id or None,
+                                              interaction=_INTERACTION.get(step.method, "update"),
+                                              detail="unchanged: nothing written"))  # fmt: skip
             results.append(step.done)
         return results
 

@@ -1,0 +1,453 @@
+"""The access matrix (DESIGN.md §6): every route the app serves — read from the app's own route table, so a new route
+without an entry here fails — × every kind of principal (admin, hospital system, clinician, patient, no credentials,
+a disabled client) × the target (the caller's own record, one in its care context, one outside it, another patient's),
+on SQLite and PostgreSQL.
+
+For each request it asserts the outcome written below (not computed from the policy it checks), that a refusal carries
+nothing of the target the caller did not send itself (ids, MRNs, other hospitals, names, national IDs), and that the
+request left an audit row with the right outcome — refusals included.
+
+The region: person P1 is registered at hospital A and at hospital B (the callers' hospital), P2 only at A, P3 only at
+C. Targets: ``own`` B's report of P1, ``care`` A's report of P1, ``out`` A's report of P2, ``other`` C's report of P3.
+The patient principal is P1.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import text
+
+from catalog import Coding
+from catalog.codes import HR_MARK, NONRECOGNITION_REASONS
+from registry.app import create_app
+from registry.auth import PrincipalKind
+from registry.context import AppContext
+from registry.route_table import served_routes
+from registry.services import policy
+from registry.services.audit import AuditContext
+from registry.services.demo import REGION_EXT
+from registry.services.recognition import DraftOrder, PatientQuery
+from tests.integration.conftest import NATIONAL, Database, make_settings, namespaces_of, resident_id
+from tests.integration.test_recognition import T0, Clock
+
+TARGETS = ("own", "care", "out", "other")
+PRINCIPALS = ("admin", "hospital", "clinician", "patient", "none", "disabled")
+LOINC_CBC = {"coding": [{"system": "http://loinc.org", "code": "58410-2"}]}
+BTG = {
+    "Category": 'http://terminology.hl7.org/CodeSystem/v3-ActReason#BTG; scheme="http://hl7.org/fhir/tag/security"',
+    "X-Break-Glass-Reason": "emergency",
+}
+FULL_ID = re.compile(r"(?<![0-9A-Za-z])\d{17}[\dXx](?![0-9A-Za-z])")
+
+# Expected outcomes, one character per target (own, care, out, other), or one for a route without a target:
+#   2 success (2xx); for a search also: the target is in the result   e  200 without the target in it
+#   1 401   3 403   4 404   0 400   5 405   9 409   r 303 to the sign-in page   j 401 JSON (the order screen's token)
+# The principals are, in order: admin, hospital (B's system), clinician (at B), patient (P1), none, disabled client.
+OPEN = dict.fromkeys(PRINCIPALS, "2")
+READ = {"admin": "2222", "hospital": "2233", "clinician": "2233", "patient": "2233", "none": "1111", "disabled": "1111"}
+SEARCH = {"admin": "2222", "hospital": "22ee", "clinician": "22ee", "patient": "22ee", "none": "1111",
+          "disabled": "1111"}  # fmt: skip
+WRITE = {"admin": "2222", "hospital": "2333", "clinician": "3333", "patient": "3333", "none": "1111",
+         "disabled": "1111"}  # fmt: skip
+CHECK = {"admin": "2222", "hospital": "2233", "clinician": "2233", "patient": "3333", "none": "1111",
+         "disabled": "1111"}  # fmt: skip
+MANAGERS = {"admin": "2", "hospital": "2", "clinician": "3", "patient": "3", "none": "1", "disabled": "1"}
+ADMIN_ONLY = {"admin": "2", "hospital": "3", "clinician": "3", "patient": "3", "none": "1", "disabled": "1"}
+
+
+def page(area: str, allowed: str) -> dict[str, str]:
+    """A page: the kinds of its area see ``allowed``; everyone else is sent to sign in."""
+    kinds = {"portal": ("patient",), "clinician": ("clinician",), "stats": ("admin", "hospital")}[area]
+    return {p: (allowed if p in kinds else "r" * len(allowed)) for p in PRINCIPALS}
+
+
+@dataclass
+class Target:
+    report: str
+    patient: str  # the registry Patient the report is about
+    national_id: str
+    mrn: tuple[str, str]  # (system, value) of that Patient
+    org: str
+    report_body: dict[str, Any]
+    report_number: tuple[str, str]
+    card: str = ""  # a recognition card issued to the target's calling hospital
+    event: str = ""  # an AuditEvent id about the target's patient
+    secrets: set[str] = field(default_factory=set)  # what no refusal may disclose
+
+
+@dataclass
+class Region:
+    ctx: AppContext
+    clients: dict[str, TestClient]
+    tokens: dict[str, str]
+    targets: dict[str, Target]
+    csrf: dict[str, str]
+
+
+def _rid() -> str:
+    return uuid.uuid4().hex
+
+
+@pytest.fixture(scope="module")
+def region(database: Database, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Region]:
+    app = create_app(make_settings(tmp_path_factory.mktemp("var"), database.url), clock=Clock(T0))
+    ctx: AppContext = app.state.ctx
+    admin = ctx.principals.add(PrincipalKind.ADMIN, "admin", "Admin").principal
+    audit = AuditContext("setup", admin, "update")
+    secrets: dict[str, str] = {"admin": ctx.principals.rotate_secret("admin")}
+    for org in ("hosp-a", "hosp-b", "hosp-c"):
+        body = {"resourceType": "Organization", "id": org, "name": f"{org} 医院",
+                "extension": [{"url": REGION_EXT, "valueCode": "beijing"}]}  # fmt: skip
+        ctx.ingest.update(admin, audit, "Organization", org, orjson.dumps(body).decode(), None)
+        ctx.namespaces.declare(admin, org, namespaces_of(org))
+        ctx.administration.add(admin, {"org": org, "group": "hematology", "scope": "beijing",
+                                       "valid_from": "2025-01-01"})  # fmt: skip
+        secrets[f"{org}-system"] = ctx.principals.add(PrincipalKind.HOSPITAL, f"{org}-system", org, org_id=org).secret
+    secrets["dr-b"] = ctx.principals.add(PrincipalKind.CLINICIAN, "dr-b", "医生乙", org_id="hosp-b").secret
+    secrets["dr-c"] = ctx.principals.add(PrincipalKind.CLINICIAN, "dr-c", "医生丙", org_id="hosp-c").secret
+    people = {n: resident_id(4000 + n) for n in (1, 2, 3)}
+    secrets["patient"] = ctx.principals.add(
+        PrincipalKind.PATIENT, "patient-p1", "患者一", patient_key=ctx.identity.master_key(NATIONAL, people[1])
+    ).secret
+    secrets["disabled"] = ctx.principals.add(PrincipalKind.HOSPITAL, "hosp-b-old", "B old", org_id="hosp-b").secret
+    clients = {p: TestClient(app, follow_redirects=False) for p in PRINCIPALS}
+    for c in clients.values():
+        c.__enter__()
+    ids = {"admin": "admin", "hospital": "hosp-b-system", "clinician": "dr-b", "patient": "patient-p1",
+           "disabled": "hosp-b-old"}  # fmt: skip
+    tokens = {}
+    for who, cid in ids.items():
+        principal = ctx.principals.get(cid)
+        assert principal is not None
+        tokens[who] = ctx.principals.token(principal, ttl_seconds=86_400).access_token
+
+    def patient(org: str, n: int) -> tuple[str, tuple[str, str]]:
+        mrn = (f"http://{org}.example/mrn", f"{org[-1].upper()}-{n}")
+        body = {"resourceType": "Patient", "identifier": [{"system": mrn[0], "value": mrn[1]},
+                {"system": NATIONAL, "value": people[n]}], "name": [{"text": f"病人{n}号"}],
+                "managingOrganization": {"reference": f"Organization/{org}"}}  # fmt: skip
+        hosp = ctx.principals.get(f"{org}-system")
+        assert hosp is not None
+        return ctx.ingest.create(hosp, audit, "Patient", orjson.dumps(body).decode(), None).stored.id, mrn
+
+    def report(org: str, patient_id: str, n: int) -> tuple[str, dict[str, Any], tuple[str, str]]:
+        number = (f"http://{org}.example/report", f"R-{org}-{n}")
+        body = {"resourceType": "DiagnosticReport", "identifier": [{"system": number[0], "value": number[1]}],
+                "meta": {"tag": [{"system": HR_MARK, "code": "HR"}]}, "status": "final", "code": LOINC_CBC,
+                "subject": {"reference": f"Patient/{patient_id}"}, "effectiveDateTime": "2026-03-01T09:00:00+08:00",
+                "performer": [{"reference": f"Organization/{org}"}], "conclusion": f"结论{n}"}  # fmt: skip
+        hosp = ctx.principals.get(f"{org}-system")
+        assert hosp is not None
+        stored = ctx.ingest.create(hosp, audit, "DiagnosticReport", orjson.dumps(body).decode(), None).stored
+        return stored.id, body, number
+
+    pa1, mrn_a1 = patient("hosp-a", 1)
+    pb1, mrn_b1 = patient("hosp-b", 1)
+    pa2, mrn_a2 = patient("hosp-a", 2)
+    pc3, mrn_c3 = patient("hosp-c", 3)
+    targets: dict[str, Target] = {}
+    for name, org, pid, mrn, n in (("own", "hosp-b", pb1, mrn_b1, 1), ("care", "hosp-a", pa1, mrn_a1, 1),
+                                   ("out", "hosp-a", pa2, mrn_a2, 2), ("other", "hosp-c", pc3, mrn_c3, 3)):  # fmt: skip
+        rid, body, number = report(org, pid, n)
+        targets[name] = Target(rid, pid, people[n], mrn, org, body, number)
+    # what would disclose a target: its ids, MRNs, its people's names and national IDs, the hospitals holding it
+    for name, t in targets.items():
+        t.secrets = {t.report, t.patient, t.mrn[1], t.national_id, f"病人{TARGETS.index(name) + 1}号"} | (
+            {t.org} if t.org != "hosp-b" else set()
+        )
+    # cards: B's check on P1 (own), C's clinician's checks on its own P3 (for the other targets)
+    for name, t in targets.items():
+        who = "hosp-b-system" if name == "own" else "hosp-c-system"
+        nid = people[1] if name == "own" else people[3]
+        principal = ctx.principals.get(who)
+        assert principal is not None
+        checked = ctx.recognition.check(principal, AuditContext("setup", principal, "operation"),
+                                        PatientQuery([(NATIONAL, nid)]),
+                                        [DraftOrder("ServiceRequest/o", (Coding("http://loinc.org", "58410-2"),))],
+                                        source="operation")  # fmt: skip
+        assert checked[0].card_uuid, (name, checked[0].decision)
+        t.card = checked[0].card_uuid
+    with ctx.engine.connect() as conn:
+        for t in targets.values():
+            key = ctx.identity.master_key(NATIONAL, t.national_id)
+            t.event = str(conn.execute(text("SELECT max(pk) FROM audit_event WHERE patient_key = :k"),
+                                       {"k": key}).scalar_one())  # fmt: skip
+    ctx.principals.disable("hosp-b-old")
+    # page sessions: each principal signs in to every area it may (and is refused elsewhere)
+    accounts = {"admin": "admin", "hospital": "hosp-b-system", "clinician": "dr-b", "patient": "patient-p1",
+                "disabled": "hosp-b-old"}  # fmt: skip
+    csrf: dict[str, str] = {}
+    for who, account in accounts.items():
+        secret = secrets[{"hospital": "hosp-b-system", "clinician": "dr-b"}.get(who, who)]
+        for area in ("portal", "clinician", "stats"):
+            form = clients[who].get(f"/{area}/login")
+            token = re.search(r'name="csrf" value="([^"]+)"', form.text)
+            assert token
+            clients[who].post(f"/{area}/login", data={"account": account, "secret": secret, "csrf": token.group(1)})
+        landing = clients[who].get("/portal/login")
+        found = re.search(r'name="csrf" value="([^"]+)"', landing.text)
+        assert found
+        csrf[who] = found.group(1)
+    csrf["none"] = ""
+    yield Region(ctx, clients, tokens, targets, csrf)
+    for c in clients.values():
+        c.__exit__(None, None, None)
+    ctx.engine.dispose()
+
+
+# ------------------------------------------------------------------------------------------------ the requests
+@dataclass
+class Call:
+    method: str
+    url: str
+    json: Any = None
+    form: dict[str, str] | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+Build = Callable[[Region, Target, str], Call]
+
+
+def _params(*parts: dict[str, Any]) -> dict[str, Any]:
+    return {"resourceType": "Parameters", "parameter": list(parts)}
+
+
+def _order() -> dict[str, Any]:
+    return {"name": "order", "resource": {"resourceType": "ServiceRequest", "id": "o1", "status": "draft",
+            "intent": "order", "subject": {"reference": "Patient/x"}, "code": LOINC_CBC}}  # fmt: skip
+
+
+def _observation(t: Target) -> dict[str, Any]:
+    return {"resourceType": "Observation", "status": "final", "code": {"text": "note"},
+            "subject": {"reference": f"Patient/{t.patient}"}}  # fmt: skip
+
+
+def _throwaway(r: Region, t: Target) -> str:
+    """A fresh Observation of the target's hospital and patient, to be deleted."""
+    hosp = r.ctx.principals.get(f"{t.org}-system")
+    assert hosp is not None
+    audit = AuditContext("setup", hosp, "create")
+    return r.ctx.ingest.create(hosp, audit, "Observation", orjson.dumps(_observation(t)).decode(), None).stored.id
+
+
+def _qualification(r: Region) -> str:
+    admin = r.ctx.principals.get("admin")
+    assert admin is not None
+    added = r.ctx.administration.add(admin, {"org": "hosp-c", "group": "ct", "scope": "beijing",
+                                             "valid_from": "2025-01-01"})  # fmt: skip
+    return str(added["id"])
+
+
+def _cds(t: Target, hook: str) -> dict[str, Any]:
+    body: dict[str, Any] = {"hook": hook, "hookInstance": _rid(), "context": {"userId": "Practitioner/p",
+                            "patientId": "ehr"}, "prefetch": {"patient": {"resourceType": "Patient",
+                            "identifier": [{"system": NATIONAL, "value": t.national_id}]}}}  # fmt: skip
+    if hook == "order-sign":
+        body["context"]["draftOrders"] = {"resourceType": "Bundle", "type": "collection",
+                                          "entry": [{"resource": _order()["resource"]}]}  # fmt: skip
+    return body
+
+
+CASES: dict[tuple[str, str], tuple[Build, dict[str, str]]] = {
+    # open
+    ("GET", "/healthz"): (lambda r, t, w: Call("GET", "/healthz"), OPEN),
+    ("GET", "/openapi.json"): (lambda r, t, w: Call("GET", "/openapi.json"), OPEN),
+    ("GET", "/docs"): (lambda r, t, w: Call("GET", "/docs"), OPEN),
+    ("GET", "/docs/oauth2-redirect"): (lambda r, t, w: Call("GET", "/docs/oauth2-redirect"), OPEN),
+    ("GET", "/redoc"): (lambda r, t, w: Call("GET", "/redoc"), OPEN),
+    ("GET", "/fhir/metadata"): (lambda r, t, w: Call("GET", "/fhir/metadata"), OPEN),
+    ("POST", "/fhir/metadata"): (lambda r, t, w: Call("POST", "/fhir/metadata"), dict.fromkeys(PRINCIPALS, "5")),
+    ("PUT", "/fhir/metadata"): (lambda r, t, w: Call("PUT", "/fhir/metadata"), dict.fromkeys(PRINCIPALS, "5")),
+    ("PATCH", "/fhir/metadata"): (lambda r, t, w: Call("PATCH", "/fhir/metadata"), dict.fromkeys(PRINCIPALS, "5")),
+    ("DELETE", "/fhir/metadata"): (lambda r, t, w: Call("DELETE", "/fhir/metadata"), dict.fromkeys(PRINCIPALS, "5")),
+    ("GET", "/fhir/CodeSystem/{resource_id}"): (
+        lambda r, t, w: Call("GET", "/fhir/CodeSystem/nonrecognition-reasons"), OPEN),
+    ("POST", "/auth/token"): (lambda r, t, w: Call("POST", "/auth/token", form={"grant_type": "client_credentials",
+                              "client_id": "nobody", "client_secret": "x"}), dict.fromkeys(PRINCIPALS, "1")),
+    ("GET", "/.well-known/smart-configuration"): (lambda r, t, w: Call("GET", "/.well-known/smart-configuration"),
+                                                  OPEN),
+    ("GET", "/.well-known/jwks.json"): (lambda r, t, w: Call("GET", "/.well-known/jwks.json"), OPEN),
+    ("GET", "/cds-services"): (lambda r, t, w: Call("GET", "/cds-services"), OPEN),
+    ("MOUNT", "/assets"): (lambda r, t, w: Call("GET", "/assets/app.css"), OPEN),
+    ("GET", "/"): (lambda r, t, w: Call("GET", "/"), OPEN),
+    ("GET", "/{area}/login"): (lambda r, t, w: Call("GET", "/stats/login"), OPEN),
+    ("POST", "/{area}/login"): (lambda r, t, w: Call("POST", "/stats/login", form={"account": "x", "secret": "y"}),
+                                dict.fromkeys(PRINCIPALS, "0")),
+    ("POST", "/{area}/logout"): (lambda r, t, w: Call("POST", "/nowhere/logout", form={}),
+                                 dict.fromkeys(PRINCIPALS, "4")),
+    # FHIR REST
+    ("GET", "/fhir/{rtype}/{rid}"): (lambda r, t, w: Call("GET", f"/fhir/DiagnosticReport/{t.report}"), READ),
+    ("GET", "/fhir/{rtype}/{rid}/_history"): (
+        lambda r, t, w: Call("GET", f"/fhir/DiagnosticReport/{t.report}/_history"), READ),
+    ("GET", "/fhir/{rtype}/{rid}/_history/{vid}"): (
+        lambda r, t, w: Call("GET", f"/fhir/DiagnosticReport/{t.report}/_history/1"), READ),
+    ("GET", "/fhir/{rtype}"): (lambda r, t, w: Call("GET", f"/fhir/DiagnosticReport?_id={t.report}"), SEARCH),
+    ("POST", "/fhir/{rtype}/_search"): (
+        lambda r, t, w: Call("POST", "/fhir/DiagnosticReport/_search", form={"_id": t.report}), SEARCH),
+    ("POST", "/fhir/{rtype}"): (lambda r, t, w: Call("POST", "/fhir/Observation", json=_observation(t)), WRITE),
+    ("PUT", "/fhir/{rtype}/{rid}"): (
+        lambda r, t, w: Call("PUT", f"/fhir/DiagnosticReport/{t.report}", json={**t.report_body, "id": t.report}),
+        WRITE),
+    ("PUT", "/fhir/{rtype}"): (
+        lambda r, t, w: Call("PUT", f"/fhir/DiagnosticReport?identifier={t.report_number[0]}|{t.report_number[1]}",
+                             json=t.report_body), WRITE),
+    ("DELETE", "/fhir/{rtype}/{rid}"): (lambda r, t, w: Call("DELETE", f"/fhir/Observation/{_throwaway(r, t)}"),
+                                        WRITE),
+    ("POST", "/fhir"): (lambda r, t, w: Call("POST", "/fhir", json={"resourceType": "Bundle", "type": "transaction",
+                        "entry": [{"resource": _observation(t), "request": {"method": "POST", "url": "Observation"}}]}),
+                        WRITE),
+    ("GET", "/fhir/Patient/$ihe-pix"): (
+        lambda r, t, w: Call("GET", f"/fhir/Patient/$ihe-pix?sourceIdentifier={t.mrn[0]}|{t.mrn[1]}"),
+        {**CHECK, "patient": "3333"}),
+    ("GET", "/fhir/AuditEvent"): (lambda r, t, w: Call("GET", "/fhir/AuditEvent?_count=5"),
+                                  {**MANAGERS, "hospital": "3", "patient": "2"}),
+    ("GET", "/fhir/AuditEvent/{event_id}"): (lambda r, t, w: Call("GET", f"/fhir/AuditEvent/{t.event}"),
+                                             {**READ, "hospital": "3333", "clinician": "3333", "patient": "2244"}),
+    # recognition
+    ("POST", "/fhir/ServiceRequest/$recognition-check"): (
+        lambda r, t, w: Call("POST", "/fhir/ServiceRequest/$recognition-check", json=_params(
+            {"name": "patientIdentifier", "valueIdentifier": {"system": NATIONAL, "value": t.national_id}},
+            _order())), CHECK),
+    ("POST", "/fhir/ServiceRequest/$recognition-decision"): (
+        lambda r, t, w: Call("POST", "/fhir/ServiceRequest/$recognition-decision", json=_params(
+            {"name": "card", "valueString": t.card}, {"name": "outcome", "valueCode": "declined"},
+            {"name": "reason", "valueCoding": {"system": NONRECOGNITION_REASONS, "code": "98"}},
+            {"name": "comment", "valueString": "matrix"})), {**CHECK, "hospital": "2333", "clinician": "2333"}),
+    ("POST", "/cds-services/{service_id}"): (
+        lambda r, t, w: Call("POST", "/cds-services/hr-order-sign", json=_cds(t, "order-sign")), CHECK),
+    ("POST", "/cds-services/{service_id}/feedback"): (
+        lambda r, t, w: Call("POST", "/cds-services/hr-order-sign/feedback", json={"feedback": [{"card": t.card,
+                             "outcome": "overridden", "overrideReason": {"reason": {"system": NONRECOGNITION_REASONS,
+                             "code": "98"}, "userComment": "matrix"}}]}),
+        {**CHECK, "hospital": "2333", "clinician": "2333"}),
+    ("GET", "/stats/api/summary"): (lambda r, t, w: Call("GET", "/stats/api/summary"), MANAGERS),
+    ("GET", "/stats/api/export.csv"): (lambda r, t, w: Call("GET", "/stats/api/export.csv"), MANAGERS),
+    ("GET", "/admin/qualifications"): (lambda r, t, w: Call("GET", "/admin/qualifications"), MANAGERS),
+    ("POST", "/admin/qualifications"): (lambda r, t, w: Call("POST", "/admin/qualifications", json={
+        "org": "hosp-c", "group": "mr", "scope": "beijing", "valid_from": "2025-01-01"}), ADMIN_ONLY),
+    ("DELETE", "/admin/qualifications/{qual_id}"): (
+        lambda r, t, w: Call("DELETE", f"/admin/qualifications/{_qualification(r)}"), ADMIN_ONLY),
+    ("GET", "/admin/unmapped-codes"): (lambda r, t, w: Call("GET", "/admin/unmapped-codes"), MANAGERS),
+    # pages
+    ("GET", "/portal"): (lambda r, t, w: Call("GET", "/portal"), page("portal", "2")),
+    ("GET", "/portal/reports/{rid}"): (lambda r, t, w: Call("GET", f"/portal/reports/{t.report}"),
+                                       page("portal", "2244")),
+    ("GET", "/portal/trends/{item_id}"): (lambda r, t, w: Call("GET", "/portal/trends/L004"), page("portal", "2")),
+    ("GET", "/portal/access"): (lambda r, t, w: Call("GET", "/portal/access"), page("portal", "2")),
+    ("GET", "/clinician"): (lambda r, t, w: Call("GET", "/clinician"), page("clinician", "2")),
+    ("POST", "/clinician/token"): (
+        lambda r, t, w: Call("POST", "/clinician/token", headers={"X-CSRF-Token": r.csrf.get(w, "")}),
+        {**dict.fromkeys(PRINCIPALS, "j"), "clinician": "2"}),
+    ("GET", "/clinician/reports/{rtype}/{rid}"): (
+        lambda r, t, w: Call("GET", f"/clinician/reports/DiagnosticReport/{t.report}"), page("clinician", "2244")),
+    ("POST", "/clinician/reports/{rtype}/{rid}"): (
+        lambda r, t, w: Call("POST", f"/clinician/reports/DiagnosticReport/{t.report}",
+                             form={"reason": "急诊", "csrf": r.csrf.get(w, "")}), page("clinician", "2222")),
+    ("GET", "/stats"): (lambda r, t, w: Call("GET", "/stats"), page("stats", "2")),
+    ("GET", "/stats/export.csv"): (lambda r, t, w: Call("GET", "/stats/export.csv"), page("stats", "2")),
+}  # fmt: skip
+
+UNAUDITED = {("GET", "/clinician"), ("POST", "/clinician/token")}
+"""Page routes that show no patient data (the order screen's frame and its token) leave no audit row."""
+
+STATUS = {"1": {401}, "3": {403}, "4": {404}, "0": {400}, "5": {405}, "9": {409}, "r": {303}, "j": {401}}
+
+
+def test_every_route_the_app_serves_has_a_policy_and_a_row_in_this_matrix(region: Region) -> None:
+    served = set(served_routes(region.clients["admin"].app))  # type: ignore[arg-type]
+    assert served - set(CASES) == set(), "routes without a row in the access matrix"
+    assert set(CASES) - served == set(), "rows for routes the app no longer serves"
+    assert served - set(policy.ROUTES) == set(), "routes without an access policy"
+    assert set(policy.ROUTES) - served == set(), "policy entries for routes the app does not serve"
+
+
+def _send(region: Region, who: str, call: Call) -> Any:
+    headers = {"X-Request-Id": _rid(), **call.headers}
+    if who in region.tokens:
+        headers["Authorization"] = f"Bearer {region.tokens[who]}"
+    client = region.clients[who]
+    if call.json is not None:
+        headers["Content-Type"] = "application/fhir+json"
+        return client.request(call.method, call.url, content=orjson.dumps(call.json), headers=headers)
+    if call.form is not None:
+        return client.request(call.method, call.url, data=call.form, headers=headers)
+    return client.request(call.method, call.url, headers=headers)
+
+
+def _matches(r: Any) -> set[str] | None:
+    """The ids of a searchset's matches (None when the answer is not a searchset)."""
+    if "json" not in r.headers.get("content-type", ""):
+        return None
+    body = r.json()
+    if body.get("resourceType") != "Bundle" or body.get("type") != "searchset":
+        return None
+    return {e["resource"]["id"] for e in body.get("entry") or [] if (e.get("search") or {}).get("mode") == "match"}
+
+
+def _audit(region: Region, request_id: str) -> list[str]:
+    with region.ctx.engine.connect() as conn:
+        rows = conn.execute(text("SELECT outcome FROM audit_event WHERE request_id = :r"), {"r": request_id})
+        return [r.outcome for r in rows]
+
+
+@pytest.mark.parametrize("route", sorted(CASES), ids=lambda r: f"{r[0]} {r[1]}")
+def test_access_matrix(region: Region, route: tuple[str, str]) -> None:
+    build, expected = CASES[route]
+    rule = policy.route_for(*route)
+    assert rule is not None
+    problems: list[str] = []
+    for who in PRINCIPALS:
+        plan = expected[who]
+        for target_name, want in zip(TARGETS if len(plan) == 4 else ("own",), plan, strict=True):
+            target = region.targets[target_name]
+            call = build(region, target, who)
+            r = _send(region, who, call)
+            where = f"{who} → {target_name}: {call.method} {call.url}"
+            ok = 200 <= r.status_code < 300
+            if want in "2e":
+                if not ok:
+                    problems.append(f"{where}: {r.status_code} {r.text[:200]}")
+                    continue
+                found = _matches(r)
+                if want == "e" and target.report in found:
+                    problems.append(f"{where}: the target leaked into the result")
+                if want == "2" and len(plan) == 4 and found is not None and target.report not in found:
+                    problems.append(f"{where}: the target is missing from the result")
+            elif r.status_code not in STATUS[want]:
+                problems.append(f"{where}: expected {STATUS[want]}, got {r.status_code} {r.text[:200]}")
+                continue
+            if not ok:
+                sent = call.url + orjson.dumps(call.json or call.form or {}).decode()
+                leaked = [s for s in target.secrets if s in r.text and s not in sent]
+                leaked += FULL_ID.findall(r.text)
+                if leaked:
+                    problems.append(f"{where}: the refusal discloses {leaked}")
+            audited = rule.gate is policy.Gate.TOKEN or (
+                rule.gate is policy.Gate.SESSION and r.status_code != 303 and route not in UNAUDITED
+            )
+            if audited:
+                outcomes = _audit(region, r.request.headers["X-Request-Id"])
+                wanted = "0" if ok else "4"
+                if not outcomes or (wanted not in outcomes) or (not ok and "0" in outcomes):
+                    problems.append(f"{where}: audit outcomes {outcomes}, expected {wanted}")
+    assert not problems, "\n".join(problems)
+
+
+def test_break_glass_is_counted_where_it_opened_a_record(region: Region) -> None:
+    """The matrix's break-glass page requests were audited with purpose BTG (the patient and the statistics see
+    them); a search naming one report by break-glass opens it, one naming none is refused."""
+    with region.ctx.engine.connect() as conn:
+        n = conn.execute(text("SELECT count(*) FROM audit_event WHERE purpose = 'BTG'")).scalar_one()
+    assert n >= 1
+    out = region.targets["out"]
+    r = _send(region, "clinician", Call("GET", f"/fhir/DiagnosticReport?_id={out.report}", headers=BTG))
+    assert r.status_code == 200 and out.report in r.text
+    assert _send(region, "clinician", Call("GET", "/fhir/DiagnosticReport", headers=BTG)).status_code == 400
