@@ -123,6 +123,9 @@ class RegistryProcess:
         self.ctx.engine.dispose()
 
 
+B_MRN = "https://hosp-b.example.cn/fhir/sid/mrn"
+
+
 def recognition_check(registry: RegistryProcess, national_id: str, codes: list[tuple[str, str]]) -> list[dict]:
     """$recognition-check as hospital B for these (system, code) orders; each order's parts by name."""
     params = {
@@ -134,7 +137,9 @@ def recognition_check(registry: RegistryProcess, national_id: str, codes: list[t
                     "system": "https://hr-registry.org.cn/fhir/sid/cn-resident-id",
                     "value": national_id,
                 },
-            }
+            },
+            # hospital B's own MRN with the ID card read at its desk: the check registers the patient there
+            {"name": "patientIdentifier", "valueIdentifier": {"system": B_MRN, "value": "B-9"}},
         ]
         + [
             {
