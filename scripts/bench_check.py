@@ -132,6 +132,10 @@ def main() -> int:
                                 b"{}",
                             ]
                         )
+                    # each patient has a local identity at hosp-b, the calling hospital (its care context)
+                    for n in range(args.patients):
+                        copy.write_row([first_pk + args.results + 1 + n, "Patient", f"pb{n}", 1, now, to_us(now),
+                                        False, keys[n], "hosp-b", "-", b"{}"])  # fmt: skip
                 held: dict[int, list[str]] = {}
                 with cur.copy(
                     "COPY result_index (patient_key, item_id, effective_us, org_id, status, hr_mark, "
