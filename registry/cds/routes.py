@@ -2,8 +2,8 @@
 feedback. Field names exactly as the specification (reference/standards-notes.md §1).
 
 - ``GET /cds-services``: the discovery document (open).
-- ``POST /cds-services/{id}``: ``{"cards": [...]}``; 412 when the patient cannot be identified from the prefetched
-  Patient's identifiers, an identifier the registry knows, or a registry Patient id.
+- ``POST /cds-services/{id}``: ``{"cards": [...]}`` — only for a patient in the calling hospital's care context
+  (policy.care: its own MRN, with the national identifier to register a new patient), else 403, or by break-glass.
 - ``POST /cds-services/{id}/feedback``: ``accepted`` → recognized (the order is avoided); ``overridden`` with an
   ``overrideReason`` → declined with that reason. A repeated post is not counted twice.
 
@@ -29,6 +29,13 @@ from registry.services.recognition import DraftOrder, PatientQuery
 
 router = APIRouter(prefix="/cds-services", tags=["CDS Hooks"])
 
+USAGE = (
+    "Authorization: Bearer token from /auth/token (hospital or clinician client). Answers only for a patient "
+    "registered at the calling hospital: prefetch the Patient with your MRN (and the national identifier, to register "
+    "a new patient); outside your care context only break-glass (Category: "
+    "http://terminology.hl7.org/CodeSystem/v3-ActReason#BTG and X-Break-Glass-Reason)."
+)
+
 SERVICES: dict[str, dict[str, Any]] = {
     "hr-order-select": {
         "hook": "order-select",
@@ -37,7 +44,7 @@ SERVICES: dict[str, dict[str, Any]] = {
         "(检查检验结果互认) from another hospital, and suggests withdrawing the order.",
         "id": "hr-order-select",
         "prefetch": {"patient": "Patient/{{context.patientId}}"},
-        "usageRequirements": "Authorization: Bearer token from /auth/token (hospital or clinician client).",
+        "usageRequirements": USAGE,
     },
     "hr-order-sign": {
         "hook": "order-sign",
@@ -46,7 +53,7 @@ SERVICES: dict[str, dict[str, Any]] = {
         "results from all hospitals.",
         "id": "hr-order-sign",
         "prefetch": {"patient": "Patient/{{context.patientId}}"},
-        "usageRequirements": "Authorization: Bearer token from /auth/token (hospital or clinician client).",
+        "usageRequirements": USAGE,
     },
     "hr-patient-view": {
         "hook": "patient-view",
@@ -55,7 +62,7 @@ SERVICES: dict[str, dict[str, Any]] = {
         "is recognizable now (within a configurable look-back).",
         "id": "hr-patient-view",
         "prefetch": {"patient": "Patient/{{context.patientId}}"},
-        "usageRequirements": "Authorization: Bearer token from /auth/token (hospital or clinician client).",
+        "usageRequirements": USAGE,
     },
 }
 

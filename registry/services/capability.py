@@ -91,7 +91,10 @@ def capability_statement(fhir_base_url: str, *, published: date) -> dict[str, An
                         }
                     ],
                     "description": "SMART-style scopes (system/, user/, patient/); tokens from /auth/token; see "
-                    "/.well-known/smart-configuration.",
+                    "/.well-known/smart-configuration. Hospitals and clinicians read patients of their care context "
+                    "(a local identity at their hospital); outside it only break-glass: the request label Category: "
+                    "http://terminology.hl7.org/CodeSystem/v3-ActReason#BTG with a reason in X-Break-Glass-Reason, "
+                    "audited. Hospitals write identifiers only in their own declared namespaces.",
                 },
                 "resource": [
                     *(_resource(t) for t in types),
