@@ -13,6 +13,7 @@ import hmac
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import date
 
 RESIDENT_ID = "resident-id"
 _RESIDENT_RE = re.compile(r"^\d{17}[\dX]$")
@@ -24,6 +25,19 @@ MASK = "*"
 def resident_id_check_char(first17: str) -> str:
     """GB 11643-1999 check character for the first 17 digits."""
     return _CHECK[sum(int(d) * w for d, w in zip(first17, _WEIGHTS, strict=True)) % 11]
+
+
+def looks_like_resident_id(value: str) -> bool:
+    """A well-formed GB 11643-1999 number: 17 digits holding a real birth date (characters 7–14) and the check
+    character they call for — what a resident ID card number is, whatever it is used as."""
+    v = normalize(value)
+    if not _RESIDENT_RE.match(v) or not v.isascii() or resident_id_check_char(v[:17]) != v[17]:
+        return False
+    try:
+        born = date(int(v[6:10]), int(v[10:12]), int(v[12:14]))
+    except ValueError:
+        return False
+    return born.year >= 1900
 
 
 def normalize(value: str) -> str:
