@@ -45,9 +45,11 @@ def normalize(value: str) -> str:
 
 
 def masked(value: str) -> str:
-    """Display form: first 3 and last 4 characters kept (``110***********1234``); short values keep only 2."""
+    """Display form: a resident ID number (15 or 18 characters) keeps its first 3 and last 4 characters
+    (``110***********1234``); a shorter number (passport, permit) keeps only its last 2 (``*******21``), so most of
+    it is never shown."""
     v = normalize(value)
-    if len(v) > 8:
+    if len(v) >= 15:
         return v[:3] + MASK * (len(v) - 7) + v[-4:]
     return MASK * max(len(v) - 2, 1) + v[-2:]
 
