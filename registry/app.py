@@ -32,7 +32,9 @@ from registry.errors import (
 )
 from registry.fhir.outcome import operation_outcome
 from registry.fhir.response import fhir_response
-from registry.middleware import BodyLimitMiddleware, RequestIdMiddleware, install_log_masking
+from registry.log_filter import exception_text, install_log_masking
+from registry.middleware import BodyLimitMiddleware, RequestIdMiddleware
+from registry.services.redaction import redactor_for
 from registry.settings import Settings
 from registry.store import migrate
 from registry.web import pages
@@ -90,9 +92,14 @@ def _install_error_handlers(app: FastAPI) -> None:
         return _outcome_response(400, "invalid", "; ".join(parts) or "invalid request")
 
     @app.exception_handler(Exception)
-    async def _unexpected(_request: Request, exc: Exception) -> Response:
-        # The client learns only that it failed; the details (stack, SQL) stay in the server log.
-        log.exception("unhandled error", exc_info=exc)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        # The client learns only that it failed; the stack stays in the server log — without SQL parameters,
+        # database details or validated values, which may hold names and identifiers (DESIGN.md §6).
+        redactor = redactor_for(request.app.state.ctx.identity)
+        log.error(
+            "unhandled error in %s %s\n%s", request.method, redactor.text(request.url.path),
+            exception_text(exc, redactor),
+        )  # fmt: skip
         return _outcome_response(500, "exception", "internal error; the incident is in the server log")
 
 
@@ -117,7 +124,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
     settings = settings or Settings.from_env()
     ctx = build_context(settings, clock)
     catalog = ctx.catalog
-    install_log_masking()
+    install_log_masking(ctx.identity)
 
     app = FastAPI(
         title="HR Registry",

@@ -13,7 +13,8 @@ from registry.context import AppContext
 from registry.errors import RateLimitedError, UnauthorizedError
 from registry.fhir.bundle import weak_etag
 from registry.fhir.response import fhir_response
-from registry.services.audit import AuditContext, AuditTrail, audit_row, mask_query
+from registry.services.audit import AuditContext, AuditTrail, audit_row
+from registry.services.redaction import redactor_for
 from registry.store.records import Stored
 
 
@@ -34,8 +35,9 @@ def audit_context(
     resource_id: str | None = None,
 ) -> AuditContext:
     ctx = ctx_of(request)
-    query = mask_query(request.url.query, ctx.identity) if request.url.query else None
-    return AuditContext(request_id(request), principal, interaction, resource_type, resource_id, query)
+    redactor = redactor_for(ctx.identity)
+    query = redactor.query(request.url.query) if request.url.query else None
+    return AuditContext(request_id(request), principal, interaction, resource_type, resource_id, query, redactor)
 
 
 class _NoCredentialsError(AuthError):

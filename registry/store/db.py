@@ -1,4 +1,8 @@
-"""Engines for the two supported stores: embedded SQLite (default) and PostgreSQL (production)."""
+"""Engines for the two supported stores: embedded SQLite (default) and PostgreSQL (production).
+
+Both are created with ``hide_parameters``: a statement's parameters (names, results) never appear in an exception's
+text nor in SQLAlchemy's log (DESIGN.md §6).
+"""
 
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(
             url,
+            hide_parameters=True,
             connect_args={"check_same_thread": False, "timeout": 30},
             json_serializer=_dumps,
             json_deserializer=orjson.loads,
@@ -44,6 +49,7 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_pre_ping=True,
+        hide_parameters=True,
         json_serializer=_dumps,
         json_deserializer=orjson.loads,
     )

@@ -1,12 +1,29 @@
-"""Privacy without loopholes (DESIGN.md §4, §6), one test per way a national identifier used to slip out: JSON-escaped
-identifiers stored in clear, identifiers as resource ids or hospital identifiers."""
+"""Privacy without loopholes (DESIGN.md §4, §6), one test per way a national identifier or a name used to slip out:
+JSON-escaped identifiers stored in clear, identifiers as resource ids or hospital identifiers, percent-encoded and
+passport identifiers and names in the access log, the registry's own log lines, SQL parameters in error logs."""
 
 from __future__ import annotations
 
-import orjson
+import logging
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import quote
 
+import httpx
+import orjson
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import text
+
+from tests.conftest import ROOT, free_port, stop_process, wait_until_healthy
 from tests.integration.conftest import NATIONAL, Api, resident_id, unique
-from tests.integration.privacy_checks import database_text, leaks
+from tests.integration.privacy_checks import access_record, audit_text, database_text, leaks, log_text
+
+PASSPORT = "https://hr-registry.org.cn/fhir/sid/passport"
+NAME = "司马相如"
 
 
 def escaped(value: str, *, upper: bool = False) -> str:
@@ -119,3 +136,108 @@ def test_a_hospital_identifier_holding_the_national_id_is_refused(api: Api) -> N
     assert r.status_code == 400, r.text
     assert "Patient.identifier[0]" in r.text
     assert leaks(database_text(api.ctx.engine), [nid]) == []
+
+
+# ---------------------------------------------------------------------------------------------------- logs
+def test_the_access_log_masks_national_ids_in_any_encoding_and_hides_names(
+    api: Api, caplog: pytest.LogCaptureFixture
+) -> None:
+    nid, passport = resident_id(420), "PK7734521"
+    api.patient("hosp-a", unique("A"), nid)
+    targets = [
+        f"/fhir/DiagnosticReport?patient.identifier={quote(f'{NATIONAL}|{nid}', safe='')}",
+        f"/fhir/Patient?identifier={quote(NATIONAL, safe='')}%7C{''.join(f'%{ord(c):02X}' for c in nid)}",
+        f"/fhir/Patient?identifier={quote(f'{PASSPORT}|{passport}', safe='')}",
+        f"/fhir/Observation?subject:Patient.identifier={PASSPORT}|{passport.lower()}&_count=5",
+        f"/fhir/Patient?identifier:not=http://x%7C1,{quote(PASSPORT, safe='')}%7C{passport}",
+        f"/fhir/Patient/$ihe-pix?sourceIdentifier={quote(f'{PASSPORT}|{passport}')}",
+        f"/fhir/Patient?name={quote(NAME)}&family={quote(NAME[:2])}&given:exact={quote(NAME[2:])}",
+        f"/fhir/DiagnosticReport?patient.name:contains={quote(NAME)}",
+        f"/fhir/Patient?whatever={quote(f'{PASSPORT}|{passport}', safe='')}",
+    ]
+    with caplog.at_level(logging.DEBUG):
+        for target in targets:
+            r = api.client.get(target, headers=api.headers("admin", **{"Prefer": "handling=lenient"}))
+            assert r.status_code < 500, r.text
+            access_record("GET", target, r.status_code)
+    lines = log_text(r for r in caplog.records if r.name == "uvicorn.access")
+    assert lines.count("HTTP/1.1") >= len(targets)
+    assert leaks(lines, [nid, passport, NAME, NAME[:2], NAME[2:]]) == [], lines
+    assert f"{PASSPORT}|*******21" in lines and "name=***" in lines and "family=***" in lines
+    # the audit trail keeps who searched for what, with the identifiers masked
+    events = api.get("/fhir/AuditEvent", params={"agent": "admin", "_count": "50"}).json()["entry"]
+    assert leaks(audit_text(e["resource"] for e in events), [nid, passport]) == []
+
+
+def test_the_registry_log_masks_passports_and_national_tokens(caplog: pytest.LogCaptureFixture, api: Api) -> None:
+    nid, passport = resident_id(421), "PK7734522"
+    with caplog.at_level(logging.DEBUG):
+        log = logging.getLogger("registry")
+        log.warning("lookup %s failed", f"{PASSPORT}|{passport}")
+        log.warning(f"lookup {quote(NATIONAL, safe='')}%7C{nid} failed")
+        log.info("identifiers %s", {"system": PASSPORT, "value": passport, "text": f"{PASSPORT}|{passport}"})
+    lines = log_text(caplog.records)
+    assert leaks(lines, [nid, f"{PASSPORT}|{passport}"]) == [], lines
+
+
+def test_sql_error_logs_carry_no_parameters(api: Api, caplog: pytest.LogCaptureFixture) -> None:
+    passport = "PK7734523"
+    app = api.client.app
+
+    def boom() -> None:
+        with api.ctx.engine.connect() as conn:
+            conn.execute(text("INSERT INTO no_such_table (a, b) VALUES (:name, :passport)"),
+                         {"name": NAME, "passport": passport})  # fmt: skip
+
+    app.add_api_route("/_test/sql-error", boom)  # type: ignore[attr-defined]
+    with caplog.at_level(logging.DEBUG), TestClient(app, raise_server_exceptions=False) as client:
+        r = client.get("/_test/sql-error")
+        assert r.status_code == 500
+        assert NAME not in r.text and "INSERT" not in r.text
+        try:
+            boom()
+        except Exception as exc:  # what uvicorn logs for an exception that left the app
+            logging.getLogger("uvicorn.error").error("Exception in ASGI application\n", exc_info=exc)
+    lines = log_text(caplog.records)
+    assert leaks(lines, [NAME, passport]) == [], lines
+    assert "unhandled error in GET /_test/sql-error" in lines and "Traceback" in lines
+    assert "Exception in ASGI application" in lines
+    assert api.ctx.engine.hide_parameters
+
+
+# ---------------------------------------------------------------------------------------------------- a live server
+@pytest.fixture(scope="module")
+def live_log(api: Api) -> Iterator[tuple[str, Path]]:
+    """The registry served by uvicorn (access log on, as the README runs it) on this module's database."""
+    settings = api.ctx.settings
+    port = free_port()
+    log_path = settings.var_dir / "access.log"
+    env = {**os.environ, "REGISTRY_VAR_DIR": str(settings.var_dir), "REGISTRY_DATABASE_URL": str(settings.database_url),
+           "REGISTRY_PUBLIC_BASE_URL": settings.public_base_url, "REGISTRY_IDENTITY_SECRET": "test-identity-secret",
+           "REGISTRY_RATE_LIMIT_PER_SECOND": "0"}  # fmt: skip
+    argv = [sys.executable, "-m", "uvicorn", "registry.app:create_app", "--factory", "--port", str(port),
+            "--log-level", "info"]  # fmt: skip
+    with log_path.open("ab") as log:
+        proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
+    wait_until_healthy(proc, f"http://127.0.0.1:{port}", log_path, 60)
+    try:
+        yield f"http://127.0.0.1:{port}", log_path
+    finally:
+        stop_process(proc, 10)
+
+
+def test_a_live_server_writes_no_national_id_nor_name_in_its_access_log(api: Api, live_log: tuple[str, Path]) -> None:
+    base, log_path = live_log
+    nid, passport = resident_id(430), "PK7734524"
+    headers = {"Authorization": f"Bearer {api.token_for('admin')}"}
+    with httpx.Client(base_url=base, headers=headers, timeout=30) as client:
+        for params in (
+            {"patient.identifier": f"{NATIONAL}|{nid}"},  # httpx sends | as %7C
+            {"patient.identifier": f"{PASSPORT}|{passport}"},
+            {"patient.name": NAME},
+        ):
+            assert client.get("/fhir/DiagnosticReport", params=params).status_code == 200
+        assert client.get(f"/fhir/Patient/{nid}").status_code in (400, 404)
+    written = log_path.read_text(encoding="utf-8", errors="replace")
+    assert leaks(written, [nid, passport, NAME]) == [], written
+    assert written.count("GET /fhir/") >= 4, written
