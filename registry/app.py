@@ -110,7 +110,7 @@ def build_context(settings: Settings, clock: Callable[[], datetime] | None = Non
         catalog = load_catalog(settings.catalog_path)
     except InvalidCatalogError as exc:
         raise CatalogUnavailableError(f"catalog {settings.catalog_path} is invalid:\n{exc}") from None
-    settings.var_dir.mkdir(parents=True, exist_ok=True)
+    settings.var_dir.mkdir(parents=True, exist_ok=True, mode=0o700)  # the database and keys (DESIGN.md §6)
     ctx = AppContext.build(settings, catalog, today=datetime.now(UTC).date(), clock=clock or utcnow)
     if settings.auto_migrate:
         migrate.upgrade(settings.effective_database_url, ctx.engine)

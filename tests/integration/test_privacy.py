@@ -1,11 +1,13 @@
 """Privacy without loopholes (DESIGN.md §4, §6), one test per way a national identifier or a name used to slip out:
 JSON-escaped identifiers stored in clear, identifiers as resource ids or hospital identifiers, percent-encoded and
-passport identifiers and names in the access log, the registry's own log lines, SQL parameters in error logs."""
+passport identifiers and names in the access log, the registry's own log lines, SQL parameters in error logs, and
+the SQLite file's mode."""
 
 from __future__ import annotations
 
 import logging
 import os
+import stat
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,8 +20,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
+from registry.app import build_context, create_app
 from tests.conftest import ROOT, free_port, stop_process, wait_until_healthy
-from tests.integration.conftest import NATIONAL, Api, resident_id, unique
+from tests.integration.conftest import NATIONAL, Api, make_settings, resident_id, unique
 from tests.integration.privacy_checks import access_record, audit_text, database_text, leaks, log_text
 
 PASSPORT = "https://hr-registry.org.cn/fhir/sid/passport"
@@ -241,3 +244,33 @@ def test_a_live_server_writes_no_national_id_nor_name_in_its_access_log(api: Api
     written = log_path.read_text(encoding="utf-8", errors="replace")
     assert leaks(written, [nid, passport, NAME]) == [], written
     assert written.count("GET /fhir/") >= 4, written
+
+
+# ---------------------------------------------------------------------------------------------------- the SQLite file
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_the_sqlite_database_is_created_readable_by_its_owner_only(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        var = tmp_path / "new-var"
+        ctx = build_context(make_settings(var, f"sqlite:///{var}/db/registry.sqlite3"))
+        ctx.engine.dispose()
+        database = var / "db" / "registry.sqlite3"
+        assert (_mode(var), _mode(var / "db"), _mode(database), _mode(var / "keys")) == (0o700, 0o700, 0o600, 0o700)
+        # an existing file left world-readable (and its write-ahead log) is tightened on start
+        loose = tmp_path / "loose.sqlite3"
+        build_context(make_settings(tmp_path / "var2", f"sqlite:///{loose}")).engine.dispose()
+        for path in (loose, Path(f"{loose}-wal")):
+            path.touch()
+            path.chmod(0o644)
+        app = create_app(make_settings(tmp_path / "var2", f"sqlite:///{loose}"))
+        with app.state.ctx.engine.begin() as conn:
+            conn.execute(text("SELECT count(*) FROM resource"))
+            companions = [p for p in tmp_path.iterdir() if p.name.startswith("loose.sqlite3")]
+            assert {p.name for p in companions} >= {"loose.sqlite3", "loose.sqlite3-wal", "loose.sqlite3-shm"}
+            assert {p.name: _mode(p) for p in companions} == {p.name: 0o600 for p in companions}
+        app.state.ctx.engine.dispose()
+    finally:
+        os.umask(old)
