@@ -27,14 +27,15 @@ NAME_PARAMETERS = frozenset(
 )  # fmt: skip
 """Search parameters (FHIR R4 Patient, Practitioner) whose values are a person's name or contact details."""
 
-_ID_SHAPED = re.compile(r"(?<!\d)(\d{17}[\dXx]|\d{15})(?![\dXx])")
+_ID_SHAPED = re.compile(r"(?<!\d)(\d(?:[\s+\-]?\d){16}[\s+\-]?[\dXx]|\d(?:[\s+\-]?\d){14})(?![\dXx])")
+"""15 or 18 characters of a resident ID number, alone or with a space, '+' or '-' between any two of them."""
 _JSON_ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})")
 _URL_QUERY = re.compile(r"(?P<path>(?:https?://[^\s?\"'#]*|/[^\s?\"'#]*)?)\?(?P<query>[^\s\"'#=]*=[^\s\"'#]*)")
 
 
 def mask_id_shaped(text: str) -> str:
     """Anything shaped like a resident ID number (15 or 18 characters) masked, wherever it stands."""
-    return _ID_SHAPED.sub(lambda m: masked(m.group(1)), text)
+    return _ID_SHAPED.sub(lambda m: masked(re.sub(r"[+\-]", "", m.group(1))), text)
 
 
 def _decoded(text: str) -> str:

@@ -68,10 +68,17 @@ def audit_text(events: Iterable[dict[str, Any]]) -> str:
     return "\n".join(parts)
 
 
+CLIENT_LOGGERS = ("httpx", "httpcore", "hpack")
+"""The test's own HTTP client (httpx, through Starlette's TestClient): its records are not the registry's."""
+
+
 def log_text(records: Iterable[logging.LogRecord]) -> str:
-    """Records as the server's handlers would write them (uvicorn's access format for the access log)."""
+    """The server's records as its handlers would write them (uvicorn's access format for the access log); the test
+    client's own records are left out."""
     lines = []
     for record in records:
+        if record.name.startswith(CLIENT_LOGGERS):
+            continue
         formatter = ACCESS_FORMAT if record.name == "uvicorn.access" else PLAIN_FORMAT
         lines.append(decodings(formatter.format(record)))
     return "\n".join(lines)

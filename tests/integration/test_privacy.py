@@ -172,6 +172,21 @@ def test_the_access_log_masks_national_ids_in_any_encoding_and_hides_names(
     assert leaks(audit_text(e["resource"] for e in events), [nid, passport]) == []
 
 
+def test_a_national_id_spelled_with_separators_is_masked_in_the_audit_trail_and_the_log(
+    api: Api, caplog: pytest.LogCaptureFixture
+) -> None:
+    nid = resident_id(422)
+    target = f"/fhir/Patient/{nid[:6]}%20{nid[6:14]}-{nid[14:]}"
+    with caplog.at_level(logging.DEBUG):
+        r = api.client.get(target, headers=api.headers("admin", **{"X-Request-Id": "spaced-id-read"}))
+        assert r.status_code in (400, 404), r.text
+        access_record("GET", target, r.status_code)
+    with api.ctx.engine.connect() as conn:
+        rows = conn.execute(text("SELECT * FROM audit_event WHERE request_id = 'spaced-id-read'")).all()
+    assert rows and leaks(" ".join(str(v) for row in rows for v in row), [nid, f"{nid[:6]} {nid[6:14]}"]) == []
+    assert leaks(log_text(caplog.records), [nid, f"{nid[:6]} {nid[6:14]}"]) == []
+
+
 def test_the_registry_log_masks_passports_and_national_tokens(caplog: pytest.LogCaptureFixture, api: Api) -> None:
     nid, passport = resident_id(421), "PK7734522"
     with caplog.at_level(logging.DEBUG):
