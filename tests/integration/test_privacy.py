@@ -86,6 +86,26 @@ def test_a_national_id_written_with_json_escapes_is_stored_and_served_masked(api
         assert [e["resource"]["id"] for e in found["entry"]] == [patient["id"]]
 
 
+def test_a_passport_number_is_masked_in_the_narrative_whatever_the_case_of_its_spelling(api: Api) -> None:
+    passport = "PK7734510"
+    lower = "".join(f"&#{ord(c.lower())};" for c in passport[:2]) + passport[2:]
+    percent = "".join(f"%{ord(c.lower()):02x}" for c in passport[:2]) + passport[2:]
+    body = {
+        "resourceType": "Patient",
+        "identifier": [
+            {"system": "http://hosp-a.example/mrn", "value": unique("A")},
+            {"system": PASSPORT, "value": passport.lower()},
+        ],
+        "text": {"status": "generated", "div": f'<div xmlns="http://www.w3.org/1999/xhtml">{lower} {percent}</div>'},
+        "managingOrganization": {"reference": "Organization/hosp-a"},
+    }
+    r = api.post("/fhir/Patient", body, who="hosp-a-system")
+    assert r.status_code == 201, r.text
+    served = api.get(f"/fhir/Patient/{r.json()['id']}").json()
+    assert served["text"]["div"].count("*******10") == 2, served["text"]["div"]
+    assert leaks(database_text(api.ctx.engine), [passport]) == []
+
+
 def test_a_reference_written_with_escapes_is_resolved_without_leaking_the_number_or_its_key(api: Api) -> None:
     # an absolute reference is stored relative; written with an escape it is not found as text, and the resource
     # is then serialized from its parsed form — which must be masked too, and never carry the keyed hash

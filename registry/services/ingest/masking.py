@@ -22,13 +22,13 @@ _BETWEEN = r"[\s+\-]*"
 
 
 def _spelling(char: str) -> str:
-    """Every way one character of an identifier is written in a JSON string, XHTML or a URL."""
-    code = ord(char)
-    return (
-        f"(?:{re.escape(char)}|%{code:02x}|&#0*{code};|&#x0*{code:x};|\\\\u{code:04x})"
-        if char.isascii() and char.isalnum()
-        else re.escape(char)
-    )
+    """Every way one character of an identifier (either letter case) is written in a JSON string, XHTML or a URL."""
+    if not (char.isascii() and char.isalnum()):
+        return re.escape(char)
+    forms = [re.escape(char)]
+    for code in sorted({ord(char.upper()), ord(char.lower())}):
+        forms += [f"%{code:02x}", f"&#0*{code};", f"&#x0*{code:x};", f"\\\\u{code:04x}"]
+    return "(?:" + "|".join(forms) + ")"
 
 
 class NationalIdMask:
