@@ -35,6 +35,7 @@ from adapters.config import AdapterConfig, load_config
 from adapters.errors import AdapterError, ConfigError
 from adapters.fhir import dumps
 from adapters.hl7v2.filedrop import split_messages
+from adapters.masking import MaskingFilter, mask_document, mask_id_shaped
 from adapters.push.delivery import DeliveryLockedError
 from adapters.push.outbox import Outbox
 
@@ -78,6 +79,9 @@ def _setup_logging(verbose: bool) -> None:
     )
     logging.getLogger("pynetdicom").setLevel(logging.WARNING)
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, MaskingFilter) for f in handler.filters):
+            handler.addFilter(MaskingFilter())  # no ID-shaped number in any line (DESIGN.md §6)
 
 
 def _adapter(config: AdapterConfig) -> Any:
@@ -407,9 +411,9 @@ def outbox_status(config_path: ConfigOption, as_json: Annotated[bool, typer.Opti
                 {
                     "id": d.id,
                     "source": d.source,
-                    "summary": d.summary,
+                    "summary": mask_id_shaped(d.summary),
                     "status": d.status,
-                    "outcome": d.outcome,
+                    "outcome": mask_id_shaped(d.outcome),
                     "attempts": d.attempts,
                 }
                 for d in dead
@@ -427,13 +431,16 @@ def outbox_status(config_path: ConfigOption, as_json: Annotated[bool, typer.Opti
         f"dead letters {st.dead}"
     )
     for mid, summary, error in st.last_errors:
-        out.print(f"  retrying #{mid} {summary}: {error}", highlight=False)
+        out.print(mask_id_shaped(f"  retrying #{mid} {summary}: {error}"), highlight=False)
     if dead:
         out.print("dead letters (refused by the registry for good):")
         for d in dead:
             when = time.strftime("%Y-%m-%d %H:%M", time.localtime(d.failed_at))
-            out.print(f"  #{d.id} {when} from {d.source}: {d.summary}", highlight=False)
-            out.print(f"      HTTP {d.status or '—'} after {d.attempts} attempt(s): {d.outcome}", highlight=False)
+            out.print(mask_id_shaped(f"  #{d.id} {when} from {d.source}: {d.summary}"), highlight=False)
+            out.print(
+                mask_id_shaped(f"      HTTP {d.status or '—'} after {d.attempts} attempt(s): {d.outcome}"),
+                highlight=False,
+            )
         out.print("Fix the cause, then [bold]hr-adapter outbox retry[/bold] (all) or [bold]retry ID…[/bold].")
 
 
@@ -484,7 +491,7 @@ def outbox_drain(config_path: ConfigOption, verbose: Annotated[bool, typer.Optio
 
 @outbox_app.command("show")
 def outbox_show(config_path: ConfigOption, dead_id: int) -> None:
-    """Print a dead letter's Bundle (to see what the registry refused)."""
+    """Print a dead letter's Bundle (to see what the registry refused), national identifiers masked."""
     config = _config(config_path, need_registry=False)
     outbox = Outbox(config.outbox.path)
     try:
@@ -494,7 +501,8 @@ def outbox_show(config_path: ConfigOption, dead_id: int) -> None:
     if body is None:
         err.print(f"no dead letter {dead_id}")
         raise typer.Exit(1)
-    sys.stdout.write(orjson.dumps(orjson.loads(body), option=orjson.OPT_INDENT_2).decode() + "\n")
+    shown = mask_document(orjson.loads(body))
+    sys.stdout.write(orjson.dumps(shown, option=orjson.OPT_INDENT_2).decode() + "\n")
 
 
 # ---------------------------------------------------------------------------------------------------- codes
@@ -521,4 +529,6 @@ def codes_unmapped(config_path: ConfigOption) -> None:
 
 
 def main() -> None:
+    if logging.lastResort is not None:  # commands that set up no logging still write warnings through it
+        logging.lastResort.addFilter(MaskingFilter())
     app()

@@ -21,6 +21,15 @@ from adapters.errors import ConfigError
 
 NATIONAL_ID_SYSTEM = "https://hr-registry.org.cn/fhir/sid/cn-resident-id"
 """The registry's identifier system for the resident identity card number (DESIGN.md §4)."""
+NATIONAL_ID_SYSTEMS = frozenset(
+    {NATIONAL_ID_SYSTEM}
+    | {
+        f"https://hr-registry.org.cn/fhir/sid/{kind}"
+        for kind in ("passport", "hk-macao-permit", "taiwan-permit", "foreigner-permanent-residence")
+    }
+)
+"""The registry's default national-identifier systems (its ``REGISTRY_NATIONAL_ID_SYSTEMS``): values masked in what
+the adapter shows (adapters/masking.py)."""
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _ORG_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")

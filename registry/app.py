@@ -33,8 +33,10 @@ from registry.errors import (
 )
 from registry.fhir.outcome import operation_outcome
 from registry.fhir.response import fhir_response
-from registry.middleware import BodyLimitMiddleware, RequestIdMiddleware, install_log_masking
+from registry.log_filter import exception_text, install_log_masking
+from registry.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from registry.route_table import unguarded_routes
+from registry.services.redaction import redactor_for
 from registry.settings import Settings
 from registry.store import migrate
 from registry.web import pages
@@ -92,9 +94,14 @@ def _install_error_handlers(app: FastAPI) -> None:
         return _outcome_response(400, "invalid", "; ".join(parts) or "invalid request")
 
     @app.exception_handler(Exception)
-    async def _unexpected(_request: Request, exc: Exception) -> Response:
-        # The client learns only that it failed; the details (stack, SQL) stay in the server log.
-        log.exception("unhandled error", exc_info=exc)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        # The client learns only that it failed; the stack stays in the server log — without SQL parameters,
+        # database details or validated values, which may hold names and identifiers (DESIGN.md §6).
+        redactor = redactor_for(request.app.state.ctx.identity)
+        log.error(
+            "unhandled error in %s %s\n%s", request.method, redactor.text(request.url.path),
+            exception_text(exc, redactor),
+        )  # fmt: skip
         return _outcome_response(500, "exception", "internal error; the incident is in the server log")
 
 
@@ -107,7 +114,7 @@ def build_context(settings: Settings, clock: Callable[[], datetime] | None = Non
         catalog = load_catalog(settings.catalog_path)
     except InvalidCatalogError as exc:
         raise CatalogUnavailableError(f"catalog {settings.catalog_path} is invalid:\n{exc}") from None
-    settings.var_dir.mkdir(parents=True, exist_ok=True)
+    settings.var_dir.mkdir(parents=True, exist_ok=True, mode=0o700)  # the database and keys (DESIGN.md §6)
     now = clock or utcnow
     timer = time.monotonic if clock is None else (lambda: now().timestamp())
     ctx = AppContext.build(settings, catalog, today=datetime.now(UTC).date(), clock=now, timer=timer)
@@ -123,7 +130,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
     settings = settings or Settings.from_env()
     ctx = build_context(settings, clock)
     catalog = ctx.catalog
-    install_log_masking()
+    install_log_masking(ctx.identity)
 
     app = FastAPI(
         title="HR Registry",

@@ -14,8 +14,9 @@ from registry.errors import ForbiddenError, RateLimitedError, UnauthorizedError
 from registry.fhir.bundle import weak_etag
 from registry.fhir.response import fhir_response
 from registry.services import policy
-from registry.services.audit import AuditContext, AuditTrail, audit_row, mask_query
+from registry.services.audit import AuditContext, AuditTrail, audit_row
 from registry.services.policy.purpose import REASON_HEADER, BreakGlass
+from registry.services.redaction import redactor_for
 from registry.store.records import Stored
 
 
@@ -36,9 +37,17 @@ def audit_context(
     resource_id: str | None = None,
 ) -> AuditContext:
     ctx = ctx_of(request)
-    query = mask_query(request.url.query, ctx.identity) if request.url.query else None
+    redactor = redactor_for(ctx.identity)
+    query = redactor.query(request.url.query) if request.url.query else None
     return AuditContext(
-        request_id(request), principal, interaction, resource_type, resource_id, query, break_glass_of_request(request)
+        request_id(request),
+        principal,
+        interaction,
+        resource_type,
+        resource_id,
+        query,
+        break_glass=break_glass_of_request(request),
+        redactor=redactor,
     )
 
 

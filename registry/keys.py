@@ -24,7 +24,7 @@ IDENTITY_KEY_FILE = "identity-hmac.key"
 
 def _create_exclusive(path: Path, data: bytes) -> bool:
     """Write ``data`` to a new file readable only by the owner; False when another process created it first."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:

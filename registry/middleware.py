@@ -1,15 +1,12 @@
-"""ASGI middleware: request ids, the request body size limit, and masking national identifiers in access logs."""
+"""ASGI middleware: request ids and the request body size limit (log masking: registry/log_filter.py)."""
 
 from __future__ import annotations
 
-import logging
 import uuid
-from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from registry.fhir.outcome import operation_outcome
-from registry.services.audit import mask_text
 
 
 class BodyLimitMiddleware:
@@ -103,25 +100,3 @@ class RequestIdMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_id)
-
-
-class MaskingFilter(logging.Filter):
-    """No national identifier reaches a log line (uvicorn's access log prints query strings)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.args:
-            record.args = tuple(mask_text(a) if isinstance(a, str) else a for a in _as_tuple(record.args))
-        if isinstance(record.msg, str):
-            record.msg = mask_text(record.msg)
-        return True
-
-
-def _as_tuple(args: Any) -> tuple[Any, ...]:
-    return args if isinstance(args, tuple) else (args,)
-
-
-def install_log_masking() -> None:
-    for name in ("uvicorn.access", "uvicorn.error", "registry"):
-        logger = logging.getLogger(name)
-        if not any(isinstance(f, MaskingFilter) for f in logger.filters):
-            logger.addFilter(MaskingFilter())

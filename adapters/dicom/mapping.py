@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from adapters.codes import Coder
-from adapters.config import AdapterConfig
+from adapters.config import NATIONAL_ID_SYSTEMS, AdapterConfig
 from adapters.dicom.headers import InstanceFacts, StudyFacts
 from adapters.errors import DicomInputError
 from adapters.fhir import DCM, DICOM_UID, SNOMED, V2_0203, hr_tag, merge_codings, put_entry, transaction
@@ -103,7 +103,7 @@ class StudyMapper:
             if other.type:
                 ident["type"] = {"coding": [{"system": V2_0203, "code": other.type}]}
             identifiers.append(ident | {"system": system, "value": other.value})
-            national = national or system == ids.system("national")
+            national = national or system in NATIONAL_ID_SYSTEMS or system == ids.system("national")
         if not national:
             return {"reference": f"Patient?identifier={ids.mrn}|{first.patient_id}"}, None
         patient: dict[str, Any] = {"resourceType": "Patient", "identifier": identifiers}

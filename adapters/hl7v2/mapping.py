@@ -19,7 +19,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from adapters.codes import Coder
-from adapters.config import AdapterConfig, Policy
+from adapters.config import NATIONAL_ID_SYSTEMS, AdapterConfig, Policy
 from adapters.errors import Hl7Error
 from adapters.fhir import (
     DATA_ABSENT,
@@ -140,8 +140,8 @@ class OruMapper:
             identifiers.append(ident)
             if system == self.config.identifiers.mrn and mrn is None:
                 mrn = cx.value
-            if system == self.config.identifiers.system("national"):
-                has_national = True
+            if system in NATIONAL_ID_SYSTEMS or system == self.config.identifiers.system("national"):
+                has_national = True  # a resident ID card, or a passport or permit (DESIGN.md §4)
         if mrn is None:
             raise Hl7Error(
                 f"no identifier maps to this hospital's MRN system ({self.config.identifiers.mrn}); "

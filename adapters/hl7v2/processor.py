@@ -23,6 +23,8 @@ from adapters.fhir import dumps
 from adapters.hl7v2.ack import build_ack, encode_ack
 from adapters.hl7v2.mapping import Mapped, OruMapper
 from adapters.hl7v2.message import CHARSETS, Header, msh_fields, parse
+from adapters.hl7v2.pid import message_secrets
+from adapters.masking import Secrets
 from adapters.push.outbox import Outbox, OutboxError
 
 log = logging.getLogger("hr_adapter.hl7")
@@ -32,7 +34,7 @@ log = logging.getLogger("hr_adapter.hl7")
 class Result:
     ack: bytes
     code: str  # AA, AE, AR
-    text: str  # what happened, without patient data
+    text: str  # what happened, without patient data (its identifiers and names masked)
     queued: bool = False
     duplicate: bool = False
     warnings: tuple[str, ...] = ()
@@ -88,21 +90,21 @@ class Hl7Processor:
         except Hl7Error as exc:
             if exc.error_code == 103 and "code map" in exc.text:
                 self._note_unmapped(raw)
-            log.warning(
-                "%s: message %s refused (%s): %s", source, header.control_id if header else "?", exc.ack_code, exc
-            )
-            return Result(self._ack(header, exc), exc.ack_code, str(exc), control_id=_cid(header))
+            said = self._secrets(raw, header).text(str(exc))
+            log.warning("%s: message %s refused (%s): %s", source, _cid(header) or "?", exc.ack_code, said)
+            return Result(self._ack(header, exc), exc.ack_code, said, control_id=_cid(header))
         except OutboxError as exc:
-            log.error("%s: message %s could not be stored: %s", source, header.control_id if header else "?", exc)
+            log.error("%s: message %s could not be stored: %s", source, _cid(header) or "?", exc)
             error = Hl7Error("the adapter could not store the message; send it again", ack_code="AR", error_code=207)
             return Result(self._ack(header, error), "AR", str(exc), retry=True, control_id=_cid(header))
         except Exception:  # a bug must not take the listener down nor lose the message: the sender will resend
-            log.exception("%s: message %s: unexpected error", source, header.control_id if header else "?")
+            log.exception("%s: message %s: unexpected error", source, _cid(header) or "?")
             error = Hl7Error("internal error in the adapter; send the message again", ack_code="AR", error_code=207)
             return Result(self._ack(header, error), "AR", "internal error", retry=True, control_id=_cid(header))
         if queued and self.on_queued is not None:
             self.on_queued()
-        for warning in mapped.warnings:
+        warnings = tuple(self._secrets(raw, header).text(w) for w in mapped.warnings) if mapped.warnings else ()
+        for warning in warnings:
             log.warning("%s: message %s: %s", source, header.control_id, warning)
         text = mapped.summary(header.control_id) + ("" if queued else " (duplicate of a message already accepted)")
         log.info("%s: %s", source, text)
@@ -112,9 +114,13 @@ class Hl7Processor:
             text,
             queued=queued,
             duplicate=not queued,
-            warnings=tuple(mapped.warnings),
+            warnings=warnings,
             control_id=header.control_id,
         )
+
+    def _secrets(self, raw: bytes, header: Header | None) -> Secrets:
+        """What of this message must not be written down where people read: its identifiers and names."""
+        return message_secrets(raw, header, self.config.hl7.encoding)
 
     def refuse_oversized(self, head: bytes, source: str) -> Result:
         """The ACK for a message over the size limit, of which only the first bytes were kept."""

@@ -12,6 +12,7 @@ C-STORE and not yet sent as a study, and what was last sent for each study (so a
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import time
@@ -126,7 +127,10 @@ class Outbox:
         self.path = path
         self.clock = clock
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))  # names and national IDs: the owner's only
+            if path.stat().st_mode & 0o077:  # (SQLite gives its -wal and -shm files this mode; DESIGN.md §6)
+                path.chmod(0o600)
             self._db = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")

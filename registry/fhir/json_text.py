@@ -8,12 +8,14 @@ standard library's C-accelerated JSON scanner.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+import re
+from collections.abc import Callable
 
 import orjson
 
 _DECODER = json.JSONDecoder()
 _WS = " \t\n\r"
+_STRING_TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
 
 
 class JsonShapeError(ValueError):
@@ -96,25 +98,19 @@ def with_server_members(text: str, resource_type: str, resource_id: str, meta: d
     return "{" + ",".join([head, *kept]) + "}"
 
 
-def replace_all(text: str, secrets_: Iterable[tuple[str, str]]) -> str:
-    """Every occurrence of each secret (case-insensitive for letters) replaced by its stand-in."""
-    for secret, stand_in in secrets_:
-        if not secret:
-            continue
-        lowered = text.lower()
-        target = secret.lower()
-        pieces: list[str] = []
-        i = 0
-        while True:
-            j = lowered.find(target, i)
-            if j < 0:
-                break
-            pieces.append(text[i:j])
-            pieces.append(stand_in)
-            i = j + len(secret)
-        pieces.append(text[i:])
-        text = "".join(pieces)
-    return text
+def rewrite_strings(text: str, change: Callable[[str], str]) -> str:
+    """The JSON text with each string token (member names included) whose decoded value ``change`` alters
+    re-encoded with the new value; every other byte — numbers as written (``135.50``), whitespace, member order,
+    the escapes of untouched strings — stays as it was (RFC 8259 §7: a string token cannot hold a raw quote, so a
+    token pattern over the text finds exactly the strings)."""
+
+    def one(match: re.Match[str]) -> str:
+        token = match.group(0)
+        value: str = json.loads(token) if "\\" in token else token[1:-1]
+        new = change(value)
+        return token if new == value else orjson.dumps(new).decode()
+
+    return _STRING_TOKEN.sub(one, text)
 
 
 class DuplicateKeyError(ValueError):

@@ -2,18 +2,18 @@
 
 Rows are append-only (the database refuses UPDATE/DELETE) and are published as FHIR R4 AuditEvent resources
 (type ``rest``, subtype the RESTful interaction, DICOM action codes C/R/U/D/E, outcome 0/4/8/12). National
-identifiers in query strings are masked before anything is stored.
+identifiers are masked in every column before anything is stored — query strings parameter by parameter, resource ids
+and error details in any spelling (registry/services/redaction.py).
 """
 
 from __future__ import annotations
 
 import base64
-import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import urlencode
 
 import orjson
 
@@ -21,9 +21,10 @@ from registry.auth import Principal
 from registry.errors import BadRequestError, NotFoundError, RegistryError
 from registry.fhir.bundle import Entry, instant, render
 from registry.fhir.extract import to_us
-from registry.services.identity import IdentityPolicy, masked
+from registry.services.identity import IdentityPolicy
 from registry.services.policy import audit_reader_key
 from registry.services.policy.purpose import ACT_REASON, BreakGlass
+from registry.services.redaction import Redactor, redactor_for
 from registry.store.query import DateValue
 from registry.store.records import AuditFilter
 from registry.store.repository import UnitOfWork
@@ -38,7 +39,7 @@ ACTIONS = {
     "create": "C", "update": "U", "patch": "U", "delete": "D", "transaction": "E", "batch": "E", "operation": "E",
 }  # fmt: skip
 
-_ID_LIKE = re.compile(r"(?<![0-9A-Za-z])(\d{17}[\dXx]|\d{15})(?![0-9A-Za-z])")
+_PLAIN = redactor_for(IdentityPolicy({}, b""))  # rows written outside a request (CLI, demo): ID shapes only
 
 
 def outcome_code(status: int) -> str:
@@ -46,29 +47,6 @@ def outcome_code(status: int) -> str:
     if status < 400:
         return "0"
     return "4" if status < 500 else "8"
-
-
-def mask_text(text: str) -> str:
-    """Mask anything shaped like a resident ID number (15 or 18 characters)."""
-    return _ID_LIKE.sub(lambda m: masked(m.group(1)), text)
-
-
-def _masked_or_none(text: str | None) -> str | None:
-    return mask_text(text) if text else None
-
-
-def mask_query(query: str, identity: IdentityPolicy) -> str:
-    """A query string with the values of national-identifier tokens masked (and any ID-shaped number)."""
-    if not query:
-        return query
-    pairs = []
-    for name, value in parse_qsl(query, keep_blank_values=True):
-        parts = []
-        for v in value.split(","):
-            system, sep, code = v.partition("|")
-            parts.append(f"{system}|{masked(code)}" if sep and identity.is_national(system) else v)
-        pairs.append((name, ",".join(parts)))
-    return mask_text(urlencode(pairs, safe="|:/,*"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +61,7 @@ class AuditContext:
     query: str | None = None
     break_glass: BreakGlass | None = None  # the request's explicit policy override (purpose of use BTG)
     note: str | None = None  # why, when the interaction alone does not say (e.g. a Patient registered by the check)
+    redactor: Redactor | None = None  # the app's, knowing its national-identifier systems (DESIGN.md §4)
 
 
 def audit_row(
@@ -98,6 +77,7 @@ def audit_row(
 ) -> dict[str, Any]:
     p = ctx.principal
     inter = interaction or ctx.interaction
+    mask = (ctx.redactor or _PLAIN).text
     return {
         "recorded": now,
         "recorded_us": to_us(now),
@@ -111,12 +91,12 @@ def audit_row(
         "principal_name": p.name if p else None,
         "org_id": p.org_id if p else None,
         "resource_type": resource_type or ctx.resource_type,
-        "resource_id": _masked_or_none(resource_id or ctx.resource_id),
+        "resource_id": mask(rid) if (rid := resource_id or ctx.resource_id) else None,
         "patient_key": patient_key,
         "query": (ctx.query or None) and ctx.query[:2000],
-        "detail": mask_text(detail or ctx.note or "")[:2000] or None,
+        "detail": mask(detail or ctx.note or "")[:2000] or None,
         "purpose": ctx.break_glass.code if ctx.break_glass else None,
-        "purpose_reason": mask_text(ctx.break_glass.reason)[:500] if ctx.break_glass else None,
+        "purpose_reason": mask(ctx.break_glass.reason)[:500] if ctx.break_glass else None,
     }
 
 

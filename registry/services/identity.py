@@ -13,6 +13,7 @@ import hmac
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import date
 
 RESIDENT_ID = "resident-id"
 _RESIDENT_RE = re.compile(r"^\d{17}[\dX]$")
@@ -26,14 +27,29 @@ def resident_id_check_char(first17: str) -> str:
     return _CHECK[sum(int(d) * w for d, w in zip(first17, _WEIGHTS, strict=True)) % 11]
 
 
+def looks_like_resident_id(value: str) -> bool:
+    """A well-formed GB 11643-1999 number: 17 digits holding a real birth date (characters 7–14) and the check
+    character they call for — what a resident ID card number is, whatever it is used as."""
+    v = normalize(value)
+    if not _RESIDENT_RE.match(v) or not v.isascii() or resident_id_check_char(v[:17]) != v[17]:
+        return False
+    try:
+        born = date(int(v[6:10]), int(v[10:12]), int(v[12:14]))
+    except ValueError:
+        return False
+    return born.year >= 1900
+
+
 def normalize(value: str) -> str:
     return re.sub(r"\s+", "", value).upper()
 
 
 def masked(value: str) -> str:
-    """Display form: first 3 and last 4 characters kept (``110***********1234``); short values keep only 2."""
+    """Display form: a resident ID number (15 or 18 characters) keeps its first 3 and last 4 characters
+    (``110***********1234``); a shorter number (passport, permit) keeps only its last 2 (``*******21``), so most of
+    it is never shown."""
     v = normalize(value)
-    if len(v) > 8:
+    if len(v) >= 15:
         return v[:3] + MASK * (len(v) - 7) + v[-4:]
     return MASK * max(len(v) - 2, 1) + v[-2:]
 

@@ -1,7 +1,15 @@
-"""Engines for the two supported stores: embedded SQLite (default) and PostgreSQL (production)."""
+"""Engines for the two supported stores: embedded SQLite (default) and PostgreSQL (production).
+
+Both are created with ``hide_parameters``: a statement's parameters (names, results) never appear in an exception's
+text nor in SQLAlchemy's log (DESIGN.md §6). The SQLite file holds names and results, so it is readable by its owner
+only (0600, like the keys), in a directory created 0700.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +23,11 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
     a bounded pool with pre-ping on PostgreSQL."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        if parsed.database and parsed.database != ":memory:" and not parsed.database.startswith("file:"):
+            private_database_file(Path(parsed.database))
         engine = create_engine(
             url,
+            hide_parameters=True,
             connect_args={"check_same_thread": False, "timeout": 30},
             json_serializer=_dumps,
             json_deserializer=orjson.loads,
@@ -44,10 +53,26 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_pre_ping=True,
+        hide_parameters=True,
         json_serializer=_dumps,
         json_deserializer=orjson.loads,
     )
     return engine
+
+
+def private_database_file(path: Path) -> None:
+    """Create the SQLite file 0600 before SQLite opens it (SQLite gives its -wal, -shm and -journal files the mode of
+    the database file), and take group and other access away from an existing one and its companions."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    for file in (path, *(path.with_name(path.name + suffix) for suffix in ("-wal", "-shm", "-journal"))):
+        try:
+            st = file.stat()
+        except FileNotFoundError:
+            continue
+        if st.st_mode & 0o077 and st.st_uid == os.getuid():
+            os.chmod(file, stat.S_IMODE(st.st_mode) & 0o700)
 
 
 def _dumps(value: Any) -> str:

@@ -81,6 +81,8 @@ def test_other_id_types_link_separately(api: Api) -> None:
     )
     found = api.get("/fhir/Patient", params={"identifier": f"{PASSPORT}|E12345678"}).json()
     assert {e["resource"]["id"] for e in found["entry"]} == {p1["id"], p2["id"]}
+    # a passport number is shorter than a resident ID: only its last 2 characters are shown
+    assert [i["value"] for i in p1["identifier"] if i["system"] == PASSPORT] == ["*******78"]
 
 
 def test_read_modify_write_keeps_the_masked_identifier(api: Api) -> None:

@@ -22,14 +22,15 @@ from registry.errors import (
     UnprocessableError,
 )
 from registry.fhir.extract import extract, parse_reference, references
-from registry.fhir.json_text import DuplicateKeyError, loads_document, replace_all
+from registry.fhir.json_text import DuplicateKeyError, loads_document
 from registry.fhir.search_params import PATIENT_COMPARTMENT
 from registry.fhir.validation import ResourceInvalidError, validate
 from registry.services import policy
-from registry.services.identity import MASK, NationalIdError, masked
+from registry.services.identity import MASK, NationalIdError
 from registry.services.ingest.entries import (
     identifier_condition,
 )
+from registry.services.ingest.masking import NationalIdMask
 from registry.services.ingest.session import (
     SUPPORTED,
     Prepared,
@@ -100,7 +101,7 @@ class Preparer:
             raise _invalid(rtype, [(i.expression, i.message) for i in exc.issues]) from None
 
         # -- national identifiers: masked in the stored text, keyed hash in the index (DESIGN.md §4)
-        secrets: list[tuple[str, str]] = []
+        clear: list[str] = []
         own_keys: set[str] = set()
         hashed: list[tuple[dict[str, Any], str]] = []
         for path, ident in _walk_identifiers(resource):
@@ -118,19 +119,20 @@ class Preparer:
                 key = self.ctx.identity.master_key(ident["system"], raw)
             except NationalIdError as exc:
                 raise _invalid(rtype, [(f"{rtype}.{path}", str(exc))]) from None
-            secrets += [(raw, masked(raw)), (raw.strip().upper(), masked(raw))]
+            clear.append(raw)
             hashed.append((ident, key))
             if rtype == "Patient" and path.startswith("identifier["):
                 own_keys.add(key)
-        if secrets:
-            text = replace_all(text, sorted(set(secrets), key=lambda p: -len(p[0])))
-        for ident, key in hashed:
-            if MASK not in ident["value"]:
-                ident["value"] = masked(ident["value"])
-            ident["_key"] = key  # temporary: read by the index view below, never stored
+        mask = NationalIdMask(clear)
+        refused = mask.refusals(rtype, rid, resource, self.ctx.identity)
+        if refused:
+            raise _invalid(rtype, refused)
 
-        # -- references
-        text = self._resolve_references(s, rtype, text, resource)
+        # -- references; then every spelling of the national identifiers masked, in the text and the document
+        text = mask.text(self._resolve_references(s, rtype, text, resource))
+        mask.document(resource)
+        for ident, key in hashed:
+            ident["_key"] = key  # temporary: read by the index view below, never stored
 
         # -- the patient it belongs to
         patient_key: str | None = None

@@ -20,7 +20,7 @@ from adapters.fhir import dumps
 from adapters.hl7v2.mapping import OruMapper
 from adapters.hl7v2.message import parse
 
-from .conftest import DATA
+from .conftest import DATA, hosp_a_config
 
 MESSAGES = sorted((DATA / "hl7").glob("*.hl7"))
 
@@ -57,3 +57,19 @@ def test_golden_files_cover_each_value_type_and_status() -> None:
     assert "|||C\r" in text  # OBR-25 correction
     assert "|||X\r" in text  # cancelled
     assert "|||W\r" in text  # posted in error (withdrawal)
+
+
+def test_a_passport_holder_is_sent_as_a_patient(tmp_path: Path, coder: Coder) -> None:
+    """PID-3 with a passport (any of the registry's national-identifier systems, DESIGN.md §4) keys the patient just
+    like a resident ID card: the Bundle carries the Patient instead of waiting for one registered by MRN."""
+    passport = "https://hr-registry.org.cn/fhir/sid/passport"
+    config = hosp_a_config(tmp_path, identifiers={"pid3": [{"type": "MR", "system": "mrn"},
+                                                           {"type": "PPN", "system": passport}]})  # fmt: skip
+    raw = (
+        (DATA / "hl7" / "oru_cbc_final.hl7")
+        .read_bytes()
+        .replace(b"110105198503120020^^^CHN^NNCHN", b"G1234567^^^CHN^PPN")
+    )
+    bundle = OruMapper(config, coder).map(parse(raw)).bundle
+    [patient] = [e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient"]
+    assert {"system": passport, "value": "G1234567"}.items() <= patient["identifier"][1].items()
