@@ -35,10 +35,14 @@ def audit_context(
     interaction: str,
     resource_type: str | None = None,
     resource_id: str | None = None,
+    *,
+    query: str | None = None,
 ) -> AuditContext:
+    """What the audit rows of this request say; ``query``: the parameters, when not (only) the URL's."""
     ctx = ctx_of(request)
     redactor = redactor_for(ctx.identity)
-    query = redactor.query(request.url.query) if request.url.query else None
+    raw = query if query is not None else request.url.query
+    query = redactor.query(raw) if raw else None
     return AuditContext(
         request_id(request),
         principal,

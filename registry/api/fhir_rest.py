@@ -4,6 +4,7 @@ transaction/batch Bundle at the base. Handlers translate HTTP to the services an
 from __future__ import annotations
 
 from email.utils import format_datetime
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
@@ -107,7 +108,8 @@ async def search_post(rtype: str, request: Request, principal: CurrentPrincipal)
         raise UnsupportedMediaTypeError("POST _search takes application/x-www-form-urlencoded parameters")
     form = await request.form()
     params = _params(request) + [(k, str(v)) for k, v in form.multi_items()]
-    audit = audit_context(request, principal, "search-type", rtype)
+    # the audit row records the form's parameters as well (redacted like a query string)
+    audit = audit_context(request, principal, "search-type", rtype, query=urlencode(params))
     lenient = prefer(request).get("handling") == "lenient"
     outcome = await run_in_threadpool(ctx.reads.search, principal, audit, rtype, params, lenient=lenient)
     return fhir_response(outcome.body)

@@ -11,12 +11,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 
 RESIDENT_ID = "resident-id"
-_RESIDENT_RE = re.compile(r"^\d{17}[\dX]$")
+_RESIDENT_RE = re.compile(r"^[0-9]{17}[0-9X]$")  # ASCII digits only (after NFKC): other scripts' digits are refused
 _WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _CHECK = "10X98765432"
 MASK = "*"
@@ -41,7 +42,9 @@ def looks_like_resident_id(value: str) -> bool:
 
 
 def normalize(value: str) -> str:
-    return re.sub(r"\s+", "", value).upper()
+    """The identifier as one person has it whatever the keyboard: Unicode compatibility forms folded (NFKC: full-width
+    ``１１０…`` is ``110…``), white space removed, letters upper case — so one person never gets two master keys."""
+    return re.sub(r"\s+", "", unicodedata.normalize("NFKC", value)).upper()
 
 
 def masked(value: str) -> str:
@@ -77,7 +80,7 @@ class IdentityPolicy:
                 raise NationalIdError("a resident ID number has 17 digits and a check digit or X")
             if resident_id_check_char(v[:17]) != v[17]:
                 raise NationalIdError("resident ID number fails its GB 11643 check digit")
-        elif len(v) < 5 or not v.isalnum():
+        elif len(v) < 5 or not (v.isascii() and v.isalnum()):
             raise NationalIdError(f"{id_type} identifier must be at least 5 letters or digits")
         return v
 

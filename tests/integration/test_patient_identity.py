@@ -176,3 +176,25 @@ def _dump(api: Api) -> str:
             for row in conn.execute(text(f'select * from "{table}"')):
                 out.append(" ".join(v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in row))
     return "\n".join(out)
+
+
+def test_a_full_width_resident_id_is_the_same_person_as_its_ascii_spelling(api: Api) -> None:
+    """NFKC folds full-width digits (an IME's default in Chinese): one person, one master key, whatever was typed."""
+    nid = resident_id(4321)
+    wide = "".join(chr(ord(c) + 0xFEE0) if c.isdigit() else c for c in nid)
+    a = api.patient("hosp-a", unique("A"), wide)
+    b = api.patient("hosp-b", unique("B"), nid)
+    assert a["identifier"][1]["value"] == b["identifier"][1]["value"]  # the same masked form
+    found = api.get(f"/fhir/Patient?identifier={NATIONAL}|{wide}", who="admin").json()
+    assert {e["resource"]["id"] for e in found["entry"]} == {a["id"], b["id"]}
+    arabic = "".join(chr(ord(c) - 0x30 + 0x0660) if c.isdigit() else c for c in nid)
+    r = api.post(
+        "/fhir/Patient",
+        {
+            "resourceType": "Patient",
+            "identifier": [{"system": NATIONAL, "value": arabic}],
+            "managingOrganization": {"reference": "Organization/hosp-a"},
+        },
+        who="hosp-a-system",
+    )
+    assert r.status_code == 400

@@ -797,3 +797,12 @@ def test_the_rate_limit_answers_429_with_retry_after_and_is_audited(tmp_path: Pa
         time.sleep(1.1)
         assert api.get("/fhir/Organization/hosp-a", who="hosp-a-system").status_code == 200  # the bucket refills
     app.state.ctx.engine.dispose()
+
+
+def test_a_form_search_is_audited_with_its_parameters(api: Api) -> None:
+    rid = _rid()
+    r = api.client.post("/fhir/DiagnosticReport/_search", data={"status": "final", "code": "58410-2"},
+                        headers={"Authorization": f"Bearer {api.token_for('admin')}", **rid})  # fmt: skip
+    assert r.status_code == 200, r.text
+    (row,) = _rows(api.ctx, rid["X-Request-Id"])
+    assert row["query"] is not None and "status=final" in row["query"] and "58410-2" in row["query"]
