@@ -334,7 +334,7 @@ def run_cli(settings: Settings, clock: Clock, monkeypatch: pytest.MonkeyPatch) -
         contexts.append(ctx)
         return ctx
 
-    monkeypatch.setattr(cli, "_context", context)
+    monkeypatch.setattr(cli.base, "_context", context)
     runner = CliRunner()
 
     def run(*args: str, stdin: str | None = None) -> Any:
