@@ -216,8 +216,11 @@ class Portal:
     def _context(self, org_ids: Iterable[str]) -> tuple[dict[str, Org], dict[str, Any]]:
         ids = tuple(sorted({o for o in org_ids if o}))
         with self.uow.begin(audit_only=True) as repo:
-            orgs = self.cache.get(("portal-orgs", ids), lambda: RecognitionStore(repo.conn).organizations(ids))
-            maps = self.cache.get(("portal-maps", ids), lambda: self.indexer.code_maps(repo, ids))
+            generation = self.cache.generation(repo.conn)
+            orgs = self.cache.get(
+                generation, ("portal-orgs", ids), lambda: RecognitionStore(repo.conn).organizations(ids)
+            )
+            maps = self.cache.get(generation, ("portal-maps", ids), lambda: self.indexer.code_maps(repo, ids))
         return orgs, maps
 
     def _when(self, value: Any) -> datetime | None:

@@ -165,9 +165,12 @@ class RecognitionService:
         self, repo: Repository, principal: Principal, key: str, orders: Sequence[DraftOrder], now: datetime
     ) -> list[CheckedOrder]:
         store = RecognitionStore(repo.conn)
+        generation = self.cache.generation(repo.conn)
         ordering = principal.org_id or ""
         code_map = (
-            self.cache.get(("code-map", ordering), lambda: self.indexer.code_maps(repo, [ordering]).get(ordering))
+            self.cache.get(
+                generation, ("code-map", ordering), lambda: self.indexer.code_maps(repo, [ordering]).get(ordering)
+            )
             if ordering
             else None
         )
@@ -176,9 +179,10 @@ class RecognitionService:
         wanted |= {p for i in list(wanted) for p in self.catalog.panels_containing(i)}
         rows = store.results_for(key, sorted(wanted), to_us(now - self.max_window))
         org_ids = frozenset({r.org_id for r in rows if r.org_id} | {ordering})
-        orgs = self.cache.get(("orgs", org_ids), lambda: store.organizations(org_ids))
+        orgs = self.cache.get(generation, ("orgs", org_ids), lambda: store.organizations(org_ids))
         issuers = frozenset(r.org_id for r in rows if r.org_id)
         quals = self.cache.get(
+            generation,
             ("qualifications", issuers),
             lambda: [
                 Qualification(q.org_id, q.scope, q.valid_from, q.valid_to, q.item_id, q.group)

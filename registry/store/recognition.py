@@ -9,9 +9,10 @@ from datetime import datetime
 from typing import Any, cast
 
 import orjson
-from sqlalchemy import Connection, case, func, insert, select, update
+from sqlalchemy import Connection, case, delete, func, insert, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 
+from registry.store.records import clip
 from registry.store.tables import metadata
 
 RIX = cast(Any, metadata.tables["result_index"])
@@ -20,6 +21,7 @@ QUAL = cast(Any, metadata.tables["qualification"])
 CARD = cast(Any, metadata.tables["recognition_card"])
 CHECK = cast(Any, metadata.tables["order_check"])
 DEC = cast(Any, metadata.tables["decision"])
+UNM = cast(Any, metadata.tables["unmapped_code"])
 
 REGION_EXT = "https://hr-registry.org.cn/fhir/StructureDefinition/recognition-region"
 
@@ -80,6 +82,17 @@ class RecognitionStore:
                 .order_by(RIX.c.item_id)
             )
         )
+
+    def forget_unmapped(self, org_id: str, codes: Iterable[tuple[str, str]]) -> int:
+        """Remove a hospital's unmapped-code rows for these (system, code): its code map now maps them."""
+        keys = sorted({(clip(system), clip(code)) for system, code in codes})
+        gone = 0
+        for i in range(0, len(keys), 500):
+            result = self.conn.execute(
+                delete(UNM).where(UNM.c.org_id == org_id, tuple_(UNM.c.system, UNM.c.code).in_(keys[i : i + 500]))
+            )
+            gone += int(result.rowcount or 0)
+        return gone
 
     def organizations(self, org_ids: Iterable[str]) -> dict[str, Org]:
         wanted = sorted({o for o in org_ids if o})
