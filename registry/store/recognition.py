@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any, cast
 
 import orjson
-from sqlalchemy import Connection, case, delete, func, insert, select, tuple_, update
+from sqlalchemy import Connection, and_, case, delete, func, insert, or_, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 
 from registry.store.records import clip
@@ -82,6 +82,29 @@ class RecognitionStore:
                 .order_by(RIX.c.item_id)
             )
         )
+
+    def rows_of_results(self, refs: Sequence[tuple[str, str]]) -> list[Any]:
+        """The index rows of these resources ``(type, id)`` and of the results their DiagnosticReports list
+        (``report_id``), for showing how long each stays recognizable."""
+        out: list[Any] = []
+        for i in range(0, len(refs), 500):
+            chunk = list(refs[i : i + 500])
+            owners = list(
+                self.conn.execute(
+                    select(R.c.pk, R.c.id, R.c.type, R.c.patient_key).where(
+                        tuple_(R.c.type, R.c.id).in_(chunk), R.c.patient_key.is_not(None)
+                    )
+                )
+            )
+            if not owners:
+                continue
+            where = RIX.c.res_pk.in_([o.pk for o in owners])
+            reports = [o.id for o in owners if o.type == "DiagnosticReport"]
+            if reports:  # through the patient's key (ix_result_lookup), never a scan of the whole index
+                keys = sorted({o.patient_key for o in owners})
+                where = or_(where, and_(RIX.c.patient_key.in_(keys), RIX.c.report_id.in_(reports)))
+            out += list(self.conn.execute(select(RIX).where(where).order_by(RIX.c.res_pk, RIX.c.item_id)))
+        return out
 
     def forget_unmapped(self, org_id: str, codes: Iterable[tuple[str, str]]) -> int:
         """Remove a hospital's unmapped-code rows for these (system, code): its code map now maps them."""
