@@ -30,7 +30,10 @@ from catalog.rule import (
     PriorResult,
     Qualification,
     ResultStatus,
+    Standing,
     Status,
+    assess,
+    last_valid_day,
     recognize,
 )
 
@@ -63,9 +66,12 @@ __all__ = [
     "Scope",
     "SearchHit",
     "Specimen",
+    "Standing",
     "Status",
     "UnknownItemError",
     "Validity",
+    "assess",
+    "last_valid_day",
     "loinc_check_digit_ok",
     "parse_catalog",
     "reason",

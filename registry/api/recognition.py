@@ -14,7 +14,9 @@ uuid a decision refers to) and each ``candidate`` (parts ``result``, ``report``,
 
 ``POST /fhir/ServiceRequest/$recognition-decision`` — Parameters ``card`` (valueString), ``outcome`` (valueCode
 recognized | declined), ``reason`` (valueCoding, for declined), ``comment`` (valueString): the decision without CDS
-Hooks; out: Parameters ``card``, ``outcome``, ``new`` (valueBoolean: false for a repeat).
+Hooks; out: Parameters ``card``, ``outcome``, ``new`` (valueBoolean: false for a repeat) and ``resultWithdrawn``
+(valueBoolean: the card's result was withdrawn, cancelled or deleted since the card was issued — the decision is
+recorded, and a recognition of it saves nothing in the statistics).
 """
 
 from __future__ import annotations
@@ -148,7 +150,8 @@ async def recognition_decision(request: Request, principal: CurrentPrincipal) ->
     recorded = await run_in_threadpool(ctx.decisions.record, principal, audit, decision, source="operation")
     return fhir_response({"resourceType": "Parameters", "parameter": [
         {"name": "card", "valueString": recorded.card_uuid}, {"name": "outcome", "valueCode": recorded.outcome},
-        {"name": "new", "valueBoolean": recorded.new}]})  # fmt: skip
+        {"name": "new", "valueBoolean": recorded.new},
+        {"name": "resultWithdrawn", "valueBoolean": recorded.result_withdrawn}]})  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------ statistics

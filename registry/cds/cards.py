@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime, tzinfo
 from typing import Any
 
-from catalog import REASONS, Status
+from catalog import REASONS, Status, last_valid_day
 from catalog.codes import NONRECOGNITION_REASONS
 from registry.services.recognition import Candidate, CheckedOrder
 
@@ -24,6 +24,12 @@ SUMMARY_LIMIT = 139
 
 def _day(moment: datetime, tz: tzinfo) -> str:
     return moment.astimezone(tz).strftime("%Y-%m-%d")
+
+
+def _through(valid_until: datetime, tz: tzinfo) -> str:
+    """ "有效至" names the last valid day (DESIGN.md §5 rule 5): the window ``[effective, valid_until)`` ends before
+    ``valid_until``, so a window ending at 2026-12-03T00:00+08:00 is valid through 2026-12-02."""
+    return last_valid_day(valid_until, tz).isoformat()
 
 
 def _minute(moment: datetime, tz: tzinfo) -> str:
@@ -55,7 +61,7 @@ def detail(c: Candidate, tz: tzinfo) -> str:
         f"- 出具机构：{hospital}",
         f"- 检查检验时间：{_minute(c.effective, tz)}",
         f"- 互认标识：{c.hr_mark or '无'}",
-        f"- 互认有效期至：{_minute(c.valid_until, tz)}",
+        f"- 互认有效期至：{_through(c.valid_until, tz)}（{_minute(c.valid_until, tz)} 前）",
     ]
     rows = list(c.members) or [(c.item, c.value_text, c.interpretation)]
     shown = [(item, value, flag) for item, value, flag in rows if value]
@@ -74,13 +80,15 @@ def order_card(checked: CheckedOrder, base_url: str, tz: tzinfo) -> dict[str, An
     c = checked.candidates[0]
     hospital = c.issuer.name if c.issuer else "外院"
     if checked.decision.status is Status.SAME_HOSPITAL_DUPLICATE:
-        summary = f"重复开单：本院{_day(c.effective, tz)}已做{checked.item.name_zh}，有效至{_day(c.valid_until, tz)}"
+        summary = (
+            f"重复开单：本院{_day(c.effective, tz)}已做{checked.item.name_zh}，有效至{_through(c.valid_until, tz)}"
+        )
         label = "撤销本次重复开单"
     else:
         mark = c.hr_mark or "HR"
         summary = (
             f"可互认：{_day(c.effective, tz)} {hospital}已做{checked.item.name_zh}（{mark}，"
-            f"有效至{_day(c.valid_until, tz)}）"
+            f"有效至{_through(c.valid_until, tz)}）"
         )
         label = "互认，撤销本次开单"
     card: dict[str, Any] = {
@@ -133,7 +141,7 @@ def history_card(history: list[CheckedOrder], base_url: str, tz: tzinfo, lookbac
     for c in entries:
         lines.append(
             f"| {_md(c.item.name_zh)} | {_md(c.issuer.name if c.issuer else '')} | {_day(c.effective, tz)} | "
-            f"{_day(c.valid_until, tz)} | [{_md(c.value_text) or '查看'}]({report_link(base_url, c)}) |"
+            f"{_through(c.valid_until, tz)} | [{_md(c.value_text) or '查看'}]({report_link(base_url, c)}) |"
         )
     return {
         "summary": _clip(f"外院可互认结果 {len(entries)} 项（近{lookback_days}天）：{names}"),

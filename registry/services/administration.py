@@ -106,8 +106,7 @@ class Administration:
             if not repo.get_many([("Organization", org)]):
                 raise BadRequestError(f"Organization/{org} is not known to the registry")
             RecognitionStore(repo.conn).add_qualification(row)
-        if self.cache is not None:
-            self.cache.clear()
+            ConfigCache.changed(repo.conn)  # every process's next order check sees it
         return _qualification_json(row)
 
     def revoke(self, principal: Principal, qual_id: str) -> None:
@@ -115,8 +114,7 @@ class Administration:
         with self.uow.begin() as repo:
             if not RecognitionStore(repo.conn).revoke_qualification(qual_id, self.clock()):
                 raise NotFoundError(f"no active qualification {qual_id!r}")
-        if self.cache is not None:
-            self.cache.clear()
+            ConfigCache.changed(repo.conn)  # every process's next order check sees it
 
     # ------------------------------------------------------------------ unmapped codes
     def unmapped_for(self, principal: Principal, org: str | None, limit: int = 500) -> list[dict[str, Any]]:

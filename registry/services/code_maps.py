@@ -25,6 +25,7 @@ import orjson
 from catalog import Catalog, Coding
 from catalog.codes import HR_CANONICAL_BASE, RECOGNIZED_ITEMS, SYSTEM_ALIASES
 from registry.errors import BadRequestError, ConflictError, UnprocessableError
+from registry.store.recognition import RecognitionStore
 from registry.store.records import Stored
 from registry.store.repository import Repository
 
@@ -85,7 +86,8 @@ def entries_of(concept_map: Mapping[str, Any], catalog: Catalog) -> list[Entry]:
 
 
 def sync(repo: Repository, stored: Stored, catalog: Catalog) -> set[str]:
-    """Replace the code-map rows derived from this ConceptMap; return every local system it touched (old and new)."""
+    """Replace the code-map rows derived from this ConceptMap and forget the hospital's unmapped-code counts of the
+    codes it now maps; return every local system it touched (old and new)."""
     before = repo.code_map_systems(stored.id)
     if stored.deleted or stored.org_id is None:
         repo.replace_code_map(stored.id, None, [])
@@ -97,6 +99,8 @@ def sync(repo: Repository, stored: Stored, catalog: Catalog) -> set[str]:
         (system, code), owner = next(iter(clash.items()))
         raise ConflictError(f"{system}|{code} is already mapped by ConceptMap/{owner} of Organization/{stored.org_id}")
     repo.replace_code_map(stored.id, stored.org_id, [(e.system, e.code, e.item_id) for e in entries])
+    # the codes it maps are no longer unmapped (``hr-registry codes unmapped``): their results are re-mapped now
+    RecognitionStore(repo.conn).forget_unmapped(stored.org_id, [(e.system, e.code) for e in entries])
     return before | {e.system for e in entries}
 
 

@@ -2,6 +2,12 @@
 reason (不互认原因 01–08, 98, 99; 99 needs a comment naming the disease monitored). Decisions are append-only — the
 database refuses UPDATE and DELETE — and one per card: a repeated post of the same decision changes nothing, a
 different one for a decided card is a conflict. Every decision is audited.
+
+A decision records the card's status (``card_status``: a same-hospital duplicate is counted on its own, never as a
+recognition) and whether the card's result was still recognizable when the decision arrived: withdrawn
+(``entered-in-error``, so gone from the result index), cancelled, deleted, or otherwise no longer final since the
+card was issued sets ``result_withdrawn`` — the decision is recorded all the same, and the statistics keep it out of
+the money saved (``registry.services.stats``).
 """
 
 from __future__ import annotations
@@ -9,8 +15,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from catalog import Catalog, reason
+from catalog import FINAL_STATUSES, Catalog, reason
 from catalog.codes import NONRECOGNITION_REASONS
 from registry.auth import Principal
 from registry.errors import BadRequestError, ConflictError, NotFoundError, RegistryError
@@ -39,6 +46,7 @@ class Recorded:
     card_uuid: str
     outcome: str
     new: bool  # False when it repeated a decision already on file
+    result_withdrawn: bool = False  # the card's result was no longer recognizable when the decision arrived
 
 
 class Decisions:
@@ -66,6 +74,14 @@ class Decisions:
             raise BadRequestError(f"reason {found.code} needs a comment ({found.display_zh})")
         return found.code, found.counts_as_nonrecognition
 
+    @staticmethod
+    def _withdrawn(store: RecognitionStore, card: Any) -> bool:
+        """The card's result is no longer in the result index as a final result (withdrawn, cancelled, deleted)."""
+        if not card.result_ref:
+            return False
+        rows = store.result_rows(card.patient_key, card.result_ref)
+        return not any(r.status in FINAL_STATUSES for r in rows)
+
     def record(self, principal: Principal, audit: AuditContext, d: DecisionInput, *, source: str) -> Recorded:
         now = self.clock()
         try:
@@ -90,9 +106,10 @@ class Decisions:
                                 )
                             ]
                         )
-                        return Recorded(d.card_uuid, d.outcome, new=False)
+                        return Recorded(d.card_uuid, d.outcome, new=False, result_withdrawn=existing.result_withdrawn)
                     raise ConflictError(f"card {d.card_uuid} already has the decision {existing.outcome}")
                 item = self.catalog.item(card.item_id)
+                withdrawn = self._withdrawn(store, card)
                 row = {
                     "card_uuid": d.card_uuid, "recorded": now, "recorded_us": to_us(now),
                     "outcome_time": d.outcome_time, "outcome": d.outcome, "reason_code": reason_code,
@@ -100,11 +117,13 @@ class Decisions:
                     "client_id": principal.client_id, "ordering_org": card.ordering_org, "issuer_org": card.issuer_org,
                     "patient_key": card.patient_key, "item_id": card.item_id, "kind": item.kind.value,
                     "fee_fen": int(item.fee.amount * 100), "result_ref": card.result_ref,
+                    "card_status": card.status, "result_withdrawn": withdrawn,
                 }  # fmt: skip
                 new = store.add_decision(row)
+                note = " (the result was withdrawn since the card was issued)" if withdrawn else ""
                 repo.add_audit([audit_row(audit, now=now, status=200, patient_key=card.patient_key,
-                                          detail=f"decision {d.outcome} on card {d.card_uuid}")])  # fmt: skip
-            return Recorded(d.card_uuid, d.outcome, new=new)
+                                          detail=f"decision {d.outcome} on card {d.card_uuid}{note}")])  # fmt: skip
+            return Recorded(d.card_uuid, d.outcome, new=new, result_withdrawn=withdrawn)
         except RegistryError as exc:
             self.audit.record([audit_row(audit, now=now, status=exc.status, detail=exc.diagnostics)])
             raise

@@ -3,6 +3,10 @@
 A patient sees only their own records (the read filter of a patient principal); a clinician sees a report only within
 the care context of their hospital. Every page view is therefore in the audit trail, and the patient's "who viewed my
 records" page is built from it. Values come back as plain view objects; no page queries the database itself.
+
+How long a report stays recognizable ("互认有效期至") is decided from its result-index rows by ``catalog.assess`` —
+the judgement the order check applies (``registry.services.recognizability``): a report without the HR mark, not
+final, expired, or from an issuer without the qualification shows none.
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta, tzinfo
+from datetime import date, datetime, tzinfo
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -18,12 +22,12 @@ from urllib.parse import parse_qsl, urlsplit
 import orjson
 
 from catalog import Catalog, Item, Kind
-from catalog.codes import HR_MARK
 from registry.auth import Principal, PrincipalKind
 from registry.errors import NotFoundError
 from registry.fhir.extract import date_range, parse_reference
 from registry.services.audit import AuditContext, audit_row
 from registry.services.config_cache import ConfigCache
+from registry.services.recognizability import Recognizability, qualification_facts, recognizability
 from registry.services.result_index import ResultIndexer
 from registry.services.search import Reads
 from registry.store.recognition import Org, RecognitionStore
@@ -81,11 +85,13 @@ class ReportView:
     effective: datetime | None
     issued: datetime | None
     status: str
-    hr_mark: str | None
-    valid_until: datetime | None
+    hr_mark: str | None  # as the result index holds it: the mark that counts
+    valid_until: datetime | None  # set only while the report is recognizable by other hospitals now
     observations: tuple[ObservationView, ...] = ()
     conclusion: str = ""
     study: StudyView | None = None
+    valid_through: date | None = None  # the last valid day ("互认有效期至"), in the catalog's time zone
+    expired: bool = False  # it was recognizable, and its window has ended
 
     @property
     def corrected(self) -> bool:
@@ -94,13 +100,6 @@ class ReportView:
     @property
     def abnormal(self) -> int:
         return sum(o.abnormal for o in self.observations)
-
-    def valid_at(self, now: datetime) -> bool:
-        return (
-            self.valid_until is not None
-            and now < self.valid_until
-            and self.status in ("final", "corrected", "amended", "appended")
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,9 +218,24 @@ class Portal:
     def _context(self, org_ids: Iterable[str]) -> tuple[dict[str, Org], dict[str, Any]]:
         ids = tuple(sorted({o for o in org_ids if o}))
         with self.uow.begin(audit_only=True) as repo:
-            orgs = self.cache.get(("portal-orgs", ids), lambda: RecognitionStore(repo.conn).organizations(ids))
-            maps = self.cache.get(("portal-maps", ids), lambda: self.indexer.code_maps(repo, ids))
+            generation = self.cache.generation(repo.conn)
+            orgs = self.cache.get(
+                generation, ("portal-orgs", ids), lambda: RecognitionStore(repo.conn).organizations(ids)
+            )
+            maps = self.cache.get(generation, ("portal-maps", ids), lambda: self.indexer.code_maps(repo, ids))
         return orgs, maps
+
+    def _recognizability(self, refs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Recognizability]:
+        """How long each result stays recognizable by other hospitals, judged as the order check judges it (from
+        its result-index rows, by ``catalog.assess``)."""
+        now = self.clock()
+        with self.uow.begin(audit_only=True) as repo:
+            store = RecognitionStore(repo.conn)
+            generation = self.cache.generation(repo.conn)
+            rows = store.rows_of_results(refs)
+            issuers = frozenset(r.org_id for r in rows if r.org_id)
+            quals = self.cache.get(generation, ("qualifications", issuers), lambda: qualification_facts(store, issuers))
+        return recognizability(refs, rows, self.catalog, quals, self.tz, now=now)
 
     def _when(self, value: Any) -> datetime | None:
         if not isinstance(value, str):
@@ -243,13 +257,6 @@ class Portal:
             parsed = parse_reference(assigner.get("reference", ""), None) if isinstance(assigner, Mapping) else None
             if parsed and parsed[0] == "Organization":
                 return parsed[1]
-        return None
-
-    @staticmethod
-    def _mark(resource: Mapping[str, Any]) -> str | None:
-        for tag in (resource.get("meta") or {}).get("tag") or []:
-            if isinstance(tag, Mapping) and tag.get("system") == HR_MARK:
-                return str(tag.get("code"))
         return None
 
     @staticmethod
@@ -361,7 +368,9 @@ class Portal:
             viewer,
         )
 
-    def _reports(self, bundle: _Bundle) -> list[ReportView]:
+    def _reports(self, bundle: _Bundle, source: str = "DiagnosticReport") -> list[ReportView]:
+        """Report views of the bundle's matches; ``source`` is the type they were read as (a result without a report
+        is shown as a one-result report)."""
         org_ids = {o for r in bundle.matches if (o := self._org_of(r))}
         org_ids |= {o for r in bundle.included.values() if (o := self._org_of(r))}
         orgs, maps = self._context(org_ids)
@@ -376,6 +385,7 @@ class Portal:
         if endpoint_refs:
             with self.uow.begin(audit_only=True) as repo:  # infrastructure, not patient data
                 endpoints = {k: orjson.loads(v.body) for k, v in repo.get_many(endpoint_refs).items() if not v.deleted}
+        standing = self._recognizability([(source, str(r.get("id"))) for r in bundle.matches])
         out: list[ReportView] = []
         for r in bundle.matches:
             org = self._org_of(r)
@@ -399,15 +409,7 @@ class Portal:
             kind = item.kind if item else (Kind.IMAGING if study or "RAD" in categories else Kind.LAB)
             effective = self._when(r.get("effectiveDateTime") or (r.get("effectivePeriod") or {}).get("start"))
             effective = effective or self._when(r.get("issued"))
-            valid_until = None
-            if item is not None and effective is not None:
-                valid_until = effective + timedelta(days=item.validity.days)
-            elif effective is not None:
-                # A report whose own code maps to no item (a hospital's uncoded panel): its results are recognized
-                # item by item, so the report stays recognizable as long as the shortest of their windows.
-                windows = [o.item.validity.days for o in observations if o.item is not None]
-                if windows:
-                    valid_until = effective + timedelta(days=min(windows))
+            judged = standing[(source, str(r.get("id")))]
             out.append(
                 ReportView(
                     type="DiagnosticReport",
@@ -420,11 +422,13 @@ class Portal:
                     effective=effective,
                     issued=self._when(r.get("issued")),
                     status=str(r.get("status") or ""),
-                    hr_mark=self._mark(r),
-                    valid_until=valid_until,
+                    hr_mark=judged.hr_mark,
+                    valid_until=judged.valid_until,
                     observations=tuple(observations),
                     conclusion=str(r.get("conclusion") or ""),
                     study=study,
+                    valid_through=judged.valid_through,
+                    expired=judged.expired,
                 )
             )
         return out
@@ -486,7 +490,7 @@ class Portal:
                 actors = [p.get("actor") for se in res.get("series") or [] for p in se.get("performer") or []]
                 pseudo["performer"] = [a for a in actors if isinstance(a, Mapping)][:1]
         bundle = _Bundle([pseudo], {(rtype, rid): res})
-        return replace(self._reports(bundle)[0], type=rtype)
+        return replace(self._reports(bundle, rtype)[0], type=rtype)
 
     def trend(self, principal: Principal, audit: AuditContext, item_id: str) -> Trend:
         """The values of one lab item over time, across hospitals, in its most common unit."""

@@ -20,6 +20,7 @@ from urllib.parse import urlencode
 import orjson
 
 from catalog import (
+    FINAL_STATUSES,
     Catalog,
     Coding,
     Decision,
@@ -28,20 +29,19 @@ from catalog import (
     Order,
     OrgFacts,
     PriorResult,
-    Qualification,
-    ResultStatus,
     Status,
     recognize,
 )
 from catalog.codes import RECOGNIZED_ITEMS
 from registry.auth import Principal, PrincipalKind, parse_scopes
 from registry.errors import RegistryError
-from registry.fhir.extract import from_us, to_us
+from registry.fhir.extract import to_us
 from registry.services import policy
 from registry.services.audit import AuditContext, AuditTrail, audit_row, rows_for_patients
 from registry.services.config_cache import ConfigCache
 from registry.services.identity import IdentityPolicy
 from registry.services.ingest import Ingest
+from registry.services.recognizability import prior_of, qualification_facts
 from registry.services.result_index import ResultIndexer
 from registry.store.namespaces import NamespaceStore
 from registry.store.recognition import Org, RecognitionStore
@@ -177,9 +177,12 @@ class RecognitionService:
         self, repo: Repository, principal: Principal, key: str, orders: Sequence[DraftOrder], now: datetime
     ) -> list[CheckedOrder]:
         store = RecognitionStore(repo.conn)
+        generation = self.cache.generation(repo.conn)
         ordering = principal.org_id or ""
         code_map = (
-            self.cache.get(("code-map", ordering), lambda: self.indexer.code_maps(repo, [ordering]).get(ordering))
+            self.cache.get(
+                generation, ("code-map", ordering), lambda: self.indexer.code_maps(repo, [ordering]).get(ordering)
+            )
             if ordering
             else None
         )
@@ -188,17 +191,12 @@ class RecognitionService:
         wanted |= {p for i in list(wanted) for p in self.catalog.panels_containing(i)}
         rows = store.results_for(key, sorted(wanted), to_us(now - self.max_window))
         org_ids = frozenset({r.org_id for r in rows if r.org_id} | {ordering})
-        orgs = self.cache.get(("orgs", org_ids), lambda: store.organizations(org_ids))
+        orgs = self.cache.get(generation, ("orgs", org_ids), lambda: store.organizations(org_ids))
         issuers = frozenset(r.org_id for r in rows if r.org_id)
-        quals = self.cache.get(
-            ("qualifications", issuers),
-            lambda: [
-                Qualification(q.org_id, q.scope, q.valid_from, q.valid_to, q.item_id, q.group)
-                for q in store.qualifications(issuers)
-            ],
-        )
+        quals = self.cache.get(generation, ("qualifications", issuers), lambda: qualification_facts(store, issuers))
         facts = {oid: OrgFacts(oid, org.regions) for oid, org in orgs.items()}
-        priors = [self._prior(r, facts) for r in rows]
+        members = self._members(store, key, rows)
+        priors = [self._prior(r, facts, members) for r in rows]
         by_ref = {f"{r.res_type}/{r.res_id}": r for r in rows}
         ordering_facts = facts.get(ordering, OrgFacts(ordering))
         out: list[CheckedOrder] = []
@@ -207,28 +205,39 @@ class RecognitionService:
             decision = recognize(
                 Order(codes, key, ordering_facts, None, order.ref), priors, self.catalog, quals, now=now
             )
-            candidates = self._candidates(store, key, decision, by_ref, orgs, ordering)
+            candidates = self._candidates(decision, by_ref, orgs, members)
             card = str(uuid.uuid4()) if decision.status in PASSED else None
             out.append(CheckedOrder(order, decision, candidates, card, str(uuid.uuid4()) if card else None))
         return out
 
-    def _prior(self, row: Any, facts: Mapping[str, OrgFacts]) -> PriorResult:
-        try:
-            status = ResultStatus(row.status)
-        except ValueError:
-            status = ResultStatus.UNKNOWN
+    @staticmethod
+    def _members(store: RecognitionStore, key: str, rows: Sequence[Any]) -> dict[str, list[Any]]:
+        """The Observation rows of each DiagnosticReport among ``rows``: a panel's values, shown on the card, and
+        what the panel actually contains (rule 2)."""
+        reports = sorted({r.report_id for r in rows if r.res_type == "DiagnosticReport" and r.report_id})
+        members: dict[str, list[Any]] = {}
+        for m in store.report_members(key, reports):
+            members.setdefault(m.report_id, []).append(m)
+        return members
+
+    def _prior(self, row: Any, facts: Mapping[str, OrgFacts], members: Mapping[str, Sequence[Any]]) -> PriorResult:
         issuer = facts.get(row.org_id or "", OrgFacts(row.org_id or ""))
-        return PriorResult(f"{row.res_type}/{row.res_id}", row.patient_key, (Coding(RECOGNIZED_ITEMS, row.item_id),),
-                           status, from_us(row.effective_us), issuer, row.hr_mark is not None)  # fmt: skip
+        contains: frozenset[str] = frozenset()
+        if row.item_id in self.catalog and self.catalog.item(row.item_id).is_panel:
+            # rule 2: the analytes this panel result carries a final value for (its report's other rows)
+            contains = frozenset(
+                m.item_id
+                for m in members.get(row.report_id or "", ())
+                if m.res_pk != row.res_pk and m.value_text is not None and m.status in FINAL_STATUSES
+            )
+        return prior_of(row, issuer, contains)
 
     def _candidates(
         self,
-        store: RecognitionStore,
-        key: str,
         decision: Decision,
         by_ref: Mapping[str, Any],
         orgs: Mapping[str, Org],
-        ordering: str,
+        members: Mapping[str, Sequence[Any]],
     ) -> tuple[Candidate, ...]:
         groups: dict[str, list[tuple[Evaluation, Any]]] = {}
         for ev in decision.candidates:
@@ -240,10 +249,6 @@ class RecognitionService:
             next(((ev, row) for ev, row in group if row.res_type == "DiagnosticReport"), group[0])
             for group in groups.values()
         ]
-        reports = [row.report_id for ev, row in chosen if row.res_type == "DiagnosticReport" and row.report_id]
-        members: dict[str, list[Any]] = {}
-        for m in store.report_members(key, reports):
-            members.setdefault(m.report_id, []).append(m)
         out: list[Candidate] = []
         for ev, row in chosen:
             panel = tuple(

@@ -49,6 +49,7 @@ class IndexRow:
     patient_key: str
     item_id: str
     effective_us: int
+    effective_high_us: int
     org_id: str | None
     status: str
     hr_mark: str | None
@@ -62,9 +63,9 @@ class IndexRow:
     def as_dict(self) -> dict[str, Any]:
         return {
             "patient_key": self.patient_key, "item_id": self.item_id, "effective_us": self.effective_us,
-            "org_id": self.org_id, "status": self.status, "hr_mark": self.hr_mark, "res_type": self.res_type,
-            "res_id": self.res_id, "res_pk": self.res_pk, "report_id": self.report_id,
-            "value_text": self.value_text, "interpretation": self.interpretation,
+            "effective_high_us": self.effective_high_us, "org_id": self.org_id, "status": self.status,
+            "hr_mark": self.hr_mark, "res_type": self.res_type, "res_id": self.res_id, "res_pk": self.res_pk,
+            "report_id": self.report_id, "value_text": self.value_text, "interpretation": self.interpretation,
         }  # fmt: skip
 
 
@@ -126,7 +127,7 @@ def value_summary(resource: Mapping[str, Any]) -> tuple[str | None, str | None]:
             first = next((c for c in cc.get("coding") or [] if isinstance(c, Mapping)), {})
             text = cc.get("text") or first.get("display") or first.get("code")
             return (str(text)[:200] if text else None), interpretation
-        return None, interpretation
+        return _other_value(resource), interpretation
     if rtype == "DiagnosticReport":
         conclusion = resource.get("conclusion")
         if isinstance(conclusion, str):
@@ -141,7 +142,41 @@ def value_summary(resource: Mapping[str, Any]) -> tuple[str | None, str | None]:
     return None, None
 
 
-def _effective_us(resource: Mapping[str, Any], local: tzinfo) -> int | None:
+def _quantity(q: Any) -> str:
+    if not isinstance(q, Mapping) or "value" not in q:
+        return ""
+    return f"{q.get('comparator') or ''}{_fmt_number(q['value'])} {q.get('unit') or q.get('code') or ''}".strip()
+
+
+def _other_value(o: Mapping[str, Any]) -> str | None:
+    """The rest of FHIR R4 Observation.value[x] (integer, boolean, Range, Ratio, time, dateTime, Period, SampledData):
+    a result carrying any value has a summary — what lets a panel answer for this analyte (DESIGN.md §5 rule 2)."""
+    if isinstance(o.get("valueBoolean"), bool):
+        return "是" if o["valueBoolean"] else "否"
+    if isinstance(o.get("valueInteger"), int):
+        return str(o["valueInteger"])
+    for key in ("valueTime", "valueDateTime"):
+        if isinstance(o.get(key), str):
+            return str(o[key])
+    r = o.get("valueRange")
+    if isinstance(r, Mapping) and (r.get("low") or r.get("high")):
+        return f"{_quantity(r.get('low'))}–{_quantity(r.get('high'))}"
+    r = o.get("valueRatio")
+    if isinstance(r, Mapping) and (r.get("numerator") or r.get("denominator")):
+        return f"{_quantity(r.get('numerator'))}:{_quantity(r.get('denominator'))}"
+    p = o.get("valuePeriod")
+    if isinstance(p, Mapping) and (p.get("start") or p.get("end")):
+        return f"{p.get('start') or ''}–{p.get('end') or ''}"
+    if isinstance(o.get("valueSampledData"), Mapping):
+        return "采样数据"
+    return None
+
+
+def _effective_range(resource: Mapping[str, Any], local: tzinfo) -> tuple[int, int] | None:
+    """The earliest and latest instant ``effective`` can mean (DESIGN.md §5 rule 5), from the first of effective[x] /
+    ``started`` / ``issued`` that parses: a value without a time of day covers its whole day, month or year
+    (``2026-12``: all of December, in the region's time zone); one with a time is the instant written (FHIR requires
+    its seconds and allows them zero-filled, so a second's or a minute's spread would be noise, not precision)."""
     rtype = resource.get("resourceType")
     candidates: list[Any] = []
     if rtype == "ImagingStudy":
@@ -155,9 +190,10 @@ def _effective_us(resource: Mapping[str, Any], local: tzinfo) -> int | None:
     for value in candidates:
         if isinstance(value, str):
             try:
-                return date_range(value, local)[0]
+                low, high = date_range(value, local)
             except ValueError:
                 continue
+            return (low, low) if "T" in value else (low, high)
     return None
 
 
@@ -248,11 +284,11 @@ class ResultIndexer:
             report_id = stored.id
         if status == "entered-in-error":
             return [], []  # a withdrawal removes the result from the index
-        effective = _effective_us(resource, self.local_tz)
+        effective = _effective_range(resource, self.local_tz)
         if effective is None:
             return [], []
         value_text, interpretation = value_summary(resource)
-        row = IndexRow(stored.patient_key, item.id, effective, stored.org_id, status, mark, stored.type, stored.id,
+        row = IndexRow(stored.patient_key, item.id, *effective, stored.org_id, status, mark, stored.type, stored.id,
                        stored.pk, report_id, value_text, interpretation)  # fmt: skip
         return [row], []
 

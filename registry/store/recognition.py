@@ -1,5 +1,6 @@
-"""SQL for recognition: the result-index lookup (the hot path), organizations' regions, qualifications, cards,
-checks and decisions, and the statistics queries."""
+"""SQL for recognition: the result-index lookups (the order check's hot path, a report's rows for the portal, a
+card's result when its decision arrives), organizations' regions, qualifications, unmapped codes, cards, checks and
+decisions. The statistics queries are in ``registry.store.statistics``."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ from datetime import datetime
 from typing import Any, cast
 
 import orjson
-from sqlalchemy import Connection, case, func, insert, select, update
+from sqlalchemy import Connection, and_, delete, insert, or_, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 
+from registry.store.records import clip
 from registry.store.tables import metadata
 
 RIX = cast(Any, metadata.tables["result_index"])
@@ -20,6 +22,7 @@ QUAL = cast(Any, metadata.tables["qualification"])
 CARD = cast(Any, metadata.tables["recognition_card"])
 CHECK = cast(Any, metadata.tables["order_check"])
 DEC = cast(Any, metadata.tables["decision"])
+UNM = cast(Any, metadata.tables["unmapped_code"])
 
 REGION_EXT = "https://hr-registry.org.cn/fhir/StructureDefinition/recognition-region"
 
@@ -29,16 +32,6 @@ class Org:
     id: str
     name: str
     regions: frozenset[str]
-
-
-@dataclass(frozen=True, slots=True)
-class StatsFilter:
-    start_us: int | None = None
-    end_us: int | None = None  # exclusive
-    ordering_org: str | None = None
-    issuer_org: str | None = None
-    item_id: str | None = None
-    kind: str | None = None
 
 
 class RecognitionStore:
@@ -80,6 +73,49 @@ class RecognitionStore:
                 .order_by(RIX.c.item_id)
             )
         )
+
+    def result_rows(self, patient_key: str, ref: str) -> list[Any]:
+        """The index rows of one result (``Type/id``) of this patient — none once it is withdrawn or deleted."""
+        rtype, _, rid = ref.partition("/")
+        return list(
+            self.conn.execute(
+                select(RIX).where(RIX.c.patient_key == patient_key, RIX.c.res_type == rtype, RIX.c.res_id == rid)
+            )
+        )
+
+    def rows_of_results(self, refs: Sequence[tuple[str, str]]) -> list[Any]:
+        """The index rows of these resources ``(type, id)`` and of the results their DiagnosticReports list
+        (``report_id``), for showing how long each stays recognizable."""
+        out: list[Any] = []
+        for i in range(0, len(refs), 500):
+            chunk = list(refs[i : i + 500])
+            owners = list(
+                self.conn.execute(
+                    select(R.c.pk, R.c.id, R.c.type, R.c.patient_key).where(
+                        tuple_(R.c.type, R.c.id).in_(chunk), R.c.patient_key.is_not(None)
+                    )
+                )
+            )
+            if not owners:
+                continue
+            where = RIX.c.res_pk.in_([o.pk for o in owners])
+            reports = [o.id for o in owners if o.type == "DiagnosticReport"]
+            if reports:  # through the patient's key (ix_result_lookup), never a scan of the whole index
+                keys = sorted({o.patient_key for o in owners})
+                where = or_(where, and_(RIX.c.patient_key.in_(keys), RIX.c.report_id.in_(reports)))
+            out += list(self.conn.execute(select(RIX).where(where).order_by(RIX.c.res_pk, RIX.c.item_id)))
+        return out
+
+    def forget_unmapped(self, org_id: str, codes: Iterable[tuple[str, str]]) -> int:
+        """Remove a hospital's unmapped-code rows for these (system, code): its code map now maps them."""
+        keys = sorted({(clip(system), clip(code)) for system, code in codes})
+        gone = 0
+        for i in range(0, len(keys), 500):
+            result = self.conn.execute(
+                delete(UNM).where(UNM.c.org_id == org_id, tuple_(UNM.c.system, UNM.c.code).in_(keys[i : i + 500]))
+            )
+            gone += int(result.rowcount or 0)
+        return gone
 
     def organizations(self, org_ids: Iterable[str]) -> dict[str, Org]:
         wanted = sorted({o for o in org_ids if o})
@@ -140,106 +176,3 @@ class RecognitionStore:
         except IntegrityError:
             return False
         return True
-
-    def decisions(self, f: StatsFilter) -> list[Any]:
-        return list(self.conn.execute(select(DEC).where(*self._filter(DEC, f, "recorded_us")).order_by(DEC.c.pk)))
-
-    # ------------------------------------------------------------------ statistics
-    @staticmethod
-    def _filter(table: Any, f: StatsFilter, time_column: str) -> list[Any]:
-        conds: list[Any] = []
-        t = table.c[time_column]
-        if f.start_us is not None:
-            conds.append(t >= f.start_us)
-        if f.end_us is not None:
-            conds.append(t < f.end_us)
-        if f.ordering_org:
-            conds.append(table.c.ordering_org == f.ordering_org)
-        if f.issuer_org:
-            conds.append(table.c.issuer_org == f.issuer_org)
-        if f.item_id:
-            conds.append(table.c.item_id == f.item_id)
-        if f.kind:
-            conds.append(table.c.kind == f.kind)
-        return conds
-
-    def checks_summary(self, f: StatsFilter) -> tuple[int, int]:
-        """(distinct orders checked, distinct orders with a recognizable or same-hospital result)."""
-        conds = self._filter(CHECK, f, "checked_us")
-        checked = self.conn.execute(select(func.count(func.distinct(CHECK.c.order_key))).where(*conds)).scalar_one()
-        found = self.conn.execute(
-            select(func.count(func.distinct(CHECK.c.order_key))).where(
-                *conds, CHECK.c.status.in_(("recognizable", "same-hospital-duplicate"))
-            )
-        ).scalar_one()
-        return int(checked), int(found)
-
-    def checks_by_day(self, f: StatsFilter) -> list[Any]:
-        return list(
-            self.conn.execute(
-                select(CHECK.c.checked_us, CHECK.c.order_key, CHECK.c.status).where(
-                    *self._filter(CHECK, f, "checked_us")
-                )
-            )
-        )
-
-
-def _day(column: Any, offset_us: int) -> Any:
-    """The local calendar day (days since 1970-01-01 in the region's time zone) of a microsecond timestamp."""
-    return func.floor((column + offset_us) / 86_400_000_000)
-
-
-class StatsQueries:
-    """Aggregations over the decision log and the check log, in SQL (they must reconcile with the log exactly)."""
-
-    def __init__(self, conn: Connection, offset_us: int) -> None:
-        self.conn = conn
-        self.offset_us = offset_us
-
-    def decision_groups(self, f: StatsFilter, by: str | None) -> list[Any]:
-        """Per group (None: one group): recognized, declined, refusals, patients benefited, money saved (fen)."""
-        recognized = DEC.c.outcome == "recognized"
-        cols: list[Any] = [
-            func.sum(case((recognized, 1), else_=0)).label("recognized"),
-            func.sum(case((DEC.c.outcome == "declined", 1), else_=0)).label("declined"),
-            func.sum(case((DEC.c.counts_as_refusal.is_(True), 1), else_=0)).label("refusals"),
-            func.count(func.distinct(case((recognized, DEC.c.patient_key)))).label("patients"),
-            func.sum(case((recognized, DEC.c.fee_fen), else_=0)).label("saved_fen"),
-        ]
-        key = self._key(DEC, by, "recorded_us")
-        stmt = select(*([key.label("g")] if key is not None else []), *cols).where(
-            *RecognitionStore._filter(DEC, f, "recorded_us")
-        )
-        if key is not None:
-            stmt = stmt.group_by(key).order_by(key)
-        return list(self.conn.execute(stmt))
-
-    def reasons(self, f: StatsFilter) -> list[Any]:
-        return list(
-            self.conn.execute(
-                select(DEC.c.reason_code, func.count().label("n"))
-                .where(*RecognitionStore._filter(DEC, f, "recorded_us"), DEC.c.outcome == "declined")
-                .group_by(DEC.c.reason_code)
-                .order_by(DEC.c.reason_code)
-            )
-        )
-
-    def check_groups(self, f: StatsFilter, by: str | None) -> list[Any]:
-        """Per group: distinct orders checked, and those with a recognizable (or same-hospital) result."""
-        found = CHECK.c.status.in_(("recognizable", "same-hospital-duplicate"))
-        key = self._key(CHECK, by, "checked_us")
-        stmt = select(
-            *([key.label("g")] if key is not None else []),
-            func.count(func.distinct(CHECK.c.order_key)).label("checked"),
-            func.count(func.distinct(case((found, CHECK.c.order_key)))).label("found"),
-        ).where(*RecognitionStore._filter(CHECK, f, "checked_us"))
-        if key is not None:
-            stmt = stmt.group_by(key).order_by(key)
-        return list(self.conn.execute(stmt))
-
-    def _key(self, table: Any, by: str | None, time_column: str) -> Any:
-        if by is None:
-            return None
-        if by == "day":
-            return _day(table.c[time_column], self.offset_us)
-        return table.c[{"hospital": "ordering_org", "issuer": "issuer_org", "item": "item_id"}[by]]

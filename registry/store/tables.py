@@ -17,6 +17,7 @@ from datetime import date, datetime
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     Date,
     DateTime,
@@ -26,6 +27,7 @@ from sqlalchemy import (
     LargeBinary,
     String,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.types import JSON
@@ -215,7 +217,10 @@ class ResultIndexRow(SQLModel, table=True):
     pk: int | None = Field(default=None, sa_column=Column(PK, primary_key=True, autoincrement=True))
     patient_key: str = Field(sa_column=Column(String(64), nullable=False))
     item_id: str = Field(sa_column=Column(String(8), nullable=False))
-    effective_us: int = Field(sa_column=Column(BigInteger, nullable=False))
+    effective_us: int = Field(sa_column=Column(BigInteger, nullable=False))  # the earliest instant it can mean
+    # The latest instant an imprecise effective can mean (``2026-12``: the month's last microsecond); NULL on rows
+    # written before migration 0004 until ``hr-registry index rebuild``, read as ``effective_us``.
+    effective_high_us: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
     org_id: str | None = Field(default=None, sa_column=Column(String(64), nullable=True))
     status: str = Field(sa_column=Column(String(20), nullable=False))
     hr_mark: str | None = Field(default=None, sa_column=Column(String(20), nullable=True))  # "HR", "京HR"…
@@ -337,6 +342,20 @@ class DecisionRow(SQLModel, table=True):
     kind: str = Field(sa_column=Column(String(10), nullable=False))
     fee_fen: int = Field(sa_column=Column(BigInteger, nullable=False))  # money as integer fen (0.01 yuan)
     result_ref: str | None = Field(default=None, sa_column=Column(String(140), nullable=True))
+    # The card's status when it was issued: a same-hospital duplicate is counted on its own, never as a recognition.
+    card_status: str | None = Field(default=None, sa_column=Column(String(40), nullable=True))
+    # The card's result was no longer recognizable when the decision arrived (withdrawn, cancelled, removed).
+    result_withdrawn: bool = Field(default=False, sa_column=Column(Boolean, nullable=False, server_default=false()))
+
+
+class ConfigGenerationRow(SQLModel, table=True):
+    """A counter bumped in the transaction of every change to recognition's configuration (code maps,
+    organizations, qualifications): every process's cache of it is valid only for the generation it was read at."""
+
+    __tablename__ = "config_generation"
+
+    name: str = Field(sa_column=Column(String(40), primary_key=True))
+    generation: int = Field(sa_column=Column(BigInteger, nullable=False))
 
 
 metadata = SQLModel.metadata

@@ -101,6 +101,7 @@ _TEXT: dict[str, tuple[str, str]] = {
         "找不到该报告，或该患者在本院没有就诊记录（不在本院诊疗范围内）。",
         "This report does not exist, or the patient has no record at your hospital (outside your care context).",
     ),
+    "break_glass_accesses": ("紧急授权查看", "Emergency (break-glass) accesses"),
     "break_glass_title": ("紧急授权查看（破窗）", "Emergency access (break the glass)"),
     "break_glass_explain": (
         "仅在诊疗确有需要时使用。请写明理由：本次查看将记入审计日志，患者可在“谁查看了我的记录”中看到，并计入统计。",
@@ -139,6 +140,22 @@ _TEXT: dict[str, tuple[str, str]] = {
     "recognition_rate": ("互认率", "Recognition rate"),
     "patients_benefited": ("受益患者", "Patients benefited"),
     "money_saved": ("节省费用（元）", "Money saved (CNY)"),
+    "recognized_withdrawn_result": ("其中互认时结果已撤回", "of which the result was withdrawn"),
+    "duplicates": ("重复开单", "Duplicate orders"),
+    "duplicates_found": ("发现本院重复开单", "Duplicate orders found"),
+    "duplicates_avoided": ("避免重复开单", "Duplicates avoided"),
+    "duplicates_declined": ("仍重复开单", "Duplicates kept"),
+    "duplicate_money_saved": ("避免重复节省（元）", "Saved by avoiding duplicates (CNY)"),
+    "duplicates_note": (
+        "本院已有有效结果的重复开单单独统计，不计入互认、互认率、受益患者和节省费用；互认时结果已被撤回的，"
+        "计入已互认，但不计入受益患者和节省费用。",
+        "A repeat of the ordering hospital's own valid result is counted as a duplicate order, never as a "
+        "recognition, in the rate, patients or money saved; a recognition whose result had been withdrawn counts as "
+        "recognized but not in patients or money saved.",
+    ),
+    "by_hospital": ("各开单医院", "By ordering hospital"),
+    "by_item": ("各项目", "By item"),
+    "not_in_catalog": ("不在互认目录", "not in the catalog"),
     "per_day": ("每日互认", "Recognitions per day"),
     "rate_by_hospital": ("各医院互认率", "Recognition rate by hospital"),
     "reasons": ("不互认原因", "Reasons for not recognizing"),

@@ -65,7 +65,9 @@ async def stats(request: Request) -> Response:
         [(f"{r['code']} {r['display']}", float(r["count"]), str(r["count"])) for r in summary["declined_by_reason"]]
     )
     top = sorted(summary["by_item"], key=lambda i: (-i["recognized"], i["item"] or ""))[:10]
-    top_rows = charts.bar_rows([(i["name"] or i["item"], float(i["recognized"]), str(i["recognized"])) for i in top])
+    top_rows = charts.bar_rows(
+        [(i["name"] or i["item"] or "—", float(i["recognized"]), str(i["recognized"])) for i in top]
+    )
     hospitals = sorted({(h["hospital"], h["name"]) for h in everything["by_hospital"] if h["hospital"]})
     issuers = sorted({(h["issuer"], h["name"]) for h in everything["by_issuer"] if h["issuer"]})
     items = sorted({(i["item"], i["name"]) for i in everything["by_item"] if i["item"]})

@@ -406,3 +406,21 @@ def test_pix_refusal_names_no_other_hospitals_ids(api: Api) -> None:
     api.patient("hosp-b", unique("B"), nid)
     ok = api.get(f"/fhir/Patient/$ihe-pix?sourceIdentifier=http://hosp-a.example/mrn|{mrn}", who="dr-hosp-b")
     assert ok.status_code == 200 and pa["id"] in ok.text
+
+
+def test_break_glass_is_counted_in_the_statistics_by_the_requesting_hospital(api: Api) -> None:
+    before = api.get("/stats/api/summary?hospital=hosp-c", who="admin").json()
+    nid = _nid()
+    pa = api.patient("hosp-a", unique("A"), nid)
+    push_cbc(api, "hosp-a", f"Patient/{pa['id']}", unique("R"))
+    assert _status(_check(api, "dr-hosp-c", [{"system": NATIONAL, "value": nid}], headers=BTG)) == "recognizable"
+    refused = _check(api, "dr-hosp-c", [{"system": NATIONAL, "value": nid}])
+    assert refused.status_code == 403  # without the glass broken: refused, and no break-glass access
+    after = api.get("/stats/api/summary?hospital=hosp-c", who="admin").json()
+    assert after["break_glass_accesses"] == before["break_glass_accesses"] + 1
+    (row,) = after["break_glass_by_hospital"]
+    assert row["hospital"] == "hosp-c" and row["accesses"] >= 1
+    own = api.get("/stats/api/summary", who="hosp-c-system").json()
+    assert own["break_glass_accesses"] == after["break_glass_accesses"]
+    csv = api.get("/stats/api/export.csv", who="hosp-c-system").text
+    assert "break-glass,hosp-c," in csv

@@ -247,53 +247,6 @@ def test_a_card_link_to_a_study_without_a_report_opens_for_the_clinician_in_care
     assert browser.get(f"/clinician/reports/Patient/{p1['patient']['id']}").status_code == 404
 
 
-def test_an_uncoded_panel_is_recognizable_as_long_as_its_shortest_result_window(
-    api: Api, browser: TestClient, two_patients: dict[str, Any]
-) -> None:
-    from datetime import UTC, datetime, timedelta
-
-    from catalog import Coding
-
-    p1 = two_patients["p1"]
-    when = (datetime.now(UTC) - timedelta(days=1)).replace(microsecond=0)
-    results = []
-    for loinc, value in (("2093-3", 4.1), ("2571-8", 1.2)):  # total cholesterol, triglycerides
-        obs = {
-            "resourceType": "Observation",
-            "status": "final",
-            "code": {"coding": [{"system": "http://loinc.org", "code": loinc}]},
-            "subject": {"reference": f"Patient/{p1['patient']['id']}"},
-            "performer": [{"reference": "Organization/hosp-a"}],
-            "effectiveDateTime": when.isoformat(),
-            "valueQuantity": {
-                "value": value,
-                "unit": "mmol/L",
-                "system": "http://unitsofmeasure.org",
-                "code": "mmol/L",
-            },
-        }
-        r = api.post("/fhir/Observation", obs, who="hosp-a-system")
-        assert r.status_code == 201, r.text
-        results.append({"reference": f"Observation/{r.json()['id']}"})
-    report = api.report(
-        "hosp-a",
-        p1["patient"]["id"],
-        unique("R"),
-        code={"text": "血脂（本院套餐）"},
-        effectiveDateTime=when.isoformat(),
-        result=results,
-    )
-    days = min(
-        item.validity.days
-        for loinc in ("2093-3", "2571-8")
-        if (item := api.ctx.catalog.by_code(Coding("http://loinc.org", loinc))) is not None
-    )
-    sign_in(browser, "portal", p1["client"], p1["secret"])
-    page = browser.get(f"/portal/reports/{report['id']}")
-    until = (when + timedelta(days=days)).astimezone(api.ctx.local_tz).strftime("%Y-%m-%d")
-    assert f"互认有效期至 {until}" in page.text
-
-
 def test_the_patients_own_browsing_does_not_crowd_the_clinician_out_of_who_viewed(
     api: Api, browser: TestClient, two_patients: dict[str, Any]
 ) -> None:

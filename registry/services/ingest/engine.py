@@ -23,6 +23,7 @@ from registry.fhir.json_text import JsonShapeError, with_server_members
 from registry.fhir.validation import ID_RE
 from registry.services import code_maps, policy
 from registry.services.audit import AuditContext, audit_row
+from registry.services.config_cache import ConfigCache
 from registry.services.ingest.entries import (
     BundleItem,
     Done,
@@ -184,8 +185,8 @@ class WriteEngine:
         if indexer is None:
             return
         refs = {key for key in written if key[0] in INDEXED}
-        if self.ctx.config_cache is not None and any(k[0] in ("ConceptMap", "Organization") for k in written):
-            self.ctx.config_cache.clear()
+        if any(k[0] in ("ConceptMap", "Organization") for k in written):
+            ConfigCache.changed(s.repo.conn)  # in this transaction: every process's next order check reloads
         for (rtype, _rid), stored in written.items():
             if rtype == "ConceptMap":
                 systems = code_maps.sync(s.repo, stored, indexer.catalog)

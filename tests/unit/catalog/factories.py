@@ -123,8 +123,24 @@ def result(
     issuer: OrgFacts = ISSUER,
     hr_mark: bool = True,
     codes: tuple[Coding, ...] | None = None,
+    latest: datetime | None = None,
+    contains: frozenset[str] = frozenset(),
 ) -> PriorResult:
-    return PriorResult(ref, patient, codes if codes is not None else loinc(code), status, effective, issuer, hr_mark)
+    return PriorResult(
+        ref,
+        patient,
+        codes if codes is not None else loinc(code),
+        status,
+        effective,
+        issuer,
+        hr_mark,
+        effective_latest=latest,
+        contains=contains,
+    )
+
+
+CBC_VALUES = frozenset({"L002", "L003"})
+"""A blood count carrying both of its members' values (Hb, WBC) in the test catalog."""
 
 
 def qualified(org: str = "org-a", scope: str = "beijing", **kw: Any) -> Qualification:

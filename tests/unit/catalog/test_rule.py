@@ -6,11 +6,12 @@ from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 
-from catalog import Coding, InvalidFactError, Order, ResultStatus, Status, recognize
+from catalog import Coding, InvalidFactError, Order, OrgFacts, ResultStatus, Status, assess, last_valid_day, recognize
 from catalog.codes import RECOGNIZED_ITEMS, REGIONAL_ITEM_CODE
 from tests.unit.catalog.factories import (
     B_LOCAL,
     B_MAP,
+    CBC_VALUES,
     ISSUER,
     ORDERER,
     OUTSIDER,
@@ -78,9 +79,24 @@ def test_other_patients_and_other_items_are_ignored() -> None:
 
 
 def test_panel_result_answers_an_order_for_its_member() -> None:
-    d = decide(order("718-7"), [result(code="58410-2")])
+    d = decide(order("718-7"), [result(code="58410-2", contains=CBC_VALUES)])
     assert d.status is Status.RECOGNIZABLE
     assert d.best is not None and d.best.item.id == "L001"
+
+
+def test_panel_result_without_the_members_value_does_not_answer_an_order_for_it() -> None:
+    # a blood count carrying only the white-cell count answers a WBC order, not a haemoglobin order
+    wbc_only = result(code="58410-2", contains=frozenset({"L003"}))
+    assert decide(order("6690-2"), [wbc_only]).status is Status.RECOGNIZABLE
+    d = decide(order("718-7"), [wbc_only])
+    assert d.status is Status.NO_PRIOR_RESULT
+    assert d.evaluations == ()
+
+
+def test_panel_result_with_no_values_answers_no_member_order_but_still_the_panel_order() -> None:
+    empty = result(code="58410-2")
+    assert decide(order("718-7"), [empty]).status is Status.NO_PRIOR_RESULT
+    assert decide(order("58410-2"), [empty]).status is Status.RECOGNIZABLE
 
 
 def test_member_result_does_not_answer_an_order_for_the_panel() -> None:
@@ -157,7 +173,8 @@ def test_result_dated_after_the_order_is_outside_the_window() -> None:
 def test_window_is_the_ordered_items_window_when_a_panel_answers() -> None:
     # An ALT order (30 days) answered by an ALT result 20 days old is valid; a Hb order (7 days) by a CBC is not.
     assert decide(order("1742-6"), [result(code="1742-6")], now=T0 + timedelta(days=20)).status is Status.RECOGNIZABLE
-    assert decide(order("718-7"), [result()], now=T0 + timedelta(days=20)).status is Status.EXPIRED
+    cbc = result(contains=CBC_VALUES)
+    assert decide(order("718-7"), [cbc], now=T0 + timedelta(days=20)).status is Status.EXPIRED
 
 
 def test_time_zones_compare_as_instants() -> None:
@@ -172,6 +189,103 @@ def test_time_zones_compare_as_instants() -> None:
     assert decide(order(), [r], now=at_end_beijing).status is Status.EXPIRED
     d = decide(order(), [r], now=just_inside)
     assert d.valid_until == at_end_utc
+
+
+def test_a_month_only_date_is_dated_after_the_order_until_the_month_is_over() -> None:
+    # effective "2026-12": any instant of December 2026 in Beijing — the 1st at 00:00 is only its earliest
+    earliest = datetime(2026, 12, 1, tzinfo=BEIJING)
+    latest = datetime(2027, 1, 1, tzinfo=BEIJING) - timedelta(microseconds=1)
+    month = result(effective=earliest, latest=latest)
+    d = decide(order(), [month], now=datetime(2026, 12, 5, 10, 0, tzinfo=BEIJING))
+    assert d.status is Status.EXPIRED
+    assert "after the order" in d.detail
+    # and once the month is over, its window (from the earliest instant, 7 days) has long ended
+    d = decide(order(), [month], now=datetime(2027, 1, 1, tzinfo=BEIJING))
+    assert d.status is Status.EXPIRED
+    assert "ended" in d.detail
+
+
+def test_the_window_of_an_imprecise_date_runs_from_its_earliest_instant() -> None:
+    # effective "2026-12-01": recognizable from its last instant on, until 7 days after its first
+    earliest = datetime(2026, 12, 1, tzinfo=BEIJING)
+    latest = datetime(2026, 12, 2, tzinfo=BEIJING) - timedelta(microseconds=1)
+    day = result(effective=earliest, latest=latest, issuer=ISSUER)
+    quals = (qualified(valid_from=date(2026, 1, 1)),)
+    assert decide(order(), [day], now=datetime(2026, 12, 1, 12, 0, tzinfo=BEIJING), quals=quals).status is (
+        Status.EXPIRED
+    )
+    d = decide(order(), [day], now=latest, quals=quals)
+    assert d.status is Status.RECOGNIZABLE
+    assert d.valid_until == earliest + timedelta(days=7)
+    assert decide(order(), [day], now=earliest + timedelta(days=7), quals=quals).status is Status.EXPIRED
+
+
+def test_an_imprecise_date_needs_a_qualification_covering_both_of_its_ends() -> None:
+    earliest = datetime(2026, 12, 1, tzinfo=BEIJING)
+    latest = datetime(2026, 12, 2, tzinfo=BEIJING) - timedelta(microseconds=1)
+    day = result(effective=earliest, latest=latest)
+    now = datetime(2026, 12, 3, tzinfo=BEIJING)
+    from_the_1st = qualified(valid_from=date(2026, 12, 1))
+    to_the_1st = qualified(valid_from=date(2026, 1, 1), valid_to=date(2026, 12, 1))
+    assert decide(order(), [day], now=now, quals=(from_the_1st,)).status is Status.RECOGNIZABLE
+    assert decide(order(), [day], now=now, quals=(to_the_1st,)).status is Status.RECOGNIZABLE  # same local day
+    # "2026-12" for HbA1c (60 days, alliance scope): the issuer must be qualified from the 1st to the 31st
+    hba1c = result(
+        code="4548-4", effective=earliest, latest=datetime(2027, 1, 1, tzinfo=BEIJING) - timedelta(microseconds=1)
+    )
+    later = datetime(2027, 1, 2, tzinfo=BEIJING)
+    half = (qualified(scope="alliance", valid_from=date(2026, 1, 1), valid_to=date(2026, 12, 15)),)
+    d = decide(order("4548-4"), [hba1c], now=later, quals=half)
+    assert d.status is Status.UNQUALIFIED_ISSUER
+    assert "2026-12-01 to 2026-12-31" in d.detail
+    whole = (qualified(scope="alliance", valid_from=date(2026, 1, 1)),)
+    assert decide(order("4548-4"), [hba1c], now=later, quals=whole).status is Status.RECOGNIZABLE
+
+
+def test_a_latest_instant_before_the_earliest_is_rejected() -> None:
+    with pytest.raises(InvalidFactError):
+        decide(order(), [result(latest=T0 - timedelta(seconds=1))])
+
+
+def test_the_last_valid_day_is_the_date_of_the_last_instant_inside_the_window() -> None:
+    assert last_valid_day(datetime(2026, 12, 3, tzinfo=BEIJING), BEIJING) == date(2026, 12, 2)
+    assert last_valid_day(datetime(2026, 12, 3, 0, 0, 1, tzinfo=BEIJING), BEIJING) == date(2026, 12, 3)
+    assert last_valid_day(datetime(2026, 12, 3, 8, 0, tzinfo=BEIJING), BEIJING) == date(2026, 12, 3)
+    # 16:00 UTC is midnight in Beijing: the same instant, written in another zone, gives the same day
+    assert last_valid_day(datetime(2026, 12, 2, 16, 0, tzinfo=UTC), BEIJING) == date(2026, 12, 2)
+    with pytest.raises(InvalidFactError):
+        last_valid_day(datetime(2026, 12, 3), BEIJING)
+
+
+# ------------------------------------------------------------------ one judgement for the order check and the portal
+def test_assess_is_what_the_order_check_applies_for_another_hospital() -> None:
+    item = CAT.item("L001")
+    now = T0 + timedelta(days=1)
+    for r in (
+        result(),
+        result(hr_mark=False),
+        result(status=ResultStatus.PRELIMINARY),
+        result(effective=T0 - timedelta(days=30)),
+        result(issuer=TIANJIN),
+        result(issuer=OrgFacts("org-nobody", frozenset({"beijing"}))),
+    ):
+        standing = assess(r, item, CAT, QUALS, now=now)
+        d = decide(order(), [r], now=now)
+        assert standing.valid_until == r.effective + timedelta(days=7)
+        if standing.recognizable:
+            assert d.status in (Status.RECOGNIZABLE, Status.OUT_OF_SCOPE)
+        else:
+            assert d.status is standing.status
+            assert d.detail == standing.detail
+
+
+def test_assess_never_calls_a_result_without_the_mark_or_qualification_recognizable() -> None:
+    item = CAT.item("L001")
+    assert assess(result(), item, CAT, QUALS, now=T0).recognizable
+    assert not assess(result(hr_mark=False), item, CAT, QUALS, now=T0).recognizable
+    assert assess(result(), item, CAT, (), now=T0).status is Status.UNQUALIFIED_ISSUER
+    assert assess(result(status=ResultStatus.CANCELLED), item, CAT, QUALS, now=T0).status is Status.NOT_FINAL
+    assert assess(result(), item, CAT, QUALS, now=T0 + timedelta(days=7)).status is Status.EXPIRED
 
 
 def test_naive_datetimes_are_rejected() -> None:
