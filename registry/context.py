@@ -118,7 +118,6 @@ class AppContext:
                 clock,
                 settings.max_bundle_entries,
                 indexer,
-                config_cache,
                 frozenset(settings.shared_identifier_systems),
             )
         )

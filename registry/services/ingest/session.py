@@ -10,7 +10,6 @@ from typing import Any, TypeVar
 
 from registry.auth import Principal
 from registry.fhir.search_params import SEARCH_PARAMS
-from registry.services.config_cache import ConfigCache
 from registry.services.identity import IdentityPolicy
 from registry.services.result_index import ResultIndexer
 from registry.store.records import NewContent, Stored
@@ -38,7 +37,6 @@ class WriteContext:
     clock: Callable[[], datetime]
     max_bundle_entries: int
     indexer: ResultIndexer | None = None
-    config_cache: ConfigCache | None = None  # cleared when code maps or organizations change
     shared_systems: frozenset[str] = frozenset({"urn:dicom:uid", "urn:ietf:rfc:3986"})  # owned by nobody
 
 

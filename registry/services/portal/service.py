@@ -13,9 +13,8 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from datetime import date, datetime, tzinfo
-from decimal import Decimal, InvalidOperation
+from dataclasses import replace
+from datetime import datetime, tzinfo
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -24,9 +23,20 @@ import orjson
 from catalog import Catalog, Item, Kind
 from registry.auth import Principal, PrincipalKind
 from registry.errors import NotFoundError
-from registry.fhir.extract import date_range, parse_reference
+from registry.fhir.extract import parse_reference
 from registry.services.audit import AuditContext, audit_row
 from registry.services.config_cache import ConfigCache
+from registry.services.portal.resource_views import ResourceViews
+from registry.services.portal.views import (
+    MAX_PAGES,
+    PAGE,
+    AccessView,
+    Found,
+    PatientCard,
+    ReportView,
+    Trend,
+    TrendPoint,
+)
 from registry.services.recognizability import Recognizability, qualification_facts, recognizability
 from registry.services.result_index import ResultIndexer
 from registry.services.search import Reads
@@ -34,141 +44,8 @@ from registry.store.recognition import Org, RecognitionStore
 from registry.store.records import AuditFilter
 from registry.store.repository import UnitOfWork
 
-ABNORMAL = frozenset({"H", "HH", "L", "LL", "A", "AA", "<", ">", "POS", "DET", "R", "HU", "LU"})
-PAGE = 100
-MAX_PAGES = 20
 
-
-@dataclass(frozen=True, slots=True)
-class ObservationView:
-    id: str
-    name: str
-    item: Item | None
-    value: str
-    numeric: float | None
-    unit: str
-    ucum: str | None
-    low: float | None
-    high: float | None
-    range_text: str
-    flags: tuple[str, ...]
-    status: str
-    effective: datetime | None
-    org_id: str | None
-    note: str
-
-    @property
-    def abnormal(self) -> bool:
-        return bool(set(self.flags) & ABNORMAL)
-
-
-@dataclass(frozen=True, slots=True)
-class StudyView:
-    uid: str
-    modalities: tuple[str, ...]
-    body_parts: tuple[str, ...]
-    series: int | None
-    instances: int | None
-    description: str
-    viewer: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class ReportView:
-    type: str
-    id: str
-    title: str
-    item: Item | None
-    kind: Kind
-    org_id: str | None
-    org_name: str
-    effective: datetime | None
-    issued: datetime | None
-    status: str
-    hr_mark: str | None  # as the result index holds it: the mark that counts
-    valid_until: datetime | None  # set only while the report is recognizable by other hospitals now
-    observations: tuple[ObservationView, ...] = ()
-    conclusion: str = ""
-    study: StudyView | None = None
-    valid_through: date | None = None  # the last valid day ("互认有效期至"), in the catalog's time zone
-    expired: bool = False  # it was recognizable, and its window has ended
-
-    @property
-    def corrected(self) -> bool:
-        return self.status in ("corrected", "amended")
-
-    @property
-    def abnormal(self) -> int:
-        return sum(o.abnormal for o in self.observations)
-
-
-@dataclass(frozen=True, slots=True)
-class TrendPoint:
-    when: datetime
-    value: float
-    text: str
-    org_name: str
-    flags: tuple[str, ...]
-    observation_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class Trend:
-    item: Item
-    unit: str
-    points: tuple[TrendPoint, ...]
-    low: float | None
-    high: float | None
-    other_units: int  # points left out because they were reported in another unit
-
-
-@dataclass(frozen=True, slots=True)
-class AccessView:
-    when: datetime
-    who: str
-    kind: str
-    org_name: str
-    what: str  # the audit row's interaction and resource type, e.g. "search-type DiagnosticReport"
-    outcome: str
-    interaction: str = ""
-    resource_type: str = ""
-    purpose: str | None = None  # BTG: break-glass
-    purpose_reason: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class PatientCard:
-    name: str  # shown to the patient only
-    national_id_masked: str
-    gender: str
-    birth_date: str
-    mrns: tuple[tuple[str, str], ...]  # (organization name, MRN)
-
-
-@dataclass
-class _Bundle:
-    matches: list[dict[str, Any]] = field(default_factory=list)
-    included: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
-
-
-def _decimal(value: Any) -> float | None:
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    try:
-        return float(Decimal(str(value)))
-    except (InvalidOperation, ValueError):
-        return None
-
-
-def _quantity_text(q: Mapping[str, Any]) -> tuple[str, str, str | None, float | None]:
-    value = q.get("value")
-    comparator = q.get("comparator") or ""
-    unit = str(q.get("unit") or q.get("code") or "")
-    number = _decimal(value)
-    return f"{comparator}{value}" if value is not None else "", unit, q.get("code"), number
-
-
-class Portal:
+class Portal(ResourceViews):
     def __init__(
         self,
         reads: Reads,
@@ -197,8 +74,8 @@ class Portal:
         *,
         all_pages: bool = True,
         expect_match: str | None = None,
-    ) -> _Bundle:
-        out = _Bundle()
+    ) -> Found:
+        out = Found()
         for _ in range(MAX_PAGES):
             doc = orjson.loads(self.reads.search(principal, audit, rtype, params, expect_match=expect_match).body)
             for entry in doc.get("entry") or []:
@@ -237,138 +114,7 @@ class Portal:
             quals = self.cache.get(generation, ("qualifications", issuers), lambda: qualification_facts(store, issuers))
         return recognizability(refs, rows, self.catalog, quals, self.tz, now=now)
 
-    def _when(self, value: Any) -> datetime | None:
-        if not isinstance(value, str):
-            return None
-        try:
-            low, _ = date_range(value, self.tz)
-        except ValueError:
-            return None
-        return datetime.fromtimestamp(low / 1_000_000, self.tz)
-
-    @staticmethod
-    def _org_of(resource: Mapping[str, Any]) -> str | None:
-        for ref in resource.get("performer") or []:
-            parsed = parse_reference(ref.get("reference", ""), None) if isinstance(ref, Mapping) else None
-            if parsed and parsed[0] == "Organization":
-                return parsed[1]
-        for ident in resource.get("identifier") or []:
-            assigner = ident.get("assigner") if isinstance(ident, Mapping) else None
-            parsed = parse_reference(assigner.get("reference", ""), None) if isinstance(assigner, Mapping) else None
-            if parsed and parsed[0] == "Organization":
-                return parsed[1]
-        return None
-
-    @staticmethod
-    def _title(resource: Mapping[str, Any], item: Item | None) -> str:
-        node = resource.get("code") or next(iter(resource.get("procedureCode") or []), None) or {}
-        if isinstance(node, Mapping):
-            if node.get("text"):
-                return str(node["text"])
-            for c in node.get("coding") or []:
-                if isinstance(c, Mapping) and c.get("display"):
-                    return str(c["display"])
-        if item is not None:
-            return item.name_zh
-        return str(resource.get("description") or resource.get("resourceType"))
-
-    # ------------------------------------------------------------------------------------------------ views
-    def _observation(self, o: Mapping[str, Any], maps: Mapping[str, Any], org: str | None) -> ObservationView:
-        item = self.indexer.item_for(o, maps.get(org or ""))
-        value, unit, ucum, number = "", "", None, None
-        if isinstance(o.get("valueQuantity"), Mapping):
-            value, unit, ucum, number = _quantity_text(o["valueQuantity"])
-        elif isinstance(o.get("valueString"), str):
-            value = o["valueString"]
-        elif isinstance(o.get("valueCodeableConcept"), Mapping):
-            cc = o["valueCodeableConcept"]
-            value = str(cc.get("text") or next((c.get("display") or c.get("code") for c in cc.get("coding") or []), ""))
-        elif isinstance(o.get("valueRatio"), Mapping):
-            r = o["valueRatio"]
-            value = f"{(r.get('numerator') or {}).get('value')}:{(r.get('denominator') or {}).get('value')}"
-        elif isinstance(o.get("valueRange"), Mapping):
-            r = o["valueRange"]
-            low, high = r.get("low") or {}, r.get("high") or {}
-            value, unit = f"{low.get('value')}–{high.get('value')}", str(low.get("unit") or "")
-        elif isinstance(o.get("valueDateTime"), str):
-            value = o["valueDateTime"]
-        elif isinstance(o.get("valueTime"), str):
-            value = o["valueTime"]
-        elif isinstance(o.get("dataAbsentReason"), Mapping):
-            value = "—"
-        low = high = None
-        range_text = ""
-        for rr in o.get("referenceRange") or []:
-            if not isinstance(rr, Mapping):
-                continue
-            low = _decimal((rr.get("low") or {}).get("value")) if rr.get("low") else None
-            high = _decimal((rr.get("high") or {}).get("value")) if rr.get("high") else None
-            range_text = str(rr.get("text") or "")
-            if not range_text and (low is not None or high is not None):
-                range_text = f"{'' if low is None else low:g}–{'' if high is None else high:g}".strip("–")
-            break
-        flags = tuple(
-            str(c.get("code"))
-            for i in o.get("interpretation") or []
-            if isinstance(i, Mapping)
-            for c in i.get("coding") or []
-            if isinstance(c, Mapping) and c.get("code")
-        )
-        notes = " ".join(str(n.get("text")) for n in o.get("note") or [] if isinstance(n, Mapping) and n.get("text"))
-        return ObservationView(
-            id=str(o.get("id")),
-            name=self._title(o, item),
-            item=item,
-            value=value,
-            numeric=number,
-            unit=unit,
-            ucum=ucum if isinstance(ucum, str) else None,
-            low=low,
-            high=high,
-            range_text=range_text,
-            flags=flags,
-            status=str(o.get("status") or ""),
-            effective=self._when(o.get("effectiveDateTime") or o.get("issued")),
-            org_id=org,
-            note=notes,
-        )
-
-    def _study(self, s: Mapping[str, Any], endpoints: Mapping[tuple[str, str], Mapping[str, Any]]) -> StudyView:
-        uid = next(
-            (
-                str(i.get("value", "")).removeprefix("urn:oid:")
-                for i in s.get("identifier") or []
-                if isinstance(i, Mapping) and i.get("system") == "urn:dicom:uid"
-            ),
-            "",
-        )
-        modalities = tuple(str(m.get("code")) for m in s.get("modality") or [] if isinstance(m, Mapping))
-        parts: list[str] = []
-        for series in s.get("series") or []:
-            site = series.get("bodySite") if isinstance(series, Mapping) else None
-            if isinstance(site, Mapping):
-                text = str(site.get("display") or site.get("code") or "")
-                if text and text not in parts:
-                    parts.append(text)
-        viewer = None
-        for ref in s.get("endpoint") or []:
-            parsed = parse_reference(ref.get("reference", ""), None) if isinstance(ref, Mapping) else None
-            endpoint = endpoints.get(parsed) if parsed else None
-            if endpoint and isinstance(endpoint.get("address"), str):
-                base = endpoint["address"].rstrip("/")
-                viewer = f"{base}/studies/{uid}" if uid else base
-                break
-        return StudyView(
-            uid,
-            modalities,
-            tuple(parts),
-            s.get("numberOfSeries"),
-            s.get("numberOfInstances"),
-            str(s.get("description") or ""),
-            viewer,
-        )
-
-    def _reports(self, bundle: _Bundle, source: str = "DiagnosticReport") -> list[ReportView]:
+    def _reports(self, bundle: Found, source: str = "DiagnosticReport") -> list[ReportView]:
         """Report views of the bundle's matches; ``source`` is the type they were read as (a result without a report
         is shown as a one-result report)."""
         org_ids = {o for r in bundle.matches if (o := self._org_of(r))}
@@ -489,7 +235,7 @@ class Portal:
             if not pseudo["performer"]:
                 actors = [p.get("actor") for se in res.get("series") or [] for p in se.get("performer") or []]
                 pseudo["performer"] = [a for a in actors if isinstance(a, Mapping)][:1]
-        bundle = _Bundle([pseudo], {(rtype, rid): res})
+        bundle = Found([pseudo], {(rtype, rid): res})
         return replace(self._reports(bundle, rtype)[0], type=rtype)
 
     def trend(self, principal: Principal, audit: AuditContext, item_id: str) -> Trend:
@@ -560,12 +306,6 @@ class Portal:
                 elif "*" not in value and org:
                     mrns.append((orgs[org].name if org in orgs else org, value))
         return PatientCard(name, national, gender, birth, tuple(mrns))
-
-    @staticmethod
-    def _managing(p: Mapping[str, Any]) -> str | None:
-        ref = (p.get("managingOrganization") or {}).get("reference", "")
-        parsed = parse_reference(ref, None) if isinstance(ref, str) else None
-        return parsed[1] if parsed and parsed[0] == "Organization" else None
 
     def access_log(self, principal: Principal, limit: int = 200, audit: AuditContext | None = None) -> list[AccessView]:
         """Who read this patient's records: other principals' successful reads, newest first (the look itself is
