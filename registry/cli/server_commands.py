@@ -21,7 +21,7 @@ def db_upgrade() -> None:
     from registry.store.db import make_engine
 
     settings = Settings.from_env()
-    settings.var_dir.mkdir(parents=True, exist_ok=True)
+    settings.var_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     engine = make_engine(settings.effective_database_url, pool_size=1)
     before = migrate.current_revision(engine)
     migrate.upgrade(settings.effective_database_url, engine)
@@ -125,7 +125,7 @@ def serve(
     if "public_base_url" not in settings.model_fields_set:
         shown_host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host  # noqa: S104
         settings = settings.model_copy(update={"public_base_url": f"http://{shown_host}:{settings.port}"})
-    settings.var_dir.mkdir(parents=True, exist_ok=True)
+    settings.var_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     try:
         application = create_app(settings)
     except (CatalogUnavailableError, RegistryError) as exc:
