@@ -128,7 +128,11 @@ class AppContext:
                 "recognized-items": Published.of(recognized_items_codesystem(catalog)),
                 "nonrecognition-reasons": Published.of(nonrecognition_reasons_codesystem()),
             },
-            metadata=Published.of(capability_statement(settings.fhir_base_url, published=today)),
+            metadata=Published.of(
+                capability_statement(
+                    settings.fhir_base_url, published=today, token_url=f"{settings.public_base_url}/auth/token"
+                )
+            ),
             engine=engine,
             uow=uow,
             identity=identity,

@@ -274,6 +274,8 @@ CASES: dict[tuple[str, str], tuple[Build, dict[str, str]]] = {
                               "client_id": "nobody", "client_secret": "x"}), dict.fromkeys(PRINCIPALS, "1")),
     ("GET", "/.well-known/smart-configuration"): (lambda r, t, w: Call("GET", "/.well-known/smart-configuration"),
                                                   OPEN),
+    ("GET", "/fhir/.well-known/smart-configuration"): (
+        lambda r, t, w: Call("GET", "/fhir/.well-known/smart-configuration"), OPEN),
     ("GET", "/.well-known/jwks.json"): (lambda r, t, w: Call("GET", "/.well-known/jwks.json"), OPEN),
     ("GET", "/cds-services"): (lambda r, t, w: Call("GET", "/cds-services"), OPEN),
     ("MOUNT", "/assets"): (lambda r, t, w: Call("GET", "/assets/app.css"), OPEN),

@@ -71,6 +71,7 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "/fhir/CodeSystem/{resource_id}"): _open("the public catalog CodeSystems"),
     ("POST", "/auth/token"): _open("client credentials → token"),
     ("GET", "/.well-known/smart-configuration"): _open("SMART discovery"),
+    ("GET", "/fhir/.well-known/smart-configuration"): _open("SMART discovery at the FHIR base"),
     ("GET", "/.well-known/jwks.json"): _open("signing keys"),
     ("GET", "/cds-services"): _open("CDS Hooks discovery"),
     ("MOUNT", "/assets"): _open("static assets"),
