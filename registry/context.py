@@ -25,6 +25,7 @@ from registry.services.capability import capability_statement
 from registry.services.catalog_publication import nonrecognition_reasons_codesystem, recognized_items_codesystem
 from registry.services.config_cache import ConfigCache
 from registry.services.decisions import Decisions
+from registry.services.feedback import Feedback
 from registry.services.identity import IdentityPolicy
 from registry.services.ingest import Ingest, WriteContext
 from registry.services.namespaces import IdentifierNamespaces
@@ -70,6 +71,7 @@ class AppContext:
     indexer: ResultIndexer
     recognition: RecognitionService
     decisions: Decisions
+    feedback: Feedback
     statistics: Statistics
     administration: Administration
     portal: Portal
@@ -121,6 +123,7 @@ class AppContext:
                 frozenset(settings.shared_identifier_systems),
             )
         )
+        decisions = Decisions(uow, catalog, clock)
         return cls(
             settings=settings,
             catalog=catalog,
@@ -144,7 +147,8 @@ class AppContext:
             clock=clock,
             indexer=indexer,
             recognition=RecognitionService(uow, catalog, identity, indexer, clock, config_cache, ingest),
-            decisions=Decisions(uow, catalog, clock),
+            decisions=decisions,
+            feedback=Feedback(uow, decisions, clock),
             statistics=Statistics(uow, catalog, local_tz),
             administration=Administration(uow, catalog, indexer, clock, config_cache),
             namespaces=IdentifierNamespaces(uow, clock),

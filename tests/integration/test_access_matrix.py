@@ -78,7 +78,8 @@ class Target:
     org: str
     report_body: dict[str, Any]
     report_number: tuple[str, str]
-    card: str = ""  # a recognition card issued to the target's calling hospital
+    card: str = ""  # a recognition card issued to the target's calling hospital (by $recognition-check)
+    cds_card: str = ""  # one issued by the hr-order-sign service (feedback is accepted only there)
     event: str = ""  # an AuditEvent id about the target's patient
     secrets: set[str] = field(default_factory=set)  # what no refusal may disclose
 
@@ -175,6 +176,12 @@ def region(database: Database, tmp_path_factory: pytest.TempPathFactory) -> Iter
                                         source="operation")  # fmt: skip
         assert checked[0].card_uuid, (name, checked[0].decision)
         t.card = checked[0].card_uuid
+        signed = ctx.recognition.check(principal, AuditContext("setup", principal, "operation"),
+                                       PatientQuery([(NATIONAL, nid)]),
+                                       [DraftOrder("ServiceRequest/o", (Coding("http://loinc.org", "58410-2"),))],
+                                       source="order-sign")  # fmt: skip
+        assert signed[0].card_uuid
+        t.cds_card = signed[0].card_uuid
     with ctx.engine.connect() as conn:
         for t in targets.values():
             key = ctx.identity.master_key(NATIONAL, t.national_id)
@@ -326,7 +333,7 @@ CASES: dict[tuple[str, str], tuple[Build, dict[str, str]]] = {
     ("POST", "/cds-services/{service_id}"): (
         lambda r, t, w: Call("POST", "/cds-services/hr-order-sign", json=_cds(t, "order-sign")), CHECK),
     ("POST", "/cds-services/{service_id}/feedback"): (
-        lambda r, t, w: Call("POST", "/cds-services/hr-order-sign/feedback", json={"feedback": [{"card": t.card,
+        lambda r, t, w: Call("POST", "/cds-services/hr-order-sign/feedback", json={"feedback": [{"card": t.cds_card,
                              "outcome": "overridden", "overrideReason": {"reason": {"system": NONRECOGNITION_REASONS,
                              "code": "98"}, "userComment": "matrix"}}]}),
         {**CHECK, "hospital": "2333", "clinician": "2333"}),
