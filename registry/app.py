@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
 from catalog import InvalidCatalogError, Kind
@@ -92,6 +93,17 @@ def _install_error_handlers(app: FastAPI) -> None:
             loc = ".".join(str(x) for x in err.get("loc", ()))
             parts.append(f"{loc}: {err.get('msg', 'invalid')}")
         return _outcome_response(400, "invalid", "; ".join(parts) or "invalid request")
+
+    @app.exception_handler(ClientDisconnect)
+    async def _client_gone(request: Request, _exc: ClientDisconnect) -> Response:
+        # The client's fault, not the server's: one info line, no traceback (and no error). Nobody reads the answer;
+        # uvicorn writes no access line for a closed connection, so this is the request's only line.
+        redactor = redactor_for(request.app.state.ctx.identity)
+        log.info(
+            "client closed the connection before its request body was read: %s %s (request %s)",
+            request.method, redactor.text(request.url.path), getattr(request.state, "request_id", "-"),
+        )  # fmt: skip
+        return _outcome_response(400, "structure", "the request body ended before its Content-Length")
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
