@@ -19,7 +19,7 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
 from catalog import InvalidCatalogError, Kind
-from registry.api import auth_token, codesystems, fhir_rest, metadata, recognition
+from registry.api import auth_token, codesystems, fhir_rest, metadata, operations, recognition
 from registry.auth import utcnow
 from registry.catalog_file import load_catalog
 from registry.cds import routes as cds_routes
@@ -35,6 +35,7 @@ from registry.errors import (
 from registry.fhir.outcome import operation_outcome
 from registry.fhir.response import fhir_response
 from registry.log_filter import exception_text, install_log_masking
+from registry.metrics import MetricsMiddleware
 from registry.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from registry.route_table import unguarded_routes
 from registry.services.redaction import redactor_for
@@ -167,6 +168,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
             }
         )
 
+    app.include_router(operations.router)
     app.include_router(metadata.router)
     app.include_router(codesystems.router)
     app.include_router(auth_token.router)
@@ -189,4 +191,5 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
         same_site="lax",
         https_only=settings.cookie_secure,
     )
+    app.add_middleware(MetricsMiddleware, metrics=ctx.metrics)  # outermost: every request, timed whole
     return app

@@ -19,6 +19,7 @@ from catalog import Catalog
 from registry.auth import TokenService, utcnow
 from registry.fhir.response import etag_of
 from registry.keys import load_identity_secret, load_signing_key
+from registry.metrics import Metrics
 from registry.ratelimit import RateLimiter
 from registry.services.administration import Administration
 from registry.services.capability import capability_statement
@@ -78,6 +79,7 @@ class AppContext:
     namespaces: IdentifierNamespaces
     session_key: bytes
     local_tz: tzinfo
+    metrics: Metrics
 
     @classmethod
     def build(
@@ -155,4 +157,5 @@ class AppContext:
             portal=Portal(reads, uow, catalog, indexer, config_cache, local_tz, clock),
             session_key=hmac.new(secret, b"hr-registry web session", hashlib.sha256).digest(),
             local_tz=local_tz,
+            metrics=Metrics(),
         )

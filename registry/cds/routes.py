@@ -154,12 +154,15 @@ async def call(service_id: str, request: Request, principal: CurrentPrincipal) -
             ctx.recognition.recognizable_history, principal, audit, query, lookback_days=days, source=service["hook"]
         )
         card = history_card(reminder.results, base, tz, days, card_uuid=reminder.card_uuid)
+        if card is not None:
+            ctx.metrics.reminders.labels(service["hook"]).inc()
         return JSONResponse({"cards": [card] if card else []})
     orders = _draft_orders(body, service["hook"])
     checked = await run_in_threadpool(
         ctx.recognition.check, principal, audit, query, orders, source=service["hook"],
         hook_instance=str(body["hookInstance"]),
     )  # fmt: skip
+    ctx.metrics.checked(service["hook"], [c.decision.status.value for c in checked])
     cards = [card for c in checked if (card := order_card(c, base, tz)) is not None]
     return JSONResponse({"cards": cards})
 
@@ -200,6 +203,11 @@ async def feedback(service_id: str, request: Request, principal: CurrentPrincipa
     given = [_feedback_item(i) for i in items]  # all valid, or none recorded
     audit = audit_context(request, principal, "operation", "CDS Hooks feedback", service_id)
     answered = await run_in_threadpool(ctx.feedback.record, principal, audit, given, hook=service["hook"])
+    for a in answered:
+        if a.decision is None:
+            ctx.metrics.reminder_feedback.labels(a.outcome).inc()
+        else:
+            ctx.metrics.decided("feedback", a.decision, a.new)
     return JSONResponse(
         {"recorded": [{"card": a.card, "outcome": a.outcome, "decision": a.decision, "new": a.new} for a in answered]}
     )

@@ -345,6 +345,7 @@ CASES: dict[tuple[str, str], tuple[Build, dict[str, str]]] = {
     ("DELETE", "/admin/qualifications/{qual_id}"): (
         lambda r, t, w: Call("DELETE", f"/admin/qualifications/{_qualification(r)}"), ADMIN_ONLY),
     ("GET", "/admin/unmapped-codes"): (lambda r, t, w: Call("GET", "/admin/unmapped-codes"), MANAGERS),
+    ("GET", "/metrics"): (lambda r, t, w: Call("GET", "/metrics"), ADMIN_ONLY),
     # pages
     ("GET", "/portal"): (lambda r, t, w: Call("GET", "/portal"), page("portal", "2")),
     ("GET", "/portal/reports/{rid}"): (lambda r, t, w: Call("GET", f"/portal/reports/{t.report}"),
@@ -364,8 +365,9 @@ CASES: dict[tuple[str, str], tuple[Build, dict[str, str]]] = {
     ("GET", "/stats/export.csv"): (lambda r, t, w: Call("GET", "/stats/export.csv"), page("stats", "2")),
 }  # fmt: skip
 
-UNAUDITED = {("GET", "/clinician"), ("POST", "/clinician/token")}
-"""Page routes that show no patient data (the order screen's frame and its token) leave no audit row."""
+UNAUDITED = {("GET", "/clinician"), ("POST", "/clinician/token"), ("GET", "/metrics")}
+"""Routes that show no patient data leave no audit row when they answer: the order screen's frame and its token,
+and a metrics scrape (its refusals are audited like every refusal, by the token check)."""
 
 STATUS = {"1": {401}, "3": {403}, "4": {404}, "0": {400}, "5": {405}, "9": {409}, "r": {303}, "j": {401}}
 
@@ -439,7 +441,7 @@ def test_access_matrix(region: Region, route: tuple[str, str]) -> None:
                 leaked += FULL_ID.findall(r.text)
                 if leaked:
                     problems.append(f"{where}: the refusal discloses {leaked}")
-            audited = rule.gate is policy.Gate.TOKEN or (
+            audited = (rule.gate is policy.Gate.TOKEN and (not ok or route not in UNAUDITED)) or (
                 rule.gate is policy.Gate.SESSION and r.status_code != 303 and route not in UNAUDITED
             )
             if audited:

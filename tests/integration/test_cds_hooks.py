@@ -115,6 +115,8 @@ def test_feedback_is_accepted_only_at_the_service_that_issued_the_card(api: Api,
         {"card": card["uuid"], "outcome": "accepted", "decision": "recognized", "new": True}
     ]
     assert _decisions(api) == (before[0] + 1, before[1])
+    metrics = api.get("/metrics", who="admin").text  # and counted for the operators (registry.metrics)
+    assert 'hr_decisions_total{new="true",outcome="recognized",source="feedback"}' in metrics
 
 
 def _hospital_with_a_name(api: Api, name: str) -> str:

@@ -104,6 +104,8 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("POST", "/admin/qualifications"): _token(frozenset({ADMIN}), "add a qualification"),
     ("DELETE", "/admin/qualifications/{qual_id}"): _token(frozenset({ADMIN}), "revoke a qualification"),
     ("GET", "/admin/unmapped-codes"): _token(MANAGERS, "unmapped codes"),
+    # operations: counts by route template and status, no patient data; Prometheus scrapes with an admin's token
+    ("GET", "/metrics"): _token(frozenset({ADMIN}), "metrics"),
     # pages
     ("GET", "/portal"): _page("portal", AREAS["portal"], "the patient's reports"),
     ("GET", "/portal/reports/{rid}"): _page("portal", AREAS["portal"], "one report"),
