@@ -13,12 +13,14 @@ from datetime import UTC, datetime
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
 from catalog import InvalidCatalogError, Kind
+from registry import openapi
 from registry.api import auth_token, codesystems, fhir_rest, metadata, operations, recognition
 from registry.auth import utcnow
 from registry.catalog_file import load_catalog
@@ -37,7 +39,7 @@ from registry.fhir.response import fhir_response
 from registry.log_filter import exception_text, install_log_masking
 from registry.metrics import MetricsMiddleware
 from registry.middleware import BodyLimitMiddleware, RequestIdMiddleware
-from registry.route_table import unguarded_routes
+from registry.route_table import allowed_methods, unguarded_routes
 from registry.services.redaction import redactor_for
 from registry.settings import Settings
 from registry.store import migrate
@@ -85,6 +87,8 @@ def _install_error_handlers(app: FastAPI) -> None:
         response = _outcome_response(exc.status_code, _HTTP_ISSUE.get(exc.status_code, "processing"), detail)
         for name, value in (exc.headers or {}).items():
             response.headers[name] = value
+        if exc.status_code == 405:
+            response.headers["Allow"] = ", ".join(allowed_methods(request.app, request.url.path))
         return response
 
     @app.exception_handler(RequestValidationError)
@@ -105,6 +109,15 @@ def _install_error_handlers(app: FastAPI) -> None:
             request.method, redactor.text(request.url.path), getattr(request.state, "request_id", "-"),
         )  # fmt: skip
         return _outcome_response(400, "structure", "the request body ended before its Content-Length")
+
+    @app.exception_handler(OperationalError)
+    async def _database_down(request: Request, exc: OperationalError) -> Response:
+        # The database cannot be reached (or dropped the connection): transient, so 503 with Retry-After (RFC 9110
+        # §15.6.4), one warning line naming only the error's class.
+        log.warning("database unavailable in %s %s: %s", request.method, request.url.path, type(exc.orig).__name__)
+        response = _outcome_response(503, "transient", "the database is unavailable; retry later")
+        response.headers["Retry-After"] = "5"
+        return response
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
@@ -151,6 +164,8 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
         summary="Cross-hospital exam and lab result mutual-recognition registry (检查检验结果互认)",
         description="FHIR R4 registry, recognition check and CDS Hooks for 检查检验结果互认. "
         "FHIR endpoints speak `application/fhir+json`; every error is an OperationOutcome.",
+        docs_url=None,  # registry.openapi serves /docs from the installed Swagger UI files (no CDN)
+        redoc_url=None,  # ReDoc would load from a CDN: not offered
     )
     app.state.ctx = ctx
     _install_error_handlers(app)
@@ -177,6 +192,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
     app.include_router(recognition.stats_router)
     app.include_router(recognition.admin_router)
     app.include_router(fhir_rest.router)
+    openapi.install(app)
     pages.install(app)  # last: its /{area}/login routes must not shadow an API path
     missing = unguarded_routes(app)
     if missing:  # a route nobody decided about is a hole: refuse to start

@@ -62,7 +62,7 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "/openapi.json"): _open("OpenAPI document"),
     ("GET", "/docs"): _open("API documentation"),
     ("GET", "/docs/oauth2-redirect"): _open("API documentation"),
-    ("GET", "/redoc"): _open("API documentation"),
+    ("MOUNT", "/docs/assets"): _open("Swagger UI's files, from the installed package"),
     ("GET", "/fhir/metadata"): _open("CapabilityStatement"),
     ("POST", "/fhir/metadata"): _open("refused: 405"),
     ("PUT", "/fhir/metadata"): _open("refused: 405"),
