@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import ClientDisconnect
@@ -109,6 +109,14 @@ def _install_error_handlers(app: FastAPI) -> None:
             request.method, redactor.text(request.url.path), getattr(request.state, "request_id", "-"),
         )  # fmt: skip
         return _outcome_response(400, "structure", "the request body ended before its Content-Length")
+
+    @app.exception_handler(DataError)
+    async def _unstorable(request: Request, exc: DataError) -> Response:
+        # A value from the request the database refuses to hold (PostgreSQL: a NUL character in text, a number out
+        # of range): the client's input, so 400 — one info line naming only the error's class, never the value.
+        log.info("unstorable value in %s %s: %s", request.method, request.url.path, type(exc.orig).__name__)
+        return _outcome_response(400, "value", "the request holds a value that cannot be stored or searched "
+                                 "(a NUL character, or a number out of range)")  # fmt: skip
 
     @app.exception_handler(OperationalError)
     async def _database_down(request: Request, exc: OperationalError) -> Response:
