@@ -57,6 +57,12 @@ def _outcome_response(status: int, code: str, diagnostics: str, *, expression: l
     return fhir_response(operation_outcome(severity, code, diagnostics, expression=expression), status_code=status)
 
 
+def _transient(exc: OperationalError) -> bool:
+    if exc.connection_invalidated or not type(exc.orig).__module__.startswith("sqlite3"):
+        return True
+    return any(word in str(exc.orig) for word in ("locked", "unable to open", "disk I/O"))
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RegistryError)
     async def _registry_error(_request: Request, exc: RegistryError) -> Response:
@@ -120,8 +126,11 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(OperationalError)
     async def _database_down(request: Request, exc: OperationalError) -> Response:
-        # The database cannot be reached (or dropped the connection): transient, so 503 with Retry-After (RFC 9110
-        # §15.6.4), one warning line naming only the error's class.
+        # The database cannot be reached (or dropped the connection, or SQLite is locked): transient, so 503 with
+        # Retry-After (RFC 9110 §15.6.4), one warning line naming only the error's class. SQLite reports a broken
+        # statement as an OperationalError too: that one stays an unexpected error (500, logged as such).
+        if not _transient(exc):
+            raise exc
         log.warning("database unavailable in %s %s: %s", request.method, request.url.path, type(exc.orig).__name__)
         response = _outcome_response(503, "transient", "the database is unavailable; retry later")
         response.headers["Retry-After"] = "5"
