@@ -13,12 +13,15 @@ from datetime import UTC, datetime
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
 from catalog import InvalidCatalogError, Kind
-from registry.api import auth_token, codesystems, fhir_rest, metadata, recognition
+from registry import openapi
+from registry.api import auth_token, codesystems, fhir_rest, metadata, operations, recognition
 from registry.auth import utcnow
 from registry.catalog_file import load_catalog
 from registry.cds import routes as cds_routes
@@ -34,8 +37,9 @@ from registry.errors import (
 from registry.fhir.outcome import operation_outcome
 from registry.fhir.response import fhir_response
 from registry.log_filter import exception_text, install_log_masking
+from registry.metrics import MetricsMiddleware
 from registry.middleware import BodyLimitMiddleware, RequestIdMiddleware
-from registry.route_table import unguarded_routes
+from registry.route_table import allowed_methods, unguarded_routes
 from registry.services.redaction import redactor_for
 from registry.settings import Settings
 from registry.store import migrate
@@ -51,6 +55,12 @@ _HTTP_ISSUE = {400: "invalid", 401: "login", 403: "forbidden", 404: "not-found",
 def _outcome_response(status: int, code: str, diagnostics: str, *, expression: list[str] | None = None) -> Response:
     severity = "error" if status < 500 else "fatal"
     return fhir_response(operation_outcome(severity, code, diagnostics, expression=expression), status_code=status)
+
+
+def _transient(exc: OperationalError) -> bool:
+    if exc.connection_invalidated or not type(exc.orig).__module__.startswith("sqlite3"):
+        return True
+    return any(word in str(exc.orig) for word in ("locked", "unable to open", "disk I/O"))
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -83,6 +93,8 @@ def _install_error_handlers(app: FastAPI) -> None:
         response = _outcome_response(exc.status_code, _HTTP_ISSUE.get(exc.status_code, "processing"), detail)
         for name, value in (exc.headers or {}).items():
             response.headers[name] = value
+        if exc.status_code == 405:
+            response.headers["Allow"] = ", ".join(allowed_methods(request.app, request.url.path))
         return response
 
     @app.exception_handler(RequestValidationError)
@@ -92,6 +104,37 @@ def _install_error_handlers(app: FastAPI) -> None:
             loc = ".".join(str(x) for x in err.get("loc", ()))
             parts.append(f"{loc}: {err.get('msg', 'invalid')}")
         return _outcome_response(400, "invalid", "; ".join(parts) or "invalid request")
+
+    @app.exception_handler(ClientDisconnect)
+    async def _client_gone(request: Request, _exc: ClientDisconnect) -> Response:
+        # The client's fault, not the server's: one info line, no traceback (and no error). Nobody reads the answer;
+        # uvicorn writes no access line for a closed connection, so this is the request's only line.
+        redactor = redactor_for(request.app.state.ctx.identity)
+        log.info(
+            "client closed the connection before its request body was read: %s %s (request %s)",
+            request.method, redactor.text(request.url.path), getattr(request.state, "request_id", "-"),
+        )  # fmt: skip
+        return _outcome_response(400, "structure", "the request body ended before its Content-Length")
+
+    @app.exception_handler(DataError)
+    async def _unstorable(request: Request, exc: DataError) -> Response:
+        # A value from the request the database refuses to hold (PostgreSQL: a NUL character in text, a number out
+        # of range): the client's input, so 400 — one info line naming only the error's class, never the value.
+        log.info("unstorable value in %s %s: %s", request.method, request.url.path, type(exc.orig).__name__)
+        return _outcome_response(400, "value", "the request holds a value that cannot be stored or searched "
+                                 "(a NUL character, or a number out of range)")  # fmt: skip
+
+    @app.exception_handler(OperationalError)
+    async def _database_down(request: Request, exc: OperationalError) -> Response:
+        # The database cannot be reached (or dropped the connection, or SQLite is locked): transient, so 503 with
+        # Retry-After (RFC 9110 §15.6.4), one warning line naming only the error's class. SQLite reports a broken
+        # statement as an OperationalError too: that one stays an unexpected error (500, logged as such).
+        if not _transient(exc):
+            raise exc
+        log.warning("database unavailable in %s %s: %s", request.method, request.url.path, type(exc.orig).__name__)
+        response = _outcome_response(503, "transient", "the database is unavailable; retry later")
+        response.headers["Retry-After"] = "5"
+        return response
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
@@ -138,6 +181,8 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
         summary="Cross-hospital exam and lab result mutual-recognition registry (检查检验结果互认)",
         description="FHIR R4 registry, recognition check and CDS Hooks for 检查检验结果互认. "
         "FHIR endpoints speak `application/fhir+json`; every error is an OperationOutcome.",
+        docs_url=None,  # registry.openapi serves /docs from the installed Swagger UI files (no CDN)
+        redoc_url=None,  # ReDoc would load from a CDN: not offered
     )
     app.state.ctx = ctx
     _install_error_handlers(app)
@@ -155,6 +200,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
             }
         )
 
+    app.include_router(operations.router)
     app.include_router(metadata.router)
     app.include_router(codesystems.router)
     app.include_router(auth_token.router)
@@ -163,6 +209,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
     app.include_router(recognition.stats_router)
     app.include_router(recognition.admin_router)
     app.include_router(fhir_rest.router)
+    openapi.install(app)
     pages.install(app)  # last: its /{area}/login routes must not shadow an API path
     missing = unguarded_routes(app)
     if missing:  # a route nobody decided about is a hole: refuse to start
@@ -177,4 +224,5 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
         same_site="lax",
         https_only=settings.cookie_secure,
     )
+    app.add_middleware(MetricsMiddleware, metrics=ctx.metrics)  # outermost: every request, timed whole
     return app

@@ -48,6 +48,7 @@ DEFAULT_SCOPES: dict[PrincipalKind, tuple[str, ...]] = {
 
 
 LEEWAY_SECONDS = 5
+INVALID_TOKEN = "the access token is not valid: not a token this registry issued, or altered since"  # noqa: S105
 
 
 class AuthError(Exception):
@@ -195,8 +196,12 @@ class TokenService:
                 issuer=self.issuer,
                 options={"require": ["exp", "iat", "sub", "scope", "kind"], "verify_exp": False, "verify_iat": False},
             )
-        except jwt.PyJWTError as exc:
-            raise AuthError(f"the access token is not valid: {exc}") from None
+        except jwt.ExpiredSignatureError:  # not raised (exp is checked below on the registry's clock); kept exact
+            raise AuthError("the access token has expired") from None
+        except jwt.PyJWTError:
+            # The decoder's own message (which check failed, padding, segments…) stays out of the answer: RFC 6750
+            # §3.1 asks only for invalid_token, and details help a forger more than a client.
+            raise AuthError(INVALID_TOKEN) from None
         if not isinstance(claims["exp"], int | float) or claims["exp"] + LEEWAY_SECONDS < moment:
             raise AuthError("the access token has expired")
         if not isinstance(claims["iat"], int | float) or claims["iat"] > moment + 60:
@@ -204,8 +209,8 @@ class TokenService:
         try:
             kind = PrincipalKind(claims["kind"])
             scopes = parse_scopes(claims["scope"])
-        except (ValueError, AuthError) as exc:
-            raise AuthError(f"the access token is not valid: {exc}") from None
+        except (ValueError, AuthError):
+            raise AuthError(INVALID_TOKEN) from None
         principal = Principal(
             client_id=claims["sub"],
             kind=kind,

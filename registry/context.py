@@ -19,12 +19,14 @@ from catalog import Catalog
 from registry.auth import TokenService, utcnow
 from registry.fhir.response import etag_of
 from registry.keys import load_identity_secret, load_signing_key
+from registry.metrics import Metrics
 from registry.ratelimit import RateLimiter
 from registry.services.administration import Administration
 from registry.services.capability import capability_statement
 from registry.services.catalog_publication import nonrecognition_reasons_codesystem, recognized_items_codesystem
 from registry.services.config_cache import ConfigCache
 from registry.services.decisions import Decisions
+from registry.services.feedback import Feedback
 from registry.services.identity import IdentityPolicy
 from registry.services.ingest import Ingest, WriteContext
 from registry.services.namespaces import IdentifierNamespaces
@@ -70,12 +72,14 @@ class AppContext:
     indexer: ResultIndexer
     recognition: RecognitionService
     decisions: Decisions
+    feedback: Feedback
     statistics: Statistics
     administration: Administration
     portal: Portal
     namespaces: IdentifierNamespaces
     session_key: bytes
     local_tz: tzinfo
+    metrics: Metrics
 
     @classmethod
     def build(
@@ -121,6 +125,7 @@ class AppContext:
                 frozenset(settings.shared_identifier_systems),
             )
         )
+        decisions = Decisions(uow, catalog, clock)
         return cls(
             settings=settings,
             catalog=catalog,
@@ -128,7 +133,11 @@ class AppContext:
                 "recognized-items": Published.of(recognized_items_codesystem(catalog)),
                 "nonrecognition-reasons": Published.of(nonrecognition_reasons_codesystem()),
             },
-            metadata=Published.of(capability_statement(settings.fhir_base_url, published=today)),
+            metadata=Published.of(
+                capability_statement(
+                    settings.fhir_base_url, published=today, token_url=f"{settings.public_base_url}/auth/token"
+                )
+            ),
             engine=engine,
             uow=uow,
             identity=identity,
@@ -140,11 +149,13 @@ class AppContext:
             clock=clock,
             indexer=indexer,
             recognition=RecognitionService(uow, catalog, identity, indexer, clock, config_cache, ingest),
-            decisions=Decisions(uow, catalog, clock),
+            decisions=decisions,
+            feedback=Feedback(uow, decisions, clock),
             statistics=Statistics(uow, catalog, local_tz),
             administration=Administration(uow, catalog, indexer, clock, config_cache),
             namespaces=IdentifierNamespaces(uow, clock),
             portal=Portal(reads, uow, catalog, indexer, config_cache, local_tz, clock),
             session_key=hmac.new(secret, b"hr-registry web session", hashlib.sha256).digest(),
             local_tz=local_tz,
+            metrics=Metrics(),
         )

@@ -2,8 +2,9 @@
 frame back per message, on the same connection, in order.
 
 It never stops for bad input: bytes outside a frame are skipped, an oversized frame is read to its end and answered
-``AR``, an idle connection is closed after ``idle_timeout_seconds``, and each message is handled on one worker thread
-(so messages are queued in the order they arrived and the event loop never blocks on the outbox).
+``AE`` (an error in the message itself, HL7 v2.5 §2.9.2: sending it again unchanged will not help), an idle
+connection is closed after ``idle_timeout_seconds``, and each message is handled on one worker thread (so
+messages are queued in the order they arrived and the event loop never blocks on the outbox).
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ from __future__ import annotations
 from email.utils import format_datetime
 from urllib.parse import urlencode
 
+import orjson
 from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
@@ -61,6 +62,7 @@ async def post_bundle(request: Request, principal: CurrentPrincipal) -> Response
     audit = audit_context(request, principal, "transaction")
     representation = prefer(request).get("return") == "representation"
     body = await run_in_threadpool(ctx.ingest.bundle, principal, audit, text, representation=representation)
+    ctx.metrics.wrote_bundle(orjson.loads(body))
     return fhir_response(body)
 
 
@@ -123,6 +125,7 @@ async def create(rtype: str, request: Request, principal: CurrentPrincipal) -> R
     audit = audit_context(request, principal, "create", rtype)
     if_none_exist = request.headers.get("if-none-exist")
     result = await run_in_threadpool(ctx.ingest.create, principal, audit, rtype, text, if_none_exist)
+    ctx.metrics.wrote(result.stored.type, result.status)
     location = f"{ctx.settings.fhir_base_url}/{result.location}"
     return stored_response(request, result.stored, status=result.status, location=location)
 
@@ -136,6 +139,7 @@ async def conditional_update(rtype: str, request: Request, principal: CurrentPri
     text = await _body_text(request)
     audit = audit_context(request, principal, "update", rtype)
     result = await run_in_threadpool(ctx.ingest.conditional_update, principal, audit, rtype, request.url.query, text)
+    ctx.metrics.wrote(result.stored.type, result.status)
     location = f"{ctx.settings.fhir_base_url}/{result.location}"
     return stored_response(request, result.stored, status=result.status, location=location)
 
@@ -160,6 +164,7 @@ async def update(rtype: str, rid: str, request: Request, principal: CurrentPrinc
     audit = audit_context(request, principal, "update", rtype, rid)
     if_match = request.headers.get("if-match")
     result = await run_in_threadpool(ctx.ingest.update, principal, audit, rtype, rid, text, if_match)
+    ctx.metrics.wrote(result.stored.type, result.status)
     location = f"{ctx.settings.fhir_base_url}/{result.location}"
     return stored_response(
         request, result.stored, status=result.status, location=location if result.status == 201 else None
@@ -171,6 +176,7 @@ def delete(rtype: str, rid: str, request: Request, principal: CurrentPrincipal) 
     ctx = ctx_of(request)
     audit = audit_context(request, principal, "delete", rtype, rid)
     version = ctx.ingest.delete(principal, audit, rtype, rid)
+    ctx.metrics.wrote(rtype, 204)
     headers = {"ETag": weak_etag(version)} if version is not None else {}
     return Response(status_code=204, headers=headers)
 

@@ -132,6 +132,7 @@ async def recognition_check(request: Request, principal: CurrentPrincipal) -> Re
         raise BadRequestError("the patient is required: patientIdentifier or patient")
     audit = audit_context(request, principal, "operation", "ServiceRequest")
     checked = await run_in_threadpool(ctx.recognition.check, principal, audit, query, orders, source="operation")
+    ctx.metrics.checked("operation", [c.decision.status.value for c in checked])
     return fhir_response({"resourceType": "Parameters", "parameter": [_result(c) for c in checked]})
 
 
@@ -148,6 +149,7 @@ async def recognition_decision(request: Request, principal: CurrentPrincipal) ->
     decision = DecisionInput(str(card), str(outcome), reason.get("system"), reason.get("code"), comment)
     audit = audit_context(request, principal, "operation", "ServiceRequest")
     recorded = await run_in_threadpool(ctx.decisions.record, principal, audit, decision, source="operation")
+    ctx.metrics.decided("operation", recorded.outcome, recorded.new)
     return fhir_response({"resourceType": "Parameters", "parameter": [
         {"name": "card", "valueString": recorded.card_uuid}, {"name": "outcome", "valueCode": recorded.outcome},
         {"name": "new", "valueBoolean": recorded.new},

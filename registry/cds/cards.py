@@ -1,14 +1,24 @@
-"""CDS Hooks 2.0 cards for recognition advice (field names as cds-hooks.hl7.org/2.0 §Card, §Suggestion, §Action,
+r"""CDS Hooks 2.0 cards for recognition advice (field names as cds-hooks.hl7.org/2.0 §Card, §Suggestion, §Action,
 §Link; the duplicate card's topic is the CDS Hooks card type ``duplicate-therapy``).
 
 One card per recognizable order: a Chinese summary under 140 characters naming the item, the hospital, the date and
 how long the result stays valid; a Markdown detail with the values; indicator ``warning``; a recommended suggestion
 that deletes the draft order; the non-recognition reasons as ``overrideReasons``; a link to the report's page. The
 clinician always has the last word: nothing here blocks the order.
+
+``detail`` is GitHub-flavoured Markdown that third-party EHRs render (CDS Hooks 2.0 §Card ``detail``). Everything in
+it that comes from data — hospitals' names, result values, marks, even the catalog's names — goes through
+``md_text``: each character that opens or closes inline markup in CommonMark or GFM — ``\ ` * _ [ ] ( ) < > & | ! ~
+$`` (emphasis, code, links and images, autolinks and raw HTML, entities, table cells, strikethrough, math) — is
+backslash-escaped (CommonMark §2.4: an escaped ASCII punctuation character stands for itself), and line breaks become
+spaces, so data never starts a line and block markers (``#``, ``-``, ``1.``) cannot take effect. A value such as
+``](javascript:alert(1)) <script>`` stays text: it cannot close a link, open one, or start raw HTML. Links are built
+by the registry from resource ids only.
 """
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, tzinfo
 from typing import Any
 
@@ -40,8 +50,15 @@ def _clip(text: str) -> str:
     return text if len(text) <= SUMMARY_LIMIT else text[: SUMMARY_LIMIT - 1] + "…"
 
 
-def _md(text: str | None) -> str:
-    return (text or "").replace("|", "\\|").replace("\n", " ")
+_MD_PUNCTUATION = re.compile(r"([\\`*_\[\]()<>&|!~$])")
+
+
+def md_text(text: str | None) -> str:
+    """``text`` as literal GFM inline text (see the module docstring)."""
+    return _MD_PUNCTUATION.sub(r"\\\1", " ".join((text or "").split()))
+
+
+_md = md_text
 
 
 def override_reasons() -> list[dict[str, str]]:
@@ -56,11 +73,11 @@ def report_link(base_url: str, c: Candidate) -> str:
 def detail(c: Candidate, tz: tzinfo) -> str:
     hospital = c.issuer.name if c.issuer else "（未知机构）"
     lines = [
-        f"**{'本院已有结果' if c.same_hospital else '外院可互认结果'}** — {c.item.name_zh}",
+        f"**{'本院已有结果' if c.same_hospital else '外院可互认结果'}** — {_md(c.item.name_zh)}",
         "",
-        f"- 出具机构：{hospital}",
+        f"- 出具机构：{_md(hospital)}",
         f"- 检查检验时间：{_minute(c.effective, tz)}",
-        f"- 互认标识：{c.hr_mark or '无'}",
+        f"- 互认标识：{_md(c.hr_mark) or '无'}",
         f"- 互认有效期至：{_through(c.valid_until, tz)}（{_minute(c.valid_until, tz)} 前）",
     ]
     rows = list(c.members) or [(c.item, c.value_text, c.interpretation)]
@@ -123,8 +140,11 @@ def order_card(checked: CheckedOrder, base_url: str, tz: tzinfo) -> dict[str, An
     return card
 
 
-def history_card(history: list[CheckedOrder], base_url: str, tz: tzinfo, lookback_days: int) -> dict[str, Any] | None:
-    """The reception-time reminder (接诊历史提醒): every currently recognizable result from other hospitals."""
+def history_card(
+    history: list[CheckedOrder], base_url: str, tz: tzinfo, lookback_days: int, *, card_uuid: str | None = None
+) -> dict[str, Any] | None:
+    """The reception-time reminder (接诊历史提醒): every currently recognizable result from other hospitals; its
+    ``uuid`` is the one the reminder was recorded with, so feedback can name it."""
     seen: set[str] = set()
     entries: list[Candidate] = []
     for checked in sorted(history, key=lambda h: -h.candidates[0].effective.timestamp()):
@@ -143,7 +163,9 @@ def history_card(history: list[CheckedOrder], base_url: str, tz: tzinfo, lookbac
             f"| {_md(c.item.name_zh)} | {_md(c.issuer.name if c.issuer else '')} | {_day(c.effective, tz)} | "
             f"{_through(c.valid_until, tz)} | [{_md(c.value_text) or '查看'}]({report_link(base_url, c)}) |"
         )
+    card: dict[str, Any] = {"uuid": card_uuid} if card_uuid else {}
     return {
+        **card,
         "summary": _clip(f"外院可互认结果 {len(entries)} 项（近{lookback_days}天）：{names}"),
         "detail": "\n".join(lines),
         "indicator": "info",

@@ -4,8 +4,13 @@ feedback. Field names exactly as the specification (reference/standards-notes.md
 - ``GET /cds-services``: the discovery document (open).
 - ``POST /cds-services/{id}``: ``{"cards": [...]}`` — only for a patient in the calling hospital's care context
   (policy.care: its own MRN, with the national identifier to register a new patient), else 403, or by break-glass.
-- ``POST /cds-services/{id}/feedback``: ``accepted`` → recognized (the order is avoided); ``overridden`` with an
-  ``overrideReason`` → declined with that reason. A repeated post is not counted twice.
+- ``POST /cds-services/{id}/feedback``: only for cards this service issued (``registry.services.feedback``). On an
+  order card ``accepted`` → recognized (the order is avoided), ``overridden`` → declined with the
+  ``overrideReason.reason`` picked from the card's ``overrideReasons`` (422 without one: the registry's rule where the
+  card offers reasons; the specification makes ``overrideReason`` optional). On the patient-view reminder both
+  outcomes are kept as sent. A repeated post is not counted twice.
+
+Every card carries a ``uuid`` (the reminder too), so that feedback can name it.
 
 Calls are authenticated with the registry's bearer tokens (the EHR is a registered hospital or clinician client).
 """
@@ -23,8 +28,8 @@ from starlette.concurrency import run_in_threadpool
 from catalog import Coding
 from registry.cds.cards import history_card, order_card
 from registry.endpoint import CurrentPrincipal, audit_context, ctx_of
-from registry.errors import BadRequestError, NotFoundError, RegistryError
-from registry.services.decisions import DECLINED, RECOGNIZED, DecisionInput
+from registry.errors import BadRequestError, NotFoundError
+from registry.services.feedback import FeedbackInput
 from registry.services.recognition import DraftOrder, PatientQuery
 
 router = APIRouter(prefix="/cds-services", tags=["CDS Hooks"])
@@ -145,21 +150,26 @@ async def call(service_id: str, request: Request, principal: CurrentPrincipal) -
     base = ctx.settings.public_base_url
     if service["hook"] == "patient-view":
         days = ctx.settings.cds_lookback_days
-        history = await run_in_threadpool(
-            ctx.recognition.recognizable_history, principal, audit, query, lookback_days=days
+        reminder = await run_in_threadpool(
+            ctx.recognition.recognizable_history, principal, audit, query, lookback_days=days, source=service["hook"]
         )
-        card = history_card(history, base, tz, days)
+        card = history_card(reminder.results, base, tz, days, card_uuid=reminder.card_uuid)
+        if card is not None:
+            ctx.metrics.reminders.labels(service["hook"]).inc()
         return JSONResponse({"cards": [card] if card else []})
     orders = _draft_orders(body, service["hook"])
     checked = await run_in_threadpool(
         ctx.recognition.check, principal, audit, query, orders, source=service["hook"],
         hook_instance=str(body["hookInstance"]),
     )  # fmt: skip
+    ctx.metrics.checked(service["hook"], [c.decision.status.value for c in checked])
     cards = [card for c in checked if (card := order_card(c, base, tz)) is not None]
     return JSONResponse({"cards": cards})
 
 
-def _decision(item: Any) -> DecisionInput:
+def _feedback_item(item: Any) -> FeedbackInput:
+    """One Feedback as CDS Hooks 2.0 §Feedback defines it: ``card``, ``outcome``, optional ``overrideReason``
+    (``reason`` Coding, ``userComment``), ``outcomeTimestamp``."""
     if not isinstance(item, dict) or not item.get("card") or item.get("outcome") not in ("accepted", "overridden"):
         raise BadRequestError("each feedback needs card and an outcome of accepted or overridden")
     when = item.get("outcomeTimestamp")
@@ -168,31 +178,36 @@ def _decision(item: Any) -> DecisionInput:
     except ValueError:
         raise BadRequestError(f"outcomeTimestamp {when!r} is not ISO 8601") from None
     if item["outcome"] == "accepted":
-        return DecisionInput(str(item["card"]), RECOGNIZED, outcome_time=outcome_time)
+        return FeedbackInput(str(item["card"]), "accepted", outcome_time=outcome_time)
     override = item.get("overrideReason") or {}
+    if not isinstance(override, dict):
+        raise BadRequestError("overrideReason must be an object (reason, userComment)")
     reason = override.get("reason") or {}
-    if not reason.get("code"):
-        raise BadRequestError("an overridden card needs overrideReason.reason: declining needs a coded reason")
-    return DecisionInput(str(item["card"]), DECLINED, reason.get("system"), str(reason["code"]),
-                         override.get("userComment"), outcome_time)  # fmt: skip
+    if not isinstance(reason, dict):
+        raise BadRequestError("overrideReason.reason must be a Coding")
+    comment = override.get("userComment")
+    return FeedbackInput(
+        str(item["card"]), "overridden", str(reason["system"]) if reason.get("system") else None,
+        str(reason["code"]) if reason.get("code") else None, str(comment) if comment else None, outcome_time,
+    )  # fmt: skip
 
 
 @router.post("/{service_id}/feedback", summary="Feedback: the clinician's decision on cards")
 async def feedback(service_id: str, request: Request, principal: CurrentPrincipal) -> JSONResponse:
     ctx = ctx_of(request)
-    _service(service_id)
+    service = _service(service_id)
     body = await _json(request)
     items = body.get("feedback")
     if not isinstance(items, list) or not items:
         raise BadRequestError('the body must be {"feedback": [ … ]}')
-    decisions = [_decision(i) for i in items]  # all valid, or none recorded
+    given = [_feedback_item(i) for i in items]  # all valid, or none recorded
     audit = audit_context(request, principal, "operation", "CDS Hooks feedback", service_id)
-    recorded = []
-    for d in decisions:
-        try:
-            r = await run_in_threadpool(ctx.decisions.record, principal, audit, d, source="feedback")
-        except RegistryError as exc:
-            exc.diagnostics = f"card {d.card_uuid}: {exc.diagnostics}"
-            raise
-        recorded.append({"card": r.card_uuid, "decision": r.outcome, "new": r.new})
-    return JSONResponse({"recorded": recorded})
+    answered = await run_in_threadpool(ctx.feedback.record, principal, audit, given, hook=service["hook"])
+    for a in answered:
+        if a.decision is None:
+            ctx.metrics.reminder_feedback.labels(a.outcome).inc()
+        else:
+            ctx.metrics.decided("feedback", a.decision, a.new)
+    return JSONResponse(
+        {"recorded": [{"card": a.card, "outcome": a.outcome, "decision": a.decision, "new": a.new} for a in answered]}
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -11,6 +12,32 @@ from registry.auth import PrincipalKind
 from registry.cli import base
 from registry.errors import RegistryError
 from registry.services.principals import NewClient
+
+JwksOption = Annotated[
+    Path | None,
+    typer.Option(help="the client's public keys for private_key_jwt: a JWK Set (JSON) or a PEM public key file"),
+]
+
+
+def _read_keys(path: Path | None) -> str | None:
+    """The file's keys, checked before anything is written (SMART client-confidential-asymmetric registration)."""
+    if path is None:
+        return None
+    from registry.services.client_keys import public_jwks
+
+    try:
+        return public_jwks(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        base.err.print(f"[red]cannot read {path}: {exc.strerror}[/red]")
+        raise typer.Exit(2) from None
+    except RegistryError as exc:
+        raise base.fail(exc) from None
+
+
+def _kids(jwks: str) -> str:
+    import json
+
+    return "kid " + ", ".join(f"{k['kid']} ({k['kty']})" for k in json.loads(jwks)["keys"])
 
 
 def _print_client(new: NewClient) -> None:
@@ -33,14 +60,16 @@ def clients_add_hospital(
         list[str] | None,
         typer.Option(help="identifier system(s) it owns: exact, or a prefix such as http://hosp-a.example.cn/*"),
     ] = None,
+    jwks: JwksOption = None,
 ) -> None:
     """Register a hospital: its Organization resource, the identifier namespaces it owns, and a system client that
-    writes as it."""
+    writes as it (with --jwks, it may also authenticate with private_key_jwt)."""
     import orjson
 
     from registry.services.audit import AuditContext
     from registry.services.demo import ORG_CODE, REGION_EXT
 
+    keys = _read_keys(jwks)
     ctx = base._context()
     org: dict[str, object] = {"resourceType": "Organization", "id": org_id, "active": True, "name": name}
     if code:
@@ -60,6 +89,8 @@ def clients_add_hospital(
         new = ctx.principals.add(
             PrincipalKind.HOSPITAL, client_id or f"{org_id}-system", f"{name} 信息系统", org_id=org_id
         )
+        if keys is not None:
+            ctx.principals.set_jwks(new.client_id, keys)
     except RegistryError as exc:
         raise base.fail(exc) from None
     base.out.print(f"Organization/{org_id} {name}")
@@ -71,6 +102,8 @@ def clients_add_hospital(
             f"--org {org_id} <system>` declares the systems of its MRNs and report numbers[/yellow]"
         )
     _print_client(new)
+    if keys is not None:
+        base.out.print(f"  private_key_jwt  {_kids(keys)}")
 
 
 @base.clients_app.command("add-clinician")
@@ -209,6 +242,31 @@ def clients_rotate_secret(client_id: ClientIdArgument) -> None:
     base.out.print(f"  client_id      {client_id}")
     base.out.print(f"  client_secret  {secret}    [dim](shown once; keep it safe)[/dim]")
     base.out.print(f"  the old secret no longer works; tokens and page sessions from before are refused {TAKES_EFFECT}")
+
+
+@base.clients_app.command("set-key")
+def clients_set_key(
+    client_id: ClientIdArgument,
+    jwks: Annotated[
+        Path | None, typer.Argument(help="a JWK Set (JSON) or a PEM public key file; omit with --remove")
+    ] = None,
+    remove: Annotated[bool, typer.Option("--remove", help="remove the client's keys")] = False,
+) -> None:
+    """Register (replace) the public keys a client signs its private_key_jwt assertions with (SMART Backend
+    Services: RS384 or ES384, each key with a kid), or remove them. Its secret keeps working."""
+    if remove == (jwks is not None):
+        base.err.print("[red]give a key file, or --remove[/red]")
+        raise typer.Exit(2)
+    keys = _read_keys(jwks)
+    ctx = base._context()
+    try:
+        stored = ctx.principals.set_jwks(client_id, keys)
+    except RegistryError as exc:
+        raise base.fail(exc) from None
+    if stored is None:
+        base.out.print(f"client {client_id}: keys removed; assertions are refused from now on")
+    else:
+        base.out.print(f"client {client_id}: private_key_jwt with {_kids(stored)}")
 
 
 @base.app.command()

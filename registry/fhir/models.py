@@ -1,4 +1,5 @@
-"""The one place FHIR model classes are imported: ``fhir.resources.R4B`` only (the bare modules are R5).
+"""The one place the registry imports FHIR model classes: ``fhir.resources.R4B`` only (the bare modules are R5);
+``registry.fhir.validation`` and the rest take them from here.
 
 R4B is wire-compatible with R4 for every resource the registry uses (CodeSystem, CapabilityStatement,
 OperationOutcome, Parameters, Patient, DiagnosticReport, Observation, ImagingStudy, ServiceRequest…).
@@ -8,9 +9,33 @@ from __future__ import annotations
 
 from fhir.resources.R4B.capabilitystatement import CapabilityStatement
 from fhir.resources.R4B.codesystem import CodeSystem
+from fhir.resources.R4B.conceptmap import ConceptMap
+from fhir.resources.R4B.diagnosticreport import DiagnosticReport
+from fhir.resources.R4B.endpoint import Endpoint
+from fhir.resources.R4B.imagingstudy import ImagingStudy
+from fhir.resources.R4B.observation import Observation
 from fhir.resources.R4B.operationoutcome import OperationOutcome
+from fhir.resources.R4B.organization import Organization
+from fhir.resources.R4B.patient import Patient
+from fhir.resources.R4B.practitioner import Practitioner
+from fhir.resources.R4B.servicerequest import ServiceRequest
 
 FHIR_VERSION = "4.0.1"
 FHIR_JSON = "application/fhir+json"
 
-__all__ = ["FHIR_JSON", "FHIR_VERSION", "CapabilityStatement", "CodeSystem", "OperationOutcome"]
+__all__ = [
+    "FHIR_JSON",
+    "FHIR_VERSION",
+    "CapabilityStatement",
+    "CodeSystem",
+    "ConceptMap",
+    "DiagnosticReport",
+    "Endpoint",
+    "ImagingStudy",
+    "Observation",
+    "OperationOutcome",
+    "Organization",
+    "Patient",
+    "Practitioner",
+    "ServiceRequest",
+]

@@ -1,5 +1,6 @@
-"""Validating incoming resources: structure with fhir.resources R4B, then what it does not check — codes bound
-*required* in FHIR R4 (status, gender, intent…), the id form, and the shape of references.
+"""Validating incoming resources: structure with the fhir.resources R4B models (``registry.fhir.models``), then what
+they do not check — codes bound *required* in FHIR R4 (status, gender, intent…), the id form, and the shape of
+references.
 """
 
 from __future__ import annotations
@@ -9,18 +10,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from fhir.resources.R4B.conceptmap import ConceptMap
-from fhir.resources.R4B.diagnosticreport import DiagnosticReport
-from fhir.resources.R4B.endpoint import Endpoint
-from fhir.resources.R4B.imagingstudy import ImagingStudy
-from fhir.resources.R4B.observation import Observation
-from fhir.resources.R4B.organization import Organization
-from fhir.resources.R4B.patient import Patient
-from fhir.resources.R4B.practitioner import Practitioner
-from fhir.resources.R4B.servicerequest import ServiceRequest
 from pydantic import ValidationError
 
 from registry.fhir.extract import values_at
+from registry.fhir.models import (
+    ConceptMap,
+    DiagnosticReport,
+    Endpoint,
+    ImagingStudy,
+    Observation,
+    Organization,
+    Patient,
+    Practitioner,
+    ServiceRequest,
+)
 
 RESOURCE_MODELS: dict[str, Any] = {
     "Patient": Patient,

@@ -55,7 +55,35 @@ def _resource(rtype: str) -> dict[str, Any]:
     return resource
 
 
-def capability_statement(fhir_base_url: str, *, published: date) -> dict[str, Any]:
+OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
+SECURITY_SERVICE = "http://terminology.hl7.org/CodeSystem/restful-security-service"
+
+
+def security(fhir_base_url: str, token_url: str) -> dict[str, Any]:
+    """``rest.security``: the ``SMART-on-FHIR`` service coding (R4 ``restful-security-service``) and the SMART
+    ``oauth-uris`` extension with the token URL, which clients written for SMART 1 still read (fhir-kit-client's
+    ``smartAuthMetadata``, fhirclient; SMART 2.x calls the mechanism deprecated in favour of
+    ``[base]/.well-known/smart-configuration``). The extension's ``authorize`` is left out: the registry offers the
+    client-credentials grant only and has no authorization endpoint to name."""
+    return {
+        "cors": False,
+        "extension": [{"url": OAUTH_URIS, "extension": [{"url": "token", "valueUri": token_url}]}],
+        "service": [
+            {
+                "coding": [{"system": SECURITY_SERVICE, "code": "SMART-on-FHIR"}],
+                "text": "OAuth2 using SMART-on-FHIR profile (client credentials: client secret or private_key_jwt)",
+            }
+        ],
+        "description": "SMART-style scopes (system/, user/, patient/); tokens from /auth/token (client secret, or a "
+        f"private_key_jwt assertion signed RS384/ES384); see {fhir_base_url}/.well-known/smart-configuration. "
+        "Hospitals and clinicians read patients of their care context (a local identity at their hospital); outside "
+        "it only break-glass: the request label Category: http://terminology.hl7.org/CodeSystem/v3-ActReason#BTG "
+        "with a reason in X-Break-Glass-Reason, audited. Hospitals write identifiers only in their own declared "
+        "namespaces.",
+    }
+
+
+def capability_statement(fhir_base_url: str, *, published: date, token_url: str) -> dict[str, Any]:
     types = sorted(SEARCH_PARAMS)
     return {
         "resourceType": "CapabilityStatement",
@@ -78,24 +106,7 @@ def capability_statement(fhir_base_url: str, *, published: date) -> dict[str, An
                 "documentation": "Every interaction needs a bearer token (OAuth 2.0 client credentials at "
                 "/auth/token) except this statement and the catalog CodeSystems. National identifiers are matched "
                 "through a keyed hash and never stored; a Patient must carry one.",
-                "security": {
-                    "cors": False,
-                    "service": [
-                        {
-                            "coding": [
-                                {
-                                    "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
-                                    "code": "SMART-on-FHIR",
-                                }
-                            ]
-                        }
-                    ],
-                    "description": "SMART-style scopes (system/, user/, patient/); tokens from /auth/token; see "
-                    "/.well-known/smart-configuration. Hospitals and clinicians read patients of their care context "
-                    "(a local identity at their hospital); outside it only break-glass: the request label Category: "
-                    "http://terminology.hl7.org/CodeSystem/v3-ActReason#BTG with a reason in X-Break-Glass-Reason, "
-                    "audited. Hospitals write identifiers only in their own declared namespaces.",
-                },
+                "security": security(fhir_base_url, token_url),
                 "resource": [
                     *(_resource(t) for t in types),
                     {

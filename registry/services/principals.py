@@ -9,6 +9,10 @@ working"). Every bearer token and page session is checked against the stored cli
 ``tokens_valid_after`` (set by ``rotate_secret`` and ``disable``), and the token's kind, organization and patient
 must equal the stored ones and its scopes be covered by the stored scopes. The stored client is read through a
 short per-process cache (``ClientCache``), forgotten at once when a change goes through this object.
+
+A client authenticates at the token endpoint with its secret (``client_secret_post`` / ``_basic``) or, once it has
+registered a public JWK Set (``set_jwks``), with a signed assertion (``private_key_jwt``, ``registry.services
+.client_keys``).
 """
 
 from __future__ import annotations
@@ -38,7 +42,13 @@ from registry.auth import (
 )
 from registry.errors import BadRequestError, ConflictError, NotFoundError, UnauthorizedError
 from registry.services.client_cache import ClientCache
+from registry.services.client_keys import ClientAssertions, public_jwks
 from registry.store.clients import ClientStore
+
+CONTEXT_SCOPES = frozenset({"openid", "profile", "fhirUser", "launch", "launch/patient", "launch/encounter",
+                            "offline_access", "online_access"})  # fmt: skip
+"""SMART App Launch scopes that ask for launch context or identity, not access: the client-credentials grant has
+neither, so they are not granted (and not an error)."""
 
 CLIENT_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,99}$")
 
@@ -88,6 +98,7 @@ class Principals:
         self.tokens = tokens
         self.clock = clock
         self.cache: ClientCache[StoredClient | None] = ClientCache(cache_seconds, timer)
+        self.assertions = ClientAssertions(engine, clock)
 
     def add(
         self,
@@ -138,8 +149,25 @@ class Principals:
             raise UnauthorizedError("invalid client credentials")
         return _principal(row)
 
+    def authenticate_assertion(self, assertion: str, *, token_url: str, client_id: str | None = None) -> Principal:
+        """The client a ``private_key_jwt`` assertion authenticates (RFC 7523 §3; SMART client-confidential-
+        asymmetric); ``UnauthorizedError`` otherwise."""
+        return _principal(self.assertions.verify(assertion, token_url=token_url, client_id=client_id))
+
+    def set_jwks(self, client_id: str, text: str | None) -> str | None:
+        """Register the client's public keys (a JWK Set, one JWK or a PEM public key), or remove them (None); returns
+        the JWK Set as stored. Assertions signed with a key no longer registered are refused at once."""
+        stored = public_jwks(text) if text is not None else None
+        with self.engine.begin() as conn:
+            found = ClientStore(conn).set_jwks(client_id, stored)
+        self._changed(client_id, found)
+        return stored
+
     def token(self, principal: Principal, *, requested: str | None = None, ttl_seconds: int | None = None) -> Issued:
-        """A token for ``principal``; ``requested`` scopes may narrow, never widen, what the client holds."""
+        """A token for ``principal``; ``requested`` scopes may narrow, never widen, what the client holds. SMART's
+        launch and identity scopes (``launch/patient``, ``openid``…) name no access here and are left out of the grant
+        (RFC 6749 §3.3: the server may grant less than asked, and says so in ``scope``)."""
+        requested = " ".join(s for s in (requested or "").split() if s not in CONTEXT_SCOPES)
         if requested:
             try:
                 wanted = parse_scopes(requested)

@@ -89,6 +89,14 @@ class CheckedOrder:
         return self.decision.item
 
 
+@dataclass(frozen=True, slots=True)
+class Reminder:
+    """The patient-view reminder: the results it lists, and its card's uuid (None when there is nothing to list)."""
+
+    card_uuid: str | None
+    results: list[CheckedOrder]
+
+
 @dataclass(slots=True)
 class PatientQuery:
     """How the caller names the patient: a national identifier, a hospital identifier (MRN), or a registry Patient."""
@@ -311,9 +319,17 @@ class RecognitionService:
 
     # ------------------------------------------------------------------ patient-view (接诊历史提醒)
     def recognizable_history(
-        self, principal: Principal, audit: AuditContext, patient: PatientQuery, *, lookback_days: int
-    ) -> list[CheckedOrder]:
-        """Every result from other hospitals that is recognizable now, within the look-back, one per item."""
+        self,
+        principal: Principal,
+        audit: AuditContext,
+        patient: PatientQuery,
+        *,
+        lookback_days: int,
+        source: str = "patient-view",
+    ) -> Reminder:
+        """Every result from other hospitals that is recognizable now, within the look-back, one per item; the
+        reminder card gets a uuid, kept with whom it was issued to (``reminder_card``) so that feedback can name it
+        (CDS Hooks 2.0 §Card ``uuid``, §Feedback)."""
         now = self.clock()
         try:
             found = self.subject(principal, audit, patient)
@@ -330,9 +346,14 @@ class RecognitionService:
                     and c.candidates
                     and c.candidates[0].effective >= now - timedelta(days=lookback_days)
                 ]
+                card = str(uuid.uuid4()) if checked else None
+                if card is not None:
+                    store.add_reminder({"uuid": card, "issued": now, "source": source,
+                                        "client_id": principal.client_id, "ordering_org": principal.org_id,
+                                        "patient_key": key, "results": len(checked)})  # fmt: skip
                 repo.add_audit(rows_for_patients(audit, now=now, status=200, patient_keys=[key],
                                                  detail=f"patient-view reminder ({found.grounds})"))  # fmt: skip
-            return checked
+            return Reminder(card, checked)
         except RegistryError as exc:
             self.audit.record([audit_row(audit, now=now, status=exc.status, detail=exc.diagnostics)])
             raise

@@ -1,4 +1,5 @@
-"""Principals that may obtain tokens (the ``client`` table) and small installation facts (``registry_state``)."""
+"""Principals that may obtain tokens (the ``client`` table), the client assertions seen (``client_assertion``) and
+small installation facts (``registry_state``)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,13 @@ from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from registry.store.tables import metadata
 
 C = cast(Any, metadata.tables["client"])
 ST = cast(Any, metadata.tables["registry_state"])
+CA = cast(Any, metadata.tables["client_assertion"])
 
 
 class ClientStore:
@@ -50,6 +53,21 @@ class ClientStore:
         if tokens_valid_after is not None:
             values["tokens_valid_after"] = tokens_valid_after
         return self._update(client_id, values)
+
+    def set_jwks(self, client_id: str, jwks: str | None) -> bool:
+        """The client's public JWK Set (JSON text), or None to remove it. False: no such client."""
+        return self._update(client_id, {"jwks": jwks})
+
+    def use_assertion(self, client_id: str, jti: str, *, expires_us: int, now_us: int) -> bool:
+        """Record an assertion's ``jti`` until it expires; False when it was seen before (a replay). Expired rows are
+        dropped first, so the table holds only assertions that could still be presented."""
+        self.conn.execute(delete(CA).where(CA.c.expires_us < now_us))
+        try:
+            with self.conn.begin_nested():
+                self.conn.execute(insert(CA).values(client_id=client_id, jti=jti, expires_us=expires_us))
+        except IntegrityError:
+            return False
+        return True
 
     def remove(self, client_id: str) -> bool:
         """Delete the client; audit rows name clients by id as text, so the trail stays whole."""

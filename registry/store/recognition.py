@@ -1,6 +1,7 @@
 """SQL for recognition: the result-index lookups (the order check's hot path, a report's rows for the portal, a
-card's result when its decision arrives), organizations' regions, qualifications, unmapped codes, cards, checks and
-decisions. The statistics queries are in ``registry.store.statistics``."""
+card's result when its decision arrives), organizations' regions, qualifications, unmapped codes, cards, checks,
+decisions, and the patient-view reminder cards with their feedback. The statistics queries are in
+``registry.store.statistics``."""
 
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ CARD = cast(Any, metadata.tables["recognition_card"])
 CHECK = cast(Any, metadata.tables["order_check"])
 DEC = cast(Any, metadata.tables["decision"])
 UNM = cast(Any, metadata.tables["unmapped_code"])
+REM = cast(Any, metadata.tables["reminder_card"])
+REMF = cast(Any, metadata.tables["reminder_feedback"])
 
 REGION_EXT = "https://hr-registry.org.cn/fhir/StructureDefinition/recognition-region"
 
@@ -173,6 +176,25 @@ class RecognitionStore:
         try:
             with self.conn.begin_nested():
                 self.conn.execute(insert(DEC).values(**row))
+        except IntegrityError:
+            return False
+        return True
+
+    # ------------------------------------------------------------------ patient-view reminders
+    def add_reminder(self, row: dict[str, Any]) -> None:
+        self.conn.execute(insert(REM).values(**row))
+
+    def reminder(self, uuid: str) -> Any | None:
+        return self.conn.execute(select(REM).where(REM.c.uuid == uuid)).first()
+
+    def reminder_feedback_for(self, card_uuid: str) -> Any | None:
+        return self.conn.execute(select(REMF).where(REMF.c.card_uuid == card_uuid)).first()
+
+    def add_reminder_feedback(self, row: dict[str, Any]) -> bool:
+        """False when the card already has feedback (a repeated post)."""
+        try:
+            with self.conn.begin_nested():
+                self.conn.execute(insert(REMF).values(**row))
         except IntegrityError:
             return False
         return True

@@ -8,7 +8,12 @@
 - ``resource_identifier``: business identifiers (report number within its system, StudyInstanceUID, MRN…), unique, so
   a repeated or racing push can never create a duplicate.
 - ``audit_event``: who read, searched or wrote what, for which patient; append-only (triggers refuse UPDATE/DELETE).
-- ``client``: principals that may obtain tokens; disabled, and the instant before which their tokens are refused.
+- ``client``: principals that may obtain tokens; disabled, the instant before which their tokens are refused, and
+  the public keys (JWKS) a client authenticates with instead of a secret (SMART Backend Services).
+- ``client_assertion``: the ``jti`` of every client assertion accepted and not yet expired (RFC 7523 §3 item 7:
+  an assertion is used once).
+- ``reminder_card`` / ``reminder_feedback`` (``registry.store.reminder_tables``): the ``patient-view`` cards issued
+  and the feedback on them.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     String,
+    Text,
     UniqueConstraint,
     false,
 )
@@ -193,6 +199,21 @@ class ClientRow(SQLModel, table=True):
     tokens_valid_after: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
     """Unix seconds: a token issued (``iat``) or a page session signed in at or before it is refused — set by
     ``rotate-secret`` and ``disable``, and on creation (so a removed client's tokens never serve a new one)."""
+    jwks: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    """The client's public JWK Set (RFC 7517, JSON) for ``private_key_jwt`` (SMART client-confidential-asymmetric);
+    NULL: the client authenticates with its secret only."""
+
+
+class ClientAssertionRow(SQLModel, table=True):
+    """A client assertion's ``jti`` seen at the token endpoint, kept until the assertion expires, so that it cannot
+    be replayed on any server process (SMART client-confidential-asymmetric, "Signature Verification")."""
+
+    __tablename__ = "client_assertion"
+    __table_args__ = (Index("ix_client_assertion_expires", "expires_us"),)
+
+    client_id: str = Field(sa_column=Column(String(100), primary_key=True))
+    jti: str = Field(sa_column=Column(String(255), primary_key=True))
+    expires_us: int = Field(sa_column=Column(BigInteger, nullable=False))
 
 
 class StateRow(SQLModel, table=True):
@@ -358,4 +379,7 @@ class ConfigGenerationRow(SQLModel, table=True):
     generation: int = Field(sa_column=Column(BigInteger, nullable=False))
 
 
+from registry.store import reminder_tables  # noqa: E402 - the patient-view cards, on the same metadata
+
 metadata = SQLModel.metadata
+__all__ = ["metadata", "reminder_tables"]

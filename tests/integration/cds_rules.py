@@ -31,8 +31,9 @@ def assert_valid_cds_response(response: dict[str, Any]) -> None:
             "overrideReasons",
             "links",
         }, f"{where}: unknown fields {set(card)}"
-        if "uuid" in card:
-            uuid.UUID(card["uuid"])
+        # OPTIONAL in the specification, but feedback SHALL name it: every card of this service carries one
+        assert "uuid" in card, f"{where}.uuid"
+        uuid.UUID(card["uuid"])
         assert isinstance(card.get("summary"), str) and card["summary"], f"{where}.summary"
         assert len(card["summary"]) < 140, f"{where}.summary has {len(card['summary'])} characters"
         if "detail" in card:

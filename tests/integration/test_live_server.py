@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -250,3 +251,33 @@ def test_a_wrong_token_is_refused_by_the_live_server(live: Live) -> None:
     assert r.headers["www-authenticate"].startswith("Bearer")
     principal = live.ctx.principals.get("dr-b")
     assert principal is not None and principal.kind is PrincipalKind.CLINICIAN
+
+
+def test_fhirclient_sets_up_smart_backend_services_from_the_capability_statement(live: Live) -> None:
+    """fhirclient (the SMART Python client) reads the CapabilityStatement's ``oauth-uris`` token URL and, given a
+    client assertion, authenticates with ``private_key_jwt`` (SMART Backend Services) and reads with its token."""
+    import uuid
+
+    import jwt
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from fhirclient import client as smart
+    from fhirclient.auth import FHIROAuth2Auth
+
+    key = ec.generate_private_key(ec.SECP384R1())
+    public = orjson.loads(jwt.algorithms.ECAlgorithm.to_jwk(key.public_key()))
+    cid = unique("fhirclient")
+    live.ctx.principals.add(PrincipalKind.HOSPITAL, cid, "backend via fhirclient", org_id="hosp-a")
+    live.ctx.principals.set_jwks(cid, orjson.dumps({"keys": [{**public, "kid": "fc-1"}]}).decode())
+    token_url = f"{live.base}/auth/token"
+    claims = {"iss": cid, "sub": cid, "aud": token_url, "exp": int(time.time()) + 240, "jti": uuid.uuid4().hex}
+    assertion = jwt.encode(claims, key, algorithm="ES384", headers={"kid": "fc-1", "typ": "JWT"})
+    client = smart.FHIRClient(
+        settings={"app_id": cid, "api_base": f"{live.base}/fhir", "jwt_token": assertion, "scope": "system/*.read"}
+    )
+    client.prepare()
+    assert isinstance(client.server.auth, FHIROAuth2Auth)  # before: no authentication was set up at all
+    assert client.server.auth._token_uri == token_url
+    client.authorize()  # client_credentials with the assertion (and fhirclient's launch/patient, not granted)
+    assert client.server.auth.access_token
+    organization = client.server.request_json("Organization/hosp-a")
+    assert organization["id"] == "hosp-a"

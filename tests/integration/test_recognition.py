@@ -467,7 +467,10 @@ def test_feedback_errors(api: Api, person: dict[str, Any]) -> None:
     no_reason = {
         "feedback": [{"card": card["uuid"], "outcome": "overridden", "outcomeTimestamp": "2026-03-02T00:00:00Z"}]
     }
-    assert api.post(url, no_reason, who="dr-hosp-b").status_code == 400
+    # valid CDS Hooks (overrideReason is optional), but the card offered reasons and declining needs one: our rule
+    r = api.post(url, no_reason, who="dr-hosp-b")
+    assert r.status_code == 422, r.text
+    assert "overrideReasons" in r.json()["issue"][0]["diagnostics"]
     bad_reason = {
         "feedback": [
             {

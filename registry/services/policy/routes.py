@@ -62,7 +62,7 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "/openapi.json"): _open("OpenAPI document"),
     ("GET", "/docs"): _open("API documentation"),
     ("GET", "/docs/oauth2-redirect"): _open("API documentation"),
-    ("GET", "/redoc"): _open("API documentation"),
+    ("MOUNT", "/docs/assets"): _open("Swagger UI's files, from the installed package"),
     ("GET", "/fhir/metadata"): _open("CapabilityStatement"),
     ("POST", "/fhir/metadata"): _open("refused: 405"),
     ("PUT", "/fhir/metadata"): _open("refused: 405"),
@@ -71,6 +71,7 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "/fhir/CodeSystem/{resource_id}"): _open("the public catalog CodeSystems"),
     ("POST", "/auth/token"): _open("client credentials → token"),
     ("GET", "/.well-known/smart-configuration"): _open("SMART discovery"),
+    ("GET", "/fhir/.well-known/smart-configuration"): _open("SMART discovery at the FHIR base"),
     ("GET", "/.well-known/jwks.json"): _open("signing keys"),
     ("GET", "/cds-services"): _open("CDS Hooks discovery"),
     ("MOUNT", "/assets"): _open("static assets"),
@@ -103,6 +104,8 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("POST", "/admin/qualifications"): _token(frozenset({ADMIN}), "add a qualification"),
     ("DELETE", "/admin/qualifications/{qual_id}"): _token(frozenset({ADMIN}), "revoke a qualification"),
     ("GET", "/admin/unmapped-codes"): _token(MANAGERS, "unmapped codes"),
+    # operations: counts by route template and status, no patient data; Prometheus scrapes with an admin's token
+    ("GET", "/metrics"): _token(frozenset({ADMIN}), "metrics"),
     # pages
     ("GET", "/portal"): _page("portal", AREAS["portal"], "the patient's reports"),
     ("GET", "/portal/reports/{rid}"): _page("portal", AREAS["portal"], "one report"),

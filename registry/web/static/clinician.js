@@ -61,18 +61,20 @@
 
   // ------------------------------------------------------------------------------------------------ Markdown (cards)
   // The card detail is CDS Hooks GitHub-flavoured Markdown; the registry's cards use bold, lists, tables and links.
+  // Data in a card is backslash-escaped (CommonMark: an escaped ASCII punctuation character stands for itself).
+  const literal = (t) => t.replace(/\\([!-\/:-@\[-`{-~])/g, "$1");
   function inline(text) {
     const out = document.createDocumentFragment();
     const re = /\*\*(.+?)\*\*|\[([^\]]+)\]\(([^)\s]+)\)/g;
     let last = 0, m;
     while ((m = re.exec(text))) {
-      out.append(text.slice(last, m.index));
-      if (m[1] !== undefined) out.append(el("strong", { text: m[1] }));
-      else if (/^https?:\/\//.test(m[3]) || m[3].startsWith("/")) out.append(el("a", { href: m[3], text: m[2] }));
-      else out.append(m[2]);
+      out.append(literal(text.slice(last, m.index)));
+      if (m[1] !== undefined) out.append(el("strong", { text: literal(m[1]) }));
+      else if (/^https?:\/\//.test(m[3]) || m[3].startsWith("/")) out.append(el("a", { href: m[3], text: literal(m[2]) }));
+      else out.append(literal(m[2]));
       last = re.lastIndex;
     }
-    out.append(text.slice(last));
+    out.append(literal(text.slice(last)));
     return out;
   }
   const cells = (line) => line.trim().replace(/^\||\|$/g, "").split(/(?<!\\)\|/).map((c) => c.trim().replace(/\\\|/g, "|"));

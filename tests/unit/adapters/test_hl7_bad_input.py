@@ -516,7 +516,7 @@ def test_mllp_client_leaving_mid_frame_does_not_break_the_listener(processor: Hl
     assert outbox.pending_count() == 1, "the half-sent messages were not kept"
 
 
-def test_mllp_oversized_frame_gets_ar_then_the_next_message_passes(tmp_path: Path, catalog: Catalog) -> None:
+def test_mllp_oversized_frame_gets_ae_then_the_next_message_passes(tmp_path: Path, catalog: Catalog) -> None:
     processor, box = make_processor(tmp_path, catalog, hl7={"max_message_bytes": 2000})
     with mllp_server(processor) as server, client(server) as c:
         big = set_field(CBC, "MSH", 10, "BIG1") + b"NTE|1||" + b"x" * 5000 + b"\r"
