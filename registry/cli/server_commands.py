@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import json
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -185,4 +186,15 @@ def serve(
             soft_wrap=True,
             highlight=False,
         )
-    uvicorn.run(application, host=settings.host, port=settings.port, log_level="info")
+    uvicorn.run(application, host=settings.host, port=settings.port, log_level="info", log_config=server_log_config())
+
+
+def server_log_config() -> dict[str, Any]:
+    """uvicorn's own logging configuration, with the registry's logger writing through uvicorn's handler: one line
+    per request (uvicorn's access line, or the registry's own info line where uvicorn writes none — a client that
+    closed the connection), warnings and errors of the registry in the same stream and format."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["loggers"]["registry"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
+    return config

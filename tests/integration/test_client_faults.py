@@ -50,3 +50,21 @@ def test_a_client_that_drops_mid_request_is_one_info_line(
     assert not [r for r in records if r.exc_info], "no traceback for a client's fault"
     mine = [r for r in records if request_id in r.getMessage()]
     assert len(mine) <= 1 and all(r.levelno == logging.INFO for r in mine), [r.getMessage() for r in mine]
+
+
+def test_the_server_writes_the_registrys_info_lines_in_its_own_stream() -> None:
+    """``hr-registry serve`` configures logging so the registry's one info line (above) is seen, through uvicorn's
+    handler and format — before, the ``registry`` logger had no handler and its info lines went nowhere."""
+    import subprocess
+    import sys
+
+    code = (
+        "import logging, logging.config\n"
+        "from registry.cli.server_commands import server_log_config\n"
+        "logging.config.dictConfig(server_log_config())\n"
+        "logging.getLogger('registry').info('client closed the connection (request r-1)')\n"
+        "logging.getLogger('registry.app').debug('not shown')\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    lines = [line for line in run.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "INFO" in lines[0] and "request r-1" in lines[0], run.stderr
