@@ -65,6 +65,6 @@ def test_the_server_writes_the_registrys_info_lines_in_its_own_stream() -> None:
         "logging.getLogger('registry').info('client closed the connection (request r-1)')\n"
         "logging.getLogger('registry.app').debug('not shown')\n"
     )
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)  # noqa: S603 - our own interpreter, our own code
     lines = [line for line in run.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "INFO" in lines[0] and "request r-1" in lines[0], run.stderr
