@@ -82,8 +82,7 @@ def _shown(facts: InstanceFacts) -> dict[str, Any]:
     raw = orjson.loads(facts.to_json())
     for key in ("family", "given"):
         raw[key] = HIDDEN if raw[key] else ""
-    for key in ("patient_id", "accession"):
-        raw[key] = masked(raw[key]) if raw[key] else ""
+    raw["patient_id"] = masked(raw["patient_id"]) if raw["patient_id"] else ""  # as outbox status masks PID-3
     for other in raw["other_ids"]:
         other["value"] = masked(other["value"])
     return {k: v for k, v in raw.items() if v not in ("", None, [], ())}

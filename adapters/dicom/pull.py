@@ -94,7 +94,7 @@ class PacsPull:
                 report.fetched += 1
                 try:
                     study = self._study(client, uid, attrs)
-                except DicomInputError as exc:
+                except AdapterError as exc:  # this study's answer (not the PACS itself): the others still go
                     report.errors.append(f"study {uid}: {exc}")
                     continue
                 report.instances += study.number_of_instances
