@@ -7,7 +7,7 @@ Every command takes the hospital's configuration file (``--config FILE`` or ``HR
     hr-adapter hl7 import FILE…             queue HL7 files once (as the drop folder would), print each ACK code
     hr-adapter hl7 convert FILE             print the FHIR Bundle a message becomes (nothing is queued)
     hr-adapter dicom scan DIR…              queue the studies found in a folder (progress bar)
-    hr-adapter dicom pull [--since DATE]    query the PACS with QIDO-RS and queue new or changed studies
+    hr-adapter dicom pull [--since DATE]    query the PACS (QIDO-RS, every study it lists) and queue new or changed ones
     hr-adapter outbox status|retry|drain|show
     hr-adapter quarantine list|show|replay  DICOM studies that could not be mapped: why, and send them after the fix
     hr-adapter codes unmapped               local codes seen that the code map does not cover
