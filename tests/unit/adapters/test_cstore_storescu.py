@@ -7,9 +7,6 @@ after the fix replayed into the outbox."""
 from __future__ import annotations
 
 import logging
-import os
-import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,19 +25,9 @@ from adapters.dicom.scp import StoreServer
 from adapters.push.outbox import Outbox
 
 from .conftest import hosp_a_settings
-from .dicom_samples import write_sample
+from .dicom_samples import dcmtk, storescu, tool, write_sample  # noqa: F401 - dcmtk: the fixture
 
-TOOLS = ("storescu", "dcmcjpeg", "dcmcrle", "dcmcjpls", "dcmconv")
-
-
-@pytest.fixture(scope="module")
-def dcmtk() -> None:
-    missing = [t for t in TOOLS if shutil.which(t) is None]
-    if missing:
-        message = f"dcmtk is not installed ({', '.join(missing)} missing; apt-get install dcmtk)"
-        if os.environ.get("CI"):
-            pytest.fail(f"{message}: CI must have it (./scripts/test installs it)")
-        pytest.skip(message)
+pytestmark = pytest.mark.usefixtures("dcmtk")
 
 
 @pytest.fixture
@@ -53,31 +40,6 @@ def receiver(tmp_path: Path, config: AdapterConfig, coder: Coder) -> Iterator[tu
     finally:
         server.stop()
         intake.outbox.close()
-
-
-def storescu(port: int, path: Path, *options: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(  # noqa: S603 - fixed argv
-        [
-            shutil.which("storescu") or "storescu",
-            *options,
-            "-aet",
-            "CT-SCANNER",
-            "-aec",
-            "HR-ADAPTER",
-            "127.0.0.1",
-            str(port),
-            str(path),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
-def tool(name: str, *argv: str) -> None:
-    done = subprocess.run([shutil.which(name) or name, *argv], capture_output=True, text=True, timeout=60, check=False)  # noqa: S603
-    assert done.returncode == 0, done.stderr
 
 
 def jpeg2000(folder: Path) -> Path:
@@ -105,7 +67,7 @@ COMPRESSED = {
 
 @pytest.mark.parametrize("name", sorted(COMPRESSED))
 def test_a_compressed_image_is_received_and_mapped(
-    name: str, dcmtk: None, receiver: tuple[StoreServer, DicomIntake], tmp_path: Path
+    name: str, receiver: tuple[StoreServer, DicomIntake], tmp_path: Path
 ) -> None:
     server, intake = receiver
     sample_name, command, option, syntax = COMPRESSED[name]
@@ -129,9 +91,7 @@ def test_a_compressed_image_is_received_and_mapped(
     assert study["series"][0]["instance"][0]["uid"] == str(dcmread(path, stop_before_pixels=True).SOPInstanceUID)
 
 
-def test_uncompressed_only_proposals_still_work(
-    dcmtk: None, receiver: tuple[StoreServer, DicomIntake], tmp_path: Path
-) -> None:
+def test_uncompressed_only_proposals_still_work(receiver: tuple[StoreServer, DicomIntake], tmp_path: Path) -> None:
     server, intake = receiver
     sent = storescu(server.port, write_sample(tmp_path, "CT_small.dcm", PatientID="A-123"))
     assert sent.returncode == 0, sent.stderr
@@ -151,7 +111,6 @@ def cli(*args: str) -> tuple[int, str]:
 
 
 def test_a_study_that_cannot_be_mapped_is_held_visible_and_replayed_after_the_fix(
-    dcmtk: None,
     receiver: tuple[StoreServer, DicomIntake],
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
