@@ -7,8 +7,9 @@ Every command takes the hospital's configuration file (``--config FILE`` or ``HR
     hr-adapter hl7 import FILE…             queue HL7 files once (as the drop folder would), print each ACK code
     hr-adapter hl7 convert FILE             print the FHIR Bundle a message becomes (nothing is queued)
     hr-adapter dicom scan DIR…              queue the studies found in a folder (progress bar)
-    hr-adapter dicom pull [--since DATE]    query the PACS with QIDO-RS and queue new or changed studies
+    hr-adapter dicom pull [--since DATE]    query the PACS (QIDO-RS, every study it lists) and queue new or changed ones
     hr-adapter outbox status|retry|drain|show
+    hr-adapter quarantine list|show|replay  DICOM studies that could not be mapped: why, and send them after the fix
     hr-adapter codes unmapped               local codes seen that the code map does not cover
 """
 
@@ -32,12 +33,14 @@ from rich.table import Table
 
 from adapters.codes import Coder, load_catalog, read_code_map
 from adapters.config import AdapterConfig, load_config
+from adapters.dicom.quarantine import Quarantine
 from adapters.errors import AdapterError, ConfigError
 from adapters.fhir import dumps
 from adapters.hl7v2.filedrop import split_messages
 from adapters.masking import MaskingFilter, mask_document, mask_id_shaped
 from adapters.push.delivery import DeliveryLockedError
 from adapters.push.outbox import Outbox
+from adapters.quarantine_commands import quarantine_app
 
 app = typer.Typer(
     help="HR Registry hospital adapter: HL7 v2, DICOM and a durable push to the registry.", no_args_is_help=True
@@ -50,6 +53,7 @@ app.add_typer(hl7_app, name="hl7")
 app.add_typer(dicom_app, name="dicom")
 app.add_typer(outbox_app, name="outbox")
 app.add_typer(codes_app, name="codes")
+app.add_typer(quarantine_app, name="quarantine")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -78,6 +82,7 @@ def _setup_logging(verbose: bool) -> None:
         stream=sys.stderr,
     )
     logging.getLogger("pynetdicom").setLevel(logging.WARNING)
+    logging.getLogger("pydicom").setLevel(logging.ERROR)  # invalid values: the adapter says what it left out
     logging.getLogger("httpx").setLevel(logging.WARNING)
     for handler in logging.getLogger().handlers:
         if not any(isinstance(f, MaskingFilter) for f in handler.filters):
@@ -337,10 +342,17 @@ def dicom_scan(
 def dicom_pull(
     config_path: ConfigOption,
     since: Annotated[
-        str | None, typer.Option(help="Studies from this date (YYYY-MM-DD); default: where the last pull started.")
+        str | None,
+        typer.Option(
+            help="Only studies with a StudyDate from this date (YYYY-MM-DD); studies without a StudyDate are then "
+            "not found. Default: every study the PACS lists, fetching only the new or changed ones."
+        ),
     ] = None,
+    refresh: Annotated[bool, typer.Option(help="Fetch every listed study again (after a code map change).")] = False,
 ) -> None:
-    """Query the PACS (QIDO-RS) for studies since a date and queue the new or changed ones."""
+    """Query the PACS (QIDO-RS) for its studies and queue the new or changed ones; says what the pull covered."""
+    from adapters.dicom.pull import PacsPull
+
     config = _config(config_path)
     day: date | None = None
     if since:
@@ -352,12 +364,14 @@ def dicom_pull(
     adapter = _adapter(config)
     try:
         with out.status("querying the PACS …"):
-            report = adapter.dicom.pull(day)
+            report = PacsPull(adapter.dicom).run(day, refresh=refresh)
     except AdapterError as exc:
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(1) from None
     finally:
         adapter.close()
+    out.print(f"covered: {report.coverage}", highlight=False)
+    out.print(f"the PACS listed {report.listed} study(ies), {report.fetched} new or changed fetched", highlight=False)
     _intake_summary(report)
 
 
@@ -368,11 +382,17 @@ def _intake_summary(report: Any) -> None:
     )
     for line in report.unmapped:
         out.print(f"  ! no catalog item: {line}", highlight=False)
+    for line in report.warnings:
+        out.print(mask_id_shaped(f"  ! {line}"), highlight=False)
+    for line in report.quarantined:
+        err.print(mask_id_shaped(f"  ✗ held in the quarantine: {line}"), highlight=False)
+    if report.quarantined:
+        err.print("Fix the cause, then [bold]hr-adapter quarantine replay[/bold] (see [bold]quarantine list[/bold]).")
     for line in report.errors[:50]:
         err.print(f"  ✗ {line}", highlight=False)
     if len(report.errors) > 50:
         err.print(f"  … and {len(report.errors) - 50} more")
-    if report.errors:
+    if report.errors or report.quarantined:
         raise typer.Exit(1)
 
 
@@ -395,6 +415,7 @@ def outbox_status(config_path: ConfigOption, as_json: Annotated[bool, typer.Opti
     try:
         st = outbox.status()
         dead = outbox.dead_letters()
+        quarantined = Quarantine(outbox).count()
     finally:
         outbox.close()
     if as_json:
@@ -406,6 +427,7 @@ def outbox_status(config_path: ConfigOption, as_json: Annotated[bool, typer.Opti
             "delivered": st.delivered,
             "accepted": st.accepted,
             "duplicates": st.duplicates,
+            "quarantined_studies": quarantined,
             "oldest_pending_seconds": st.oldest_pending_age,
             "dead_letters": [
                 {
@@ -432,6 +454,8 @@ def outbox_status(config_path: ConfigOption, as_json: Annotated[bool, typer.Opti
     )
     for mid, summary, error in st.last_errors:
         out.print(mask_id_shaped(f"  retrying #{mid} {summary}: {error}"), highlight=False)
+    if quarantined:
+        out.print(f"  DICOM studies held in the quarantine {quarantined}: [bold]hr-adapter quarantine list[/bold]")
     if dead:
         out.print("dead letters (refused by the registry for good):")
         for d in dead:

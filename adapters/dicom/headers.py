@@ -1,13 +1,23 @@
 """DICOM headers → the facts the registry needs, per instance, grouped into studies and series.
 
 Files are read with pydicom up to the pixel data (``stop_before_pixels``); images never leave the hospital's PACS.
-A file that is not DICOM, is truncated inside its header, or lacks an identifying UID is a ``DicomInputError``.
-The same facts come from a C-STORE dataset or a DICOMweb (QIDO-RS) JSON answer, so the three ways in share one mapping.
+A file that is not DICOM, is truncated (inside its header, or before the end its Pixel Data element declares), or
+lacks an identifying UID is a ``DicomInputError``. The same facts come from a C-STORE dataset or a DICOMweb (QIDO-RS)
+JSON answer, so the three ways in share one mapping.
+
+Dates and times are checked with pydicom's own value types (PS3.5 §6.2: DA, TM; ``pydicom.valuerep``), so a date that
+is not on the calendar (``20250230``) never reaches the registry: the value is left out and the instance carries a
+warning naming the attribute, which the intake logs and prints. The rest of the study is kept — a study date is
+descriptive, the identifiers are what matters (README "DICOM").
 """
 
 from __future__ import annotations
 
+import os
+import re
 import struct
+import zlib
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -16,6 +26,7 @@ import orjson
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from pydicom.valuerep import DA, TM
 
 from adapters.errors import DicomInputError
 
@@ -67,6 +78,7 @@ class InstanceFacts:
     sex: str = ""
     procedure_codes: tuple[ProcedureCode, ...] = ()
     contrast_agent: str = ""
+    warnings: tuple[str, ...] = ()  # values left out because they are not valid DICOM (no patient data in them)
 
     def to_json(self) -> bytes:
         return orjson.dumps(asdict(self))
@@ -76,6 +88,7 @@ class InstanceFacts:
         raw = orjson.loads(data)
         raw["other_ids"] = tuple(OtherId(**o) for o in raw.get("other_ids") or [])
         raw["procedure_codes"] = tuple(ProcedureCode(**p) for p in raw.get("procedure_codes") or [])
+        raw["warnings"] = tuple(raw.get("warnings") or ())
         return cls(**raw)
 
 
@@ -134,6 +147,55 @@ def _name(ds: Dataset) -> tuple[str, str]:
     return parts[0].strip(), (parts[1].strip() if len(parts) > 1 else "")
 
 
+_TAGS = {
+    "StudyDate": "0008,0020",
+    "SeriesDate": "0008,0021",
+    "StudyTime": "0008,0030",
+    "SeriesTime": "0008,0031",
+    "PatientBirthDate": "0010,0030",
+    "TimezoneOffsetFromUTC": "0008,0201",
+}
+_OFFSET = re.compile(r"^[+-](\d{2})(\d{2})$")
+
+
+def checked_date(text: str) -> tuple[str, str | None]:
+    """A DA value as YYYYMMDD, or "" and why not (PS3.5 §6.2 DA; the ACR-NEMA form YYYY.MM.DD is read too)."""
+    if not text:
+        return "", None
+    try:
+        return DA(text).strftime("%Y%m%d"), None
+    except ValueError as exc:
+        return "", str(exc)
+
+
+def checked_time(text: str) -> tuple[str, str | None]:
+    """A TM value (HH, HHMM, HHMMSS, HHMMSS.F…; the retired HH:MM:SS too), or "" and why not (PS3.5 §6.2 TM)."""
+    if not text:
+        return "", None
+    plain = text.replace(":", "")
+    try:
+        TM(plain)
+    except ValueError:
+        return "", "not a time of day"
+    return plain, None
+
+
+def _checked(ds: Dataset, keyword: str, warnings: list[str]) -> str:
+    text = _text(ds, keyword)
+    if keyword == "TimezoneOffsetFromUTC":
+        m = _OFFSET.match(text)
+        ok = not text or (m is not None and int(m.group(1)) <= 14 and int(m.group(2)) < 60)
+        value, why = (text, None) if ok else ("", "not a UTC offset ±HHMM")
+    elif keyword.endswith("Time"):
+        value, why = checked_time(text)
+    else:
+        value, why = checked_date(text)
+    if why is not None:
+        shown = "" if keyword == "PatientBirthDate" else f" {text!r}"  # a birth date is the patient's: not repeated
+        warnings.append(f"{keyword} ({_TAGS[keyword]}){shown} is not a valid DICOM value ({why}): left out")
+    return value
+
+
 def facts_from_dataset(ds: Dataset, where: str = "dataset") -> InstanceFacts:
     """The facts of one instance; ``DicomInputError`` names a missing identifying attribute or an unreadable header."""
     try:
@@ -158,6 +220,8 @@ def facts_from_dataset(ds: Dataset, where: str = "dataset") -> InstanceFacts:
             if _text(i, "CodeValue")
         )
         family, given = _name(ds)
+        warnings: list[str] = []
+        dated = {k: _checked(ds, k, warnings) for k in _TAGS}
         accession_issuer = ""
         for item in ds.get("IssuerOfAccessionNumberSequence") or []:
             accession_issuer = _text(item, "LocalNamespaceEntityID") or _text(item, "UniversalEntityID")
@@ -172,11 +236,11 @@ def facts_from_dataset(ds: Dataset, where: str = "dataset") -> InstanceFacts:
             series_description=_text(ds, "SeriesDescription"),
             body_part=_text(ds, "BodyPartExamined").upper(),
             laterality=_text(ds, "Laterality").upper(),
-            series_date=_text(ds, "SeriesDate"),
-            series_time=_text(ds, "SeriesTime"),
-            study_date=_text(ds, "StudyDate"),
-            study_time=_text(ds, "StudyTime"),
-            tz_offset=_text(ds, "TimezoneOffsetFromUTC"),
+            series_date=dated["SeriesDate"],
+            series_time=dated["SeriesTime"],
+            study_date=dated["StudyDate"],
+            study_time=dated["StudyTime"],
+            tz_offset=dated["TimezoneOffsetFromUTC"],
             accession=_text(ds, "AccessionNumber"),
             accession_issuer=accession_issuer,
             study_id=_text(ds, "StudyID"),
@@ -187,10 +251,11 @@ def facts_from_dataset(ds: Dataset, where: str = "dataset") -> InstanceFacts:
             other_ids=tuple(other),
             family=family,
             given=given,
-            birth_date=_text(ds, "PatientBirthDate"),
+            birth_date=dated["PatientBirthDate"],
             sex=_text(ds, "PatientSex").upper(),
             procedure_codes=procedures,
             contrast_agent=_text(ds, "ContrastBolusAgent"),
+            warnings=tuple(warnings),
         )
     except DicomInputError:
         raise
@@ -199,17 +264,76 @@ def facts_from_dataset(ds: Dataset, where: str = "dataset") -> InstanceFacts:
 
 
 def read_file(source: Path | IO[bytes], where: str | None = None) -> InstanceFacts:
-    """Read one DICOM Part 10 file's header (not its pixels)."""
+    """Read one DICOM Part 10 file's header (not its pixels), and check that the file holds the whole Pixel Data
+    element it declares: a file cut short in transit is refused, not sent as a valid instance."""
     label = where or (source.name if isinstance(source, Path) else "stream")
     try:
-        ds = dcmread(source, stop_before_pixels=True)
+        with ExitStack() as stack:
+            fp = stack.enter_context(source.open("rb")) if isinstance(source, Path) else source
+            ds = dcmread(fp, stop_before_pixels=True, force=False)
+            problem = _pixel_data_problem(fp, ds)
     except InvalidDicomError:
         raise DicomInputError(f"{label}: not a DICOM file (no DICM preamble)") from None
-    except (EOFError, struct.error, ValueError, TypeError, KeyError, OverflowError, LookupError) as exc:
+    except (EOFError, struct.error, ValueError, TypeError, KeyError, OverflowError, LookupError, zlib.error) as exc:
         raise DicomInputError(f"{label}: truncated or damaged DICOM header ({type(exc).__name__}: {exc})") from None
     except OSError as exc:
         raise DicomInputError(f"{label}: cannot be read ({exc.strerror or exc})") from None
+    if problem:
+        raise DicomInputError(f"{label}: truncated DICOM file: {problem}")
     return facts_from_dataset(ds, label)
+
+
+_LONG_VRS = {b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"UN", b"SQ", b"UT", b"UC", b"UR"}
+_ITEM, _SEQUENCE_END = 0xFFFEE000, 0xFFFEE0DD
+
+
+def _pixel_data_problem(fp: IO[bytes], ds: Dataset) -> str | None:
+    """What is missing of the Pixel Data element at the stream's position (where ``stop_before_pixels`` left it), or
+    None. Native pixel data must fit its declared length; encapsulated pixel data (PS3.5 A.4) must reach its
+    sequence delimiter. Only the element headers are read (the fragments are skipped), so this costs a few seeks."""
+    if not fp.seekable() or ds.original_encoding[0] is None:
+        return None
+    ts = getattr(ds.file_meta, "TransferSyntaxUID", None) if hasattr(ds, "file_meta") else None
+    if ts is not None and ts.is_deflated:
+        return None  # the dataset was inflated into memory: a cut stream already failed to inflate
+    implicit, little = ds.original_encoding
+    end = "<" if little else ">"
+    start = fp.tell()
+    size = fp.seek(0, os.SEEK_END)
+    fp.seek(start)
+    head = fp.read(8)
+    if not head:
+        return None  # no pixel data (a structured report, a presentation state)
+    if len(head) < 8:
+        return "the file ends inside the Pixel Data element's header"
+    if implicit:
+        length, body = struct.unpack(f"{end}L", head[4:8])[0], start + 8
+    elif head[4:6] in _LONG_VRS:
+        more = fp.read(4)
+        if len(more) < 4:
+            return "the file ends inside the Pixel Data element's header"
+        length, body = struct.unpack(f"{end}L", more)[0], start + 12
+    else:
+        length, body = struct.unpack(f"{end}H", head[6:8])[0], start + 8
+    if length != 0xFFFFFFFF:
+        if body + length > size:
+            return f"Pixel Data (7FE0,0010) declares {length} bytes, the file holds {max(size - body, 0)}"
+        return None
+    position = body
+    while True:
+        fp.seek(position)
+        item = fp.read(8)
+        if len(item) < 8:
+            return "encapsulated Pixel Data (7FE0,0010) ends before its sequence delimiter"
+        group, element, item_length = struct.unpack("<HHL", item)  # items are little endian (PS3.5 A.4)
+        tag = (group << 16) | element
+        if tag == _SEQUENCE_END:
+            return None
+        if tag != _ITEM:
+            return f"encapsulated Pixel Data (7FE0,0010) holds ({group:04X},{element:04X}) where an item belongs"
+        position += 8 + item_length
+        if position > size:
+            return f"a Pixel Data fragment declares {item_length} bytes past the end of the file"
 
 
 def group(instances: list[InstanceFacts]) -> dict[str, StudyFacts]:

@@ -4,31 +4,42 @@
 - **C-STORE receiver** (pynetdicom): each instance's header is committed to the outbox's staging table before the
   C-STORE is answered; a study is sent once no instance has arrived for ``stable_seconds`` (and sent again, updated,
   if more instances come later);
-- **DICOMweb pull** (``hr-adapter dicom pull --since …``): QIDO-RS at study, series and instance level.
+- **DICOMweb pull** (``hr-adapter dicom pull``, adapters/dicom/pull.py): QIDO-RS at study, series and instance level.
 
 A study is queued only when its Bundle differs from what was last queued for it, so a rescan or a repeated pull sends
-nothing new.
+nothing new. A study that cannot be mapped (an empty PatientID; any failure of the mapping) is held in the quarantine
+(adapters/dicom/quarantine.py) with its reason, logged once, and replayed by the operator after the fix; a study that
+later maps (more instances, a rescan, a corrected PACS) leaves it on its own. Values that are not valid DICOM (a
+StudyDate not on the calendar) are left out with a warning, logged once when the study is queued.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from adapters.codes import Coder
 from adapters.config import AdapterConfig
-from adapters.dicom.headers import InstanceFacts, StudyFacts, facts_from_dataset, facts_from_json, group, read_file
+from adapters.dicom.headers import (
+    InstanceFacts,
+    StudyFacts,
+    checked_date,
+    checked_time,
+    facts_from_dataset,
+    group,
+    read_file,
+)
 from adapters.dicom.mapping import MappedStudy, StudyMapper
+from adapters.dicom.quarantine import Quarantine
 from adapters.errors import AdapterError, DicomInputError
 from adapters.fhir import dumps
+from adapters.masking import mask_id_shaped
 from adapters.push.outbox import Outbox, OutboxError
 
 log = logging.getLogger("hr_adapter.dicom")
@@ -43,6 +54,42 @@ class IntakeReport:
     unchanged: int = 0
     unmapped: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    quarantined: list[str] = field(default_factory=list)  # "study <uid>: <reason>"
+    warnings: list[str] = field(default_factory=list)
+
+
+CORRECTABLE = {  # DICOM keyword → header fact that ``hr-adapter quarantine replay --set`` may correct
+    "PatientID": "patient_id",
+    "IssuerOfPatientID": "patient_id_issuer",
+    "AccessionNumber": "accession",
+    "StudyDate": "study_date",
+    "StudyTime": "study_time",
+    "Modality": "modality",
+    "BodyPartExamined": "body_part",
+    "StudyDescription": "study_description",
+}
+
+
+def corrections(pairs: list[str]) -> dict[str, Any]:
+    """``KEYWORD=VALUE`` pairs as header facts to set; ``AdapterError`` names what is not correctable or not valid."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        keyword, sep, value = pair.partition("=")
+        keyword, value = keyword.strip(), value.strip()
+        if not sep or keyword not in CORRECTABLE:
+            raise AdapterError(
+                f"--set {keyword or pair!r}: expected KEYWORD=VALUE with one of {', '.join(CORRECTABLE)}"
+            )
+        if keyword == "StudyDate" and value:
+            value, why = checked_date(value)
+            if why:
+                raise AdapterError(f"--set StudyDate: not a DICOM date YYYYMMDD ({why})")
+        if keyword == "StudyTime" and value:
+            value, why = checked_time(value)
+            if why:
+                raise AdapterError(f"--set StudyTime: not a DICOM time HHMMSS ({why})")
+        out[CORRECTABLE[keyword]] = value.upper() if keyword in ("Modality", "BodyPartExamined") else value
+    return out
 
 
 class DicomIntake:
@@ -57,13 +104,19 @@ class DicomIntake:
         self.config = config
         self.mapper = StudyMapper(config, coder)
         self.outbox = outbox
+        self.quarantine = Quarantine(outbox)
         self.on_queued = on_queued
 
     def queue(self, study: StudyFacts, source: str, report: IntakeReport) -> MappedStudy | None:
+        """Map the study and queue its Bundle, or hold it in the quarantine with the reason (None then)."""
         try:
             mapped = self.mapper.map(study)
         except DicomInputError as exc:
-            report.errors.append(str(exc))
+            self._hold(study, source, str(exc).removeprefix(f"study {study.uid}: "), report)
+            return None
+        except Exception as exc:  # a fault of the adapter itself: held too, never retried in a loop or lost
+            log.error("%s: study %s cannot be mapped", source, study.uid, exc_info=exc)
+            self._hold(study, source, f"the adapter failed to map it ({type(exc).__name__})", report)
             return None
         body = dumps(mapped.bundle)
         queued = self.outbox.enqueue_study(
@@ -75,17 +128,47 @@ class DicomIntake:
             body=body,
             unmapped=mapped.unmapped,
         )
+        if self.quarantine.release(study.uid):
+            log.info("%s: study %s left the quarantine", source, study.uid)
         report.studies += 1
         if mapped.item is None:
             report.unmapped.append(mapped.summary)
+        warnings = sorted({w for s in study.series.values() for i in s.instances.values() for w in i.warnings})
+        report.warnings += [f"study {study.uid}: {w}" for w in warnings]
         if queued:
             report.queued += 1
             log.info("%s: queued %s", source, mapped.summary)
+            for w in warnings:
+                log.warning("%s: study %s: %s", source, study.uid, w)
             if self.on_queued is not None:
                 self.on_queued()
         else:
             report.unchanged += 1
         return mapped
+
+    def _hold(self, study: StudyFacts, source: str, reason: str, report: IntakeReport) -> None:
+        reason = mask_id_shaped(reason)
+        report.studies += 1
+        report.quarantined.append(f"study {study.uid}: {reason}")
+        if self.quarantine.hold(study, source, reason):
+            log.warning(
+                "%s: study %s held in the quarantine: %s (hr-adapter quarantine list; fix, then replay)",
+                source,
+                study.uid,
+                reason,
+            )
+
+    def replay(self, uids: list[str] | None = None, fixes: dict[str, Any] | None = None) -> IntakeReport:
+        """Map held studies again (after a code map or configuration change), with ``fixes`` applied to every
+        instance's header facts (from :func:`corrections`); a study that maps goes to the outbox and leaves the
+        quarantine, one that does not stays with its new reason."""
+        report = IntakeReport()
+        for held in self.quarantine.studies(uids):
+            instances = [dataclasses.replace(i, **fixes) if fixes else i for i in held.instances]
+            report.instances += len(instances)
+            for study in group(instances).values():
+                self.queue(study, held.source, report)
+        return report
 
     # ------------------------------------------------------------------------------------------------ folder scan
     @staticmethod
@@ -146,96 +229,3 @@ class DicomIntake:
             except Exception:  # keep receiving whatever one study does
                 log.exception("error while sending received studies")
             stop.wait(poll)
-
-    # ------------------------------------------------------------------------------------------------ DICOMweb
-    def pull(
-        self, since: date | None, *, http: httpx.Client | None = None, progress: Callable[[int], None] | None = None
-    ) -> IntakeReport:
-        pull = self.config.dicom.pull
-        if pull is None:
-            raise AdapterError("dicom.pull.qido_rs is not configured")
-        report = IntakeReport()
-        if since is None:
-            mark = self.outbox.mark("dicomweb-since")
-            since = date.fromisoformat(mark) if mark else date.today() - timedelta(days=1)  # noqa: DTZ011
-        started_on = date.today()  # noqa: DTZ011 - a StudyDate is a local calendar date
-        auth = (pull.username, pull.password or "") if pull.username else None
-        client = http or httpx.Client(timeout=60, auth=auth)
-        base = pull.qido_rs.rstrip("/")
-        try:
-            for study_attrs in self._pages(
-                client,
-                f"{base}/studies",
-                {
-                    "StudyDate": f"{since.strftime('%Y%m%d')}-",
-                    "includefield": ["00081030", "00100021", "00080201"],
-                },
-            ):
-                uid = _value(study_attrs, "0020000D")
-                if not uid:
-                    continue
-                try:
-                    study = self._study(client, base, uid, study_attrs)
-                except DicomInputError as exc:
-                    report.errors.append(f"study {uid}: {exc}")
-                    continue
-                report.instances += study.number_of_instances
-                self.queue(study, "dicomweb", report)
-                if progress is not None:
-                    progress(1)
-        except httpx.HTTPError as exc:
-            raise AdapterError(f"the PACS at {base} cannot be queried: {exc}") from None
-        finally:
-            if http is None:
-                client.close()
-        if not report.errors:
-            # next time, start from the day this pull started (studies of that day may still be arriving)
-            self.outbox.set_mark("dicomweb-since", started_on.isoformat())
-        return report
-
-    def _pages(self, client: httpx.Client, url: str, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
-        size = self.config.dicom.pull.page_size if self.config.dicom.pull else 100
-        offset = 0
-        while True:
-            r = client.get(
-                url, params={**params, "limit": size, "offset": offset}, headers={"Accept": "application/dicom+json"}
-            )
-            if r.status_code == 204:
-                return
-            if r.status_code != 200:
-                raise AdapterError(f"QIDO-RS {url} answered {r.status_code}: {r.text[:200]}")
-            try:
-                rows = r.json()
-            except ValueError:
-                raise AdapterError(f"QIDO-RS {url} answered with a body that is not DICOM JSON") from None
-            if not isinstance(rows, list):
-                raise AdapterError(f"QIDO-RS {url} answered with a body that is not a DICOM JSON array")
-            yield from (row for row in rows if isinstance(row, dict))
-            if len(rows) < size:
-                return
-            offset += size
-
-    def _study(self, client: httpx.Client, base: str, uid: str, study_attrs: dict[str, Any]) -> StudyFacts:
-        series_attrs = {
-            _value(s, "0020000E"): s
-            for s in self._pages(
-                client,
-                f"{base}/studies/{uid}/series",
-                {"includefield": ["00180015", "00200060", "0008103E", "00080021", "00080031"]},
-            )
-        }
-        instances: list[InstanceFacts] = []
-        for inst in self._pages(client, f"{base}/studies/{uid}/instances", {"includefield": ["00180010"]}):
-            series_uid = _value(inst, "0020000E")
-            instances.append(facts_from_json(study_attrs, series_attrs.get(series_uid, {}), inst))
-        if not instances:
-            raise DicomInputError("the PACS lists no instances")
-        studies = group(instances)
-        study = studies[uid] if uid in studies else next(iter(studies.values()))
-        return study
-
-
-def _value(attrs: dict[str, Any], tag: str) -> str:
-    element = attrs.get(tag) or {}
-    values = element.get("Value") or [] if isinstance(element, dict) else []
-    return str(values[0]) if values and not isinstance(values[0], dict) else ""

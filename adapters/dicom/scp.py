@@ -1,16 +1,25 @@
 """The C-STORE receiver (Storage SCP, pynetdicom): modalities or the PACS's routing rules send instances here.
 
-Only the header is kept (committed to the outbox's staging table before the success status goes back); the pixel
-data is dropped. A dataset without its identifying UIDs is refused with 0xC000, a storage failure answered 0xA700 so
-the sender retries; the listener itself keeps running. C-ECHO is answered, so the sender's "test connection" works.
+Only the header is kept (committed to the outbox's staging table before the status goes back); the pixel data is
+dropped. So every transfer syntax pynetdicom knows is accepted for every storage SOP class, as its own ``storescp``
+does — JPEG Baseline/Extended/Lossless, JPEG-LS, JPEG 2000, RLE, deflated, … (PS3.5 §10 and Annex A) — and a
+compressed image is never refused at the modality (0006,020E); the pixels are not decoded.
+
+Statuses (PS3.4 Annex B, C-STORE response statuses): **0x0000** once the header is committed — also for an instance
+whose study will not map (an empty PatientID): the header is stored, the study goes to the quarantine with its reason
+and the operator replays it after the fix (README "DICOM" says why this is Success and not a failure). **0xC000**
+(cannot understand) for a dataset without the UIDs that identify it, which could not even be held; **0xA700** (out
+of resources) when the outbox cannot be written, so the sender keeps the instance and retries. The listener keeps
+running whatever one dataset does. C-ECHO is answered, so the sender's "test connection" works.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from typing import Any
 
-from pynetdicom import AE, AllStoragePresentationContexts, evt
+from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from adapters.dicom.intake import DicomIntake
@@ -24,10 +33,13 @@ class StoreServer:
         self.host, self.port = host, port
         self.ae = AE(ae_title=ae_title)
         self.ae.maximum_pdu_size = max_pdu
-        self.ae.supported_contexts = AllStoragePresentationContexts
-        self.ae.add_supported_context(Verification)
+        for context in AllStoragePresentationContexts:
+            if context.abstract_syntax is not None:
+                self.ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES)
+        self.ae.add_supported_context(Verification, ALL_TRANSFER_SYNTAXES)
         self._server: Any = None
         self.received = 0
+        self.syntaxes: Counter[str] = Counter()  # instances received per transfer syntax
 
     def _on_store(self, event: Any) -> int:
         try:
@@ -38,6 +50,7 @@ class StoreServer:
         status = self.intake.staged(ds)
         if status == 0:
             self.received += 1
+            self.syntaxes[str(event.context.transfer_syntax)] += 1
         return status
 
     def start(self) -> None:

@@ -400,3 +400,14 @@ class Outbox:
                 "INSERT INTO pull_mark (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = ?",
                 (name, value, value),
             )
+
+    # ------------------------------------------------------------------------------------------------ shared file
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction on the outbox file for state other modules keep in it (the DICOM quarantine and the
+        PACS pull's watermark, adapters/dicom/quarantine.py), so it commits atomically with the outbox's own."""
+        with self._tx() as db:
+            yield db
+
+    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+        return self._read(sql, params)

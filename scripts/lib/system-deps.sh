@@ -1,11 +1,13 @@
 # Debian packages the test suite starts for real: Orthanc + its DICOMweb plugin (a PACS for the DICOMweb adapter
-# tests), Chromium (the browser tests). Installed when missing and apt-get is usable (root, or passwordless sudo);
-# otherwise the tests that need them say they are skipped, and under CI=true they fail instead.
+# tests), dcmtk (a modality's storescu and its compressors, for the C-STORE tests), Chromium (the browser tests).
+# Installed when missing and apt-get is usable (root, or passwordless sudo); otherwise the tests that need them say
+# they are skipped, and under CI=true they fail instead.
 # Usage: . scripts/lib/system-deps.sh; ensure_system_deps
 ensure_system_deps() {
   local missing=()
   command -v Orthanc >/dev/null 2>&1 || [ -x /usr/sbin/Orthanc ] || missing+=(orthanc)
   ls /usr/share/orthanc/plugins/libOrthancDicomWeb.so* >/dev/null 2>&1 || missing+=(orthanc-dicomweb)
+  command -v storescu >/dev/null 2>&1 || missing+=(dcmtk)  # storescu, dcmcjpeg, dcmcrle, dcmcjpls: a modality's side
   [ -x /usr/bin/chromium ] || missing+=(chromium)
   # the pages are Chinese first: without a CJK font the screenshots show boxes
   ls /usr/share/fonts/opentype/noto/NotoSansCJK* >/dev/null 2>&1 || missing+=(fonts-noto-cjk)

@@ -66,7 +66,7 @@ def test_hl7_over_mllp_and_dicom_over_c_store_reach_the_recognition_check(
     mllp, cstore = free_port(), free_port()
     config = adapter_config(tmp_path / "adapter", registry, mllp_port=mllp, cstore_port=cstore)
     adapter = AdapterProcess(registry, config, tmp_path / "adapter.log")
-    adapter.start(wait_for_port=mllp)
+    adapter.start(wait_for_port=cstore)  # the C-STORE listener starts after the MLLP one
     try:
         ct = sample("CT_small.dcm", PatientID="A-123", **study_dated(STUDY_AT))
         # the RIS report arrives before its images: it waits in the outbox until the study is there
