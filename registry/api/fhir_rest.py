@@ -97,7 +97,7 @@ def audit_read(event_id: str, request: Request, principal: CurrentPrincipal) -> 
 def search(rtype: str, request: Request, principal: CurrentPrincipal) -> Response:
     ctx = ctx_of(request)
     audit = audit_context(request, principal, "search-type", rtype)
-    lenient = prefer(request).get("handling") == "lenient"
+    lenient = prefer(request).get("handling") != "strict"  # R4 search.html §3.1.1.4: lenient unless asked
     outcome = ctx.reads.search(principal, audit, rtype, _params(request), lenient=lenient)
     return fhir_response(outcome.body)
 
@@ -112,7 +112,7 @@ async def search_post(rtype: str, request: Request, principal: CurrentPrincipal)
     params = _params(request) + [(k, str(v)) for k, v in form.multi_items()]
     # the audit row records the form's parameters as well (redacted like a query string)
     audit = audit_context(request, principal, "search-type", rtype, query=urlencode(params))
-    lenient = prefer(request).get("handling") == "lenient"
+    lenient = prefer(request).get("handling") != "strict"  # R4 search.html §3.1.1.4: lenient unless asked
     outcome = await run_in_threadpool(ctx.reads.search, principal, audit, rtype, params, lenient=lenient)
     return fhir_response(outcome.body)
 
