@@ -178,7 +178,9 @@ class SearchParser:
             return self._token(param, raw, modifier == "not", rtype)
         if param.type is ParamType.STRING:
             if modifier not in (None, "exact", "contains"):
-                raise UnsupportedModifierError(f"modifier :{modifier} is not supported on string parameter {param.name}")
+                raise UnsupportedModifierError(
+                    f"modifier :{modifier} is not supported on string parameter {param.name}"
+                )
             mode = modifier or "prefix"
             vals = _values(raw) if mode == "exact" else [normalize_string(v) for v in _values(raw)]
             if not any(vals):
@@ -189,9 +191,7 @@ class SearchParser:
                 raise UnsupportedModifierError(f"modifier :{modifier} is not supported on date parameter {param.name}")
             return DateClause(param.name, self.date_values(param.name, raw))
         if modifier is not None and not modifier[:1].isupper():
-            raise UnsupportedModifierError(
-                f"modifier :{modifier} is not supported on reference parameter {param.name}"
-            )
+            raise UnsupportedModifierError(f"modifier :{modifier} is not supported on reference parameter {param.name}")
         if modifier is not None and param.targets and modifier not in param.targets:
             raise BadRequestError(f"{param.name} refers to {'/'.join(param.targets)}, not {modifier}")
         return self._reference(param, raw, modifier)

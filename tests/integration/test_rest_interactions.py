@@ -110,6 +110,35 @@ def test_update_id_mismatch_and_bad_id(api: Api) -> None:
     assert r.status_code == 400
 
 
+def test_an_update_without_an_id_in_the_body_is_400_and_writes_nothing(api: Api) -> None:
+    """R4 http.html §3.1.0.4: the body SHALL carry an id identical to the URL's; with none, or another, 400."""
+    rid = unique("org")
+    r = api.put(f"/fhir/Organization/{rid}", {"resourceType": "Organization", "name": "无 id"})
+    assert r.status_code == 400, r.text
+    outcome = r.json()
+    assert outcome["resourceType"] == "OperationOutcome"
+    assert "id" in outcome["issue"][0]["diagnostics"] and outcome["issue"][0]["expression"] == ["Organization.id"]
+    assert api.get(f"/fhir/Organization/{rid}").status_code == 404  # not created
+    assert (
+        api.put(f"/fhir/Organization/{rid}", {"resourceType": "Organization", "id": rid, "name": "一"}).status_code
+        == 201
+    )
+    for body in (
+        {"resourceType": "Organization", "name": "二"},
+        {"resourceType": "Organization", "id": "other", "name": "二"},
+    ):
+        assert api.put(f"/fhir/Organization/{rid}", body).status_code == 400
+    current = api.get(f"/fhir/Organization/{rid}").json()
+    assert current["meta"]["versionId"] == "1" and current["name"] == "一"  # no new version
+    # the same rule for a PUT entry of a transaction (the same interaction, bundle.html §3.1.0.11)
+    entry = {"resource": {"resourceType": "Organization", "name": "三"},
+             "request": {"method": "PUT", "url": f"Organization/{rid}"}}  # fmt: skip
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [entry]}
+    r = api.post("/fhir", bundle)
+    assert r.status_code == 400 and "Bundle.entry[0]" in r.text, r.text
+    assert api.get(f"/fhir/Organization/{rid}").json()["meta"]["versionId"] == "1"
+
+
 def test_delete_then_read_is_gone_and_history_keeps_it(api: Api) -> None:
     p = api.patient("hosp-a", unique("A"), resident_id(7))
     rid = p["id"]

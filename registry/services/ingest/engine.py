@@ -205,8 +205,20 @@ class WriteEngine:
         if step.method in ("POST", "PUT"):
             step.resource = self.preparer.parse(step.item.text or "", step.type, checked=not single)
             body_id = step.resource.get("id")
-            if step.method == "PUT" and step.id and body_id not in (None, step.id):
-                raise BadRequestError(f"the resource id {body_id!r} does not match {step.type}/{step.id}")
+            if step.method == "PUT" and step.id:
+                # R4 http.html §3.1.0.4 update: the body SHALL carry an id identical to the URL's; without one, or
+                # with another, the server SHALL answer 400.
+                if body_id is None:
+                    raise BadRequestError(
+                        f'an update of {step.type}/{step.id} needs the resource\'s id in the body ("id": '
+                        f'"{step.id}"); to create with a server id, POST {step.type}',
+                        expression=[f"{step.type}.id"],
+                    )
+                if body_id != step.id:
+                    raise BadRequestError(
+                        f"the resource id {body_id!r} does not match {step.type}/{step.id}",
+                        expression=[f"{step.type}.id"],
+                    )
 
     def _resolve_target(self, s: Session, step: Step, by_identifier: Mapping[tuple[str, str, str], Stored]) -> None:
         policy.require_scope(s.principal, step.type, "write")
