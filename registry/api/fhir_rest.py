@@ -25,7 +25,7 @@ from registry.fhir.bundle import weak_etag
 from registry.fhir.response import fhir_response
 from registry.services.audit import read_audit_event, search_audit_events
 from registry.services.pix import ihe_pix
-from registry.services.search import require_type
+from registry.services.search import require_type, subset_of
 
 router = APIRouter(prefix="/fhir", tags=["FHIR"], dependencies=[Depends(require_json)])
 
@@ -148,11 +148,14 @@ async def conditional_update(rtype: str, request: Request, principal: CurrentPri
 @router.get("/{rtype}/{rid}", summary="read", response_class=Response)
 def read(rtype: str, rid: str, request: Request, principal: CurrentPrincipal) -> Response:
     ctx = ctx_of(request)
+    subset = subset_of(_params(request))
     audit = audit_context(request, principal, "read", rtype, rid)
     stored = ctx.reads.read(principal, audit, rtype, rid)
     if_none_match = request.headers.get("if-none-match")
     if if_none_match and weak_etag(stored.version) in [t.strip() for t in if_none_match.split(",")]:
         return Response(status_code=304, headers=resource_headers(stored))
+    if subset is not None:
+        return fhir_response(subset.apply(stored.body), headers=resource_headers(stored))
     return stored_response(request, stored)
 
 
@@ -191,7 +194,9 @@ def history(rtype: str, rid: str, request: Request, principal: CurrentPrincipal)
 @router.get("/{rtype}/{rid}/_history/{vid}", summary="vread", response_class=Response)
 def vread(rtype: str, rid: str, vid: str, request: Request, principal: CurrentPrincipal) -> Response:
     ctx = ctx_of(request)
+    subset = subset_of(_params(request))
     audit = audit_context(request, principal, "vread", rtype, rid)
     version = ctx.reads.vread(principal, audit, rtype, rid, vid)
     headers = {"ETag": weak_etag(version.version), "Last-Modified": format_datetime(version.last_updated, usegmt=True)}
-    return fhir_response(version.body or b"{}", headers=headers)
+    body = version.body or b"{}"
+    return fhir_response(subset.apply(body) if subset is not None else body, headers=headers)

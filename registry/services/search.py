@@ -18,6 +18,7 @@ from registry.auth import Principal
 from registry.errors import BadRequestError, ForbiddenError, GoneError, NotFoundError, RegistryError
 from registry.fhir.bundle import Entry, instant, render
 from registry.fhir.search_params import INCLUDES, SEARCH_PARAMS
+from registry.fhir.subsetting import Subset, SubsetError
 from registry.services import policy
 from registry.services.audit import AuditContext, AuditTrail, audit_row, rows_for_patients
 from registry.services.identity import IdentityPolicy
@@ -242,9 +243,10 @@ class Reads:
             count = repo.count(query)
             return SearchOutcome(render("searchset", [], now=now, total=count, links=[("self", self_url)]), count), []
         rows, last = repo.search(query)
-        entries = [Entry(f"{self.ctx.base_url}/{s.type}/{s.id}", s.body, "match") for s in rows]
+        shown = parsed.subset.apply if parsed.subset is not None else _whole
+        entries = [Entry(f"{self.ctx.base_url}/{s.type}/{s.id}", shown(s.body), "match") for s in rows]
         included = self._includes(repo, principal, rows, parsed.includes, break_glass)
-        entries += [Entry(f"{self.ctx.base_url}/{s.type}/{s.id}", s.body, "include") for s in included]
+        entries += [Entry(f"{self.ctx.base_url}/{s.type}/{s.id}", shown(s.body), "include") for s in included]
         if parsed.ignored:
             warning = _outcome_bytes("warning", "not-supported", "ignored: " + "; ".join(parsed.ignored))
             entries.append(Entry(None, warning, "outcome"))
@@ -283,6 +285,24 @@ class Reads:
                 continue  # an included resource the principal may not see is left out, not an error
             out.append(stored)
         return out
+
+
+def _whole(body: bytes) -> bytes:
+    return body
+
+
+def subset_of(params: Sequence[tuple[str, str]]) -> Subset | None:
+    """``_summary`` / ``_elements`` of a read or vread (R4 search.html §3.1.1.5.8–9 apply to reads too);
+    ``_summary=count`` belongs to searches."""
+    summary = [v for k, v in params if k == "_summary"]
+    if len(summary) > 1:
+        raise BadRequestError("_summary is given more than once")
+    if summary and summary[0] == "count":
+        raise BadRequestError("_summary=count is for searches; a read returns one resource")
+    try:
+        return Subset.of(summary[0] if summary else None, [v for k, v in params if k == "_elements"])
+    except SubsetError as exc:
+        raise BadRequestError(str(exc)) from None
 
 
 def _outcome_bytes(severity: str, code: str, text: str) -> bytes:

@@ -4,7 +4,8 @@ Supported: token (``code``, ``system|code``, ``|code``, ``system|``; ``:not``, `
 ``:exact``, ``:contains``), date with every prefix (eq ne gt lt ge le sa eb ap) at any precision, reference
 (``Type/id``, ``id``, absolute URL under this server), one level of chaining (``patient.identifier``,
 ``subject:Patient.name``…), comma = OR, repetition = AND; ``_id``, ``_lastUpdated``, ``_count``, ``_sort``,
-``_include``, ``_summary=count``, ``_total``.
+``_include``, ``_summary`` (``count``; ``true``, ``text``, ``data``, ``false`` and ``_elements`` in
+registry.fhir.subsetting), ``_total``.
 
 Errors (FHIR R4 search.html §3.1.1.4 "Handling Errors"): an *unknown or unsupported parameter* is ignored by default
 (``lenient``: reported in an OperationOutcome entry, left out of the ``self`` link) and refused with 400 under
@@ -24,6 +25,7 @@ from datetime import datetime, timedelta, tzinfo
 from registry.errors import BadRequestError
 from registry.fhir.extract import DateFormatError, date_range, from_us, normalize_string, parse_reference, to_us
 from registry.fhir.search_params import INCLUDES, SEARCH_PARAMS, SORTABLE, ParamType, SearchParam
+from registry.fhir.subsetting import Subset, SubsetError
 from registry.services.identity import IdentityPolicy, NationalIdError
 from registry.store.query import (
     ChainClause,
@@ -44,7 +46,7 @@ from registry.store.query import (
     encode_cursor,
 )
 
-CONTROL = frozenset({"_count", "_sort", "_include", "_summary", "_total", "_format", "_pretty", "_cursor"})
+CONTROL = frozenset({"_count", "_sort", "_include", "_summary", "_elements", "_total", "_format", "_pretty", "_cursor"})
 _PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
 _SPLIT = re.compile(r"(?<!\\),")
 
@@ -65,6 +67,7 @@ class ParsedSearch:
     total: bool = False
     ignored: list[str] = field(default_factory=list)
     self_params: list[tuple[str, str]] = field(default_factory=list)
+    subset: Subset | None = None  # _summary=true|text|data or _elements
 
 
 def _sort_signature(rtype: str, sort: Sequence[SortKey]) -> str:
@@ -249,6 +252,8 @@ class SearchParser:
         cursor_token: str | None = None
         snapshot: int | None = None
         self_params: list[tuple[str, str]] = []
+        summary: str | None = None
+        element_names: list[str] = []
 
         for name, raw in params:
             if name in ("_format", "_pretty"):
@@ -282,8 +287,14 @@ class SearchParser:
                 elif name == "_summary":
                     if raw == "count":
                         summary_count = True
-                    elif raw != "false":
-                        raise BadRequestError("_summary supports only 'count' (and 'false')")
+                    else:
+                        summary = raw
+                        try:
+                            Subset.of(raw, ())  # the value checked here; combined with _elements below
+                        except SubsetError as exc:
+                            raise BadRequestError(str(exc)) from None
+                elif name == "_elements":
+                    element_names.append(raw)
                 elif name == "_total":
                     if raw not in ("none", "estimate", "accurate"):
                         raise BadRequestError("_total must be none, estimate or accurate")
@@ -305,6 +316,10 @@ class SearchParser:
                 ignored.append(exc.diagnostics)
             else:
                 self_params.append((name, raw))  # the self link lists only the parameters actually used
+        try:
+            subset = Subset.of(summary, element_names)
+        except SubsetError as exc:
+            raise BadRequestError(str(exc)) from None
         if cursor_token is not None:
             cursor, snapshot = self._open_cursor(cursor_token, rtype, sort)
         if count == 0:
@@ -316,4 +331,5 @@ class SearchParser:
             total=total,
             ignored=ignored,
             self_params=self_params,
+            subset=subset,
         )
