@@ -24,6 +24,7 @@ from registry.errors import BadRequestError, RegistryError
 from registry.fhir.bundle import weak_etag
 from registry.fhir.response import fhir_response
 from registry.services.audit import read_audit_event, search_audit_events
+from registry.services.ingest import creation_condition
 from registry.services.pix import ihe_pix
 from registry.services.search import require_type, subset_of
 
@@ -117,14 +118,15 @@ async def search_post(rtype: str, request: Request, principal: CurrentPrincipal)
     return fhir_response(outcome.body)
 
 
-@router.post("/{rtype}", summary="create (If-None-Exist for conditional create)", response_class=Response)
+@router.post("/{rtype}", summary="create (If-None-Exist, or search parameters in the URL: conditional create)",
+             response_class=Response)
 async def create(rtype: str, request: Request, principal: CurrentPrincipal) -> Response:
     ctx = ctx_of(request)
     require_type(rtype)
     text = await _body_text(request)
     audit = audit_context(request, principal, "create", rtype)
-    if_none_exist = request.headers.get("if-none-exist")
-    result = await run_in_threadpool(ctx.ingest.create, principal, audit, rtype, text, if_none_exist)
+    condition = creation_condition(request.headers.get("if-none-exist"), _params(request))
+    result = await run_in_threadpool(ctx.ingest.create, principal, audit, rtype, text, condition)
     ctx.metrics.wrote(result.stored.type, result.status)
     location = f"{ctx.settings.fhir_base_url}/{result.location}"
     return stored_response(request, result.stored, status=result.status, location=location)

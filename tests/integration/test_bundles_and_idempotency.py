@@ -328,3 +328,32 @@ def test_an_entry_cap_answers_413(api: Api) -> None:
     r = api.post("/fhir", {"resourceType": "Bundle", "type": "batch", "entry": entries})
     assert r.status_code == 413
     assert r.json()["issue"][0]["code"] == "too-costly"
+
+
+def test_a_create_with_search_parameters_in_the_url_is_a_conditional_create(api: Api) -> None:
+    """fhirpy's ``get_or_create`` sends ``POST /fhir/Patient?identifier=…``: the parameters are the condition, as
+    If-None-Exist would carry them — found: 200 with the match, nothing created; none: 201; several: 412."""
+    mrn = {"system": "http://hosp-a.example/mrn", "value": unique("GOC")}
+    body = {"resourceType": "Patient", "identifier": [mrn, {"system": NATIONAL, "value": resident_id(777)}],
+            "managingOrganization": {"reference": "Organization/hosp-a"}}  # fmt: skip
+    url = f"/fhir/Patient?identifier={mrn['system']}|{mrn['value']}"
+    first = api.post(url, body, who="hosp-a-system")
+    assert first.status_code == 201, first.text
+    again = api.post(url, body, who="hosp-a-system")
+    assert again.status_code == 200 and again.json()["id"] == first.json()["id"]
+    found = api.get("/fhir/Patient", params={"identifier": f"{mrn['system']}|{mrn['value']}"}).json()
+    assert len(found["entry"]) == 1  # no duplicate
+    # _format is not a condition; the same condition in both places is fine, two different ones are not
+    assert api.post(f"{url}&_format=json", body, who="hosp-a-system").status_code == 200
+    same = {"If-None-Exist": f"identifier={mrn['system']}|{mrn['value']}"}
+    assert api.post(url, body, who="hosp-a-system", headers=same).status_code == 200
+    r = api.post(url, body, who="hosp-a-system", headers={"If-None-Exist": "identifier=http://hosp-a.example/mrn|x"})
+    assert r.status_code == 400 and "two different conditions" in r.text
+    # an unknown parameter in a condition is refused, never ignored (it would match everything)
+    r = api.post("/fhir/Patient?colour=blue", body, who="hosp-a-system")
+    assert r.status_code == 400, r.text
+    org = unique("org")
+    for n in (1, 2):
+        api.post("/fhir/Organization", {"resourceType": "Organization", "name": org, "alias": [str(n)]})
+    r = api.post(f"/fhir/Organization?name={org}", {"resourceType": "Organization", "name": org})
+    assert r.status_code == 412

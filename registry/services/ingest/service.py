@@ -16,6 +16,7 @@ identifier is retried and then answered like a repeat — never a duplicate, nev
 from __future__ import annotations
 
 from collections.abc import Callable
+from urllib.parse import parse_qsl, urlencode
 
 import orjson
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -51,6 +52,22 @@ from registry.services.ingest.session import (
     WriteResult,
 )
 from registry.store.records import DuplicateIdentifierError
+
+_FORMAT_PARAMS = frozenset({"_format", "_pretty"})
+
+
+def creation_condition(if_none_exist: str | None, url_params: list[tuple[str, str]]) -> str | None:
+    """The condition of a create: the ``If-None-Exist`` header (R4 http.html §3.1.0.8 conditional create), or the
+    search parameters in the URL of ``POST [type]?…``, which R4 does not define and which the registry reads as the
+    same condition (fhirpy's ``get_or_create`` and Aidbox send it so) rather than create a duplicate; both at once,
+    unless they say the same, are 400."""
+    used = [(k, v) for k, v in url_params if k not in _FORMAT_PARAMS]
+    query = urlencode(used) if used else None
+    header = if_none_exist.strip().lstrip("?") if if_none_exist else None
+    if query and header and sorted(parse_qsl(header, keep_blank_values=True)) != sorted(used):
+        raise BadRequestError("a create carries two different conditions: If-None-Exist and search parameters in the "
+                              "URL; send one")  # fmt: skip
+    return header or query
 
 
 class Ingest:
