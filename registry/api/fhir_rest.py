@@ -118,8 +118,11 @@ async def search_post(rtype: str, request: Request, principal: CurrentPrincipal)
     return fhir_response(outcome.body)
 
 
-@router.post("/{rtype}", summary="create (If-None-Exist, or search parameters in the URL: conditional create)",
-             response_class=Response)
+@router.post(
+    "/{rtype}",
+    summary="create (If-None-Exist, or search parameters in the URL: conditional create)",
+    response_class=Response,
+)
 async def create(rtype: str, request: Request, principal: CurrentPrincipal) -> Response:
     ctx = ctx_of(request)
     require_type(rtype)

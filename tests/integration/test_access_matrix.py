@@ -462,3 +462,18 @@ def test_break_glass_is_counted_where_it_opened_a_record(region: Region) -> None
     r = _send(region, "clinician", Call("GET", f"/fhir/DiagnosticReport?_id={out.report}", headers=BTG))
     assert r.status_code == 200 and out.report in r.text
     assert _send(region, "clinician", Call("GET", "/fhir/DiagnosticReport", headers=BTG)).status_code == 400
+
+
+@pytest.mark.parametrize("route", [("GET", "/fhir/{rtype}/{rid}"), ("GET", "/fhir/{rtype}/{rid}/_history/{vid}"),
+                                   ("GET", "/fhir/{rtype}")], ids=lambda r: f"HEAD {r[1]}")  # fmt: skip
+def test_head_is_decided_like_get(region: Region, route: tuple[str, str]) -> None:
+    """HEAD is GET without a body (the policy folds it into GET's rule): the same status for every principal and
+    target, nothing disclosed in a body."""
+    build = CASES[route][0]
+    for who in PRINCIPALS:
+        for target_name in TARGETS:
+            call = build(region, region.targets[target_name], who)
+            got = _send(region, who, call)
+            head = _send(region, who, Call("HEAD", call.url))
+            assert head.status_code == got.status_code, (who, target_name, call.url)
+            assert head.content == b"", (who, target_name)
