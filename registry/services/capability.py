@@ -7,7 +7,7 @@ from datetime import date
 from typing import Any
 
 from registry.fhir.models import FHIR_VERSION
-from registry.fhir.search_params import INCLUDES, SEARCH_PARAMS, SORTABLE, ParamType
+from registry.fhir.search_params import INCLUDES, REVINCLUDES, SEARCH_PARAMS, SORTABLE, ParamType
 
 SOFTWARE_VERSION = "0.1.0"
 HR = "https://hr-registry.org.cn/fhir"
@@ -46,6 +46,7 @@ def _resource(rtype: str) -> dict[str, Any]:
         "conditionalDelete": "not-supported",
         "referencePolicy": ["literal", "logical", "resolves", "local"],
         "searchInclude": sorted(f"{rtype}:{p}" for p in INCLUDES.get(rtype, ())),
+        "searchRevInclude": sorted(REVINCLUDES.get(rtype, ())),
         "searchParam": _search_params(rtype),
     }
     doc = f"Sort keys: {', '.join(sorted(SORTABLE[rtype]))}."

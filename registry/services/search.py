@@ -24,7 +24,7 @@ from registry.services.audit import AuditContext, AuditTrail, audit_row, rows_fo
 from registry.services.identity import IdentityPolicy
 from registry.services.policy import BreakGlass
 from registry.services.search_query import ParsedSearch, SearchParser
-from registry.store.query import DateValue, Query
+from registry.store.query import Clause, DateValue, PatientKeyClause, Query, ReferenceClause
 from registry.store.records import Stored, StoredVersion
 from registry.store.repository import Repository, UnitOfWork
 
@@ -246,7 +246,13 @@ class Reads:
         shown = parsed.subset.apply if parsed.subset is not None else _whole
         entries = [Entry(f"{self.ctx.base_url}/{s.type}/{s.id}", shown(s.body), "match") for s in rows]
         included = self._includes(repo, principal, rows, parsed.includes, break_glass)
+        seen = {(s.type, s.id) for s in (*rows, *included)}
+        revincluded, cut = self._revincludes(repo, principal, rows, parsed.revincludes, seen, break_glass)
+        included += revincluded
         entries += [Entry(f"{self.ctx.base_url}/{s.type}/{s.id}", shown(s.body), "include") for s in included]
+        if cut:
+            note = f"_revinclude: more resources refer to this page than the {cut} returned; page with a smaller _count"
+            entries.append(Entry(None, _outcome_bytes("warning", "too-costly", note), "outcome"))
         if parsed.ignored:
             warning = _outcome_bytes("warning", "not-supported", "ignored: " + "; ".join(parsed.ignored))
             entries.append(Entry(None, warning, "outcome"))
@@ -258,6 +264,44 @@ class Reads:
         total = repo.count(query) if parsed.total else None
         body = render("searchset", entries, now=now, total=total, links=links)
         return SearchOutcome(body, len(rows)), [s.patient_key for s in (*rows, *included)]
+
+    def _revincludes(
+        self,
+        repo: Repository,
+        principal: Principal,
+        rows: list[Stored],
+        revincludes: list[tuple[str, str]],
+        seen: set[tuple[str, str]],
+        break_glass: BreakGlass | None = None,
+    ) -> tuple[list[Stored], int]:
+        """Resources referring to the page's matches (R4 search.html §3.1.1.5.4 ``_revinclude``), each limited as a
+        search of its type would be and checked like a read; at most a page's worth (the cap is returned when
+        reached, else 0)."""
+        if not revincludes or not rows:
+            return [], 0
+        cap = self.ctx.max_page_size
+        targets = tuple((s.type, s.id) for s in rows)
+        out: list[Stored] = []
+        for source, param in revincludes:
+            if len(out) >= cap:
+                break
+            try:
+                policy.require_scope(principal, source, "read")
+                limit = _patient_scoped_limit(principal, source, rows, break_glass)
+            except ForbiddenError:
+                continue  # a type the principal may not read is left out, as an include would be
+            clauses: tuple[Clause, ...] = (ReferenceClause(param, targets),) + ((limit,) if limit is not None else ())
+            found, _last = repo.search(Query(source, clauses, count=cap - len(out)))
+            for stored in found:
+                if (stored.type, stored.id) in seen:
+                    continue
+                try:
+                    self._visible(repo, principal, stored, break_glass)
+                except ForbiddenError:
+                    continue
+                seen.add((stored.type, stored.id))
+                out.append(stored)
+        return out, cap if len(out) >= cap else 0
 
     def _includes(
         self,
@@ -285,6 +329,17 @@ class Reads:
                 continue  # an included resource the principal may not see is left out, not an error
             out.append(stored)
         return out
+
+
+def _patient_scoped_limit(
+    principal: Principal, rtype: str, rows: Sequence[Stored], break_glass: BreakGlass | None
+) -> Clause | None:
+    """What a ``_revinclude`` of ``rtype`` may show: what a search of it would (the care context, the patient's own
+    records); under break-glass, only the records of the patients the search itself opened."""
+    keys = tuple(sorted({s.patient_key for s in rows if s.patient_key}))
+    if break_glass is not None and keys and policy.needs_care_context(principal, rtype):
+        return PatientKeyClause(keys)
+    return policy.read_filter(principal, rtype)
 
 
 def _whole(body: bytes) -> bytes:

@@ -4,7 +4,7 @@ Supported: token (``code``, ``system|code``, ``|code``, ``system|``; ``:not``, `
 ``:exact``, ``:contains``), date with every prefix (eq ne gt lt ge le sa eb ap) at any precision, reference
 (``Type/id``, ``id``, absolute URL under this server), one level of chaining (``patient.identifier``,
 ``subject:Patient.name``…), comma = OR, repetition = AND; ``_id``, ``_lastUpdated``, ``_count``, ``_sort``,
-``_include``, ``_summary`` (``count``; ``true``, ``text``, ``data``, ``false`` and ``_elements`` in
+``_include``, ``_revinclude``, ``_summary`` (``count``; ``true``, ``text``, ``data``, ``false`` and ``_elements`` in
 registry.fhir.subsetting), ``_total``.
 
 Errors (FHIR R4 search.html §3.1.1.4 "Handling Errors"): an *unknown or unsupported parameter* is ignored by default
@@ -24,7 +24,7 @@ from datetime import datetime, timedelta, tzinfo
 
 from registry.errors import BadRequestError
 from registry.fhir.extract import DateFormatError, date_range, from_us, normalize_string, parse_reference, to_us
-from registry.fhir.search_params import INCLUDES, SEARCH_PARAMS, SORTABLE, ParamType, SearchParam
+from registry.fhir.search_params import INCLUDES, REVINCLUDES, SEARCH_PARAMS, SORTABLE, ParamType, SearchParam
 from registry.fhir.subsetting import Subset, SubsetError
 from registry.services.identity import IdentityPolicy, NationalIdError
 from registry.store.query import (
@@ -46,7 +46,9 @@ from registry.store.query import (
     encode_cursor,
 )
 
-CONTROL = frozenset({"_count", "_sort", "_include", "_summary", "_elements", "_total", "_format", "_pretty", "_cursor"})
+CONTROL = frozenset(
+    {"_count", "_sort", "_include", "_revinclude", "_summary", "_elements", "_total", "_format", "_pretty", "_cursor"}
+)
 _PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
 _SPLIT = re.compile(r"(?<!\\),")
 
@@ -63,6 +65,7 @@ class UnsupportedModifierError(BadRequestError):
 class ParsedSearch:
     query: Query
     includes: list[tuple[str, str]] = field(default_factory=list)  # (source type, reference param)
+    revincludes: list[tuple[str, str]] = field(default_factory=list)  # (referring type, its reference param)
     summary_count: bool = False
     total: bool = False
     ignored: list[str] = field(default_factory=list)
@@ -245,6 +248,7 @@ class SearchParser:
         ignored: list[str] = []
         sort: list[SortKey] = []
         includes: list[tuple[str, str]] = []
+        revincludes: list[tuple[str, str]] = []
         count = default_count
         summary_count = False
         total = False
@@ -284,6 +288,16 @@ class SearchParser:
                         allowed = ", ".join(f"{rtype}:{p}" for p in sorted(INCLUDES.get(rtype, ())))
                         raise UnknownParameterError(f"_include={raw} is not supported; supported: {allowed or 'none'}")
                     includes.append((source, ref_name))
+                elif name == "_revinclude":
+                    source, _, ref_name = raw.partition(":")
+                    ref_name, _, target = ref_name.partition(":")
+                    referring = REVINCLUDES.get(rtype, frozenset())
+                    if f"{source}:{ref_name}" not in referring or target not in ("", rtype):
+                        allowed = ", ".join(sorted(referring))
+                        raise UnknownParameterError(
+                            f"_revinclude={raw} is not supported for {rtype}; supported: {allowed or 'none'}"
+                        )
+                    revincludes.append((source, ref_name))
                 elif name == "_summary":
                     if raw == "count":
                         summary_count = True
@@ -327,6 +341,7 @@ class SearchParser:
         return ParsedSearch(
             query=Query(rtype, tuple(clauses), tuple(sort), max(count, 1), cursor, snapshot),
             includes=includes,
+            revincludes=revincludes,
             summary_count=summary_count,
             total=total,
             ignored=ignored,
