@@ -4,6 +4,7 @@ transaction/batch Bundle at the base. Handlers translate HTTP to the services an
 from __future__ import annotations
 
 from email.utils import format_datetime
+from functools import partial
 from urllib.parse import urlencode
 
 import orjson
@@ -61,8 +62,12 @@ async def post_bundle(request: Request, principal: CurrentPrincipal) -> Response
     ctx = ctx_of(request)
     text = await _body_text(request)
     audit = audit_context(request, principal, "transaction")
-    representation = prefer(request).get("return") == "representation"
-    body = await run_in_threadpool(ctx.ingest.bundle, principal, audit, text, representation=representation)
+    preferred = prefer(request)
+    representation = preferred.get("return") == "representation"
+    body = await run_in_threadpool(
+        partial(ctx.ingest.bundle, reads=ctx.bundle_reads, lenient=preferred.get("handling") != "strict"),
+        principal, audit, text, representation=representation,
+    )  # fmt: skip
     ctx.metrics.wrote_bundle(orjson.loads(body))
     return fhir_response(body)
 

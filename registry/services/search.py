@@ -66,6 +66,9 @@ class Reads:
         self.ctx = ctx
 
     # ------------------------------------------------------------------ helpers
+    def audited(self, audit: AuditContext, fn: Callable[[Repository], tuple[T, list[str | None]]]) -> T:
+        return self._audited(audit, fn)
+
     def _audited(self, audit: AuditContext, fn: Callable[[Repository], tuple[T, list[str | None]]]) -> T:
         """Run a read in one transaction with its audit rows; a refusal or error is audited on its own."""
         now = self.ctx.clock()
@@ -90,39 +93,43 @@ class Reads:
 
     # ------------------------------------------------------------------ read / vread / history
     def read(self, principal: Principal, audit: AuditContext, rtype: str, rid: str) -> Stored:
+        return self._audited(audit, lambda repo: self.read_in(repo, principal, audit, rtype, rid))
+
+    def read_in(
+        self, repo: Repository, principal: Principal, audit: AuditContext, rtype: str, rid: str
+    ) -> tuple[Stored, list[str | None]]:
+        """A read inside a transaction the caller holds (a transaction Bundle's GET): the resource and the patients
+        it touched, for the caller's audit rows."""
         require_type(rtype)
-
-        def run(repo: Repository) -> tuple[Stored, list[str | None]]:
-            policy.require_scope(principal, rtype, "read")
-            stored = repo.get(rtype, rid)
-            if stored is None:
-                raise NotFoundError(f"{rtype}/{rid} is not known")
-            self._visible(repo, principal, stored, audit.break_glass)
-            if stored.deleted:
-                raise GoneError(f"{rtype}/{rid} was deleted (version {stored.version})")
-            return stored, [stored.patient_key]
-
-        return self._audited(audit, run)
+        policy.require_scope(principal, rtype, "read")
+        stored = repo.get(rtype, rid)
+        if stored is None:
+            raise NotFoundError(f"{rtype}/{rid} is not known")
+        self._visible(repo, principal, stored, audit.break_glass)
+        if stored.deleted:
+            raise GoneError(f"{rtype}/{rid} was deleted (version {stored.version})")
+        return stored, [stored.patient_key]
 
     def vread(self, principal: Principal, audit: AuditContext, rtype: str, rid: str, version: str) -> StoredVersion:
+        return self._audited(audit, lambda repo: self.vread_in(repo, principal, audit, rtype, rid, version))
+
+    def vread_in(
+        self, repo: Repository, principal: Principal, audit: AuditContext, rtype: str, rid: str, version: str
+    ) -> tuple[StoredVersion, list[str | None]]:
         require_type(rtype)
         if not version.isdigit():
             raise NotFoundError(f"{rtype}/{rid}/_history/{version} is not a version of this server")
-
-        def run(repo: Repository) -> tuple[StoredVersion, list[str | None]]:
-            policy.require_scope(principal, rtype, "read")
-            current = repo.get(rtype, rid)
-            if current is None:
-                raise NotFoundError(f"{rtype}/{rid} is not known")
-            self._visible(repo, principal, current, audit.break_glass)
-            found = repo.version(rtype, rid, int(version))
-            if found is None:
-                raise NotFoundError(f"{rtype}/{rid} has no version {version}")
-            if found.deleted:
-                raise GoneError(f"version {version} of {rtype}/{rid} is a deletion")
-            return found, [current.patient_key]
-
-        return self._audited(audit, run)
+        policy.require_scope(principal, rtype, "read")
+        current = repo.get(rtype, rid)
+        if current is None:
+            raise NotFoundError(f"{rtype}/{rid} is not known")
+        self._visible(repo, principal, current, audit.break_glass)
+        found = repo.version(rtype, rid, int(version))
+        if found is None:
+            raise NotFoundError(f"{rtype}/{rid} has no version {version}")
+        if found.deleted:
+            raise GoneError(f"version {version} of {rtype}/{rid} is a deletion")
+        return found, [current.patient_key]
 
     def history(
         self, principal: Principal, audit: AuditContext, rtype: str, rid: str, params: Sequence[tuple[str, str]]
@@ -203,26 +210,40 @@ class Reads:
         """``expect_match``: a search standing for a read (a page opening one record): no match is then a 404 audited
         as a refusal, with this text."""
         require_type(rtype)
+        return self._audited(
+            audit,
+            lambda repo: self.search_in(
+                repo, principal, audit, rtype, params, lenient=lenient, expect_match=expect_match
+            ),
+        )
 
-        def run(repo: Repository) -> tuple[SearchOutcome, list[str | None]]:
-            policy.require_scope(principal, rtype, "read")
-            parsed = self.parse(rtype, params, lenient=lenient)
-            limit = policy.read_filter(principal, rtype, break_glass=audit.break_glass, params=params)
-            query = parsed.query
-            if limit is not None:
-                query = Query(
-                    query.type, (*query.clauses, limit), query.sort, query.count, query.cursor, query.snapshot
-                )
-            if query.snapshot is None:
-                query = Query(query.type, query.clauses, query.sort, query.count, query.cursor, repo.max_pk())
-            outcome, keys = self._execute(repo, principal, rtype, parsed, query, audit.break_glass)
-            if expect_match is not None and outcome.matches == 0:
-                raise NotFoundError(expect_match)
-            if audit.break_glass is not None and limit is None and policy.needs_care_context(principal, rtype):
-                policy.check_break_glass_result(keys)
-            return outcome, keys
-
-        return self._audited(audit, run)
+    def search_in(
+        self,
+        repo: Repository,
+        principal: Principal,
+        audit: AuditContext,
+        rtype: str,
+        params: Sequence[tuple[str, str]],
+        *,
+        lenient: bool = False,
+        expect_match: str | None = None,
+    ) -> tuple[SearchOutcome, list[str | None]]:
+        """A search inside a transaction the caller holds; the outcome and the patients it touched."""
+        require_type(rtype)
+        policy.require_scope(principal, rtype, "read")
+        parsed = self.parse(rtype, params, lenient=lenient)
+        limit = policy.read_filter(principal, rtype, break_glass=audit.break_glass, params=params)
+        query = parsed.query
+        if limit is not None:
+            query = Query(query.type, (*query.clauses, limit), query.sort, query.count, query.cursor, query.snapshot)
+        if query.snapshot is None:
+            query = Query(query.type, query.clauses, query.sort, query.count, query.cursor, repo.max_pk())
+        outcome, keys = self._execute(repo, principal, rtype, parsed, query, audit.break_glass)
+        if expect_match is not None and outcome.matches == 0:
+            raise NotFoundError(expect_match)
+        if audit.break_glass is not None and limit is None and policy.needs_care_context(principal, rtype):
+            policy.check_break_glass_result(keys)
+        return outcome, keys
 
     def _execute(
         self,

@@ -16,6 +16,7 @@ identifier is retried and then answered like a repeat — never a duplicate, nev
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlencode
 
 import orjson
@@ -38,6 +39,7 @@ from registry.services.ingest.entries import (
     REASON,
     BundleItem,
     Done,
+    at_entry,
     entry_resource_texts,
     outcome_of,
 )
@@ -52,6 +54,9 @@ from registry.services.ingest.session import (
     WriteResult,
 )
 from registry.store.records import DuplicateIdentifierError
+
+if TYPE_CHECKING:  # the reads of GET entries are handed in (registry.services.bundle_reads imports this package)
+    from registry.services.bundle_reads import BundleReads
 
 _FORMAT_PARAMS = frozenset({"_format", "_pretty"})
 
@@ -145,15 +150,34 @@ class Ingest:
 
         return self._run(audit, principal, run)
 
-    def bundle(self, principal: Principal, audit: AuditContext, text: str, *, representation: bool) -> bytes:
+    def bundle(
+        self,
+        principal: Principal,
+        audit: AuditContext,
+        text: str,
+        *,
+        representation: bool,
+        reads: BundleReads | None = None,
+        lenient: bool = True,
+    ) -> bytes:
+        """A transaction or batch Bundle; ``reads`` answers its GET entries (without it they are refused)."""
         try:
-            return self._bundle(principal, audit, text, representation=representation)
+            return self._bundle(principal, audit, text, representation=representation, reads=reads, lenient=lenient)
         except RegistryError as exc:
             if not exc.audited:
                 self.audit.record([audit_row(audit, now=self.ctx.clock(), status=exc.status, detail=exc.diagnostics)])
             raise
 
-    def _bundle(self, principal: Principal, audit: AuditContext, text: str, *, representation: bool) -> bytes:
+    def _bundle(
+        self,
+        principal: Principal,
+        audit: AuditContext,
+        text: str,
+        *,
+        representation: bool,
+        reads: BundleReads | None,
+        lenient: bool,
+    ) -> bytes:
         try:
             bundle = loads_document(text)
         except orjson.JSONDecodeError as exc:
@@ -174,15 +198,35 @@ class Ingest:
             )
         spans = entry_resource_texts(text)
         items = [BundleItem.of(i, e, spans.get(i)) for i, e in enumerate(entries)]
+        gets = [it for it in items if it.method == "GET"]
+        if gets and reads is None:
+            raise BadRequestError(f"Bundle.entry[{gets[0].index}]: GET entries are not supported here")
+        writes = [it for it in items if it.method != "GET"]
         if btype == "transaction":
 
             def run(s: Session) -> bytes:
-                responses = self.engine.apply(s, audit, items)
-                return render("transaction-response", [self._entry(r, representation) for r in responses], now=s.now)
+                # R4 http.html §3.1.0.11.2: DELETE, POST, PUT/PATCH, then GET — the reads see this Bundle's writes
+                done = self.engine.apply(s, audit, writes) if writes else []
+                answered = {r.index: self._entry(r, representation) for r in done}
+                for it in gets:
+                    assert reads is not None  # noqa: S101 - checked above
+                    where = f"Bundle.entry[{it.index}]"
+                    try:
+                        entry, rows = reads.in_transaction(s.repo, principal, audit, it.url, where, now=s.now,
+                                                           lenient=lenient)  # fmt: skip
+                    except RegistryError as exc:
+                        raise at_entry(exc, where) from None
+                    s.audit_rows.extend(rows)
+                    answered[it.index] = entry
+                return render("transaction-response", [answered[it.index] for it in items], now=s.now)
 
             return self._run(audit, principal, run)
         out: list[Entry] = []
         for item in items:
+            if item.method == "GET":
+                assert reads is not None  # noqa: S101 - checked above
+                out.append(reads.alone(principal, audit, item.url, f"Bundle.entry[{item.index}]", lenient=lenient))
+                continue
 
             def one(s: Session, it: BundleItem = item) -> list[Done]:
                 return self.engine.apply(s, audit, [it])

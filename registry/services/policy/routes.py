@@ -80,7 +80,8 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("POST", "/{area}/login"): _open("sign-in"),
     ("POST", "/{area}/logout"): _open("sign-out (needs the session's CSRF token)"),
     # FHIR REST
-    ("POST", "/fhir"): _token(WRITERS, "transaction / batch", "transaction"),
+    # every reader may send a Bundle: its GET entries are decided like the reads they are, its writes per entry
+    ("POST", "/fhir"): _token(EVERYONE, "transaction / batch", "transaction"),
     ("GET", "/fhir/{rtype}"): _token(EVERYONE, "search", "search-type"),
     ("POST", "/fhir/{rtype}/_search"): _token(EVERYONE, "search", "search-type"),
     ("POST", "/fhir/{rtype}"): _token(WRITERS, "create", "create"),
