@@ -92,6 +92,12 @@ class BusinessRuleError(UnprocessableError):
     code = "business-rule"
 
 
+class NotSupportedPatchError(UnprocessableError):
+    """A well-formed PATCH asking for what the server does not support (a FHIRPath beyond simple paths)."""
+
+    code = "not-supported"
+
+
 class ReferenceNotFoundError(UnprocessableError):
     """A reference to a resource the registry does not have (yet): issue code ``not-found``, so a sender can tell
     "wait for the patient or study to arrive" from a message that will never succeed."""

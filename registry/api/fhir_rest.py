@@ -23,6 +23,8 @@ from registry.endpoint import (
 )
 from registry.errors import BadRequestError, RegistryError
 from registry.fhir.bundle import weak_etag
+from registry.fhir.json_text import DuplicateKeyError, loads_document
+from registry.fhir.patch import JSON_PATCH, Patch, PatchSyntaxError, fhirpath_patch, json_patch
 from registry.fhir.response import fhir_response
 from registry.services.audit import read_audit_event, search_audit_events
 from registry.services.ingest import creation_condition
@@ -50,6 +52,27 @@ async def _body_text(request: Request) -> str:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
         raise BadRequestError("the body is not UTF-8 encoded JSON") from None
+
+
+def patch_document(content_type: str, raw: bytes) -> Patch:
+    """The PATCH body by its media type: ``application/json-patch+json`` (RFC 6902) or ``application/fhir+json``
+    Parameters (FHIRPath Patch); anything else is 415."""
+    media = content_type.split(";")[0].strip().lower()
+    if media not in (JSON_PATCH, *_JSON_TYPES):
+        raise UnsupportedMediaTypeError(
+            f"Content-Type {media or '(none)'} is not a patch format; send {JSON_PATCH} (JSON Patch) or "
+            "application/fhir+json (FHIRPath Patch Parameters)"
+        )
+    try:
+        document = loads_document(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequestError(f"the body is not valid JSON: {exc}") from None
+    except DuplicateKeyError as exc:
+        raise BadRequestError(f"the body is ambiguous JSON: {exc}") from None
+    try:
+        return json_patch(document) if media == JSON_PATCH else fhirpath_patch(document)
+    except PatchSyntaxError as exc:
+        raise BadRequestError(str(exc)) from None
 
 
 def _params(request: Request) -> list[tuple[str, str]]:
@@ -182,6 +205,18 @@ async def update(rtype: str, rid: str, request: Request, principal: CurrentPrinc
     return stored_response(
         request, result.stored, status=result.status, location=location if result.status == 201 else None
     )
+
+
+@router.patch("/{rtype}/{rid}", summary="patch: JSON Patch or FHIRPath Patch (If-Match)", response_class=Response)
+async def patch(rtype: str, rid: str, request: Request, principal: CurrentPrincipal) -> Response:
+    ctx = ctx_of(request)
+    require_type(rtype)
+    document = patch_document(request.headers.get("content-type", ""), await request.body())
+    audit = audit_context(request, principal, "patch", rtype, rid)
+    if_match = request.headers.get("if-match")
+    result = await run_in_threadpool(ctx.ingest.patch, principal, audit, rtype, rid, document, if_match)
+    ctx.metrics.wrote(result.stored.type, result.status)
+    return stored_response(request, result.stored, status=result.status)
 
 
 @router.delete("/{rtype}/{rid}", summary="delete", response_class=Response)

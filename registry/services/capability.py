@@ -14,7 +14,7 @@ HR = "https://hr-registry.org.cn/fhir"
 
 _STANDARD_SP = "http://hl7.org/fhir/SearchParameter"
 _CUSTOM = {("DiagnosticReport", "imaging-study")}
-_INTERACTIONS = ["read", "vread", "update", "delete", "history-instance", "create", "search-type"]
+_INTERACTIONS = ["read", "vread", "update", "patch", "delete", "history-instance", "create", "search-type"]
 
 
 def _search_params(rtype: str) -> list[dict[str, Any]]:
@@ -100,7 +100,7 @@ def capability_statement(fhir_base_url: str, *, published: date, token_url: str)
         "implementation": {"description": "HR Registry FHIR R4 endpoint", "url": fhir_base_url},
         "fhirVersion": FHIR_VERSION,
         "format": ["json"],
-        "patchFormat": [],
+        "patchFormat": ["application/json-patch+json", "application/fhir+json"],
         "rest": [
             {
                 "mode": "server",

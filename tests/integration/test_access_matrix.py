@@ -308,6 +308,10 @@ CASES: dict[tuple[str, str], tuple[Build, dict[str, str]]] = {
     ("PUT", "/fhir/{rtype}"): (
         lambda r, t, w: Call("PUT", f"/fhir/DiagnosticReport?identifier={t.report_number[0]}|{t.report_number[1]}",
                              json=t.report_body), WRITE),
+    ("PATCH", "/fhir/{rtype}/{rid}"): (
+        lambda r, t, w: Call("PATCH", f"/fhir/DiagnosticReport/{t.report}", json=_params({"name": "operation", "part": [
+            {"name": "type", "valueCode": "replace"}, {"name": "path", "valueString": "DiagnosticReport.conclusion"},
+            {"name": "value", "valueString": t.report_body["conclusion"]}]})), WRITE),
     ("DELETE", "/fhir/{rtype}/{rid}"): (lambda r, t, w: Call("DELETE", f"/fhir/Observation/{_throwaway(r, t)}"),
                                         WRITE),
     ("POST", "/fhir"): (lambda r, t, w: Call("POST", "/fhir", json={"resourceType": "Bundle", "type": "transaction",

@@ -32,6 +32,7 @@ from registry.errors import (
 )
 from registry.fhir.bundle import Entry, instant, render, weak_etag
 from registry.fhir.json_text import DuplicateKeyError, loads_document
+from registry.fhir.patch import Patch
 from registry.fhir.validation import ID_RE
 from registry.services.audit import AuditContext, AuditTrail, audit_row
 from registry.services.ingest.engine import WriteEngine
@@ -132,6 +133,15 @@ class Ingest:
         if not ID_RE.match(rid):
             raise BadRequestError(f"{rid!r} is not a valid FHIR id")
         return self._single(principal, audit, BundleItem(0, "PUT", f"{rtype}/{rid}", None, text, None, if_match))
+
+    def patch(
+        self, principal: Principal, audit: AuditContext, rtype: str, rid: str, patch: Patch, if_match: str | None
+    ) -> WriteResult:
+        """PATCH (R4 http.html §3.1.0.5): the patched resource goes through the same write path as an update."""
+        if not ID_RE.match(rid):
+            raise BadRequestError(f"{rid!r} is not a valid FHIR id")
+        return self._single(principal, audit, BundleItem(0, "PATCH", f"{rtype}/{rid}", None, None, None, if_match,
+                                                         patch))  # fmt: skip
 
     def conditional_update(
         self, principal: Principal, audit: AuditContext, rtype: str, query: str, text: str

@@ -88,6 +88,7 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("PUT", "/fhir/{rtype}"): _token(WRITERS, "conditional update", "update"),
     ("GET", "/fhir/{rtype}/{rid}"): _token(EVERYONE, "read", "read"),
     ("PUT", "/fhir/{rtype}/{rid}"): _token(WRITERS, "update", "update"),
+    ("PATCH", "/fhir/{rtype}/{rid}"): _token(WRITERS, "patch", "patch"),
     ("DELETE", "/fhir/{rtype}/{rid}"): _token(WRITERS, "delete", "delete"),
     ("GET", "/fhir/{rtype}/{rid}/_history"): _token(EVERYONE, "history", "history-instance"),
     ("GET", "/fhir/{rtype}/{rid}/_history/{vid}"): _token(EVERYONE, "vread", "vread"),
