@@ -1,5 +1,7 @@
-"""FHIR R4 RESTful interactions (FHIR R4 §http): read, vread, update, delete, history, create, search, and the
-transaction/batch Bundle at the base. Handlers translate HTTP to the services and back; they hold no queries."""
+"""FHIR R4 RESTful interactions (FHIR R4 http.html): read, vread, update, patch, delete, history, create (conditional
+by If-None-Exist or the URL's search parameters), search, and the transaction/batch Bundle at the base (its GET
+entries too); HEAD is answered by ``registry.middleware.HeadMiddleware``. Handlers translate HTTP to the services and
+back; they hold no queries."""
 
 from __future__ import annotations
 
