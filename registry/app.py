@@ -38,7 +38,7 @@ from registry.fhir.outcome import operation_outcome
 from registry.fhir.response import fhir_response
 from registry.log_filter import exception_text, install_log_masking
 from registry.metrics import MetricsMiddleware
-from registry.middleware import BodyLimitMiddleware, RequestIdMiddleware
+from registry.middleware import BodyLimitMiddleware, HeadMiddleware, RequestIdMiddleware
 from registry.route_table import allowed_methods, unguarded_routes
 from registry.services.redaction import redactor_for
 from registry.settings import Settings
@@ -214,6 +214,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
     missing = unguarded_routes(app)
     if missing:  # a route nobody decided about is a hole: refuse to start
         raise RuntimeError(f"routes without an access policy (registry/services/policy/routes.py): {missing}")
+    app.add_middleware(HeadMiddleware)  # HEAD on /fhir is the GET without its body
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)
     app.add_middleware(

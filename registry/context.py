@@ -22,6 +22,7 @@ from registry.keys import load_identity_secret, load_signing_key
 from registry.metrics import Metrics
 from registry.ratelimit import RateLimiter
 from registry.services.administration import Administration
+from registry.services.bundle_reads import BundleReads
 from registry.services.capability import capability_statement
 from registry.services.catalog_publication import nonrecognition_reasons_codesystem, recognized_items_codesystem
 from registry.services.config_cache import ConfigCache
@@ -66,6 +67,7 @@ class AppContext:
     tokens: TokenService
     principals: Principals
     reads: Reads
+    bundle_reads: BundleReads
     ingest: Ingest
     limiter: RateLimiter
     clock: Callable[[], datetime]
@@ -144,6 +146,7 @@ class AppContext:
             tokens=tokens,
             principals=Principals(engine, tokens, clock, cache_seconds=settings.client_cache_seconds, timer=timer),
             reads=reads,
+            bundle_reads=BundleReads(reads),
             ingest=ingest,
             limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
             clock=clock,

@@ -85,6 +85,19 @@ class UnprocessableError(RegistryError):
     code = "processing"
 
 
+class BusinessRuleError(UnprocessableError):
+    """A resource that breaks a content rule of the registry (a report listing another patient's result…): 422 with
+    issue code ``business-rule`` — what it says is wrong, not who says it (that is a 403)."""
+
+    code = "business-rule"
+
+
+class NotSupportedPatchError(UnprocessableError):
+    """A well-formed PATCH asking for what the server does not support (a FHIRPath beyond simple paths)."""
+
+    code = "not-supported"
+
+
 class ReferenceNotFoundError(UnprocessableError):
     """A reference to a resource the registry does not have (yet): issue code ``not-found``, so a sender can tell
     "wait for the patient or study to arrive" from a message that will never succeed."""

@@ -100,3 +100,36 @@ class RequestIdMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_id)
+
+
+class HeadMiddleware:
+    """``HEAD`` on the FHIR API (RFC 9110 §9.3.2; FHIR R4 http.html: read, vread and search answer it): the ``GET``
+    of the same URL — the same access decision, audit row, status and headers (``Content-Length`` included) — sent
+    without its body. The access policy already folds ``HEAD`` into ``GET`` (``policy.route_for``)."""
+
+    def __init__(self, app: ASGIApp, prefix: str = "/fhir") -> None:
+        self.app = app
+        self.prefix = prefix
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = str(scope.get("path", ""))
+        if (
+            scope["type"] != "http"
+            or scope.get("method") != "HEAD"
+            or not (path == self.prefix or path.startswith(self.prefix + "/"))
+        ):
+            await self.app(scope, receive, send)
+            return
+
+        async def without_body(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                if not message.get("more_body", False):
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
+                return
+            await send(message)
+
+        scope["method"] = "GET"  # in place: the outer middleware (metrics) reads the route the router sets here
+        try:
+            await self.app(scope, receive, without_body)
+        finally:
+            scope["method"] = "HEAD"

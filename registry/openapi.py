@@ -84,6 +84,11 @@ REQUEST_BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/fhir/{rtype}"): _fhir_body("the resource to create"),
     ("PUT", "/fhir/{rtype}"): _fhir_body("the resource (conditional update: the query names it)"),
     ("PUT", "/fhir/{rtype}/{rid}"): _fhir_body("the resource, with its id"),
+    ("PATCH", "/fhir/{rtype}/{rid}"): {
+        "required": True, "description": "a JSON Patch (RFC 6902) or a FHIRPath Patch (Parameters)",
+        "content": {"application/json-patch+json": {"schema": {"type": "array", "items": {"type": "object"}}},
+                    FHIR_JSON: {"schema": _RESOURCE}},
+    },
     ("POST", "/fhir/ServiceRequest/$recognition-check"): _fhir_body("Parameters: patientIdentifier | patient, order*"),
     ("POST", "/fhir/ServiceRequest/$recognition-decision"): _fhir_body("Parameters: card, outcome, reason, comment"),
     ("POST", "/fhir/{rtype}/_search"): {
@@ -147,7 +152,9 @@ def _errors(method: str, path: str, rule: policy.Route | None) -> list[int]:
         codes |= set(_TOKEN)
     if path.startswith("/fhir"):
         codes |= {404, 406}
-    if token and (method in ("POST", "PUT", "DELETE") or path.startswith(("/fhir/{rtype}/{rid}", "/fhir/AuditEvent"))):
+    if token and (
+        method in ("POST", "PUT", "PATCH", "DELETE") or path.startswith(("/fhir/{rtype}/{rid}", "/fhir/AuditEvent"))
+    ):
         codes |= set(_WRITES)
     if path.startswith(("/cds-services/", "/fhir/CodeSystem")):
         codes.add(404)

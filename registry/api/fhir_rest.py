@@ -1,9 +1,12 @@
-"""FHIR R4 RESTful interactions (FHIR R4 §http): read, vread, update, delete, history, create, search, and the
-transaction/batch Bundle at the base. Handlers translate HTTP to the services and back; they hold no queries."""
+"""FHIR R4 RESTful interactions (FHIR R4 http.html): read, vread, update, patch, delete, history, create (conditional
+by If-None-Exist or the URL's search parameters), search, and the transaction/batch Bundle at the base (its GET
+entries too); HEAD is answered by ``registry.middleware.HeadMiddleware``. Handlers translate HTTP to the services and
+back; they hold no queries."""
 
 from __future__ import annotations
 
 from email.utils import format_datetime
+from functools import partial
 from urllib.parse import urlencode
 
 import orjson
@@ -22,10 +25,13 @@ from registry.endpoint import (
 )
 from registry.errors import BadRequestError, RegistryError
 from registry.fhir.bundle import weak_etag
+from registry.fhir.json_text import DuplicateKeyError, loads_document
+from registry.fhir.patch import JSON_PATCH, Patch, PatchSyntaxError, fhirpath_patch, json_patch
 from registry.fhir.response import fhir_response
 from registry.services.audit import read_audit_event, search_audit_events
+from registry.services.ingest import creation_condition
 from registry.services.pix import ihe_pix
-from registry.services.search import require_type
+from registry.services.search import require_type, subset_of
 
 router = APIRouter(prefix="/fhir", tags=["FHIR"], dependencies=[Depends(require_json)])
 
@@ -50,6 +56,27 @@ async def _body_text(request: Request) -> str:
         raise BadRequestError("the body is not UTF-8 encoded JSON") from None
 
 
+def patch_document(content_type: str, raw: bytes) -> Patch:
+    """The PATCH body by its media type: ``application/json-patch+json`` (RFC 6902) or ``application/fhir+json``
+    Parameters (FHIRPath Patch); anything else is 415."""
+    media = content_type.split(";")[0].strip().lower()
+    if media not in (JSON_PATCH, *_JSON_TYPES):
+        raise UnsupportedMediaTypeError(
+            f"Content-Type {media or '(none)'} is not a patch format; send {JSON_PATCH} (JSON Patch) or "
+            "application/fhir+json (FHIRPath Patch Parameters)"
+        )
+    try:
+        document = loads_document(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequestError(f"the body is not valid JSON: {exc}") from None
+    except DuplicateKeyError as exc:
+        raise BadRequestError(f"the body is ambiguous JSON: {exc}") from None
+    try:
+        return json_patch(document) if media == JSON_PATCH else fhirpath_patch(document)
+    except PatchSyntaxError as exc:
+        raise BadRequestError(str(exc)) from None
+
+
 def _params(request: Request) -> list[tuple[str, str]]:
     return list(request.query_params.multi_items())
 
@@ -60,8 +87,12 @@ async def post_bundle(request: Request, principal: CurrentPrincipal) -> Response
     ctx = ctx_of(request)
     text = await _body_text(request)
     audit = audit_context(request, principal, "transaction")
-    representation = prefer(request).get("return") == "representation"
-    body = await run_in_threadpool(ctx.ingest.bundle, principal, audit, text, representation=representation)
+    preferred = prefer(request)
+    representation = preferred.get("return") == "representation"
+    body = await run_in_threadpool(
+        partial(ctx.ingest.bundle, reads=ctx.bundle_reads, lenient=preferred.get("handling") != "strict"),
+        principal, audit, text, representation=representation,
+    )  # fmt: skip
     ctx.metrics.wrote_bundle(orjson.loads(body))
     return fhir_response(body)
 
@@ -97,7 +128,7 @@ def audit_read(event_id: str, request: Request, principal: CurrentPrincipal) -> 
 def search(rtype: str, request: Request, principal: CurrentPrincipal) -> Response:
     ctx = ctx_of(request)
     audit = audit_context(request, principal, "search-type", rtype)
-    lenient = prefer(request).get("handling") == "lenient"
+    lenient = prefer(request).get("handling") != "strict"  # R4 search.html §3.1.1.4: lenient unless asked
     outcome = ctx.reads.search(principal, audit, rtype, _params(request), lenient=lenient)
     return fhir_response(outcome.body)
 
@@ -112,19 +143,23 @@ async def search_post(rtype: str, request: Request, principal: CurrentPrincipal)
     params = _params(request) + [(k, str(v)) for k, v in form.multi_items()]
     # the audit row records the form's parameters as well (redacted like a query string)
     audit = audit_context(request, principal, "search-type", rtype, query=urlencode(params))
-    lenient = prefer(request).get("handling") == "lenient"
+    lenient = prefer(request).get("handling") != "strict"  # R4 search.html §3.1.1.4: lenient unless asked
     outcome = await run_in_threadpool(ctx.reads.search, principal, audit, rtype, params, lenient=lenient)
     return fhir_response(outcome.body)
 
 
-@router.post("/{rtype}", summary="create (If-None-Exist for conditional create)", response_class=Response)
+@router.post(
+    "/{rtype}",
+    summary="create (If-None-Exist, or search parameters in the URL: conditional create)",
+    response_class=Response,
+)
 async def create(rtype: str, request: Request, principal: CurrentPrincipal) -> Response:
     ctx = ctx_of(request)
     require_type(rtype)
     text = await _body_text(request)
     audit = audit_context(request, principal, "create", rtype)
-    if_none_exist = request.headers.get("if-none-exist")
-    result = await run_in_threadpool(ctx.ingest.create, principal, audit, rtype, text, if_none_exist)
+    condition = creation_condition(request.headers.get("if-none-exist"), _params(request))
+    result = await run_in_threadpool(ctx.ingest.create, principal, audit, rtype, text, condition)
     ctx.metrics.wrote(result.stored.type, result.status)
     location = f"{ctx.settings.fhir_base_url}/{result.location}"
     return stored_response(request, result.stored, status=result.status, location=location)
@@ -148,11 +183,14 @@ async def conditional_update(rtype: str, request: Request, principal: CurrentPri
 @router.get("/{rtype}/{rid}", summary="read", response_class=Response)
 def read(rtype: str, rid: str, request: Request, principal: CurrentPrincipal) -> Response:
     ctx = ctx_of(request)
+    subset = subset_of(_params(request))
     audit = audit_context(request, principal, "read", rtype, rid)
     stored = ctx.reads.read(principal, audit, rtype, rid)
     if_none_match = request.headers.get("if-none-match")
     if if_none_match and weak_etag(stored.version) in [t.strip() for t in if_none_match.split(",")]:
         return Response(status_code=304, headers=resource_headers(stored))
+    if subset is not None:
+        return fhir_response(subset.apply(stored.body), headers=resource_headers(stored))
     return stored_response(request, stored)
 
 
@@ -169,6 +207,18 @@ async def update(rtype: str, rid: str, request: Request, principal: CurrentPrinc
     return stored_response(
         request, result.stored, status=result.status, location=location if result.status == 201 else None
     )
+
+
+@router.patch("/{rtype}/{rid}", summary="patch: JSON Patch or FHIRPath Patch (If-Match)", response_class=Response)
+async def patch(rtype: str, rid: str, request: Request, principal: CurrentPrincipal) -> Response:
+    ctx = ctx_of(request)
+    require_type(rtype)
+    document = patch_document(request.headers.get("content-type", ""), await request.body())
+    audit = audit_context(request, principal, "patch", rtype, rid)
+    if_match = request.headers.get("if-match")
+    result = await run_in_threadpool(ctx.ingest.patch, principal, audit, rtype, rid, document, if_match)
+    ctx.metrics.wrote(result.stored.type, result.status)
+    return stored_response(request, result.stored, status=result.status)
 
 
 @router.delete("/{rtype}/{rid}", summary="delete", response_class=Response)
@@ -191,7 +241,9 @@ def history(rtype: str, rid: str, request: Request, principal: CurrentPrincipal)
 @router.get("/{rtype}/{rid}/_history/{vid}", summary="vread", response_class=Response)
 def vread(rtype: str, rid: str, vid: str, request: Request, principal: CurrentPrincipal) -> Response:
     ctx = ctx_of(request)
+    subset = subset_of(_params(request))
     audit = audit_context(request, principal, "vread", rtype, rid)
     version = ctx.reads.vread(principal, audit, rtype, rid, vid)
     headers = {"ETag": weak_etag(version.version), "Last-Modified": format_datetime(version.last_updated, usegmt=True)}
-    return fhir_response(version.body or b"{}", headers=headers)
+    body = version.body or b"{}"
+    return fhir_response(subset.apply(body) if subset is not None else body, headers=headers)

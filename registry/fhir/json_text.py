@@ -98,6 +98,19 @@ def with_server_members(text: str, resource_type: str, resource_id: str, meta: d
     return "{" + ",".join([head, *kept]) + "}"
 
 
+def with_changed_members(text: str, before: dict[str, object], after: dict[str, object]) -> str:
+    """The JSON text of ``after`` (a patched copy of the document ``text`` holds, parsed as ``before``): every member
+    it left unchanged keeps its bytes from ``text`` (``135.50`` stays ``135.50``); changed and new members are
+    written anew."""
+    spans = {key: text[m_start:v_end] for key, m_start, _v, v_end in members(text)}
+    parts = [
+        spans[key] if key in spans and key in before and before[key] == value else
+        f"{orjson.dumps(key).decode()}:{orjson.dumps(value).decode()}"
+        for key, value in after.items()
+    ]  # fmt: skip
+    return "{" + ",".join(parts) + "}"
+
+
 def rewrite_strings(text: str, change: Callable[[str], str]) -> str:
     """The JSON text with each string token (member names included) whose decoded value ``change`` alters
     re-encoded with the new value; every other byte — numbers as written (``135.50``), whitespace, member order,

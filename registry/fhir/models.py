@@ -7,6 +7,9 @@ OperationOutcome, Parameters, Patient, DiagnosticReport, Observation, ImagingStu
 
 from __future__ import annotations
 
+from typing import Any
+
+from fhir.resources.R4B import get_fhir_model_class
 from fhir.resources.R4B.capabilitystatement import CapabilityStatement
 from fhir.resources.R4B.codesystem import CodeSystem
 from fhir.resources.R4B.conceptmap import ConceptMap
@@ -23,6 +26,16 @@ from fhir.resources.R4B.servicerequest import ServiceRequest
 FHIR_VERSION = "4.0.1"
 FHIR_JSON = "application/fhir+json"
 
+
+def model_class(name: str) -> Any:
+    """The R4B model of a resource, data type or backbone element by its FHIR name (``HumanName``,
+    ``ImagingStudySeries``); ``KeyError`` when there is none."""
+    try:
+        return get_fhir_model_class(name)
+    except (KeyError, ValueError, AttributeError):
+        raise KeyError(name) from None
+
+
 __all__ = [
     "FHIR_JSON",
     "FHIR_VERSION",
@@ -38,4 +51,5 @@ __all__ = [
     "Patient",
     "Practitioner",
     "ServiceRequest",
+    "model_class",
 ]

@@ -159,3 +159,32 @@ INCLUDES = MappingProxyType(
     }
 )
 """``_include`` supported, as ``<Type>:<reference parameter>``."""
+
+_R4_TARGETS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("DiagnosticReport", "subject"): ("Patient",),
+    ("DiagnosticReport", "performer"): ("Practitioner", "Organization"),
+    ("DiagnosticReport", "based-on"): ("ServiceRequest",),
+    ("Observation", "subject"): ("Patient",),
+    ("Observation", "performer"): ("Practitioner", "Organization", "Patient"),
+    ("Observation", "based-on"): ("ServiceRequest",),
+    ("ImagingStudy", "subject"): ("Patient",),
+    ("ImagingStudy", "based-on"): ("ServiceRequest",),
+    ("ServiceRequest", "subject"): ("Patient",),
+    ("ServiceRequest", "requester"): ("Practitioner", "Organization", "Patient"),
+}
+"""What the R4 definitions of the untyped reference parameters may point at, among the types this server holds."""
+
+
+def _revincludes() -> dict[str, frozenset[str]]:
+    out: dict[str, set[str]] = {}
+    for source, params in SEARCH_PARAMS.items():
+        for p in params.values():
+            if p.type is ParamType.REFERENCE:
+                for target in p.targets or _R4_TARGETS.get((source, p.name), ()):
+                    out.setdefault(target, set()).add(f"{source}:{p.name}")
+    return {t: frozenset(v) for t, v in out.items()}
+
+
+REVINCLUDES = MappingProxyType(_revincludes())
+"""``_revinclude`` supported, per target type, as ``<Source type>:<reference parameter>`` (FHIR R4 search.html
+§3.1.1.5.4): every reference parameter of a held type that may point at the target."""

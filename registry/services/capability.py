@@ -7,14 +7,14 @@ from datetime import date
 from typing import Any
 
 from registry.fhir.models import FHIR_VERSION
-from registry.fhir.search_params import INCLUDES, SEARCH_PARAMS, SORTABLE, ParamType
+from registry.fhir.search_params import INCLUDES, REVINCLUDES, SEARCH_PARAMS, SORTABLE, ParamType
 
 SOFTWARE_VERSION = "0.1.0"
 HR = "https://hr-registry.org.cn/fhir"
 
 _STANDARD_SP = "http://hl7.org/fhir/SearchParameter"
 _CUSTOM = {("DiagnosticReport", "imaging-study")}
-_INTERACTIONS = ["read", "vread", "update", "delete", "history-instance", "create", "search-type"]
+_INTERACTIONS = ["read", "vread", "update", "patch", "delete", "history-instance", "create", "search-type"]
 
 
 def _search_params(rtype: str) -> list[dict[str, Any]]:
@@ -46,6 +46,7 @@ def _resource(rtype: str) -> dict[str, Any]:
         "conditionalDelete": "not-supported",
         "referencePolicy": ["literal", "logical", "resolves", "local"],
         "searchInclude": sorted(f"{rtype}:{p}" for p in INCLUDES.get(rtype, ())),
+        "searchRevInclude": sorted(REVINCLUDES.get(rtype, ())),
         "searchParam": _search_params(rtype),
     }
     doc = f"Sort keys: {', '.join(sorted(SORTABLE[rtype]))}."
@@ -99,7 +100,7 @@ def capability_statement(fhir_base_url: str, *, published: date, token_url: str)
         "implementation": {"description": "HR Registry FHIR R4 endpoint", "url": fhir_base_url},
         "fhirVersion": FHIR_VERSION,
         "format": ["json"],
-        "patchFormat": [],
+        "patchFormat": ["application/json-patch+json", "application/fhir+json"],
         "rest": [
             {
                 "mode": "server",

@@ -18,12 +18,13 @@ from registry.auth import Principal
 from registry.errors import BadRequestError, ForbiddenError, GoneError, NotFoundError, RegistryError
 from registry.fhir.bundle import Entry, instant, render
 from registry.fhir.search_params import INCLUDES, SEARCH_PARAMS
+from registry.fhir.subsetting import Subset, SubsetError
 from registry.services import policy
 from registry.services.audit import AuditContext, AuditTrail, audit_row, rows_for_patients
 from registry.services.identity import IdentityPolicy
 from registry.services.policy import BreakGlass
 from registry.services.search_query import ParsedSearch, SearchParser
-from registry.store.query import DateValue, Query
+from registry.store.query import Clause, DateValue, PatientKeyClause, Query, ReferenceClause
 from registry.store.records import Stored, StoredVersion
 from registry.store.repository import Repository, UnitOfWork
 
@@ -65,6 +66,9 @@ class Reads:
         self.ctx = ctx
 
     # ------------------------------------------------------------------ helpers
+    def audited(self, audit: AuditContext, fn: Callable[[Repository], tuple[T, list[str | None]]]) -> T:
+        return self._audited(audit, fn)
+
     def _audited(self, audit: AuditContext, fn: Callable[[Repository], tuple[T, list[str | None]]]) -> T:
         """Run a read in one transaction with its audit rows; a refusal or error is audited on its own."""
         now = self.ctx.clock()
@@ -89,39 +93,43 @@ class Reads:
 
     # ------------------------------------------------------------------ read / vread / history
     def read(self, principal: Principal, audit: AuditContext, rtype: str, rid: str) -> Stored:
+        return self._audited(audit, lambda repo: self.read_in(repo, principal, audit, rtype, rid))
+
+    def read_in(
+        self, repo: Repository, principal: Principal, audit: AuditContext, rtype: str, rid: str
+    ) -> tuple[Stored, list[str | None]]:
+        """A read inside a transaction the caller holds (a transaction Bundle's GET): the resource and the patients
+        it touched, for the caller's audit rows."""
         require_type(rtype)
-
-        def run(repo: Repository) -> tuple[Stored, list[str | None]]:
-            policy.require_scope(principal, rtype, "read")
-            stored = repo.get(rtype, rid)
-            if stored is None:
-                raise NotFoundError(f"{rtype}/{rid} is not known")
-            self._visible(repo, principal, stored, audit.break_glass)
-            if stored.deleted:
-                raise GoneError(f"{rtype}/{rid} was deleted (version {stored.version})")
-            return stored, [stored.patient_key]
-
-        return self._audited(audit, run)
+        policy.require_scope(principal, rtype, "read")
+        stored = repo.get(rtype, rid)
+        if stored is None:
+            raise NotFoundError(f"{rtype}/{rid} is not known")
+        self._visible(repo, principal, stored, audit.break_glass)
+        if stored.deleted:
+            raise GoneError(f"{rtype}/{rid} was deleted (version {stored.version})")
+        return stored, [stored.patient_key]
 
     def vread(self, principal: Principal, audit: AuditContext, rtype: str, rid: str, version: str) -> StoredVersion:
+        return self._audited(audit, lambda repo: self.vread_in(repo, principal, audit, rtype, rid, version))
+
+    def vread_in(
+        self, repo: Repository, principal: Principal, audit: AuditContext, rtype: str, rid: str, version: str
+    ) -> tuple[StoredVersion, list[str | None]]:
         require_type(rtype)
         if not version.isdigit():
             raise NotFoundError(f"{rtype}/{rid}/_history/{version} is not a version of this server")
-
-        def run(repo: Repository) -> tuple[StoredVersion, list[str | None]]:
-            policy.require_scope(principal, rtype, "read")
-            current = repo.get(rtype, rid)
-            if current is None:
-                raise NotFoundError(f"{rtype}/{rid} is not known")
-            self._visible(repo, principal, current, audit.break_glass)
-            found = repo.version(rtype, rid, int(version))
-            if found is None:
-                raise NotFoundError(f"{rtype}/{rid} has no version {version}")
-            if found.deleted:
-                raise GoneError(f"version {version} of {rtype}/{rid} is a deletion")
-            return found, [current.patient_key]
-
-        return self._audited(audit, run)
+        policy.require_scope(principal, rtype, "read")
+        current = repo.get(rtype, rid)
+        if current is None:
+            raise NotFoundError(f"{rtype}/{rid} is not known")
+        self._visible(repo, principal, current, audit.break_glass)
+        found = repo.version(rtype, rid, int(version))
+        if found is None:
+            raise NotFoundError(f"{rtype}/{rid} has no version {version}")
+        if found.deleted:
+            raise GoneError(f"version {version} of {rtype}/{rid} is a deletion")
+        return found, [current.patient_key]
 
     def history(
         self, principal: Principal, audit: AuditContext, rtype: str, rid: str, params: Sequence[tuple[str, str]]
@@ -202,26 +210,40 @@ class Reads:
         """``expect_match``: a search standing for a read (a page opening one record): no match is then a 404 audited
         as a refusal, with this text."""
         require_type(rtype)
+        return self._audited(
+            audit,
+            lambda repo: self.search_in(
+                repo, principal, audit, rtype, params, lenient=lenient, expect_match=expect_match
+            ),
+        )
 
-        def run(repo: Repository) -> tuple[SearchOutcome, list[str | None]]:
-            policy.require_scope(principal, rtype, "read")
-            parsed = self.parse(rtype, params, lenient=lenient)
-            limit = policy.read_filter(principal, rtype, break_glass=audit.break_glass, params=params)
-            query = parsed.query
-            if limit is not None:
-                query = Query(
-                    query.type, (*query.clauses, limit), query.sort, query.count, query.cursor, query.snapshot
-                )
-            if query.snapshot is None:
-                query = Query(query.type, query.clauses, query.sort, query.count, query.cursor, repo.max_pk())
-            outcome, keys = self._execute(repo, principal, rtype, parsed, query, audit.break_glass)
-            if expect_match is not None and outcome.matches == 0:
-                raise NotFoundError(expect_match)
-            if audit.break_glass is not None and limit is None and policy.needs_care_context(principal, rtype):
-                policy.check_break_glass_result(keys)
-            return outcome, keys
-
-        return self._audited(audit, run)
+    def search_in(
+        self,
+        repo: Repository,
+        principal: Principal,
+        audit: AuditContext,
+        rtype: str,
+        params: Sequence[tuple[str, str]],
+        *,
+        lenient: bool = False,
+        expect_match: str | None = None,
+    ) -> tuple[SearchOutcome, list[str | None]]:
+        """A search inside a transaction the caller holds; the outcome and the patients it touched."""
+        require_type(rtype)
+        policy.require_scope(principal, rtype, "read")
+        parsed = self.parse(rtype, params, lenient=lenient)
+        limit = policy.read_filter(principal, rtype, break_glass=audit.break_glass, params=params)
+        query = parsed.query
+        if limit is not None:
+            query = Query(query.type, (*query.clauses, limit), query.sort, query.count, query.cursor, query.snapshot)
+        if query.snapshot is None:
+            query = Query(query.type, query.clauses, query.sort, query.count, query.cursor, repo.max_pk())
+        outcome, keys = self._execute(repo, principal, rtype, parsed, query, audit.break_glass)
+        if expect_match is not None and outcome.matches == 0:
+            raise NotFoundError(expect_match)
+        if audit.break_glass is not None and limit is None and policy.needs_care_context(principal, rtype):
+            policy.check_break_glass_result(keys)
+        return outcome, keys
 
     def _execute(
         self,
@@ -242,9 +264,16 @@ class Reads:
             count = repo.count(query)
             return SearchOutcome(render("searchset", [], now=now, total=count, links=[("self", self_url)]), count), []
         rows, last = repo.search(query)
-        entries = [Entry(f"{self.ctx.base_url}/{s.type}/{s.id}", s.body, "match") for s in rows]
+        shown = parsed.subset.apply if parsed.subset is not None else _whole
+        entries = [Entry(f"{self.ctx.base_url}/{s.type}/{s.id}", shown(s.body), "match") for s in rows]
         included = self._includes(repo, principal, rows, parsed.includes, break_glass)
-        entries += [Entry(f"{self.ctx.base_url}/{s.type}/{s.id}", s.body, "include") for s in included]
+        seen = {(s.type, s.id) for s in (*rows, *included)}
+        revincluded, cut = self._revincludes(repo, principal, rows, parsed.revincludes, seen, break_glass)
+        included += revincluded
+        entries += [Entry(f"{self.ctx.base_url}/{s.type}/{s.id}", shown(s.body), "include") for s in included]
+        if cut:
+            note = f"_revinclude: more resources refer to this page than the {cut} returned; page with a smaller _count"
+            entries.append(Entry(None, _outcome_bytes("warning", "too-costly", note), "outcome"))
         if parsed.ignored:
             warning = _outcome_bytes("warning", "not-supported", "ignored: " + "; ".join(parsed.ignored))
             entries.append(Entry(None, warning, "outcome"))
@@ -256,6 +285,44 @@ class Reads:
         total = repo.count(query) if parsed.total else None
         body = render("searchset", entries, now=now, total=total, links=links)
         return SearchOutcome(body, len(rows)), [s.patient_key for s in (*rows, *included)]
+
+    def _revincludes(
+        self,
+        repo: Repository,
+        principal: Principal,
+        rows: list[Stored],
+        revincludes: list[tuple[str, str]],
+        seen: set[tuple[str, str]],
+        break_glass: BreakGlass | None = None,
+    ) -> tuple[list[Stored], int]:
+        """Resources referring to the page's matches (R4 search.html §3.1.1.5.4 ``_revinclude``), each limited as a
+        search of its type would be and checked like a read; at most a page's worth (the cap is returned when
+        reached, else 0)."""
+        if not revincludes or not rows:
+            return [], 0
+        cap = self.ctx.max_page_size
+        targets = tuple((s.type, s.id) for s in rows)
+        out: list[Stored] = []
+        for source, param in revincludes:
+            if len(out) >= cap:
+                break
+            try:
+                policy.require_scope(principal, source, "read")
+                limit = _patient_scoped_limit(principal, source, rows, break_glass)
+            except ForbiddenError:
+                continue  # a type the principal may not read is left out, as an include would be
+            clauses: tuple[Clause, ...] = (ReferenceClause(param, targets),) + ((limit,) if limit is not None else ())
+            found, _last = repo.search(Query(source, clauses, count=cap - len(out)))
+            for stored in found:
+                if (stored.type, stored.id) in seen:
+                    continue
+                try:
+                    self._visible(repo, principal, stored, break_glass)
+                except ForbiddenError:
+                    continue
+                seen.add((stored.type, stored.id))
+                out.append(stored)
+        return out, cap if len(out) >= cap else 0
 
     def _includes(
         self,
@@ -283,6 +350,35 @@ class Reads:
                 continue  # an included resource the principal may not see is left out, not an error
             out.append(stored)
         return out
+
+
+def _patient_scoped_limit(
+    principal: Principal, rtype: str, rows: Sequence[Stored], break_glass: BreakGlass | None
+) -> Clause | None:
+    """What a ``_revinclude`` of ``rtype`` may show: what a search of it would (the care context, the patient's own
+    records); under break-glass, only the records of the patients the search itself opened."""
+    keys = tuple(sorted({s.patient_key for s in rows if s.patient_key}))
+    if break_glass is not None and keys and policy.needs_care_context(principal, rtype):
+        return PatientKeyClause(keys)
+    return policy.read_filter(principal, rtype)
+
+
+def _whole(body: bytes) -> bytes:
+    return body
+
+
+def subset_of(params: Sequence[tuple[str, str]]) -> Subset | None:
+    """``_summary`` / ``_elements`` of a read or vread (R4 search.html §3.1.1.5.8–9 apply to reads too);
+    ``_summary=count`` belongs to searches."""
+    summary = [v for k, v in params if k == "_summary"]
+    if len(summary) > 1:
+        raise BadRequestError("_summary is given more than once")
+    if summary and summary[0] == "count":
+        raise BadRequestError("_summary=count is for searches; a read returns one resource")
+    try:
+        return Subset.of(summary[0] if summary else None, [v for k, v in params if k == "_elements"])
+    except SubsetError as exc:
+        raise BadRequestError(str(exc)) from None
 
 
 def _outcome_bytes(severity: str, code: str, text: str) -> bytes:

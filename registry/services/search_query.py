@@ -4,8 +4,15 @@ Supported: token (``code``, ``system|code``, ``|code``, ``system|``; ``:not``, `
 ``:exact``, ``:contains``), date with every prefix (eq ne gt lt ge le sa eb ap) at any precision, reference
 (``Type/id``, ``id``, absolute URL under this server), one level of chaining (``patient.identifier``,
 ``subject:Patient.name``…), comma = OR, repetition = AND; ``_id``, ``_lastUpdated``, ``_count``, ``_sort``,
-``_include``, ``_summary=count``, ``_total``. An unknown or malformed parameter is an error unless the client asked for
-``Prefer: handling=lenient``, in which case it is ignored and reported.
+``_include``, ``_revinclude``, ``_summary`` (``count``; ``true``, ``text``, ``data``, ``false`` and ``_elements`` in
+registry.fhir.subsetting), ``_total``.
+
+Errors (FHIR R4 search.html §3.1.1.4 "Handling Errors"): an *unknown or unsupported parameter* is ignored by default
+(``lenient``: reported in an OperationOutcome entry, left out of the ``self`` link) and refused with 400 under
+``Prefer: handling=strict``. A *modifier* this server does not support on a parameter it knows (``name:foo``,
+``_include:iterate``) is always 400: ignoring it would answer a different question than the one asked
+(search.html §3.1.1.5: servers SHALL reject a search with an unsupported modifier). A value that does not parse
+(``date=yesterday``) is always 400 too.
 """
 
 from __future__ import annotations
@@ -17,7 +24,8 @@ from datetime import datetime, timedelta, tzinfo
 
 from registry.errors import BadRequestError
 from registry.fhir.extract import DateFormatError, date_range, from_us, normalize_string, parse_reference, to_us
-from registry.fhir.search_params import INCLUDES, SEARCH_PARAMS, SORTABLE, ParamType, SearchParam
+from registry.fhir.search_params import INCLUDES, REVINCLUDES, SEARCH_PARAMS, SORTABLE, ParamType, SearchParam
+from registry.fhir.subsetting import Subset, SubsetError
 from registry.services.identity import IdentityPolicy, NationalIdError
 from registry.store.query import (
     ChainClause,
@@ -38,19 +46,31 @@ from registry.store.query import (
     encode_cursor,
 )
 
-CONTROL = frozenset({"_count", "_sort", "_include", "_summary", "_total", "_format", "_pretty", "_cursor"})
+CONTROL = frozenset(
+    {"_count", "_sort", "_include", "_revinclude", "_summary", "_elements", "_total", "_format", "_pretty", "_cursor"}
+)
 _PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
 _SPLIT = re.compile(r"(?<!\\),")
+
+
+class UnknownParameterError(BadRequestError):
+    """A parameter this server does not know or support: ignored unless the client asked for strict handling."""
+
+
+class UnsupportedModifierError(BadRequestError):
+    """A modifier this server does not support on a parameter it knows: refused whatever the handling."""
 
 
 @dataclass(slots=True)
 class ParsedSearch:
     query: Query
     includes: list[tuple[str, str]] = field(default_factory=list)  # (source type, reference param)
+    revincludes: list[tuple[str, str]] = field(default_factory=list)  # (referring type, its reference param)
     summary_count: bool = False
     total: bool = False
     ignored: list[str] = field(default_factory=list)
     self_params: list[tuple[str, str]] = field(default_factory=list)
+    subset: Subset | None = None  # _summary=true|text|data or _elements
 
 
 def _sort_signature(rtype: str, sort: Sequence[SortKey]) -> str:
@@ -152,17 +172,21 @@ class SearchParser:
             if raw not in ("true", "false"):
                 raise BadRequestError(f"{param.name}:missing takes true or false")
             return MissingClause(param.name, param.type.value, raw == "true")
+        if param.name in ("_id", "_lastUpdated") and modifier is not None:
+            raise UnsupportedModifierError(f"modifier :{modifier} is not supported on {param.name}")
         if param.name == "_id":
             return IdClause(tuple(_values(raw)))
         if param.name == "_lastUpdated":
             return LastUpdatedClause(self.date_values(param.name, raw))
         if param.type is ParamType.TOKEN:
             if modifier not in (None, "not"):
-                raise BadRequestError(f"modifier :{modifier} is not supported on token parameter {param.name}")
+                raise UnsupportedModifierError(f"modifier :{modifier} is not supported on token parameter {param.name}")
             return self._token(param, raw, modifier == "not", rtype)
         if param.type is ParamType.STRING:
             if modifier not in (None, "exact", "contains"):
-                raise BadRequestError(f"modifier :{modifier} is not supported on string parameter {param.name}")
+                raise UnsupportedModifierError(
+                    f"modifier :{modifier} is not supported on string parameter {param.name}"
+                )
             mode = modifier or "prefix"
             vals = _values(raw) if mode == "exact" else [normalize_string(v) for v in _values(raw)]
             if not any(vals):
@@ -170,10 +194,10 @@ class SearchParser:
             return StringClause(param.name, tuple(vals), mode)
         if param.type is ParamType.DATE:
             if modifier is not None:
-                raise BadRequestError(f"modifier :{modifier} is not supported on date parameter {param.name}")
+                raise UnsupportedModifierError(f"modifier :{modifier} is not supported on date parameter {param.name}")
             return DateClause(param.name, self.date_values(param.name, raw))
         if modifier is not None and not modifier[:1].isupper():
-            raise BadRequestError(f"modifier :{modifier} is not supported on reference parameter {param.name}")
+            raise UnsupportedModifierError(f"modifier :{modifier} is not supported on reference parameter {param.name}")
         if modifier is not None and param.targets and modifier not in param.targets:
             raise BadRequestError(f"{param.name} refers to {'/'.join(param.targets)}, not {modifier}")
         return self._reference(param, raw, modifier)
@@ -183,16 +207,16 @@ class SearchParser:
         ref_name, _, type_modifier = head.partition(":")
         ref = SEARCH_PARAMS[rtype].get(ref_name)
         if ref is None or ref.type is not ParamType.REFERENCE:
-            raise BadRequestError(f"unknown chained parameter {name!r} for {rtype}")
+            raise UnknownParameterError(f"unknown chained parameter {name!r} for {rtype}")
         target_type = type_modifier or (ref.targets[0] if len(ref.targets) == 1 else "")
         if not target_type:
             raise BadRequestError(f"{ref_name} may refer to several types: write {ref_name}:Patient.{tail}")
         if target_type not in SEARCH_PARAMS:
-            raise BadRequestError(f"{target_type} is not a resource type this server searches")
+            raise UnknownParameterError(f"{target_type} is not a resource type this server searches")
         inner_name, _, inner_mod = tail.partition(":")
         inner = SEARCH_PARAMS[target_type].get(inner_name)
         if inner is None or "." in tail:
-            raise BadRequestError(f"unknown parameter {tail!r} for chained {target_type}")
+            raise UnknownParameterError(f"unknown parameter {tail!r} for chained {target_type}")
         # patient.identifier with a national identifier: the master key *is* that search, answered from the index.
         if (
             target_type == "Patient"
@@ -206,7 +230,7 @@ class SearchParser:
                 return PatientKeyClause(tuple(self._national_key(s, v) for s, v in national))
         inner_clause = self._clause(target_type, inner, inner_mod or None, raw)
         if not isinstance(inner_clause, TokenClause | StringClause | DateClause | ReferenceClause):
-            raise BadRequestError(f"chained parameter {name!r} is not supported")
+            raise UnknownParameterError(f"chained parameter {name!r} is not supported")
         return ChainClause(ref_name, target_type, inner_clause)
 
     # ------------------------------------------------------------------ whole request
@@ -224,6 +248,7 @@ class SearchParser:
         ignored: list[str] = []
         sort: list[SortKey] = []
         includes: list[tuple[str, str]] = []
+        revincludes: list[tuple[str, str]] = []
         count = default_count
         summary_count = False
         total = False
@@ -231,11 +256,8 @@ class SearchParser:
         cursor_token: str | None = None
         snapshot: int | None = None
         self_params: list[tuple[str, str]] = []
-
-        def reject(message: str) -> None:
-            if not lenient:
-                raise BadRequestError(message)
-            ignored.append(message)
+        summary: str | None = None
+        element_names: list[str] = []
 
         for name, raw in params:
             if name in ("_format", "_pretty"):
@@ -244,6 +266,9 @@ class SearchParser:
                 cursor_token = raw
                 continue
             try:
+                control, _, control_modifier = name.partition(":")
+                if control in CONTROL and control_modifier:
+                    raise UnsupportedModifierError(f"modifier :{control_modifier} is not supported on {control}")
                 if name == "_count":
                     if not raw.isdigit():
                         raise BadRequestError("_count must be a whole number")
@@ -261,13 +286,29 @@ class SearchParser:
                     ref_name = ref_name.split(":")[0]
                     if source != rtype or ref_name not in INCLUDES.get(rtype, frozenset()):
                         allowed = ", ".join(f"{rtype}:{p}" for p in sorted(INCLUDES.get(rtype, ())))
-                        raise BadRequestError(f"_include={raw} is not supported; supported: {allowed or 'none'}")
+                        raise UnknownParameterError(f"_include={raw} is not supported; supported: {allowed or 'none'}")
                     includes.append((source, ref_name))
+                elif name == "_revinclude":
+                    source, _, ref_name = raw.partition(":")
+                    ref_name, _, target = ref_name.partition(":")
+                    referring = REVINCLUDES.get(rtype, frozenset())
+                    if f"{source}:{ref_name}" not in referring or target not in ("", rtype):
+                        allowed = ", ".join(sorted(referring))
+                        raise UnknownParameterError(
+                            f"_revinclude={raw} is not supported for {rtype}; supported: {allowed or 'none'}"
+                        )
+                    revincludes.append((source, ref_name))
                 elif name == "_summary":
                     if raw == "count":
                         summary_count = True
-                    elif raw != "false":
-                        raise BadRequestError("_summary supports only 'count' (and 'false')")
+                    else:
+                        summary = raw
+                        try:
+                            Subset.of(raw, ())  # the value checked here; combined with _elements below
+                        except SubsetError as exc:
+                            raise BadRequestError(str(exc)) from None
+                elif name == "_elements":
+                    element_names.append(raw)
                 elif name == "_total":
                     if raw not in ("none", "estimate", "accurate"):
                         raise BadRequestError("_total must be none, estimate or accurate")
@@ -279,12 +320,20 @@ class SearchParser:
                     param = known.get(base)
                     if param is None:
                         supported = ", ".join(sorted(known))
-                        raise BadRequestError(f"unknown search parameter {base!r} for {rtype}; supported: {supported}")
+                        raise UnknownParameterError(
+                            f"unknown search parameter {base!r} for {rtype}; supported: {supported}"
+                        )
                     clauses.append(self._clause(rtype, param, modifier or None, raw))
-            except BadRequestError as exc:
-                reject(exc.diagnostics)
+            except UnknownParameterError as exc:
+                if not lenient:
+                    raise
+                ignored.append(exc.diagnostics)
             else:
                 self_params.append((name, raw))  # the self link lists only the parameters actually used
+        try:
+            subset = Subset.of(summary, element_names)
+        except SubsetError as exc:
+            raise BadRequestError(str(exc)) from None
         if cursor_token is not None:
             cursor, snapshot = self._open_cursor(cursor_token, rtype, sort)
         if count == 0:
@@ -292,8 +341,10 @@ class SearchParser:
         return ParsedSearch(
             query=Query(rtype, tuple(clauses), tuple(sort), max(count, 1), cursor, snapshot),
             includes=includes,
+            revincludes=revincludes,
             summary_count=summary_count,
             total=total,
             ignored=ignored,
             self_params=self_params,
+            subset=subset,
         )

@@ -56,6 +56,7 @@ def recognition_region(database: Database, var: Path, clock: Clock) -> Iterator[
             ctx.administration.add(admin, {"org": org, "group": group, "scope": "beijing", "valid_from": "2025-01-01"})
     concept_map = {
         "resourceType": "ConceptMap",
+        "id": "hosp-b-orders",
         "status": "active",
         "extension": [{"url": CODE_MAP_ORG, "valueReference": {"reference": "Organization/hosp-b"}}],
         "group": [

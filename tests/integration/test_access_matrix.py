@@ -308,6 +308,10 @@ CASES: dict[tuple[str, str], tuple[Build, dict[str, str]]] = {
     ("PUT", "/fhir/{rtype}"): (
         lambda r, t, w: Call("PUT", f"/fhir/DiagnosticReport?identifier={t.report_number[0]}|{t.report_number[1]}",
                              json=t.report_body), WRITE),
+    ("PATCH", "/fhir/{rtype}/{rid}"): (
+        lambda r, t, w: Call("PATCH", f"/fhir/DiagnosticReport/{t.report}", json=_params({"name": "operation", "part": [
+            {"name": "type", "valueCode": "replace"}, {"name": "path", "valueString": "DiagnosticReport.conclusion"},
+            {"name": "value", "valueString": t.report_body["conclusion"]}]})), WRITE),
     ("DELETE", "/fhir/{rtype}/{rid}"): (lambda r, t, w: Call("DELETE", f"/fhir/Observation/{_throwaway(r, t)}"),
                                         WRITE),
     ("POST", "/fhir"): (lambda r, t, w: Call("POST", "/fhir", json={"resourceType": "Bundle", "type": "transaction",
@@ -462,3 +466,80 @@ def test_break_glass_is_counted_where_it_opened_a_record(region: Region) -> None
     r = _send(region, "clinician", Call("GET", f"/fhir/DiagnosticReport?_id={out.report}", headers=BTG))
     assert r.status_code == 200 and out.report in r.text
     assert _send(region, "clinician", Call("GET", "/fhir/DiagnosticReport", headers=BTG)).status_code == 400
+
+
+@pytest.mark.parametrize("route", [("GET", "/fhir/{rtype}/{rid}"), ("GET", "/fhir/{rtype}/{rid}/_history/{vid}"),
+                                   ("GET", "/fhir/{rtype}")], ids=lambda r: f"HEAD {r[1]}")  # fmt: skip
+def test_head_is_decided_like_get(region: Region, route: tuple[str, str]) -> None:
+    """HEAD is GET without a body (the policy folds it into GET's rule): the same status for every principal and
+    target, nothing disclosed in a body."""
+    build = CASES[route][0]
+    for who in PRINCIPALS:
+        for target_name in TARGETS:
+            call = build(region, region.targets[target_name], who)
+            got = _send(region, who, call)
+            head = _send(region, who, Call("HEAD", call.url))
+            assert head.status_code == got.status_code, (who, target_name, call.url)
+            assert head.content == b"", (who, target_name)
+
+
+def _entry_status(r: Any) -> list[str]:
+    assert r.status_code == 200, r.text
+    return [e["response"]["status"].split(" ")[0] for e in r.json()["entry"]]
+
+
+@pytest.mark.parametrize("kind", ["read", "vread", "search"])
+def test_get_entries_of_a_batch_are_decided_like_the_rest_reads(region: Region, kind: str) -> None:
+    """A batch's GET entry answers what the REST read, vread or search answers the same principal about the same
+    target (READ / SEARCH above): a Bundle opens nothing; outside the care context 403, never the resource."""
+    route = {"read": ("GET", "/fhir/{rtype}/{rid}"), "vread": ("GET", "/fhir/{rtype}/{rid}/_history/{vid}"),
+             "search": ("GET", "/fhir/{rtype}")}[kind]  # fmt: skip
+    build, expected = CASES[route]
+    problems = []
+    for who in ("admin", "hospital", "clinician", "patient"):
+        for target_name, want in zip(TARGETS, expected[who], strict=True):
+            target = region.targets[target_name]
+            url = build(region, target, who).url.removeprefix("/fhir/")
+            bundle = {"resourceType": "Bundle", "type": "batch", "entry": [{"request": {"method": "GET", "url": url}}]}
+            r = _send(region, who, Call("POST", "/fhir", json=bundle))
+            where = f"{who} → {target_name}: GET {url}"
+            if r.status_code != 200:
+                problems.append(f"{where}: the batch itself answered {r.status_code} {r.text[:200]}")
+                continue
+            (entry,) = r.json()["entry"]
+            status = entry["response"]["status"].split(" ")[0]
+            if want in "2e":
+                if status != "200":
+                    problems.append(f"{where}: {status}")
+                elif kind == "search":
+                    found = {e["resource"]["id"] for e in entry["resource"].get("entry", [])}
+                    if (target.report in found) != (want == "2"):
+                        problems.append(f"{where}: the search found {found}")
+                elif entry["resource"]["id"] != target.report:
+                    problems.append(f"{where}: another resource")
+            else:
+                if int(status) not in STATUS[want] or "resource" in entry:
+                    problems.append(f"{where}: expected {STATUS[want]}, got {entry}")
+                leaked = [s for s in target.secrets if s in r.text and s not in url]
+                if leaked:
+                    problems.append(f"{where}: the refusal discloses {leaked}")
+            outcomes = _audit(region, r.request.headers["X-Request-Id"])
+            if ("0" if want in "2e" else "4") not in outcomes:
+                problems.append(f"{where}: audit outcomes {outcomes}")
+    assert not problems, "\n".join(problems)
+
+
+def test_a_transaction_whose_get_is_refused_fails_whole(region: Region) -> None:
+    out = region.targets["out"]
+    entries = [{"resource": _observation(region.targets["own"]), "request": {"method": "POST", "url": "Observation"}},
+               {"request": {"method": "GET", "url": f"DiagnosticReport/{out.report}"}}]  # fmt: skip
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+    r = _send(region, "hospital", Call("POST", "/fhir", json=bundle))
+    assert r.status_code == 403 and "Bundle.entry[1]" in r.text, r.text
+    assert not [s for s in out.secrets if s in r.text and s != out.report]
+    assert "4" in _audit(region, r.request.headers["X-Request-Id"])
+    # a clinician or patient may send a Bundle to read, never to write: the write entry is refused
+    for who in ("clinician", "patient"):
+        batch = {**bundle, "type": "batch"}
+        assert _entry_status(_send(region, who, Call("POST", "/fhir", json=batch)))[0] == "403", who
+        assert _send(region, who, Call("POST", "/fhir", json=bundle)).status_code == 403, who

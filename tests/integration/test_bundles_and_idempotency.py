@@ -328,3 +328,86 @@ def test_an_entry_cap_answers_413(api: Api) -> None:
     r = api.post("/fhir", {"resourceType": "Bundle", "type": "batch", "entry": entries})
     assert r.status_code == 413
     assert r.json()["issue"][0]["code"] == "too-costly"
+
+
+def test_a_create_with_search_parameters_in_the_url_is_a_conditional_create(api: Api) -> None:
+    """fhirpy's ``get_or_create`` sends ``POST /fhir/Patient?identifier=…``: the parameters are the condition, as
+    If-None-Exist would carry them — found: 200 with the match, nothing created; none: 201; several: 412."""
+    mrn = {"system": "http://hosp-a.example/mrn", "value": unique("GOC")}
+    body = {"resourceType": "Patient", "identifier": [mrn, {"system": NATIONAL, "value": resident_id(777)}],
+            "managingOrganization": {"reference": "Organization/hosp-a"}}  # fmt: skip
+    url = f"/fhir/Patient?identifier={mrn['system']}|{mrn['value']}"
+    first = api.post(url, body, who="hosp-a-system")
+    assert first.status_code == 201, first.text
+    again = api.post(url, body, who="hosp-a-system")
+    assert again.status_code == 200 and again.json()["id"] == first.json()["id"]
+    found = api.get("/fhir/Patient", params={"identifier": f"{mrn['system']}|{mrn['value']}"}).json()
+    assert len(found["entry"]) == 1  # no duplicate
+    # _format is not a condition; the same condition in both places is fine, two different ones are not
+    assert api.post(f"{url}&_format=json", body, who="hosp-a-system").status_code == 200
+    same = {"If-None-Exist": f"identifier={mrn['system']}|{mrn['value']}"}
+    assert api.post(url, body, who="hosp-a-system", headers=same).status_code == 200
+    r = api.post(url, body, who="hosp-a-system", headers={"If-None-Exist": "identifier=http://hosp-a.example/mrn|x"})
+    assert r.status_code == 400 and "two different conditions" in r.text
+    # an unknown parameter in a condition is refused, never ignored (it would match everything)
+    r = api.post("/fhir/Patient?colour=blue", body, who="hosp-a-system")
+    assert r.status_code == 400, r.text
+    org = unique("org")
+    for n in (1, 2):
+        api.post("/fhir/Organization", {"resourceType": "Organization", "name": org, "alias": [str(n)]})
+    r = api.post(f"/fhir/Organization?name={org}", {"resourceType": "Organization", "name": org})
+    assert r.status_code == 412
+
+
+def test_get_entries_in_a_transaction_run_last_and_see_its_writes(api: Api) -> None:
+    """R4 http.html §3.1.0.11.2: DELETE, POST, PUT/PATCH, then GET — a GET listed first still reads what the
+    Bundle writes; the response keeps the Bundle's order."""
+    mrn, number = unique("T"), unique("R")
+    bundle = _lab_bundle("hosp-a", mrn, resident_id(811), number)
+    by_number = f"DiagnosticReport?identifier=http://hosp-a.example/report|{number}"
+    by_mrn = f"Patient?identifier=http://hosp-a.example/mrn|{mrn}&_summary=count"
+    gets = [{"request": {"method": "GET", "url": by_number}}, {"request": {"method": "GET", "url": by_mrn}}]
+    bundle["entry"] = [*gets, *bundle["entry"]]
+    r = api.post("/fhir", bundle, who="hosp-a-system")
+    assert r.status_code == 200, r.text
+    answer = r.json()
+    assert answer["type"] == "transaction-response"
+    statuses = [e["response"]["status"] for e in answer["entry"]]
+    assert statuses == ["200 OK", "200 OK", "201 Created", "201 Created", "201 Created"]
+    found = answer["entry"][0]["resource"]
+    assert found["type"] == "searchset"
+    assert [e["resource"]["identifier"][0]["value"] for e in found["entry"]] == [number]
+    assert answer["entry"][1]["resource"]["total"] == 1
+    report_id = answer["entry"][4]["response"]["location"].split("/")[1]
+    # read and vread entries; a GET of what the same transaction deletes is 410 and fails it whole
+    reads = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"request": {"method": "GET", "url": f"DiagnosticReport/{report_id}"}},
+        {"request": {"method": "GET", "url": f"DiagnosticReport/{report_id}/_history/1?_elements=status"}},
+    ]}  # fmt: skip
+    answer = api.post("/fhir", reads, who="hosp-a-system").json()
+    assert answer["entry"][0]["resource"]["id"] == report_id
+    assert answer["entry"][0]["response"]["etag"] == 'W/"1"'
+    assert set(answer["entry"][1]["resource"]) == {"resourceType", "id", "meta", "status", "code"}
+    gone = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"request": {"method": "GET", "url": f"DiagnosticReport/{report_id}"}},
+        {"request": {"method": "DELETE", "url": f"DiagnosticReport/{report_id}"}}]}  # fmt: skip
+    r = api.post("/fhir", gone, who="hosp-a-system")
+    assert r.status_code == 410 and "Bundle.entry[0]" in r.text, r.text
+    assert api.get(f"/fhir/DiagnosticReport/{report_id}").status_code == 200  # the delete was rolled back
+
+
+def test_get_entries_in_a_batch_answer_on_their_own(api: Api) -> None:
+    p = api.patient("hosp-a", unique("A"), resident_id(812))
+    bundle = {"resourceType": "Bundle", "type": "batch", "entry": [
+        {"request": {"method": "GET", "url": f"Patient/{p['id']}"}},
+        {"request": {"method": "GET", "url": "Patient/nobody"}},
+        {"request": {"method": "GET", "url": f"http://testserver/fhir/Patient?_id={p['id']}"}},
+        {"request": {"method": "GET", "url": f"Patient/{p['id']}/_history"}},
+        {"request": {"method": "GET", "url": "Patient?birthdate=yesterday"}}]}  # fmt: skip
+    r = api.post("/fhir", bundle, who="hosp-a-system")
+    assert r.status_code == 200, r.text
+    entries = r.json()["entry"]
+    assert [e["response"]["status"].split()[0] for e in entries] == ["200", "404", "200", "400", "400"]
+    assert entries[0]["resource"]["id"] == p["id"] and entries[0]["fullUrl"].endswith(f"/Patient/{p['id']}")
+    assert [e["resource"]["id"] for e in entries[2]["resource"]["entry"]] == [p["id"]]
+    assert entries[1]["response"]["outcome"]["resourceType"] == "OperationOutcome"

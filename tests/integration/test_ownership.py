@@ -216,7 +216,8 @@ def test_a_report_lists_only_its_own_hospitals_results_of_the_same_patient(api: 
         ],
     }
     r = api.post("/fhir", bundle, who="hosp-b-system")  # fmt: skip
-    assert r.status_code == 403 and "another patient" in _issue(r)
+    assert r.status_code == 422 and "another patient" in _issue(r)  # a content rule, not an access refusal
+    assert r.json()["issue"][0]["code"] == "business-rule"
     found = api.get(f"/fhir/DiagnosticReport?identifier=http://hosp-b.example/report|{number}", who="admin")
     assert found.json().get("total", len(found.json().get("entry", []))) == 0
     member = {
@@ -424,3 +425,53 @@ def test_break_glass_is_counted_in_the_statistics_by_the_requesting_hospital(api
     assert own["break_glass_accesses"] == after["break_glass_accesses"]
     csv = api.get("/stats/api/export.csv", who="hosp-c-system").text
     assert "break-glass,hosp-c," in csv
+
+
+# ------------------------------------------------------------------------------------------------ the issuer
+def _owner(api: Api, rtype: str, rid: str) -> str | None:
+    with api.ctx.uow.begin() as repo:
+        stored = repo.get(rtype, rid)
+    assert stored is not None
+    return stored.org_id
+
+
+def test_the_issuer_is_the_performing_organization_else_the_writer_for_every_type(api: Api) -> None:
+    """One decision for every type (policy.decide_issuer): a report or an Observation whose performer is a
+    Practitioner (R4 allows Practitioner, PractitionerRole, Organization, CareTeam), or that names no performer, is the
+    writing hospital's; naming another hospital's Organization is writing as it (403)."""
+    pa = api.patient("hosp-a", unique("A"), _nid())
+    doctor = api.post("/fhir/Practitioner", {"resourceType": "Practitioner", "name": [{"text": "王医生"}]},
+                      who="hosp-a-system").json()["id"]  # fmt: skip
+    by_doctor = [{"reference": f"Practitioner/{doctor}"}]
+    observation = {"resourceType": "Observation", "status": "final", "code": {"text": "Hb"},
+                   "subject": {"reference": f"Patient/{pa['id']}"}, "performer": by_doctor}  # fmt: skip
+    cases = {
+        "DiagnosticReport": _report("hosp-a", pa["id"], unique("R"), performer=by_doctor),
+        "Observation": observation,
+    }
+    for rtype, body in cases.items():
+        r = api.post(f"/fhir/{rtype}", body, who="hosp-a-system")
+        assert r.status_code == 201, (rtype, r.text)
+        assert _owner(api, rtype, r.json()["id"]) == "hosp-a"
+        unnamed = {k: v for k, v in body.items() if k != "performer"}
+        if rtype == "DiagnosticReport":
+            unnamed["identifier"] = [{"system": "http://hosp-a.example/report", "value": unique("R")}]
+        r = api.post(f"/fhir/{rtype}", unnamed, who="hosp-a-system")
+        assert r.status_code == 201, (rtype, r.text)
+        assert _owner(api, rtype, r.json()["id"]) == "hosp-a"
+        # the performer's Organization decides when named; another hospital's is refused as writing as it
+        foreign = {**unnamed, "performer": [*by_doctor, {"reference": "Organization/hosp-b"}]}
+        if rtype == "DiagnosticReport":
+            foreign["identifier"] = [{"system": "http://hosp-a.example/report", "value": unique("R")}]
+        r = api.post(f"/fhir/{rtype}", foreign, who="hosp-a-system")
+        assert r.status_code == 403 and "Organization/hosp-b is named as the issuer" in _issue(r), r.text
+    # an admin writing on a hospital's behalf: the named Organization is the issuer
+    r = api.post("/fhir/Observation", {**observation, "performer": [{"reference": "Organization/hosp-a"}]})
+    assert r.status_code == 201 and _owner(api, "Observation", r.json()["id"]) == "hosp-a"
+    # a Patient without managingOrganization is the writing hospital's local identity (its care context)
+    bare = {"resourceType": "Patient", "identifier": [{"system": "http://hosp-c.example/mrn", "value": unique("C")},
+            {"system": NATIONAL, "value": _nid()}]}  # fmt: skip
+    r = api.post("/fhir/Patient", bare, who="hosp-c-system")
+    assert r.status_code == 201, r.text
+    assert _owner(api, "Patient", r.json()["id"]) == "hosp-c"
+    assert api.get(f"/fhir/Patient/{r.json()['id']}", who="dr-hosp-c").status_code == 200

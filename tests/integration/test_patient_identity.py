@@ -152,8 +152,9 @@ def test_no_plaintext_national_identifier_anywhere_in_the_database(api: Api) -> 
         api.report("hosp-a", p["id"], unique("R"))
         api.get("/fhir/DiagnosticReport", params={"patient.identifier": f"{NATIONAL}|{nid}"})
         api.get("/fhir/Patient/$ihe-pix", params={"sourceIdentifier": f"{NATIONAL}|{nid}"})
-        # refused (no managing organization): a refusal must not leave the number behind either
-        refused = {"resourceType": "Patient", "identifier": [{"system": NATIONAL, "value": nid}]}
+        # refused (managed by another hospital): a refusal must not leave the number behind either
+        refused = {"resourceType": "Patient", "identifier": [{"system": NATIONAL, "value": nid}],
+                   "managingOrganization": {"reference": "Organization/hosp-a"}}  # fmt: skip
         assert api.post("/fhir/Patient", refused, who="hosp-b-system").status_code == 403
     dump = _dump(api)
     assert len(dump) > 10_000

@@ -62,6 +62,7 @@ def api(database: Database, tmp_path_factory: pytest.TempPathFactory, clock: Clo
             ctx.administration.add(admin, {"org": org, "group": group, "scope": "beijing", "valid_from": "2025-01-01"})
     concept_map = {
         "resourceType": "ConceptMap",
+        "id": "hosp-b-orders",
         "status": "active",
         "extension": [{"url": CODE_MAP_ORG, "valueReference": {"reference": "Organization/hosp-b"}}],
         "group": [
@@ -644,7 +645,8 @@ def test_a_code_map_change_remaps_stored_results(api: Api, person: dict[str, Any
             }
         ],
     }
-    r = api.put(f"/fhir/ConceptMap/{unique('cm')}", concept_map, who="hosp-a-system")
+    cm_id = unique("cm")
+    r = api.put(f"/fhir/ConceptMap/{cm_id}", {**concept_map, "id": cm_id}, who="hosp-a-system")
     assert r.status_code == 201, r.text
     assert card_for(sign(api, "dr-hosp-b", person["nid"], glucose), "o-glu") is not None
     r = api.delete(f"/fhir/ConceptMap/{r.json()['id']}", who="hosp-a-system")

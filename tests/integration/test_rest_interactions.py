@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import orjson
+from sqlalchemy import text
 
 from registry.fhir.models import OperationOutcome
 from tests.integration.conftest import Api, resident_id, unique
@@ -108,6 +109,35 @@ def test_update_id_mismatch_and_bad_id(api: Api) -> None:
     assert r.status_code == 400
     r = api.put("/fhir/Organization/bad_id!", {"resourceType": "Organization", "name": "x"})
     assert r.status_code == 400
+
+
+def test_an_update_without_an_id_in_the_body_is_400_and_writes_nothing(api: Api) -> None:
+    """R4 http.html §3.1.0.4: the body SHALL carry an id identical to the URL's; with none, or another, 400."""
+    rid = unique("org")
+    r = api.put(f"/fhir/Organization/{rid}", {"resourceType": "Organization", "name": "无 id"})
+    assert r.status_code == 400, r.text
+    outcome = r.json()
+    assert outcome["resourceType"] == "OperationOutcome"
+    assert "id" in outcome["issue"][0]["diagnostics"] and outcome["issue"][0]["expression"] == ["Organization.id"]
+    assert api.get(f"/fhir/Organization/{rid}").status_code == 404  # not created
+    assert (
+        api.put(f"/fhir/Organization/{rid}", {"resourceType": "Organization", "id": rid, "name": "一"}).status_code
+        == 201
+    )
+    for body in (
+        {"resourceType": "Organization", "name": "二"},
+        {"resourceType": "Organization", "id": "other", "name": "二"},
+    ):
+        assert api.put(f"/fhir/Organization/{rid}", body).status_code == 400
+    current = api.get(f"/fhir/Organization/{rid}").json()
+    assert current["meta"]["versionId"] == "1" and current["name"] == "一"  # no new version
+    # the same rule for a PUT entry of a transaction (the same interaction, bundle.html §3.1.0.11)
+    entry = {"resource": {"resourceType": "Organization", "name": "三"},
+             "request": {"method": "PUT", "url": f"Organization/{rid}"}}  # fmt: skip
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [entry]}
+    r = api.post("/fhir", bundle)
+    assert r.status_code == 400 and "Bundle.entry[0]" in r.text, r.text
+    assert api.get(f"/fhir/Organization/{rid}").json()["meta"]["versionId"] == "1"
 
 
 def test_delete_then_read_is_gone_and_history_keeps_it(api: Api) -> None:
@@ -237,3 +267,45 @@ def test_conditional_read_with_if_none_match(api: Api) -> None:
     p = api.patient("hosp-a", unique("A"), resident_id(10))
     r = api.get(f"/fhir/Patient/{p['id']}", headers={"If-None-Match": 'W/"1"'})
     assert r.status_code == 304
+
+
+def test_head_answers_read_vread_and_search_like_get_without_a_body(api: Api) -> None:
+    """RFC 9110 §9.3.2 / R4 http.html: HEAD is the GET — same status and headers — without the content."""
+    p = api.patient("hosp-a", unique("A"), resident_id(901))
+    for path, params in ((f"/fhir/Patient/{p['id']}", {}), (f"/fhir/Patient/{p['id']}/_history/1", {}),
+                         ("/fhir/Patient", {"_id": p["id"]}), ("/fhir/Patient/nobody", {}),
+                         ("/fhir/metadata", {})):  # fmt: skip
+        got = api.get(path, params=params)
+        head = api.client.head(path, params=params, headers=api.headers("admin"))
+        assert head.status_code == got.status_code, path
+        assert head.content == b"", path
+        for name in ("content-type", "etag", "last-modified"):
+            assert head.headers.get(name) == got.headers.get(name), (path, name)
+        if path != "/fhir/Patient":  # a searchset's id and timestamp differ from one request to the next
+            assert head.headers["content-length"] == str(len(got.content)), path
+    # refused like the GET, and audited as the read it is
+    rid = {"X-Request-Id": unique("head").replace("-", "")}
+    r = api.client.head(f"/fhir/Patient/{p['id']}", headers=api.headers("dr-c", **rid))
+    assert r.status_code == 403 and r.content == b""
+    with api.ctx.engine.connect() as conn:
+        rows = conn.execute(text("SELECT action, status FROM audit_event WHERE request_id = :r"),
+                            {"r": rid["X-Request-Id"]}).all()  # fmt: skip
+    assert [tuple(row) for row in rows] == [("R", 403)]
+
+
+def test_a_fhir_version_other_than_r4_is_406(api: Api) -> None:
+    """R4 http.html §3.1.0.1.11: the fhirVersion parameter of a media type names the version wanted; the registry
+    answers only R4 (4.0) and says so with 406 (R4 leaves the code open)."""
+    ok = ("application/fhir+json; fhirVersion=4.0", "application/fhir+json;fhirVersion=4.0.1", "application/fhir+json",
+          "application/fhir+json; fhirVersion=3.0, application/fhir+json; fhirVersion=4.0", "*/*")  # fmt: skip
+    for accept in ok:
+        assert api.get("/fhir/metadata", headers={"Accept": accept}).status_code == 200, accept
+        assert api.get("/fhir/Patient", headers={"Accept": accept}).status_code == 200, accept
+    for accept in ("application/fhir+json; fhirVersion=3.0", "application/fhir+json; fhirversion=4.3",
+                   "application/json; fhirVersion=5.0"):  # fmt: skip
+        for path in ("/fhir/metadata", "/fhir/Patient"):
+            r = api.get(path, headers={"Accept": accept})
+            assert r.status_code == 406, (path, accept, r.text)
+            assert r.json()["resourceType"] == "OperationOutcome" and "R4" in r.text
+    assert api.get("/fhir/Patient", params={"_format": "application/fhir+json;fhirVersion=4.3"}).status_code == 406
+    assert api.get("/fhir/Patient", params={"_format": "application/fhir+json;fhirVersion=4.0"}).status_code == 200

@@ -45,7 +45,7 @@ def ctx(database: Database, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         audit,
         "Organization",
         "hosp-a",
-        orjson.dumps({"resourceType": "Organization", "name": "A"}).decode(),
+        orjson.dumps({"resourceType": "Organization", "id": "hosp-a", "name": "A"}).decode(),
         None,
     )
     context.namespaces.declare(admin, "hosp-a", namespaces_of("hosp-a"))

@@ -178,8 +178,11 @@ def all_pages(api: Api, first: dict[str, Any], who: str = "admin") -> list[dict[
     return pages
 
 
-def refused(api: Api, rtype: str, params: Params, status: int = 400) -> str:
-    r = api.get(f"/fhir/{rtype}", params=params)
+STRICT = {"Prefer": "handling=strict"}
+
+
+def refused(api: Api, rtype: str, params: Params, status: int = 400, **headers: str) -> str:
+    r = api.get(f"/fhir/{rtype}", params=params, headers=headers)
     assert r.status_code == status, r.text
     assert r.headers["content-type"].startswith("application/fhir+json")
     outcome = r.json()
@@ -606,7 +609,9 @@ def test_include_result_performer_imaging_study(api: Api) -> None:
     every = included("DiagnosticReport:result", "DiagnosticReport:performer", "DiagnosticReport:imaging-study")
     assert every == sorted([*observations, ("Organization", "hosp-a"), ("ImagingStudy", study)])
     for bad in ("DiagnosticReport:specimen", "Observation:patient", "DiagnosticReport"):
-        assert bad in refused(api, "DiagnosticReport", {"patient": p, "_include": bad})
+        assert bad in refused(api, "DiagnosticReport", {"patient": p, "_include": bad}, **STRICT)
+        lenient = search(api, "DiagnosticReport", {"patient": p, "_include": bad})  # ignored: the matches stay
+        assert {e["resource"]["resourceType"] for e in lenient["entry"] if e["search"]["mode"] == "include"} == set()
 
 
 # ---------------------------------------------------------------------------------------------------- _summary, _total
@@ -624,20 +629,57 @@ def test_summary_count_and_total(api: Api) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------- errors
-def test_unknown_parameter_malformed_values_and_unsupported_modifiers_are_400(api: Api) -> None:
-    assert "colour" in refused(api, "DiagnosticReport", {"colour": "blue"})
-    assert "colour" in refused(api, "Patient", {"name": "x", "colour": "blue"})
-    for name, value in (
-        ("date", "2025-13-01"),
-        ("date", "yesterday"),
-        ("date", "2025-02-30"),
-        ("issued", "ge2025-3-1"),
-        ("date", "xx2025-03-01"),
+def test_unknown_parameters_are_ignored_by_default_and_refused_under_strict_handling(api: Api) -> None:
+    """R4 search.html §3.1.1.4: servers SHOULD ignore unknown or unsupported parameters; ``handling=strict`` asks for
+    an error instead. fhirpy's ``count()`` sends ``_totalMethod=count``, a parameter of no FHIR version."""
+    p = patient(api)["id"]
+    rid = report(api, p)["id"]
+    for params in ({"patient": p, "colour": "blue"}, {"patient": p, "_totalMethod": "count"},
+                   {"patient": p, "colour:exact": "blue"}, {"patient": p, "patient.colour": "x"}):  # fmt: skip
+        bundle = search(api, "DiagnosticReport", params)
+        assert ids(bundle) == [rid], params
+        used = parse_qsl(urlsplit(link(bundle, "self") or "").query)
+        assert used == [("patient", p)], used
+        assert "unknown" in refused(api, "DiagnosticReport", params, **STRICT)
+    assert "colour" in refused(api, "Patient", {"name": "x", "colour": "blue"}, **STRICT)
+    counted = search(api, "DiagnosticReport", {"patient": p, "_count": "0", "_totalMethod": "count"})
+    assert counted["total"] == 1
+    assert not counted.get("entry") or all(e["search"]["mode"] == "outcome" for e in counted["entry"])
+
+
+def test_malformed_values_are_400_whatever_the_handling(api: Api) -> None:
+    """search.html §3.1.1.4: where the content of a parameter is syntactically incorrect, servers SHOULD return an
+    error."""
+    for handling in ({}, STRICT, {"Prefer": "handling=lenient"}):
+        for name, value in (
+            ("date", "2025-13-01"),
+            ("date", "yesterday"),
+            ("date", "2025-02-30"),
+            ("issued", "ge2025-3-1"),
+            ("date", "xx2025-03-01"),
+        ):
+            assert name in refused(api, "DiagnosticReport", {name: value}, **handling), value
+        assert refused(api, "Patient", {"birthdate": "05/06/1980"}, **handling)
+        assert refused(api, "DiagnosticReport", {"_count": "many"}, **handling)
+
+
+def test_an_unsupported_modifier_is_named_as_such_and_refused_even_when_lenient(api: Api) -> None:
+    """A modifier changes what a known parameter means, so ignoring it would answer another question: 400 in every
+    handling, saying the modifier is not supported (not that the parameter is unknown)."""
+    for rtype, name, value in (
+        ("DiagnosticReport", "code:text", "血常规"),
+        ("Patient", "name:foo", "x"),
+        ("DiagnosticReport", "date:exact", "2025"),
+        ("DiagnosticReport", "patient:below", "Patient/x"),
+        ("DiagnosticReport", "_id:not", "x"),
+        ("DiagnosticReport", "_include:iterate", "DiagnosticReport:result"),
+        ("DiagnosticReport", "_count:exact", "3"),
     ):
-        assert name in refused(api, "DiagnosticReport", {name: value}), value
-    assert refused(api, "Patient", {"birthdate": "05/06/1980"})
-    assert "text" in refused(api, "DiagnosticReport", {"code:text": "血常规"})
-    assert refused(api, "DiagnosticReport", {"_count": "many"})
+        for handling in ({}, STRICT, {"Prefer": "handling=lenient"}):
+            text = refused(api, rtype, {name: value}, **handling)
+            modifier = name.split(":")[1]
+            assert f"modifier :{modifier} is not supported" in text, (name, text)
+            assert "unknown" not in text, text
 
 
 def test_lenient_handling_ignores_unknown_parameters_and_says_so(api: Api) -> None:

@@ -6,20 +6,27 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
+
+import orjson
 
 from registry.auth import PrincipalKind
 from registry.errors import (
     BadRequestError,
     ConflictError,
+    GoneError,
     NotFoundError,
+    NotSupportedPatchError,
     PreconditionFailedError,
     RegistryError,
+    UnprocessableError,
 )
 from registry.fhir.bundle import instant
 from registry.fhir.extract import parse_reference, references, to_us
-from registry.fhir.json_text import JsonShapeError, with_server_members
+from registry.fhir.json_text import JsonShapeError, with_changed_members, with_server_members
+from registry.fhir.patch import PatchFailedError, PatchSyntaxError, PatchUnsupportedError
 from registry.fhir.validation import ID_RE
 from registry.services import code_maps, policy
 from registry.services.audit import AuditContext, audit_row
@@ -76,6 +83,8 @@ class WriteEngine:
 
         steps = [Step.of(it) for it in items]
         for step in steps:
+            if step.method == "PATCH":  # R4 http.html §3.1.0.5: the patched resource is then written as an update
+                guarded(step, self._patch_step, s, step)
             guarded(step, self._parse_step, step, single)
 
         # 1. identities: one query for every identifier-only condition — request conditions and conditional
@@ -160,12 +169,12 @@ class WriteEngine:
                 if stored.deleted:
                     step.done = Done(step.index, "204 No Content", stored)
                     interaction, status = "delete", 204
-                elif stored.version == 1 or step.recreated:
+                elif (stored.version == 1 or step.recreated) and not step.patched:
                     step.done = Done(step.index, "201 Created", stored)
                     interaction, status = "create", 201
                 else:
                     step.done = Done(step.index, "200 OK", stored)
-                    interaction, status = "update", 200
+                    interaction, status = ("patch" if step.patched else "update"), 200
                 s.audit_rows.append(audit_row(audit, now=s.now, status=status, patient_key=stored.patient_key,
                                               resource_type=stored.type, resource_id=stored.id,
                                               interaction=interaction))  # fmt: skip
@@ -174,7 +183,8 @@ class WriteEngine:
                 s.audit_rows.append(audit_row(audit, now=s.now, status=int(step.done.status_text[:3]),
                                               patient_key=kept.patient_key if kept else None,
                                               resource_type=step.type, resource_id=step.id or None,
-                                              interaction=_INTERACTION.get(step.method, "update"),
+                                              interaction="patch" if step.patched else
+                                              _INTERACTION.get(step.method, "update"),
                                               detail="unchanged: nothing written"))  # fmt: skip
             results.append(step.done)
         return results
@@ -196,6 +206,40 @@ class WriteEngine:
         if unmapped:
             s.repo.count_unmapped(unmapped, now=s.now)
 
+    def _patch_step(self, s: Session, step: Step) -> None:
+        """Turn a PATCH into the PUT of the patched resource, decided from then on like any update: the current row
+        is locked, the writer must own it (checked before the patch is applied, so a refused patch learns nothing of
+        the content), ``If-Match`` is checked, and the members the patch left alone keep their stored bytes."""
+        rtype, rid, _query = step.item.target()
+        if rtype not in SUPPORTED:
+            raise NotFoundError(f"resource type {rtype!r} is not supported")
+        policy.require_scope(s.principal, rtype, "write")
+        existing = s.repo.get_for_write([(rtype, rid)]).get((rtype, rid))
+        if existing is None:
+            raise NotFoundError(f"{rtype}/{rid} is not known; a patch changes an existing resource")
+        policy.check_change(s.principal, existing)
+        if existing.deleted:
+            raise GoneError(f"{rtype}/{rid} was deleted (version {existing.version})")
+        if_match = step.item.if_match
+        if if_match is not None and if_match.strip().removeprefix("W/").strip('"') != str(existing.version):
+            raise PreconditionFailedError(f"If-Match {if_match} does not match the current version "
+                                          f'(W/"{existing.version}")')  # fmt: skip
+        patch = step.item.patch
+        assert patch is not None  # noqa: S101 - a PATCH item always carries its document
+        text = existing.body.decode()
+        before = orjson.loads(text)
+        try:
+            after = patch.apply(before)
+        except PatchSyntaxError as exc:
+            raise BadRequestError(str(exc)) from None
+        except PatchUnsupportedError as exc:
+            raise NotSupportedPatchError(str(exc)) from None
+        except PatchFailedError as exc:
+            raise UnprocessableError(str(exc)) from None
+        patched = with_changed_members(text, before, after)
+        step.item = replace(step.item, method="PUT", text=patched, if_match=f'W/"{existing.version}"')
+        step.patched = True
+
     def _parse_step(self, step: Step, single: bool) -> None:
         step.type, step.id, step.query = step.item.target()
         if step.type not in SUPPORTED:
@@ -203,10 +247,22 @@ class WriteEngine:
         if step.method == "GET":
             raise BadRequestError("GET entries are not supported in Bundles; read or search directly")
         if step.method in ("POST", "PUT"):
-            step.resource = self.preparer.parse(step.item.text or "", step.type, checked=not single)
+            step.resource = self.preparer.parse(step.item.text or "", step.type, checked=not single or step.patched)
             body_id = step.resource.get("id")
-            if step.method == "PUT" and step.id and body_id not in (None, step.id):
-                raise BadRequestError(f"the resource id {body_id!r} does not match {step.type}/{step.id}")
+            if step.method == "PUT" and step.id:
+                # R4 http.html §3.1.0.4 update: the body SHALL carry an id identical to the URL's; without one, or
+                # with another, the server SHALL answer 400.
+                if body_id is None:
+                    raise BadRequestError(
+                        f'an update of {step.type}/{step.id} needs the resource\'s id in the body ("id": '
+                        f'"{step.id}"); to create with a server id, POST {step.type}',
+                        expression=[f"{step.type}.id"],
+                    )
+                if body_id != step.id:
+                    raise BadRequestError(
+                        f"the resource id {body_id!r} does not match {step.type}/{step.id}",
+                        expression=[f"{step.type}.id"],
+                    )
 
     def _resolve_target(self, s: Session, step: Step, by_identifier: Mapping[tuple[str, str, str], Stored]) -> None:
         policy.require_scope(s.principal, step.type, "write")

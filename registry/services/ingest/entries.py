@@ -13,6 +13,7 @@ from registry.errors import (
     RegistryError,
 )
 from registry.fhir.json_text import JsonShapeError, elements, members
+from registry.fhir.patch import Patch, PatchSyntaxError, binary_json_patch, fhirpath_patch
 from registry.services.ingest.session import Prepared
 from registry.store.records import Stored
 
@@ -54,6 +55,7 @@ class Step:
     prepared: Prepared | None = None
     done: Done | None = None
     recreated: bool = False
+    patched: bool = False  # a PATCH, turned into the update of its result
     condition_missed: bool = False
 
     @classmethod
@@ -104,6 +106,7 @@ class BundleItem:
     text: str | None
     if_none_exist: str | None
     if_match: str | None
+    patch: Patch | None = None  # a PATCH entry's document (JSON Patch in a Binary, or FHIRPath Patch Parameters)
 
     @classmethod
     def of(cls, index: int, entry: Any, text: str | None) -> BundleItem:
@@ -114,16 +117,20 @@ class BundleItem:
         if not isinstance(request, dict):
             raise BadRequestError(f"{where}.request is required in a transaction or batch")
         method = str(request.get("method", "")).upper()
-        if method not in ("GET", "POST", "PUT", "DELETE"):
+        if method not in ("GET", "POST", "PUT", "PATCH", "DELETE"):
             raise BadRequestError(f"{where}.request.method {request.get('method')!r} is not supported "
-                                  "(GET, POST, PUT, DELETE)")  # fmt: skip
+                                  "(GET, POST, PUT, PATCH, DELETE)")  # fmt: skip
         url = request.get("url")
         if not isinstance(url, str) or not url:
             raise BadRequestError(f"{where}.request.url is required")
         if method in ("POST", "PUT") and text is None:
             raise BadRequestError(f"{where}.resource is required for {method}")
         full_url = entry.get("fullUrl") if isinstance(entry.get("fullUrl"), str) else None
-        return cls(index, method, url, full_url, text, request.get("ifNoneExist"), request.get("ifMatch"))
+        patch = None
+        if method == "PATCH":
+            patch = _entry_patch(entry.get("resource"), where)
+            text = None
+        return cls(index, method, url, full_url, text, request.get("ifNoneExist"), request.get("ifMatch"), patch)
 
     def target(self) -> tuple[str, str, str | None]:
         """(type, id, conditional query) from request.url (relative to the base)."""
@@ -135,11 +142,24 @@ class BundleItem:
         query = parts.query or None
         if self.method == "POST" and (rid is not None or query):
             raise BadRequestError(f"Bundle.entry[{self.index}]: POST url must be the resource type, got {self.url!r}")
+        if self.method == "PATCH" and (rid is None or query):
+            raise BadRequestError(f"Bundle.entry[{self.index}]: PATCH url is Type/id (conditional patch is not "
+                                  "supported)")  # fmt: skip
         if self.method in ("PUT", "DELETE") and rid is None and query is None:
             raise BadRequestError(f"Bundle.entry[{self.index}]: {self.method} url needs an id or a search query")
         if self.method == "DELETE" and rid is None:
             raise BadRequestError(f"Bundle.entry[{self.index}]: conditional delete is not supported")
         return rtype, rid or "", query
+
+
+def _entry_patch(resource: Any, where: str) -> Patch:
+    """A PATCH entry's resource (R4 bundle.html): FHIRPath Patch Parameters, or a JSON Patch in a Binary."""
+    try:
+        if isinstance(resource, dict) and resource.get("resourceType") == "Binary":
+            return binary_json_patch(resource)
+        return fhirpath_patch(resource)
+    except PatchSyntaxError as exc:
+        raise BadRequestError(f"{where}.resource: {exc}", expression=[f"{where}.resource"]) from None
 
 
 def entry_resource_texts(text: str) -> dict[int, str]:

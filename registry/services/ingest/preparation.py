@@ -153,10 +153,12 @@ class Preparer:
             patient_key, subject_org = self._subject(s, rtype, resource)
 
         # -- who writes it
-        issuers = policy.issuer_orgs(
-            {**resource, "id": rid} if rtype == "Organization" else resource, self.ctx.base_url
+        org_id = policy.decide_issuer(
+            s.principal,
+            {**resource, "id": rid} if rtype == "Organization" else resource,
+            subject_org,
+            self.ctx.base_url,
         )
-        org_id = policy.check_write(s.principal, rtype, issuers, subject_org)
         policy.check_namespaces(
             s.principal,
             rtype,

@@ -16,6 +16,8 @@ identifier is retried and then answered like a repeat — never a duplicate, nev
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qsl, urlencode
 
 import orjson
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -30,6 +32,7 @@ from registry.errors import (
 )
 from registry.fhir.bundle import Entry, instant, render, weak_etag
 from registry.fhir.json_text import DuplicateKeyError, loads_document
+from registry.fhir.patch import Patch
 from registry.fhir.validation import ID_RE
 from registry.services.audit import AuditContext, AuditTrail, audit_row
 from registry.services.ingest.engine import WriteEngine
@@ -37,6 +40,7 @@ from registry.services.ingest.entries import (
     REASON,
     BundleItem,
     Done,
+    at_entry,
     entry_resource_texts,
     outcome_of,
 )
@@ -51,6 +55,25 @@ from registry.services.ingest.session import (
     WriteResult,
 )
 from registry.store.records import DuplicateIdentifierError
+
+if TYPE_CHECKING:  # the reads of GET entries are handed in (registry.services.bundle_reads imports this package)
+    from registry.services.bundle_reads import BundleReads
+
+_FORMAT_PARAMS = frozenset({"_format", "_pretty"})
+
+
+def creation_condition(if_none_exist: str | None, url_params: list[tuple[str, str]]) -> str | None:
+    """The condition of a create: the ``If-None-Exist`` header (R4 http.html §3.1.0.8 conditional create), or the
+    search parameters in the URL of ``POST [type]?…``, which R4 does not define and which the registry reads as the
+    same condition (fhirpy's ``get_or_create`` and Aidbox send it so) rather than create a duplicate; both at once,
+    unless they say the same, are 400."""
+    used = [(k, v) for k, v in url_params if k not in _FORMAT_PARAMS]
+    query = urlencode(used) if used else None
+    header = if_none_exist.strip().lstrip("?") if if_none_exist else None
+    if query and header and sorted(parse_qsl(header, keep_blank_values=True)) != sorted(used):
+        raise BadRequestError("a create carries two different conditions: If-None-Exist and search parameters in the "
+                              "URL; send one")  # fmt: skip
+    return header or query
 
 
 class Ingest:
@@ -111,6 +134,15 @@ class Ingest:
             raise BadRequestError(f"{rid!r} is not a valid FHIR id")
         return self._single(principal, audit, BundleItem(0, "PUT", f"{rtype}/{rid}", None, text, None, if_match))
 
+    def patch(
+        self, principal: Principal, audit: AuditContext, rtype: str, rid: str, patch: Patch, if_match: str | None
+    ) -> WriteResult:
+        """PATCH (R4 http.html §3.1.0.5): the patched resource goes through the same write path as an update."""
+        if not ID_RE.match(rid):
+            raise BadRequestError(f"{rid!r} is not a valid FHIR id")
+        return self._single(principal, audit, BundleItem(0, "PATCH", f"{rtype}/{rid}", None, None, None, if_match,
+                                                         patch))  # fmt: skip
+
     def conditional_update(
         self, principal: Principal, audit: AuditContext, rtype: str, query: str, text: str
     ) -> WriteResult:
@@ -128,15 +160,34 @@ class Ingest:
 
         return self._run(audit, principal, run)
 
-    def bundle(self, principal: Principal, audit: AuditContext, text: str, *, representation: bool) -> bytes:
+    def bundle(
+        self,
+        principal: Principal,
+        audit: AuditContext,
+        text: str,
+        *,
+        representation: bool,
+        reads: BundleReads | None = None,
+        lenient: bool = True,
+    ) -> bytes:
+        """A transaction or batch Bundle; ``reads`` answers its GET entries (without it they are refused)."""
         try:
-            return self._bundle(principal, audit, text, representation=representation)
+            return self._bundle(principal, audit, text, representation=representation, reads=reads, lenient=lenient)
         except RegistryError as exc:
             if not exc.audited:
                 self.audit.record([audit_row(audit, now=self.ctx.clock(), status=exc.status, detail=exc.diagnostics)])
             raise
 
-    def _bundle(self, principal: Principal, audit: AuditContext, text: str, *, representation: bool) -> bytes:
+    def _bundle(
+        self,
+        principal: Principal,
+        audit: AuditContext,
+        text: str,
+        *,
+        representation: bool,
+        reads: BundleReads | None,
+        lenient: bool,
+    ) -> bytes:
         try:
             bundle = loads_document(text)
         except orjson.JSONDecodeError as exc:
@@ -157,15 +208,35 @@ class Ingest:
             )
         spans = entry_resource_texts(text)
         items = [BundleItem.of(i, e, spans.get(i)) for i, e in enumerate(entries)]
+        gets = [it for it in items if it.method == "GET"]
+        if gets and reads is None:
+            raise BadRequestError(f"Bundle.entry[{gets[0].index}]: GET entries are not supported here")
+        writes = [it for it in items if it.method != "GET"]
         if btype == "transaction":
 
             def run(s: Session) -> bytes:
-                responses = self.engine.apply(s, audit, items)
-                return render("transaction-response", [self._entry(r, representation) for r in responses], now=s.now)
+                # R4 http.html §3.1.0.11.2: DELETE, POST, PUT/PATCH, then GET — the reads see this Bundle's writes
+                done = self.engine.apply(s, audit, writes) if writes else []
+                answered = {r.index: self._entry(r, representation) for r in done}
+                for it in gets:
+                    assert reads is not None  # noqa: S101 - checked above
+                    where = f"Bundle.entry[{it.index}]"
+                    try:
+                        entry, rows = reads.in_transaction(s.repo, principal, audit, it.url, where, now=s.now,
+                                                           lenient=lenient)  # fmt: skip
+                    except RegistryError as exc:
+                        raise at_entry(exc, where) from None
+                    s.audit_rows.extend(rows)
+                    answered[it.index] = entry
+                return render("transaction-response", [answered[it.index] for it in items], now=s.now)
 
             return self._run(audit, principal, run)
         out: list[Entry] = []
         for item in items:
+            if item.method == "GET":
+                assert reads is not None  # noqa: S101 - checked above
+                out.append(reads.alone(principal, audit, item.url, f"Bundle.entry[{item.index}]", lenient=lenient))
+                continue
 
             def one(s: Session, it: BundleItem = item) -> list[Done]:
                 return self.engine.apply(s, audit, [it])

@@ -44,7 +44,7 @@ from registry.services.policy.writing import (
     check_change,
     check_namespaces,
     check_references,
-    check_write,
+    decide_issuer,
     issuer_orgs,
     visible_to_writer,
 )
@@ -72,7 +72,7 @@ __all__ = [
     "check_read",
     "check_references",
     "check_subject",
-    "check_write",
+    "decide_issuer",
     "issuer_orgs",
     "may_use_area",
     "needs_care_context",

@@ -80,13 +80,15 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("POST", "/{area}/login"): _open("sign-in"),
     ("POST", "/{area}/logout"): _open("sign-out (needs the session's CSRF token)"),
     # FHIR REST
-    ("POST", "/fhir"): _token(WRITERS, "transaction / batch", "transaction"),
+    # every reader may send a Bundle: its GET entries are decided like the reads they are, its writes per entry
+    ("POST", "/fhir"): _token(EVERYONE, "transaction / batch", "transaction"),
     ("GET", "/fhir/{rtype}"): _token(EVERYONE, "search", "search-type"),
     ("POST", "/fhir/{rtype}/_search"): _token(EVERYONE, "search", "search-type"),
     ("POST", "/fhir/{rtype}"): _token(WRITERS, "create", "create"),
     ("PUT", "/fhir/{rtype}"): _token(WRITERS, "conditional update", "update"),
     ("GET", "/fhir/{rtype}/{rid}"): _token(EVERYONE, "read", "read"),
     ("PUT", "/fhir/{rtype}/{rid}"): _token(WRITERS, "update", "update"),
+    ("PATCH", "/fhir/{rtype}/{rid}"): _token(WRITERS, "patch", "patch"),
     ("DELETE", "/fhir/{rtype}/{rid}"): _token(WRITERS, "delete", "delete"),
     ("GET", "/fhir/{rtype}/{rid}/_history"): _token(EVERYONE, "history", "history-instance"),
     ("GET", "/fhir/{rtype}/{rid}/_history/{vid}"): _token(EVERYONE, "vread", "vread"),

@@ -1,8 +1,11 @@
 """Who may write what (DESIGN.md §6 ownership): a hospital writes only as its own Organization, only about its own
 patients, only identifiers in the namespaces it owns, and only references to its own results of the same patient.
 
-- **Issuer.** The organization a resource names as its issuer (``performer``, ``managingOrganization``…) must be the
-  writing hospital's; the resource then belongs to it (``org_id``), and only it may change or delete it.
+- **Issuer.** Decided once, the same way for every resource type (:func:`decide_issuer`): the Organization the
+  resource names as its performer or manager (:data:`ISSUER_PATHS`: ``performer``, ``managingOrganization``…), else
+  the writing organization — so a report whose ``performer`` is a Practitioner (R4 allows Practitioner,
+  PractitionerRole, Organization, CareTeam) is the writing hospital's. A hospital naming *another* Organization there
+  writes as someone else: 403. The resource then belongs to its issuer (``org_id``); only it may change or delete it.
 - **Subject.** A patient-scoped resource is about a Patient the writing hospital manages.
 - **Identifier namespaces.** Every ``identifier`` a hospital writes is in a system its Organization owns
   (``hr-registry namespaces add``); another organization's system is refused naming its owner, an undeclared one is
@@ -24,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from registry.auth import Principal, PrincipalKind
-from registry.errors import ForbiddenError
+from registry.errors import BusinessRuleError, ForbiddenError
 from registry.fhir.extract import parse_reference, values_at
 from registry.fhir.search_params import PATIENT_COMPARTMENT
 from registry.services.policy.reading import PATIENT_SCOPED, require_scope
@@ -39,9 +42,6 @@ ISSUER_PATHS: dict[str, tuple[str, ...]] = {
     "Endpoint": ("managingOrganization",),
 }
 """Where each type names the organization that issued it (the hospital that may write it)."""
-
-ISSUER_REQUIRED = frozenset({"Patient", "DiagnosticReport"})
-"""Types whose issuer a hospital must name; for the others it defaults to the writing hospital."""
 
 GOVERNED_REFERENCES: dict[str, tuple[str, ...]] = {
     "DiagnosticReport": ("result", "imagingStudy"),
@@ -87,24 +87,28 @@ def _writer(principal: Principal) -> str:
     return principal.org_id
 
 
-def check_write(principal: Principal, resource_type: str, issuers: list[str], subject_org: str | None) -> str | None:
-    """Enforce "a hospital writes only as itself"; return the organization the written resource belongs to."""
+def decide_issuer(
+    principal: Principal, resource: Mapping[str, Any], subject_org: str | None, base_url: str | None = None
+) -> str | None:
+    """The organization a written resource belongs to — its issuer — for every resource type alike: the first
+    Organization it names in :data:`ISSUER_PATHS`, else the writing organization (none for an admin). Refuses (403) a
+    hospital writing as another organization: naming another Organization as the issuer, another hospital's
+    Organization resource, or about a Patient another hospital manages (``subject_org``)."""
+    resource_type = str(resource.get("resourceType"))
     require_scope(principal, resource_type, "write")
+    named = issuer_orgs(resource, base_url)
     if principal.kind is PrincipalKind.ADMIN:
-        return issuers[0] if issuers else None
+        return named[0] if named else None
     own = _writer(principal)
     if resource_type == "Organization":
-        if issuers != [own]:
+        if named != [own]:
             raise ForbiddenError(f"a hospital may only update its own Organization/{own}")
         return own
-    foreign = [o for o in issuers if o != own]
+    foreign = [o for o in named if o != own]
     if foreign:
         raise ForbiddenError(
             f"Organization/{foreign[0]} is named as the issuer, but this client writes as Organization/{own}"
         )
-    if not issuers and resource_type in ISSUER_REQUIRED:
-        path = ISSUER_PATHS[resource_type][0]
-        raise ForbiddenError(f"{resource_type}.{path} must name your Organization/{own}")
     if resource_type in PATIENT_COMPARTMENT and subject_org is not None and subject_org != own:
         raise ForbiddenError("the subject Patient is not one of your hospital's patients (managed by another)")
     return own
@@ -148,12 +152,15 @@ def check_references(
     org_id: str | None,
     targets: Iterable[tuple[str, Target]],
 ) -> None:
-    """Governing references (:data:`GOVERNED_REFERENCES`) point at results of the same patient and — unless an admin
-    writes — of the same issuer."""
+    """Governing references (:data:`GOVERNED_REFERENCES`) point at results of the same patient (else 422
+    ``business-rule``) and — unless an admin writes — of the same issuer (else 403: governing another's results)."""
     for path, target in targets:
         where = f"{resource_type}.{path}"
-        if target.patient_key != patient_key:
-            raise ForbiddenError(f"{where} refers to a result of another patient", expression=[where])
+        if target.patient_key != patient_key:  # a content rule (422), whoever writes: a report is about one patient
+            raise BusinessRuleError(
+                f"{where} refers to a result of another patient; a report lists only results about its own subject",
+                expression=[where],
+            )
         if principal.kind is not PrincipalKind.ADMIN and target.org_id != org_id:
             raise ForbiddenError(
                 f"{where} refers to a result issued by another organization; a report lists only its own "
