@@ -21,7 +21,7 @@ from starlette.responses import Response
 
 from catalog import InvalidCatalogError, Kind
 from registry import openapi
-from registry.api import auth_token, codesystems, fhir_rest, metadata, operations, recognition
+from registry.api import auth_token, codesystems, conformance, fhir_rest, metadata, operations, recognition
 from registry.auth import utcnow
 from registry.catalog_file import load_catalog
 from registry.cds import routes as cds_routes
@@ -203,6 +203,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
     app.include_router(operations.router)
     app.include_router(metadata.router)
     app.include_router(codesystems.router)
+    app.include_router(conformance.router)
     app.include_router(auth_token.router)
     app.include_router(cds_routes.router)
     app.include_router(recognition.fhir_router)

@@ -22,7 +22,7 @@ from registry.keys import load_identity_secret, load_signing_key
 from registry.metrics import Metrics
 from registry.ratelimit import RateLimiter
 from registry.services.administration import Administration
-from registry.services.capability import capability_statement
+from registry.services.capability import capability_statement, conformance_resources
 from registry.services.catalog_publication import nonrecognition_reasons_codesystem, recognized_items_codesystem
 from registry.services.config_cache import ConfigCache
 from registry.services.decisions import Decisions
@@ -60,6 +60,7 @@ class AppContext:
     catalog: Catalog
     codesystems: dict[str, Published]
     metadata: Published
+    conformance: dict[tuple[str, str], Published]  # (type, id): the OperationDefinitions and SearchParameters
     engine: Engine
     uow: UnitOfWork
     identity: IdentityPolicy
@@ -135,9 +136,12 @@ class AppContext:
             },
             metadata=Published.of(
                 capability_statement(
-                    settings.fhir_base_url, published=today, token_url=f"{settings.public_base_url}/auth/token"
+                    settings.fhir_base_url,
+                    published=today,
+                    token_url=f"{settings.public_base_url}/auth/token",
                 )
             ),
+            conformance={key: Published.of(r) for key, r in conformance_resources(today).items()},
             engine=engine,
             uow=uow,
             identity=identity,

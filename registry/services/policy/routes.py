@@ -69,6 +69,8 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("PATCH", "/fhir/metadata"): _open("refused: 405"),
     ("DELETE", "/fhir/metadata"): _open("refused: 405"),
     ("GET", "/fhir/CodeSystem/{resource_id}"): _open("the public catalog CodeSystems"),
+    ("GET", "/fhir/OperationDefinition/{resource_id}"): _open("the operations' definitions"),
+    ("GET", "/fhir/SearchParameter/{resource_id}"): _open("the registry's own search parameters"),
     ("POST", "/auth/token"): _open("client credentials → token"),
     ("GET", "/.well-known/smart-configuration"): _open("SMART discovery"),
     ("GET", "/fhir/.well-known/smart-configuration"): _open("SMART discovery at the FHIR base"),
