@@ -38,7 +38,7 @@ from registry.fhir.outcome import operation_outcome
 from registry.fhir.response import fhir_response
 from registry.log_filter import exception_text, install_log_masking
 from registry.metrics import MetricsMiddleware
-from registry.middleware import BodyLimitMiddleware, RequestIdMiddleware
+from registry.middleware import BodyLimitMiddleware, CORSPolicyMiddleware, RequestIdMiddleware
 from registry.route_table import allowed_methods, unguarded_routes
 from registry.services.redaction import redactor_for
 from registry.settings import Settings
@@ -225,5 +225,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
         same_site="lax",
         https_only=settings.cookie_secure,
     )
+    if settings.cors_origins:  # outside the routes and the policy: a preflight carries no token (Fetch standard)
+        app.add_middleware(CORSPolicyMiddleware, origins=settings.cors_origins)
     app.add_middleware(MetricsMiddleware, metrics=ctx.metrics)  # outermost: every request, timed whole
     return app

@@ -139,6 +139,7 @@ class AppContext:
                     settings.fhir_base_url,
                     published=today,
                     token_url=f"{settings.public_base_url}/auth/token",
+                    cors=bool(settings.cors_origins),
                 )
             ),
             conformance={key: Published.of(r) for key, r in conformance_resources(today).items()},

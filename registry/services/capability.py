@@ -82,14 +82,15 @@ OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-u
 SECURITY_SERVICE = "http://terminology.hl7.org/CodeSystem/restful-security-service"
 
 
-def security(fhir_base_url: str, token_url: str) -> dict[str, Any]:
+def security(fhir_base_url: str, token_url: str, *, cors: bool = False) -> dict[str, Any]:
     """``rest.security``: the ``SMART-on-FHIR`` service coding (R4 ``restful-security-service``) and the SMART
     ``oauth-uris`` extension with the token URL, which clients written for SMART 1 still read (fhir-kit-client's
     ``smartAuthMetadata``, fhirclient; SMART 2.x calls the mechanism deprecated in favour of
     ``[base]/.well-known/smart-configuration``). The extension's ``authorize`` is left out: the registry offers the
-    client-credentials grant only and has no authorization endpoint to name."""
+    client-credentials grant only and has no authorization endpoint to name. ``cors``: whether browser apps of some
+    origins are let in (``REGISTRY_CORS_ORIGINS``)."""
     return {
-        "cors": False,
+        "cors": cors,
         "extension": [{"url": OAUTH_URIS, "extension": [{"url": "token", "valueUri": token_url}]}],
         "service": [
             {
@@ -106,7 +107,7 @@ def security(fhir_base_url: str, token_url: str) -> dict[str, Any]:
     }
 
 
-def capability_statement(fhir_base_url: str, *, published: date, token_url: str) -> dict[str, Any]:
+def capability_statement(fhir_base_url: str, *, published: date, token_url: str, cors: bool = False) -> dict[str, Any]:
     types = sorted(SEARCH_PARAMS)
     operations = operation_definitions(published)
     system_operations = [
@@ -136,7 +137,7 @@ def capability_statement(fhir_base_url: str, *, published: date, token_url: str)
                 "/auth/token) except this statement, the catalog CodeSystems, the OperationDefinitions and "
                 "SearchParameters it names, and the SMART configuration. National identifiers are matched "
                 "through a keyed hash and never stored; a Patient must carry one.",
-                "security": security(fhir_base_url, token_url),
+                "security": security(fhir_base_url, token_url, cors=cors),
                 "resource": [
                     *(_resource(t, operations) for t in types),
                     {
