@@ -21,7 +21,7 @@ from starlette.responses import Response
 
 from catalog import InvalidCatalogError, Kind
 from registry import openapi
-from registry.api import auth_token, codesystems, fhir_rest, metadata, operations, recognition
+from registry.api import auth_token, codesystems, conformance, fhir_rest, metadata, operations, recognition
 from registry.auth import utcnow
 from registry.catalog_file import load_catalog
 from registry.cds import routes as cds_routes
@@ -38,7 +38,7 @@ from registry.fhir.outcome import operation_outcome
 from registry.fhir.response import fhir_response
 from registry.log_filter import exception_text, install_log_masking
 from registry.metrics import MetricsMiddleware
-from registry.middleware import BodyLimitMiddleware, HeadMiddleware, RequestIdMiddleware
+from registry.middleware import BodyLimitMiddleware, CORSPolicyMiddleware, HeadMiddleware, RequestIdMiddleware
 from registry.route_table import allowed_methods, unguarded_routes
 from registry.services.redaction import redactor_for
 from registry.settings import Settings
@@ -203,6 +203,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
     app.include_router(operations.router)
     app.include_router(metadata.router)
     app.include_router(codesystems.router)
+    app.include_router(conformance.router)
     app.include_router(auth_token.router)
     app.include_router(cds_routes.router)
     app.include_router(recognition.fhir_router)
@@ -225,5 +226,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
         same_site="lax",
         https_only=settings.cookie_secure,
     )
+    if settings.cors_origins:  # outside the routes and the policy: a preflight carries no token (Fetch standard)
+        app.add_middleware(CORSPolicyMiddleware, origins=settings.cors_origins)
     app.add_middleware(MetricsMiddleware, metrics=ctx.metrics)  # outermost: every request, timed whole
     return app

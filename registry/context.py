@@ -23,7 +23,7 @@ from registry.metrics import Metrics
 from registry.ratelimit import RateLimiter
 from registry.services.administration import Administration
 from registry.services.bundle_reads import BundleReads
-from registry.services.capability import capability_statement
+from registry.services.capability import capability_statement, conformance_resources
 from registry.services.catalog_publication import nonrecognition_reasons_codesystem, recognized_items_codesystem
 from registry.services.config_cache import ConfigCache
 from registry.services.decisions import Decisions
@@ -61,6 +61,7 @@ class AppContext:
     catalog: Catalog
     codesystems: dict[str, Published]
     metadata: Published
+    conformance: dict[tuple[str, str], Published]  # (type, id): the OperationDefinitions and SearchParameters
     engine: Engine
     uow: UnitOfWork
     identity: IdentityPolicy
@@ -137,9 +138,13 @@ class AppContext:
             },
             metadata=Published.of(
                 capability_statement(
-                    settings.fhir_base_url, published=today, token_url=f"{settings.public_base_url}/auth/token"
+                    settings.fhir_base_url,
+                    published=today,
+                    token_url=f"{settings.public_base_url}/auth/token",
+                    cors=bool(settings.cors_origins),
                 )
             ),
+            conformance={key: Published.of(r) for key, r in conformance_resources(today).items()},
             engine=engine,
             uow=uow,
             identity=identity,

@@ -1,12 +1,17 @@
-"""ASGI middleware: request ids and the request body size limit (log masking: registry/log_filter.py)."""
+"""ASGI middleware: request ids, the request body size limit and CORS (log masking: registry/log_filter.py)."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.middleware.cors import CORSMiddleware
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from registry.fhir.outcome import operation_outcome
+from registry.fhir.response import fhir_response
 
 
 class BodyLimitMiddleware:
@@ -133,3 +138,52 @@ class HeadMiddleware:
             await self.app(scope, receive, without_body)
         finally:
             scope["method"] = "HEAD"
+
+
+class CORSPolicyMiddleware(CORSMiddleware):
+    """CORS for browser apps (Fetch standard §3.2; a SMART web app calling the FHIR API from its own origin), for the
+    origins of ``REGISTRY_CORS_ORIGINS`` only; not installed at all when there are none.
+
+    A preflight (``OPTIONS`` with ``Origin`` and ``Access-Control-Request-Method``) is answered here, before routing
+    and so before the access policy: a browser never sends credentials with it, and what it asks for is checked when
+    the request itself comes, with its token. The FHIR methods and the request headers FHIR clients send are allowed;
+    the response headers they read are exposed. A preflight that is refused (origin, method or header not allowed) is
+    a 403 OperationOutcome without any ``Access-Control-*`` header, and the answers to a disallowed origin carry none
+    either. Tokens travel in ``Authorization``, never cookies: no ``Access-Control-Allow-Credentials``."""
+
+    METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+    REQUEST_HEADERS = (
+        "Authorization", "Content-Type", "Accept", "Prefer", "If-Match", "If-None-Exist", "If-None-Match",
+        "If-Modified-Since", "X-Request-Id", "Category", "X-Break-Glass-Reason",
+    )  # fmt: skip
+    EXPOSED_HEADERS = (
+        "Location", "ETag", "Content-Location", "Last-Modified", "X-Request-Id", "WWW-Authenticate", "Retry-After",
+    )  # fmt: skip
+
+    def __init__(self, app: ASGIApp, origins: Sequence[str]) -> None:
+        super().__init__(
+            app,
+            allow_origins=origins,
+            allow_methods=self.METHODS,
+            allow_headers=self.REQUEST_HEADERS,
+            expose_headers=self.EXPOSED_HEADERS,
+            max_age=600,
+        )
+
+    def preflight_response(self, request_headers: Headers) -> Response:
+        response = super().preflight_response(request_headers)
+        if response.status_code == 200:
+            return response
+        refused = bytes(response.body).decode().removeprefix("Disallowed CORS ")
+        diagnostics = f"CORS preflight refused: {refused} not allowed"
+        return fhir_response(operation_outcome("error", "forbidden", diagnostics), status_code=403,
+                             headers={"Vary": "Origin"})  # fmt: skip
+
+    async def send(self, message: Message, send: Send, request_headers: Headers) -> None:
+        origin = request_headers.get("origin")
+        if message["type"] == "http.response.start" and origin is not None and not self.is_allowed_origin(origin):
+            headers = MutableHeaders(scope=message)
+            headers["Vary"] = ", ".join([*headers.getlist("Vary"), "Origin"])
+            await send(message)
+            return
+        await super().send(message, send, request_headers)

@@ -6,9 +6,10 @@ Nothing reads the environment but :meth:`Settings.from_env`; everything else rec
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CATALOG = PROJECT_ROOT / "data" / "recognized_items.yaml"
@@ -88,6 +89,27 @@ class Settings(BaseSettings):
         description="Mark the pages' session cookie Secure (set true wherever the registry is served over HTTPS).",
     )
     max_page_size: int = Field(default=500, ge=1, le=5000)
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default=[],
+        description="Origins of browser apps (SMART web apps) let in by CORS, comma-separated "
+        "(https://app.example.cn,http://localhost:3000). Empty (the default): no CORS headers at all.",
+    )
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip().rstrip("/") for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _check_origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            scheme, sep, rest = origin.partition("://")
+            if origin != "*" and (scheme not in ("http", "https") or not sep or not rest or "/" in rest):
+                raise ValueError(f"a CORS origin is scheme://host[:port] (or *), not {origin!r}")
+        return value
 
     @field_validator("public_base_url")
     @classmethod

@@ -26,13 +26,15 @@ from registry.services.policy import audit_reader_key
 from registry.services.policy.purpose import ACT_REASON, BreakGlass
 from registry.services.redaction import Redactor, redactor_for
 from registry.store.query import DateValue
-from registry.store.records import AuditFilter
+from registry.store.records import AgentMatch, AuditFilter
 from registry.store.repository import UnitOfWork
 
 T = TypeVar("T")
 HR = "https://hr-registry.org.cn/fhir"
 CLIENT_ID_SYSTEM = f"{HR}/sid/client-id"
 PATIENT_KEY_SYSTEM = f"{HR}/sid/master-patient-key"
+SEARCH_PARAMETERS = ("date", "agent", "patient", "action", "outcome", "entity-type")
+"""What ``GET /fhir/AuditEvent`` searches by (and the CapabilityStatement declares), besides ``_count``."""
 
 ACTIONS = {
     "read": "R", "vread": "R", "history-instance": "R", "search-type": "E", "search-system": "E",
@@ -197,6 +199,29 @@ def to_fhir(row: Any) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------- reading the trail (admins)
+def agent_match(values: Sequence[str], *, by_identifier: bool) -> AgentMatch:
+    """R4's ``agent`` (AuditEvent-agent: a reference on ``AuditEvent.agent.who``), comma = OR. An event's agents are
+    the requesting client, named by identifier (``CLIENT_ID_SYSTEM|<client id>``), and its organization
+    (``Organization/<id>``). So ``agent=Organization/<id>`` (relative or absolute) matches the organization;
+    ``agent:identifier=[system|]<client id>`` the client (R4 search.html, reference parameters: the ``:identifier``
+    modifier, token semantics — another system matches nothing); and a bare ``agent=<client id>``, the registry's
+    shorthand, the client too: no agent is a resource with that id, so R4's reading of it would match nothing."""
+    clients: list[str] = []
+    orgs: list[str] = []
+    for value in values:
+        if by_identifier:
+            system, bar, code = value.rpartition("|")
+            if not bar or system == CLIENT_ID_SYSTEM:
+                clients.append(code)
+        elif "/" not in value:
+            clients.append(value)
+        else:
+            parts = value.split("/")  # Type/id, or [base]/Type/id; another type is no agent of an event
+            if len(parts) >= 2 and parts[-2] == "Organization" and parts[-1]:
+                orgs.append(parts[-1])
+    return AgentMatch(tuple(clients), tuple(orgs))
+
+
 def search_audit_events(
     uow: UnitOfWork,
     principal: Principal,
@@ -209,8 +234,8 @@ def search_audit_events(
     max_count: int,
 ) -> bytes:
     """``GET /fhir/AuditEvent``: admins see everything; a patient sees who accessed their own records (DESIGN.md §6);
-    others are refused. Parameters: ``date`` (prefixes), ``agent`` (client id), ``patient`` (``Patient/<id>``),
-    ``action``, ``outcome``, ``entity-type``, ``_count``; newest first."""
+    others are refused. Parameters: ``date`` (prefixes), ``agent`` (see :func:`agent_match`), ``patient``
+    (``Patient/<id>``), ``action``, ``outcome``, ``entity-type``, ``_count``; newest first."""
 
     try:
         own_key = audit_reader_key(principal)
@@ -228,8 +253,8 @@ def search_audit_events(
                 before = int(value)
             elif name == "date":
                 dates += list(parse_dates(name, value))
-            elif name == "agent":
-                f["client_ids"] = values
+            elif name in ("agent", "agent:identifier"):
+                f.setdefault("agents", []).append(agent_match(values, by_identifier=name != "agent"))
             elif name == "action":
                 f["actions"] = values
             elif name == "outcome":
@@ -240,9 +265,9 @@ def search_audit_events(
                 patient_ids += [v.removeprefix("Patient/") for v in values]
             elif name not in ("_format", "_pretty"):
                 raise BadRequestError(
-                    f"unknown AuditEvent search parameter {name!r}; supported: date, agent, patient, action, outcome, "
-                    "entity-type, _count"
+                    f"unknown AuditEvent search parameter {name!r}; supported: {', '.join(SEARCH_PARAMETERS)}, _count"
                 )
+        f["agents"] = tuple(f.get("agents", ()))
         with uow.begin(audit_only=True) as repo:
             if patient_ids:
                 # deleted Patients included: deleting a record must not hide who saw it

@@ -1,5 +1,12 @@
 """The CapabilityStatement (FHIR R4 §CapabilityStatement): exactly what this server supports, built from the same
-tables the server runs on (search parameters, includes, sort keys), so it cannot drift from the code."""
+tables the server runs on (search parameters, includes, sort keys, operations), so it cannot drift from the code.
+
+Every ``definition`` resolves: R4's own canonicals for R4's search parameters, and the registry's canonicals
+(``https://hr-registry.org.cn/fhir/…``) for its own search parameters and operations, which every registry serves
+at ``[base]/SearchParameter/{id}`` and ``[base]/OperationDefinition/{id}`` (:func:`conformance_resources`). The
+operations are all invoked on a type, so they are declared at it (``rest.resource[].operation``); ``rest.operation``
+holds system-level ones, of which there are none.
+"""
 
 from __future__ import annotations
 
@@ -8,31 +15,38 @@ from typing import Any
 
 from registry.fhir.models import FHIR_VERSION
 from registry.fhir.search_params import INCLUDES, REVINCLUDES, SEARCH_PARAMS, SORTABLE, ParamType
+from registry.services.audit import CLIENT_ID_SYSTEM
+from registry.services.audit import SEARCH_PARAMETERS as AUDIT_SEARCH_PARAMETERS
+from registry.services.operation_definitions import operation_definitions
+from registry.services.search_parameter_definitions import R4, definition, search_parameters
 
 SOFTWARE_VERSION = "0.1.0"
 HR = "https://hr-registry.org.cn/fhir"
 
-_STANDARD_SP = "http://hl7.org/fhir/SearchParameter"
-_CUSTOM = {("DiagnosticReport", "imaging-study")}
 _INTERACTIONS = ["read", "vread", "update", "patch", "delete", "history-instance", "create", "search-type"]
+_AUDIT_TYPES = {"date": "date", "agent": "reference", "patient": "reference", "action": "token", "outcome": "token",
+                "entity-type": "token"}  # fmt: skip
 
 
 def _search_params(rtype: str) -> list[dict[str, Any]]:
     out = []
     for p in SEARCH_PARAMS[rtype].values():
-        definition = (
-            f"{HR}/SearchParameter/{rtype}-{p.name}"
-            if (rtype, p.name) in _CUSTOM
-            else f"{_STANDARD_SP}/{'Resource' if p.name.startswith('_') else rtype}-{p.name.lstrip('_')}"
-        )
-        entry: dict[str, Any] = {"name": p.name, "definition": definition, "type": p.type.value}
+        entry: dict[str, Any] = {"name": p.name, "definition": definition(rtype, p), "type": p.type.value}
         if p.documentation:
             entry["documentation"] = p.documentation
         out.append(entry)
     return out
 
 
-def _resource(rtype: str) -> dict[str, Any]:
+def _operations(rtype: str, operations: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        {"name": op["code"], "definition": op["url"], "documentation": op["description"]}
+        for op in operations
+        if (op["type"] or op["instance"]) and rtype in op["resource"]
+    ]
+
+
+def _resource(rtype: str, operations: list[dict[str, Any]]) -> dict[str, Any]:
     references = [p.name for p in SEARCH_PARAMS[rtype].values() if p.type is ParamType.REFERENCE]
     resource: dict[str, Any] = {
         "type": rtype,
@@ -49,6 +63,9 @@ def _resource(rtype: str) -> dict[str, Any]:
         "searchRevInclude": sorted(REVINCLUDES.get(rtype, ())),
         "searchParam": _search_params(rtype),
     }
+    declared = _operations(rtype, operations)
+    if declared:
+        resource["operation"] = declared
     doc = f"Sort keys: {', '.join(sorted(SORTABLE[rtype]))}."
     if references:
         doc += f" One level of chaining on {', '.join(references)} (e.g. {references[0]}.identifier)."
@@ -56,18 +73,25 @@ def _resource(rtype: str) -> dict[str, Any]:
     return resource
 
 
+def conformance_resources(published: date) -> dict[tuple[str, str], dict[str, Any]]:
+    """(type, id) → the OperationDefinitions and SearchParameters the statement names by the registry's canonical."""
+    found = [*operation_definitions(published), *search_parameters(published)]
+    return {(r["resourceType"], r["id"]): r for r in found}
+
+
 OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
 SECURITY_SERVICE = "http://terminology.hl7.org/CodeSystem/restful-security-service"
 
 
-def security(fhir_base_url: str, token_url: str) -> dict[str, Any]:
+def security(fhir_base_url: str, token_url: str, *, cors: bool = False) -> dict[str, Any]:
     """``rest.security``: the ``SMART-on-FHIR`` service coding (R4 ``restful-security-service``) and the SMART
     ``oauth-uris`` extension with the token URL, which clients written for SMART 1 still read (fhir-kit-client's
     ``smartAuthMetadata``, fhirclient; SMART 2.x calls the mechanism deprecated in favour of
     ``[base]/.well-known/smart-configuration``). The extension's ``authorize`` is left out: the registry offers the
-    client-credentials grant only and has no authorization endpoint to name."""
+    client-credentials grant only and has no authorization endpoint to name. ``cors``: whether browser apps of some
+    origins are let in (``REGISTRY_CORS_ORIGINS``)."""
     return {
-        "cors": False,
+        "cors": cors,
         "extension": [{"url": OAUTH_URIS, "extension": [{"url": "token", "valueUri": token_url}]}],
         "service": [
             {
@@ -84,8 +108,14 @@ def security(fhir_base_url: str, token_url: str) -> dict[str, Any]:
     }
 
 
-def capability_statement(fhir_base_url: str, *, published: date, token_url: str) -> dict[str, Any]:
+def capability_statement(fhir_base_url: str, *, published: date, token_url: str, cors: bool = False) -> dict[str, Any]:
     types = sorted(SEARCH_PARAMS)
+    operations = operation_definitions(published)
+    system_operations = [
+        {"name": op["code"], "definition": op["url"], "documentation": op["description"]}
+        for op in operations
+        if op["system"]
+    ]
     return {
         "resourceType": "CapabilityStatement",
         "id": "hr-registry",
@@ -105,53 +135,41 @@ def capability_statement(fhir_base_url: str, *, published: date, token_url: str)
             {
                 "mode": "server",
                 "documentation": "Every interaction needs a bearer token (OAuth 2.0 client credentials at "
-                "/auth/token) except this statement and the catalog CodeSystems. National identifiers are matched "
+                "/auth/token) except this statement, the catalog CodeSystems, the OperationDefinitions and "
+                "SearchParameters it names, and the SMART configuration. National identifiers are matched "
                 "through a keyed hash and never stored; a Patient must carry one.",
-                "security": security(fhir_base_url, token_url),
+                "security": security(fhir_base_url, token_url, cors=cors),
                 "resource": [
-                    *(_resource(t) for t in types),
+                    *(_resource(t, operations) for t in types),
                     {
                         "type": "CodeSystem",
                         "interaction": [{"code": "read"}],
                         "documentation": "recognized-items and nonrecognition-reasons; public",
                     },
                     {
+                        "type": "OperationDefinition",
+                        "interaction": [{"code": "read"}],
+                        "documentation": "the registry's operations; public",
+                    },
+                    {
+                        "type": "SearchParameter",
+                        "interaction": [{"code": "read"}],
+                        "documentation": "the registry's own search parameters; public",
+                    },
+                    {
                         "type": "AuditEvent",
                         "interaction": [{"code": "read"}, {"code": "search-type"}],
-                        "documentation": "admins only; search by date, agent, patient, action, outcome, entity-type",
+                        "documentation": "admins (everything) and patients (who accessed their records); agent: "
+                        "Organization/<id>, agent:identifier=" + CLIENT_ID_SYSTEM + "|<client id>, or a bare "
+                        "client id",
                         "searchParam": [
-                            {"name": n, "type": t}
-                            for n, t in (
-                                ("date", "date"),
-                                ("agent", "token"),
-                                ("patient", "reference"),
-                                ("action", "token"),
-                                ("outcome", "token"),
-                                ("entity-type", "token"),
-                            )
+                            {"name": n, "definition": f"{R4}/AuditEvent-{n}", "type": _AUDIT_TYPES[n]}
+                            for n in AUDIT_SEARCH_PARAMETERS
                         ],
                     },
                 ],
                 "interaction": [{"code": "transaction"}, {"code": "batch"}],
-                "operation": [
-                    {
-                        "name": "recognition-check",
-                        "definition": f"{HR}/OperationDefinition/ServiceRequest-recognition-check",
-                        "documentation": "POST /fhir/ServiceRequest/$recognition-check: Parameters patientIdentifier"
-                        " | patient, order (ServiceRequest)* → per order: item, status, candidates, card",
-                    },
-                    {
-                        "name": "recognition-decision",
-                        "definition": f"{HR}/OperationDefinition/ServiceRequest-recognition-decision",
-                        "documentation": "POST /fhir/ServiceRequest/$recognition-decision: card, outcome "
-                        "(recognized | declined), reason (Coding), comment",
-                    },
-                    {
-                        "name": "ihe-pix",
-                        "definition": "https://profiles.ihe.net/ITI/PIXm/OperationDefinition/IHE.PIXm.pix",
-                        "documentation": "GET /fhir/Patient/$ihe-pix?sourceIdentifier=system|value{&targetSystem=…}",
-                    },
-                ],
+                **({"operation": system_operations} if system_operations else {}),
             }
         ],
     }

@@ -25,8 +25,8 @@ class AuditSql(SqlBase):
         stmt = select(AUD)
         if filters.patient_keys is not None:
             stmt = stmt.where(AUD.c.patient_key.in_(filters.patient_keys))
-        if filters.client_ids:
-            stmt = stmt.where(AUD.c.client_id.in_(filters.client_ids))
+        for agent in filters.agents:
+            stmt = stmt.where(or_(AUD.c.client_id.in_(agent.client_ids), AUD.c.org_id.in_(agent.org_ids)))
         if filters.exclude_client_ids:
             stmt = stmt.where(or_(AUD.c.client_id.is_(None), AUD.c.client_id.not_in(filters.exclude_client_ids)))
         if filters.actions:

@@ -77,10 +77,19 @@ class NewContent:
 
 
 @dataclass(frozen=True, slots=True)
+class AgentMatch:
+    """One ``agent`` search parameter: rows whose requesting client or whose requestor's organization is one of
+    these (comma = OR); several parameters must all match (AND)."""
+
+    client_ids: tuple[str, ...] = ()
+    org_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class AuditFilter:
     count: int = 50
     patient_keys: tuple[str, ...] | None = None
-    client_ids: tuple[str, ...] = ()
+    agents: tuple[AgentMatch, ...] = ()
     exclude_client_ids: tuple[str, ...] = ()
     actions: tuple[str, ...] = ()
     outcomes: tuple[str, ...] = ()

@@ -32,20 +32,25 @@ ensure_system_deps() {
     || echo "warning: could not install ${missing[*]}" >&2
 }
 
-# axe-core (npm, pinned in tests/e2e/a11y/package-lock.json): the browser tests inject it to audit every page for
-# accessibility (WCAG 2.1 A/AA). Installed with `npm ci` when missing; without npm the audit is skipped with the
-# reason (under CI=true it fails instead).
+# The test suite's npm packages, each pinned in its package-lock.json: axe-core (tests/e2e/a11y: the browser tests
+# inject it to audit every page for accessibility, WCAG 2.1 A/AA) and fhir-kit-client (tests/interop/js: the Node
+# FHIR client the interoperability tests drive against a live registry). Installed with `npm ci` when missing or of
+# another version; without npm those tests are skipped with the reason (under CI=true they fail instead).
 ensure_test_js() {
-  local dir=tests/e2e/a11y want have
-  want=$(sed -n 's/.*"axe-core": "\([^"]*\)".*/\1/p' "$dir/package.json")
-  have=$(sed -n 's/^  "version": "\([^"]*\)".*/\1/p' "$dir/node_modules/axe-core/package.json" 2>/dev/null || true)
-  if [ -n "$want" ] && [ "$want" = "$have" ]; then
-    return 0
-  fi
-  if ! command -v npm >/dev/null 2>&1; then
-    echo "note: npm not found; the accessibility audit (axe-core) will be skipped" >&2
-    return 0
-  fi
-  echo "==> installing axe-core $want for the accessibility audit (npm ci)"
-  (cd "$dir" && npm ci --no-audit --no-fund --silent >/dev/null) || echo "warning: npm ci failed in $dir" >&2
+  local dir_package dir package want have
+  for dir_package in tests/e2e/a11y:axe-core tests/interop/js:fhir-kit-client; do
+    dir=${dir_package%%:*}
+    package=${dir_package#*:}
+    want=$(sed -n "s/.*\"$package\": \"\([^\"]*\)\".*/\1/p" "$dir/package.json")
+    have=$(sed -n 's/^  "version": "\([^"]*\)".*/\1/p' "$dir/node_modules/$package/package.json" 2>/dev/null || true)
+    if [ -n "$want" ] && [ "$want" = "$have" ]; then
+      continue
+    fi
+    if ! command -v npm >/dev/null 2>&1; then
+      echo "note: npm not found; the tests that need $package will be skipped" >&2
+      continue
+    fi
+    echo "==> installing $package $want for the tests (npm ci in $dir)"
+    (cd "$dir" && npm ci --no-audit --no-fund --silent >/dev/null) || echo "warning: npm ci failed in $dir" >&2
+  done
 }

@@ -277,6 +277,10 @@ CASES: dict[tuple[str, str], tuple[Build, dict[str, str]]] = {
     ("DELETE", "/fhir/metadata"): (lambda r, t, w: Call("DELETE", "/fhir/metadata"), dict.fromkeys(PRINCIPALS, "5")),
     ("GET", "/fhir/CodeSystem/{resource_id}"): (
         lambda r, t, w: Call("GET", "/fhir/CodeSystem/nonrecognition-reasons"), OPEN),
+    ("GET", "/fhir/OperationDefinition/{resource_id}"): (
+        lambda r, t, w: Call("GET", "/fhir/OperationDefinition/ServiceRequest-recognition-check"), OPEN),
+    ("GET", "/fhir/SearchParameter/{resource_id}"): (
+        lambda r, t, w: Call("GET", "/fhir/SearchParameter/DiagnosticReport-imaging-study"), OPEN),
     ("POST", "/auth/token"): (lambda r, t, w: Call("POST", "/auth/token", form={"grant_type": "client_credentials",
                               "client_id": "nobody", "client_secret": "x"}), dict.fromkeys(PRINCIPALS, "1")),
     ("GET", "/.well-known/smart-configuration"): (lambda r, t, w: Call("GET", "/.well-known/smart-configuration"),

@@ -49,6 +49,8 @@ def test_metadata_is_a_valid_r4_capability_statement(client: TestClient) -> None
         "ImagingStudy",
         "ServiceRequest",
         "ConceptMap",
+        "OperationDefinition",
+        "SearchParameter",
     }
     assert [i.code for i in resources["CodeSystem"].interaction] == ["read"]
     report = resources["DiagnosticReport"]
@@ -70,7 +72,10 @@ def test_metadata_is_a_valid_r4_capability_statement(client: TestClient) -> None
     assert "DiagnosticReport:result" in report.searchInclude
     assert {i.code for i in report.interaction} >= {"read", "vread", "update", "delete", "create", "search-type"}
     assert {i.code for i in cs.rest[0].interaction} == {"transaction", "batch"}
-    assert {o.name for o in cs.rest[0].operation} == {"ihe-pix", "recognition-check", "recognition-decision"}
+    # every operation is invoked on a type, so it is declared there (none is system-level)
+    assert not cs.rest[0].operation
+    assert {o.name for o in resources["ServiceRequest"].operation} == {"recognition-check", "recognition-decision"}
+    assert [o.name for o in resources["Patient"].operation] == ["ihe-pix"]
 
 
 def test_recognized_items_codesystem(client: TestClient) -> None:

@@ -5,6 +5,11 @@ and :mod:`.surfaces`.
 Every route the app serves has an entry here: ``create_app`` refuses to start with a route that has none, and the
 access-matrix test enumerates the app's own route table against it. A bearer-token route refuses (403, audited) a
 principal whose kind is not listed; a page route is reached only through a session of its area.
+
+CORS preflights (``OPTIONS`` with ``Origin`` and ``Access-Control-Request-Method``) reach no route: with
+``REGISTRY_CORS_ORIGINS`` set, ``registry.middleware.CORSPolicyMiddleware`` answers them before routing, without a
+token (a browser sends none with a preflight); the request that follows passes this gate like any other. Without
+CORS, an ``OPTIONS`` request is a 405 like any method a path does not serve.
 """
 
 from __future__ import annotations
@@ -69,6 +74,8 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("PATCH", "/fhir/metadata"): _open("refused: 405"),
     ("DELETE", "/fhir/metadata"): _open("refused: 405"),
     ("GET", "/fhir/CodeSystem/{resource_id}"): _open("the public catalog CodeSystems"),
+    ("GET", "/fhir/OperationDefinition/{resource_id}"): _open("the operations' definitions"),
+    ("GET", "/fhir/SearchParameter/{resource_id}"): _open("the registry's own search parameters"),
     ("POST", "/auth/token"): _open("client credentials → token"),
     ("GET", "/.well-known/smart-configuration"): _open("SMART discovery"),
     ("GET", "/fhir/.well-known/smart-configuration"): _open("SMART discovery at the FHIR base"),
