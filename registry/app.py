@@ -34,9 +34,10 @@ from registry.errors import (
     SchemaOutOfDateError,
     UnauthorizedError,
 )
+from registry.failure import UnexpectedErrorMiddleware
 from registry.fhir.outcome import operation_outcome
 from registry.fhir.response import fhir_response
-from registry.log_filter import exception_text, install_log_masking
+from registry.log_filter import install_log_masking
 from registry.metrics import MetricsMiddleware
 from registry.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from registry.route_table import allowed_methods, unguarded_routes
@@ -136,17 +137,6 @@ def _install_error_handlers(app: FastAPI) -> None:
         response.headers["Retry-After"] = "5"
         return response
 
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> Response:
-        # The client learns only that it failed; the stack stays in the server log — without SQL parameters,
-        # database details or validated values, which may hold names and identifiers (DESIGN.md §6).
-        redactor = redactor_for(request.app.state.ctx.identity)
-        log.error(
-            "unhandled error in %s %s\n%s", request.method, redactor.text(request.url.path),
-            exception_text(exc, redactor),
-        )  # fmt: skip
-        return _outcome_response(500, "exception", "internal error; the incident is in the server log")
-
 
 def build_context(settings: Settings, clock: Callable[[], datetime] | None = None) -> AppContext:
     """Catalog, keys, database (migrated when ``auto_migrate``) and services — shared by the app and the CLI.
@@ -214,6 +204,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
     missing = unguarded_routes(app)
     if missing:  # a route nobody decided about is a hole: refuse to start
         raise RuntimeError(f"routes without an access policy (registry/services/policy/routes.py): {missing}")
+    app.add_middleware(UnexpectedErrorMiddleware)  # innermost: what no handler took is a 500 that closes
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)
     app.add_middleware(
