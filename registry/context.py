@@ -35,6 +35,7 @@ from registry.services.principals import Principals
 from registry.services.recognition import RecognitionService
 from registry.services.result_index import ResultIndexer
 from registry.services.search import ReadContext, Reads
+from registry.services.search_query import SearchLimits
 from registry.services.stats import Statistics
 from registry.settings import Settings
 from registry.store.db import make_engine
@@ -109,6 +110,7 @@ class AppContext:
                 settings.max_page_size,
                 clock,
                 cursor_key,
+                SearchLimits(settings.search_max_params, settings.search_max_values, settings.search_max_length),
             )
         )
         indexer = ResultIndexer(catalog, local_tz, settings.fhir_base_url, frozenset(settings.hr_mark_codes))

@@ -88,6 +88,15 @@ class Settings(BaseSettings):
         description="Mark the pages' session cookie Secure (set true wherever the registry is served over HTTPS).",
     )
     max_page_size: int = Field(default=500, ge=1, le=5000)
+    search_max_params: int = Field(
+        default=40, ge=1, description="Parameters one search may carry (each is a predicate); more is 400 too-costly."
+    )
+    search_max_values: int = Field(
+        default=100, ge=1, description="Comma-separated (OR-ed) values one search parameter may carry."
+    )
+    search_max_length: int = Field(
+        default=8192, ge=256, description="Characters all parameters of one search may add up to (names and values)."
+    )
 
     @field_validator("public_base_url")
     @classmethod
