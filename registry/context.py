@@ -147,7 +147,9 @@ class AppContext:
             principals=Principals(engine, tokens, clock, cache_seconds=settings.client_cache_seconds, timer=timer),
             reads=reads,
             ingest=ingest,
-            limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
+            limiter=RateLimiter(
+                settings.rate_limit_per_second, settings.rate_limit_burst, max_keys=settings.rate_limit_max_keys
+            ),
             clock=clock,
             indexer=indexer,
             recognition=RecognitionService(uow, catalog, identity, indexer, clock, config_cache, ingest),
