@@ -44,6 +44,7 @@ from registry.route_table import allowed_methods, unguarded_routes
 from registry.services.redaction import redactor_for
 from registry.settings import Settings
 from registry.store import migrate
+from registry.store.db import limit_statements, timed_out
 from registry.web import pages
 
 log = logging.getLogger("registry")
@@ -130,6 +131,16 @@ def _install_error_handlers(app: FastAPI) -> None:
         # The database cannot be reached (or dropped the connection, or SQLite is locked): transient, so 503 with
         # Retry-After (RFC 9110 §15.6.4), one warning line naming only the error's class. SQLite reports a broken
         # statement as an OperationalError too: that one stays an unexpected error (500, logged as such).
+        if timed_out(exc):
+            # Cancelled past REGISTRY_STATEMENT_TIMEOUT_SECONDS: whether the request or the load made it slow, the
+            # server stays up for the others; 503 + Retry-After (RFC 9110 §15.6.4), issue ``timeout``.
+            log.warning("statement timed out in %s %s", request.method, request.url.path)
+            response = _outcome_response(
+                503, "timeout", "the database took longer than this registry allows for one request and the request "
+                "was cancelled; narrow the search or retry later",
+            )  # fmt: skip
+            response.headers["Retry-After"] = "5"
+            return response
         if not _transient(exc):
             raise exc
         log.warning("database unavailable in %s %s: %s", request.method, request.url.path, type(exc.orig).__name__)
@@ -162,6 +173,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
     """Build the registry application. With no argument, settings come from ``REGISTRY_*`` variables."""
     settings = settings or Settings.from_env()
     ctx = build_context(settings, clock)
+    limit_statements(ctx.engine, settings.statement_timeout_seconds)  # requests only, after the migrations
     catalog = ctx.catalog
     install_log_masking(ctx.identity)
 
