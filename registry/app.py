@@ -12,16 +12,15 @@ from datetime import UTC, datetime
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
-from catalog import InvalidCatalogError, Kind
+from catalog import InvalidCatalogError
 from registry import openapi
-from registry.api import auth_token, codesystems, fhir_rest, metadata, operations, recognition
+from registry.api import auth_token, codesystems, fhir_rest, health, metadata, operations, recognition
 from registry.auth import utcnow
 from registry.catalog_file import load_catalog
 from registry.cds import routes as cds_routes
@@ -174,7 +173,6 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
     settings = settings or Settings.from_env()
     ctx = build_context(settings, clock)
     limit_statements(ctx.engine, settings.statement_timeout_seconds)  # requests only, after the migrations
-    catalog = ctx.catalog
     install_log_masking(ctx.identity)
 
     app = FastAPI(
@@ -189,19 +187,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
     app.state.ctx = ctx
     _install_error_handlers(app)
 
-    @app.get("/healthz", tags=["operations"], summary="Liveness and catalog summary")
-    def healthz() -> JSONResponse:
-        return JSONResponse(
-            {
-                "status": "ok",
-                "catalog": {
-                    "edition": catalog.edition,
-                    "lab": len(catalog.of_kind(Kind.LAB)),
-                    "imaging": len(catalog.of_kind(Kind.IMAGING)),
-                },
-            }
-        )
-
+    app.include_router(health.router)
     app.include_router(operations.router)
     app.include_router(metadata.router)
     app.include_router(codesystems.router)

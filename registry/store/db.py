@@ -122,3 +122,9 @@ def timed_out(exc: BaseException) -> bool:
     if getattr(orig, "sqlstate", None) == "57014":  # query_canceled
         return True
     return type(orig).__module__.startswith("sqlite3") and str(orig) == "interrupted"
+
+
+def ping(engine: Engine) -> None:
+    """One round trip to the database (``SELECT 1``); raises what the driver raises when it cannot be reached."""
+    with engine.connect() as conn:
+        conn.exec_driver_sql("SELECT 1")
