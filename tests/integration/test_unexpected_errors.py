@@ -35,7 +35,9 @@ class Served:
 
 def serve_in_thread(app: FastAPI, port: int) -> tuple[uvicorn.Server, threading.Thread]:
     """uvicorn (httptools, as the README runs it) serving ``app`` on ``port`` from a thread of this process."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", http="httptools", lifespan="off")
+    # log_config/log_level None: uvicorn leaves this process's logging alone (other tests capture its loggers)
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, http="httptools", lifespan="off", log_config=None,
+                            log_level=None, access_log=False)  # fmt: skip
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
