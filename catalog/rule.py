@@ -47,7 +47,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, tzinfo
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from enum import StrEnum
 
 from catalog.codes import Coding
@@ -213,6 +213,18 @@ class Decision:
         return self.candidates[0].valid_until if self.candidates else None
 
 
+END_OF_WINDOWS = datetime(9999, 12, 30, tzinfo=UTC)
+"""No validity window runs past this instant: a result dated near the end of the calendar still has a window that
+can be computed and shown in any time zone (its result is dated after any order anyway)."""
+
+
+def window_end(earliest: datetime, days: int) -> datetime:
+    """Rule 5: the exclusive end of the window ``[earliest, earliest + days)``, at most :data:`END_OF_WINDOWS`."""
+    if timedelta(days=days) >= END_OF_WINDOWS - earliest:
+        return END_OF_WINDOWS
+    return earliest + timedelta(days=days)
+
+
 def _aware(value: datetime, what: str) -> datetime:
     if value.tzinfo is None or value.utcoffset() is None:
         raise InvalidFactError(f"{what} must carry a time zone offset, got naive {value.isoformat()}")
@@ -257,7 +269,7 @@ def assess(
     latest = _aware(result.latest, f"{result.ref} effective_latest")
     if latest < earliest:
         raise InvalidFactError(f"{result.ref}: the latest effective instant is before the earliest")
-    valid_until = earliest + timedelta(days=item.validity.days)
+    valid_until = window_end(earliest, item.validity.days)
     if result.status not in FINAL_STATUSES:
         return Standing(Status.NOT_FINAL, valid_until, f"status is {result.status.value}")
     if now < latest:

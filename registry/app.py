@@ -12,16 +12,15 @@ from datetime import UTC, datetime
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
-from catalog import InvalidCatalogError, Kind
+from catalog import InvalidCatalogError
 from registry import openapi
-from registry.api import auth_token, codesystems, conformance, fhir_rest, metadata, operations, recognition
+from registry.api import auth_token, codesystems, conformance, fhir_rest, health, metadata, operations, recognition
 from registry.auth import utcnow
 from registry.catalog_file import load_catalog
 from registry.cds import routes as cds_routes
@@ -34,15 +33,17 @@ from registry.errors import (
     SchemaOutOfDateError,
     UnauthorizedError,
 )
+from registry.failure import UnexpectedErrorMiddleware
 from registry.fhir.outcome import operation_outcome
 from registry.fhir.response import fhir_response
-from registry.log_filter import exception_text, install_log_masking
+from registry.log_filter import install_log_masking
 from registry.metrics import MetricsMiddleware
 from registry.middleware import BodyLimitMiddleware, CORSPolicyMiddleware, HeadMiddleware, RequestIdMiddleware
 from registry.route_table import allowed_methods, unguarded_routes
 from registry.services.redaction import redactor_for
 from registry.settings import Settings
 from registry.store import migrate
+from registry.store.db import limit_statements, timed_out
 from registry.web import pages
 
 log = logging.getLogger("registry")
@@ -129,23 +130,22 @@ def _install_error_handlers(app: FastAPI) -> None:
         # The database cannot be reached (or dropped the connection, or SQLite is locked): transient, so 503 with
         # Retry-After (RFC 9110 §15.6.4), one warning line naming only the error's class. SQLite reports a broken
         # statement as an OperationalError too: that one stays an unexpected error (500, logged as such).
+        if timed_out(exc):
+            # Cancelled past REGISTRY_STATEMENT_TIMEOUT_SECONDS: whether the request or the load made it slow, the
+            # server stays up for the others; 503 + Retry-After (RFC 9110 §15.6.4), issue ``timeout``.
+            log.warning("statement timed out in %s %s", request.method, request.url.path)
+            response = _outcome_response(
+                503, "timeout", "the database took longer than this registry allows for one request and the request "
+                "was cancelled; narrow the search or retry later",
+            )  # fmt: skip
+            response.headers["Retry-After"] = "5"
+            return response
         if not _transient(exc):
             raise exc
         log.warning("database unavailable in %s %s: %s", request.method, request.url.path, type(exc.orig).__name__)
         response = _outcome_response(503, "transient", "the database is unavailable; retry later")
         response.headers["Retry-After"] = "5"
         return response
-
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> Response:
-        # The client learns only that it failed; the stack stays in the server log — without SQL parameters,
-        # database details or validated values, which may hold names and identifiers (DESIGN.md §6).
-        redactor = redactor_for(request.app.state.ctx.identity)
-        log.error(
-            "unhandled error in %s %s\n%s", request.method, redactor.text(request.url.path),
-            exception_text(exc, redactor),
-        )  # fmt: skip
-        return _outcome_response(500, "exception", "internal error; the incident is in the server log")
 
 
 def build_context(settings: Settings, clock: Callable[[], datetime] | None = None) -> AppContext:
@@ -172,7 +172,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
     """Build the registry application. With no argument, settings come from ``REGISTRY_*`` variables."""
     settings = settings or Settings.from_env()
     ctx = build_context(settings, clock)
-    catalog = ctx.catalog
+    limit_statements(ctx.engine, settings.statement_timeout_seconds)  # requests only, after the migrations
     install_log_masking(ctx.identity)
 
     app = FastAPI(
@@ -187,19 +187,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
     app.state.ctx = ctx
     _install_error_handlers(app)
 
-    @app.get("/healthz", tags=["operations"], summary="Liveness and catalog summary")
-    def healthz() -> JSONResponse:
-        return JSONResponse(
-            {
-                "status": "ok",
-                "catalog": {
-                    "edition": catalog.edition,
-                    "lab": len(catalog.of_kind(Kind.LAB)),
-                    "imaging": len(catalog.of_kind(Kind.IMAGING)),
-                },
-            }
-        )
-
+    app.include_router(health.router)
     app.include_router(operations.router)
     app.include_router(metadata.router)
     app.include_router(codesystems.router)
@@ -217,6 +205,8 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
         raise RuntimeError(f"routes without an access policy (registry/services/policy/routes.py): {missing}")
     app.add_middleware(HeadMiddleware)  # HEAD on /fhir is the GET without its body
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(UnexpectedErrorMiddleware)  # what no handler took is a 500 that closes (the body limit's own
+    # refusal is inside it)
     app.add_middleware(RequestIdMiddleware)
     app.add_middleware(
         SessionMiddleware,  # the pages' sign-in only; API calls carry bearer tokens and ignore it

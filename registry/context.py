@@ -36,6 +36,7 @@ from registry.services.principals import Principals
 from registry.services.recognition import RecognitionService
 from registry.services.result_index import ResultIndexer
 from registry.services.search import ReadContext, Reads
+from registry.services.search_query import SearchLimits
 from registry.services.stats import Statistics
 from registry.settings import Settings
 from registry.store.db import make_engine
@@ -112,6 +113,7 @@ class AppContext:
                 settings.max_page_size,
                 clock,
                 cursor_key,
+                SearchLimits(settings.search_max_params, settings.search_max_values, settings.search_max_length),
             )
         )
         indexer = ResultIndexer(catalog, local_tz, settings.fhir_base_url, frozenset(settings.hr_mark_codes))
@@ -153,7 +155,9 @@ class AppContext:
             reads=reads,
             bundle_reads=BundleReads(reads),
             ingest=ingest,
-            limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
+            limiter=RateLimiter(
+                settings.rate_limit_per_second, settings.rate_limit_burst, max_keys=settings.rate_limit_max_keys
+            ),
             clock=clock,
             indexer=indexer,
             recognition=RecognitionService(uow, catalog, identity, indexer, clock, config_cache, ingest),

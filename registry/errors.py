@@ -116,6 +116,13 @@ class TooLargeError(RegistryError):
     code = "too-costly"
 
 
+class TooCostlyError(BadRequestError):
+    """A search past the registry's bounds on its size (parameters, values, length): 400 ``too-costly`` naming the
+    limit (FHIR R4 search §3.1.1.x: a server may refuse a search it considers too costly)."""
+
+    code = "too-costly"
+
+
 class RateLimitedError(RegistryError):
     status = 429
     code = "throttled"

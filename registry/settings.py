@@ -111,6 +111,31 @@ class Settings(BaseSettings):
                 raise ValueError(f"a CORS origin is scheme://host[:port] (or *), not {origin!r}")
         return value
 
+    search_max_params: int = Field(
+        default=40, ge=1, description="Parameters one search may carry (each is a predicate); more is 400 too-costly."
+    )
+    search_max_values: int = Field(
+        default=100, ge=1, description="Comma-separated (OR-ed) values one search parameter may carry."
+    )
+    search_max_length: int = Field(
+        default=8192, ge=256, description="Characters all parameters of one search may add up to (names and values)."
+    )
+    statement_timeout_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        description="Longest a request's database statement may run before it is cancelled (PostgreSQL: "
+        "statement_timeout; SQLite: a progress handler); the request then answers 503 with Retry-After. 0 = none.",
+    )
+    rate_limit_max_keys: int = Field(
+        default=10_000,
+        ge=1,
+        description="Rate-limit buckets one process keeps at most (per client, per claimed client id at /auth/token, "
+        "per sign-in account); idle ones expire once refilled, the least recently used go first past this.",
+    )
+    readiness_timeout_seconds: float = Field(
+        default=2.0, gt=0, le=30, description="How long GET /readyz waits for the database before answering 503."
+    )
+
     @field_validator("public_base_url")
     @classmethod
     def _strip_slash(cls, value: str) -> str:

@@ -111,7 +111,7 @@ def audit_search(request: Request, principal: CurrentPrincipal) -> Response:
     audit = audit_context(request, principal, "search-type", "AuditEvent")
     body = search_audit_events(
         ctx.uow, principal, audit, _params(request), base_url=ctx.settings.fhir_base_url, now=ctx.clock(),
-        parse_dates=ctx.reads.date_values, max_count=ctx.settings.max_page_size,
+        parse_dates=ctx.reads.date_values, max_count=ctx.settings.max_page_size, limits=ctx.reads.ctx.limits,
     )  # fmt: skip
     return fhir_response(body)
 

@@ -155,7 +155,8 @@ def serve(
         ("Token endpoint", "/auth/token"),
         ("SMART configuration", "/.well-known/smart-configuration"),
         ("API docs (OpenAPI)", "/docs"),
-        ("Health", "/healthz"),
+        ("Liveness", "/livez"),
+        ("Readiness (database)", "/readyz"),
     ):
         base.out.print(f"  {label:<26} {url_base}{path}", soft_wrap=True, highlight=False)
     base.out.print(

@@ -6,11 +6,12 @@ Dates become ranges of UTC microseconds since the epoch, ``[low, high]`` both in
 
 from __future__ import annotations
 
+import calendar
 import re
 import unicodedata
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any
 
 from registry.fhir.search_params import SEARCH_PARAMS, ParamType, SearchParam
@@ -38,45 +39,115 @@ def from_us(us: int) -> datetime:
     return EPOCH + timedelta(microseconds=us)
 
 
-def _tz(text: str | None, local: tzinfo) -> tzinfo:
-    if text is None:
-        return local
+_DAY_US = 86_400_000_000
+_ORDINAL_EPOCH = EPOCH.date().toordinal()
+MAX_OFFSET_MINUTES = 14 * 60
+"""FHIR R4 datatypes §2.24.0.7 (dateTime, instant): a time-zone offset lies between -14:00 and +14:00."""
+
+HELD_LOW_US = (datetime(1, 1, 2, tzinfo=UTC) - EPOCH) // timedelta(microseconds=1)
+HELD_HIGH_US = (datetime(9999, 12, 30, 23, 59, 59, 999_999, tzinfo=UTC) - EPOCH) // timedelta(microseconds=1)
+"""The instants the registry holds: 0001-01-02T00:00:00Z to 9999-12-30T23:59:59.999999Z — a day inside what a
+datetime can hold, so every held instant can be shown in any time zone (±14:00) without overflowing."""
+
+
+def _offset_minutes(text: str) -> int:
     if text == "Z":
-        return UTC
-    sign = 1 if text[0] == "+" else -1
-    return timezone(sign * timedelta(hours=int(text[1:3]), minutes=int(text[4:6])))
+        return 0
+    hours, minutes = int(text[1:3]), int(text[4:6])
+    total = hours * 60 + minutes
+    if minutes > 59 or total > MAX_OFFSET_MINUTES:
+        raise DateFormatError(f"time-zone offset {text} is out of range (from -14:00 to +14:00)")
+    return total if text[0] == "+" else -total
+
+
+def _local_offset_us(local: tzinfo, wall: datetime) -> int:
+    offset = local.utcoffset(wall)
+    return 0 if offset is None else offset // timedelta(microseconds=1)
+
+
+def _wall_us(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0, micro: int = 0) -> int:
+    """Microseconds from 1970-01-01T00:00 to this wall-clock time, as if it were UTC (no datetime arithmetic, so
+    nothing overflows at the ends of the calendar)."""
+    days = date(year, month, day).toordinal() - _ORDINAL_EPOCH
+    return ((days * 86_400 + hour * 3_600 + minute * 60 + second) * 1_000_000) + micro
 
 
 def date_range(text: str, local: tzinfo) -> tuple[int, int]:
-    """The instant range a FHIR date/dateTime/instant value covers, at its precision, in UTC microseconds."""
+    """The instant range a FHIR date/dateTime/instant value covers, at its precision, in UTC microseconds (FHIR R4
+    search §3.1.1.4.6: a value stands for the range its precision covers). A value without an offset is read in
+    ``local``. The range may lie outside the instants the registry holds (:func:`held_range` checks that)."""
     m = _DATE_RE.match(text.strip())
     if m is None:
         raise DateFormatError(f"not a FHIR date or dateTime: {text!r}")
     g = m.groupdict()
-    tz = _tz(g["tz"], local)
+    offset_us = None if g["tz"] is None else _offset_minutes(g["tz"]) * 60_000_000
+    wall: tuple[int, ...]
     try:
         year = int(g["y"])
         if g["m"] is None:
-            start = datetime(year, 1, 1, tzinfo=tz)
-            end = datetime(year + 1, 1, 1, tzinfo=tz)
+            wall, span = (year, 1, 1), (366 if calendar.isleap(year) else 365) * _DAY_US
         elif g["d"] is None:
             month = int(g["m"])
-            start = datetime(year, month, 1, tzinfo=tz)
-            end = datetime(year + (month == 12), month % 12 + 1, 1, tzinfo=tz)
+            wall, span = (year, month, 1), calendar.monthrange(year, month)[1] * _DAY_US
         elif g["H"] is None:
-            start = datetime(year, int(g["m"]), int(g["d"]), tzinfo=tz)
-            end = start + timedelta(days=1)
+            wall, span = (year, int(g["m"]), int(g["d"])), _DAY_US
         elif g["S"] is None:
-            start = datetime(year, int(g["m"]), int(g["d"]), int(g["H"]), int(g["M"]), tzinfo=tz)
-            end = start + timedelta(minutes=1)
+            wall, span = (year, int(g["m"]), int(g["d"]), int(g["H"]), int(g["M"])), 60_000_000
         else:
             frac = g["f"] or ""
             micro = int((frac + "000000")[:6]) if frac else 0
-            start = datetime(year, int(g["m"]), int(g["d"]), int(g["H"]), int(g["M"]), int(g["S"]), micro, tzinfo=tz)
-            end = start + (timedelta(microseconds=1) if len(frac) >= 6 else timedelta(seconds=10 ** -len(frac)))
+            wall = (year, int(g["m"]), int(g["d"]), int(g["H"]), int(g["M"]), int(g["S"]), micro)
+            span = 1 if len(frac) >= 6 else 10 ** (6 - len(frac))
+        start = datetime(*wall)  # noqa: DTZ001 - a wall-clock time, its offset applied below
+        low_wall = _wall_us(*wall)
     except ValueError as exc:
         raise DateFormatError(f"not a valid date: {text!r} ({exc})") from None
-    return to_us(start), to_us(end) - 1
+    high_wall = low_wall + span - 1
+    if offset_us is not None:
+        return low_wall - offset_us, high_wall - offset_us
+    try:
+        end = start + timedelta(microseconds=span - 1)
+    except OverflowError:  # the last year of the calendar: its offset at the start will do
+        end = start
+    return low_wall - _local_offset_us(local, start), high_wall - _local_offset_us(local, end)
+
+
+class DateRangeError(DateFormatError):
+    """A well-formed date the registry cannot hold (before 0001-01-02 or after 9999-12-30, UTC)."""
+
+
+def held_range(text: str, local: tzinfo) -> tuple[int, int]:
+    """:func:`date_range`, refusing a range outside the instants the registry holds (``HELD_LOW_US``…)."""
+    low, high = date_range(text, local)
+    if low < HELD_LOW_US or high > HELD_HIGH_US:
+        raise DateRangeError(f"{text!r} lies outside the instants this registry holds (0001-01-02 to 9999-12-30, UTC)")
+    return low, high
+
+
+_INSTANT_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:\d{2})$")
+
+
+def unheld_instants(node: Any, local: tzinfo, path: str = "") -> Iterator[tuple[str, str]]:
+    """(path, value) of every dateTime or instant with a time of day in a resource that the registry cannot hold
+    (:func:`held_range`) — wherever it stands (``issued``, ``component.valueDateTime``…), since results are dated
+    and shown from any of them. Dates without a time are checked where they are indexed (:func:`extract`)."""
+    if isinstance(node, Mapping):
+        for key, value in node.items():
+            if key != "text":  # the narrative is XHTML, not dates
+                yield from unheld_instants(value, local, f"{path}.{key}" if path else str(key))
+    elif isinstance(node, list):
+        for i, element in enumerate(node):
+            yield from unheld_instants(element, local, f"{path}[{i}]")
+    elif isinstance(node, str) and _INSTANT_RE.match(node):
+        try:
+            held_range(node, local)
+        except DateFormatError:
+            yield path, node
+
+
+def clamp_to_held(us: int) -> int:
+    """A search bound kept within a day of the held range: it compares with every held value as it did unclamped."""
+    return min(max(us, HELD_LOW_US - _DAY_US), HELD_HIGH_US + _DAY_US)
 
 
 def normalize_string(text: str) -> str:
@@ -168,10 +239,10 @@ def _strings(value: Any) -> Iterator[str]:
 
 def _dates(value: Any, local: tzinfo) -> Iterator[tuple[int, int]]:
     if isinstance(value, str):
-        yield date_range(value, local)
+        yield held_range(value, local)
     elif isinstance(value, Mapping) and ("start" in value or "end" in value):  # Period
-        low = date_range(value["start"], local)[0] if isinstance(value.get("start"), str) else MIN_US
-        high = date_range(value["end"], local)[1] if isinstance(value.get("end"), str) else MAX_US
+        low = held_range(value["start"], local)[0] if isinstance(value.get("start"), str) else MIN_US
+        high = held_range(value["end"], local)[1] if isinstance(value.get("end"), str) else MAX_US
         yield low, high
 
 

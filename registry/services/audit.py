@@ -21,10 +21,12 @@ from registry.auth import Principal
 from registry.errors import BadRequestError, NotFoundError, RegistryError
 from registry.fhir.bundle import Entry, instant, render
 from registry.fhir.extract import to_us
+from registry.fhir.integers import whole_number
 from registry.services.identity import IdentityPolicy
 from registry.services.policy import audit_reader_key
 from registry.services.policy.purpose import ACT_REASON, BreakGlass
 from registry.services.redaction import Redactor, redactor_for
+from registry.services.search_query import SearchLimits
 from registry.store.query import DateValue
 from registry.store.records import AgentMatch, AuditFilter
 from registry.store.repository import UnitOfWork
@@ -92,8 +94,8 @@ def audit_row(
         "principal_kind": p.kind.value if p else None,
         "principal_name": p.name if p else None,
         "org_id": p.org_id if p else None,
-        "resource_type": resource_type or ctx.resource_type,
-        "resource_id": mask(rid) if (rid := resource_id or ctx.resource_id) else None,
+        "resource_type": (resource_type or ctx.resource_type or "")[:40] or None,  # clipped to the columns: a
+        "resource_id": mask(rid)[:64] if (rid := resource_id or ctx.resource_id) else None,  # path may be any length
         "patient_key": patient_key,
         "query": (ctx.query or None) and ctx.query[:2000],
         "detail": mask(detail or ctx.note or "")[:2000] or None,
@@ -232,12 +234,14 @@ def search_audit_events(
     now: datetime,
     parse_dates: Callable[[str, str], Sequence[DateValue]],
     max_count: int,
+    limits: SearchLimits | None = None,
 ) -> bytes:
     """``GET /fhir/AuditEvent``: admins see everything; a patient sees who accessed their own records (DESIGN.md §6);
     others are refused. Parameters: ``date`` (prefixes), ``agent`` (see :func:`agent_match`), ``patient``
     (``Patient/<id>``), ``action``, ``outcome``, ``entity-type``, ``_count``; newest first."""
 
     try:
+        (limits or SearchLimits()).check(params)
         own_key = audit_reader_key(principal)
         count, before = 50, None
         f: dict[str, Any] = {}
@@ -245,12 +249,15 @@ def search_audit_events(
         patient_ids: list[str] = []
         for name, value in params:
             values = tuple(value.split(","))
-            if name == "_count" and value.isdigit():
-                count = max(1, min(int(value), max_count))
+            if name == "_count":
+                wanted = whole_number(value)
+                if wanted is None:
+                    raise BadRequestError("_count must be a whole number (at most 18 digits)")
+                count = max(1, min(wanted, max_count))
             elif name == "_before":
-                if not value.isdigit():
+                before = whole_number(value)
+                if before is None:
                     raise BadRequestError("_before must be an AuditEvent id")
-                before = int(value)
             elif name == "date":
                 dates += list(parse_dates(name, value))
             elif name in ("agent", "agent:identifier"):
@@ -297,11 +304,12 @@ def read_audit_event(
 
     try:
         own_key = audit_reader_key(principal)
-        if not event_id.isdigit():
-            raise NotFoundError(f"AuditEvent/{event_id} is not known")
+        pk = whole_number(event_id)
+        if pk is None:
+            raise NotFoundError(f"AuditEvent/{event_id[:40]} is not known")
         with uow.begin(audit_only=True) as repo:
             rows = repo.audit_events(
-                AuditFilter(count=1, pk=int(event_id), patient_keys=(own_key,) if own_key is not None else None)
+                AuditFilter(count=1, pk=pk, patient_keys=(own_key,) if own_key is not None else None)
             )
             if not rows:
                 raise NotFoundError(f"AuditEvent/{event_id} is not known")

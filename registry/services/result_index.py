@@ -32,7 +32,7 @@ import orjson
 from catalog import Catalog, CodeMap, Coding, Item
 from catalog.codes import BODY_PART_SNOMED, HR_MARK
 from catalog.model import contrast_from_text
-from registry.fhir.extract import date_range, parse_reference, values_at
+from registry.fhir.extract import held_range, parse_reference, values_at
 from registry.store.records import Stored
 from registry.store.repository import Repository
 
@@ -190,7 +190,7 @@ def _effective_range(resource: Mapping[str, Any], local: tzinfo) -> tuple[int, i
     for value in candidates:
         if isinstance(value, str):
             try:
-                low, high = date_range(value, local)
+                low, high = held_range(value, local)
             except ValueError:
                 continue
             return (low, low) if "T" in value else (low, high)

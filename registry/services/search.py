@@ -17,13 +17,14 @@ import orjson
 from registry.auth import Principal
 from registry.errors import BadRequestError, ForbiddenError, GoneError, NotFoundError, RegistryError
 from registry.fhir.bundle import Entry, instant, render
+from registry.fhir.integers import MAX_INTEGER, whole_number
 from registry.fhir.search_params import INCLUDES, SEARCH_PARAMS
 from registry.fhir.subsetting import Subset, SubsetError
 from registry.services import policy
 from registry.services.audit import AuditContext, AuditTrail, audit_row, rows_for_patients
 from registry.services.identity import IdentityPolicy
 from registry.services.policy import BreakGlass
-from registry.services.search_query import ParsedSearch, SearchParser
+from registry.services.search_query import ParsedSearch, SearchLimits, SearchParser
 from registry.store.query import Clause, DateValue, PatientKeyClause, Query, ReferenceClause
 from registry.store.records import Stored, StoredVersion
 from registry.store.repository import Repository, UnitOfWork
@@ -42,6 +43,7 @@ class ReadContext:
     max_page_size: int
     clock: Callable[[], datetime]
     cursor_key: bytes = b""
+    limits: SearchLimits = field(default_factory=SearchLimits)
     audit: AuditTrail = field(init=False)
 
     def __post_init__(self) -> None:
@@ -117,18 +119,19 @@ class Reads:
         self, repo: Repository, principal: Principal, audit: AuditContext, rtype: str, rid: str, version: str
     ) -> tuple[StoredVersion, list[str | None]]:
         require_type(rtype)
-        if not version.isdigit():
-            raise NotFoundError(f"{rtype}/{rid}/_history/{version} is not a version of this server")
+        number = whole_number(version)  # version ids are whole numbers here: any other is not a version
+        if number is None or number > MAX_INTEGER:
+            raise NotFoundError(f"{rtype}/{rid}/_history/{version[:40]} is not a version of this server")
         policy.require_scope(principal, rtype, "read")
         current = repo.get(rtype, rid)
         if current is None:
             raise NotFoundError(f"{rtype}/{rid} is not known")
         self._visible(repo, principal, current, audit.break_glass)
-        found = repo.version(rtype, rid, int(version))
+        found = repo.version(rtype, rid, number)
         if found is None:
-            raise NotFoundError(f"{rtype}/{rid} has no version {version}")
+            raise NotFoundError(f"{rtype}/{rid} has no version {number}")
         if found.deleted:
-            raise GoneError(f"version {version} of {rtype}/{rid} is a deletion")
+            raise GoneError(f"version {number} of {rtype}/{rid} is a deletion")
         return found, [current.patient_key]
 
     def history(
@@ -138,10 +141,13 @@ class Reads:
         count = self.ctx.default_page_size
         below: int | None = None
         for name, value in params:
-            if name == "_count" and value.isdigit():
-                count = max(1, min(int(value), self.ctx.max_page_size))
-            elif name == "_before_version" and value.isdigit():
-                below = int(value)
+            number = whole_number(value)
+            if name in ("_count", "_before_version") and number is None:
+                raise BadRequestError(f"{name} must be a whole number (at most 18 digits)")
+            if name == "_count" and number is not None:
+                count = max(1, min(number, self.ctx.max_page_size))
+            elif name == "_before_version" and number is not None:
+                below = min(number, MAX_INTEGER + 1)  # every version is below a larger number
             elif name not in ("_format", "_pretty"):
                 raise BadRequestError(f"history parameter {name!r} is not supported (supported: _count)")
 
@@ -185,6 +191,7 @@ class Reads:
             self.ctx.base_url,
             now=self.ctx.clock(),
             cursor_key=self.ctx.cursor_key,
+            limits=self.ctx.limits,
         )
 
     def date_values(self, name: str, raw: str) -> tuple[DateValue, ...]:

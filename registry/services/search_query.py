@@ -20,10 +20,18 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, tzinfo
+from datetime import datetime, tzinfo
 
-from registry.errors import BadRequestError
-from registry.fhir.extract import DateFormatError, date_range, from_us, normalize_string, parse_reference, to_us
+from registry.errors import BadRequestError, TooCostlyError
+from registry.fhir.extract import (
+    DateFormatError,
+    clamp_to_held,
+    date_range,
+    normalize_string,
+    parse_reference,
+    to_us,
+)
+from registry.fhir.integers import whole_number
 from registry.fhir.search_params import INCLUDES, REVINCLUDES, SEARCH_PARAMS, SORTABLE, ParamType, SearchParam
 from registry.fhir.subsetting import Subset, SubsetError
 from registry.services.identity import IdentityPolicy, NationalIdError
@@ -51,6 +59,38 @@ CONTROL = frozenset(
 )
 _PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
 _SPLIT = re.compile(r"(?<!\\),")
+_DAY_US = 86_400_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class SearchLimits:
+    """What one search may ask at most (``REGISTRY_SEARCH_MAX_*``): each parameter and each OR-ed value is a
+    predicate the database must evaluate, so a search past these is refused before any SQL runs."""
+
+    max_params: int = 40
+    max_values: int = 100
+    max_length: int = 8192
+
+    def check(self, params: Sequence[tuple[str, str]]) -> None:
+        """Refuse with 400 ``too-costly`` naming the limit and its setting."""
+        if len(params) > self.max_params:
+            raise TooCostlyError(
+                f"the search has {len(params)} parameters; at most {self.max_params} are accepted "
+                "(REGISTRY_SEARCH_MAX_PARAMS)"
+            )
+        length = sum(len(name) + len(value) + 2 for name, value in params)
+        if length > self.max_length:
+            raise TooCostlyError(
+                f"the search's parameters are {length} characters long; at most {self.max_length} are accepted "
+                "(REGISTRY_SEARCH_MAX_LENGTH)"
+            )
+        for name, value in params:
+            count = len(_SPLIT.split(value))
+            if count > self.max_values:
+                raise TooCostlyError(
+                    f"{name[:60]} has {count} comma-separated values; at most {self.max_values} are accepted "
+                    "(REGISTRY_SEARCH_MAX_VALUES)"
+                )
 
 
 class UnknownParameterError(BadRequestError):
@@ -83,8 +123,16 @@ def _values(raw: str) -> list[str]:
 
 class SearchParser:
     def __init__(
-        self, identity: IdentityPolicy, local_tz: tzinfo, base_url: str, *, now: datetime, cursor_key: bytes = b""
+        self,
+        identity: IdentityPolicy,
+        local_tz: tzinfo,
+        base_url: str,
+        *,
+        now: datetime,
+        cursor_key: bytes = b"",
+        limits: SearchLimits | None = None,
     ) -> None:
+        self.limits = limits or SearchLimits()
         self.identity = identity
         self.local_tz = local_tz
         self.base_url = base_url
@@ -146,9 +194,9 @@ class SearchParser:
             if prefix == "ap":
                 # "approximately": widen by 10% of the distance to now, at least a day (FHIR leaves it to servers).
                 gap = abs(to_us(self.now) - low)
-                widen = max(gap // 10, to_us(from_us(0) + timedelta(days=1)))
+                widen = max(gap // 10, _DAY_US)
                 low, high = low - widen, high + widen
-            out.append(DateValue(prefix, low, high))
+            out.append(DateValue(prefix, clamp_to_held(low), clamp_to_held(high)))
         return tuple(out)
 
     def _reference(self, param: SearchParam, raw: str, target_type: str | None = None) -> ReferenceClause:
@@ -243,6 +291,7 @@ class SearchParser:
         default_count: int,
         max_count: int,
     ) -> ParsedSearch:
+        self.limits.check(params)  # even when lenient: a cost bound is not a parameter to ignore
         known = SEARCH_PARAMS[rtype]
         clauses: list[Clause] = []
         ignored: list[str] = []
@@ -270,9 +319,10 @@ class SearchParser:
                 if control in CONTROL and control_modifier:
                     raise UnsupportedModifierError(f"modifier :{control_modifier} is not supported on {control}")
                 if name == "_count":
-                    if not raw.isdigit():
-                        raise BadRequestError("_count must be a whole number")
-                    count = min(int(raw), max_count)
+                    wanted = whole_number(raw)
+                    if wanted is None:
+                        raise BadRequestError("_count must be a whole number (at most 18 digits)")
+                    count = min(wanted, max_count)
                 elif name == "_sort":
                     for key in raw.split(","):
                         desc = key.startswith("-")

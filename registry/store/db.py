@@ -8,8 +8,10 @@ only (0600, like the keys), in a directory created 0700.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import stat
+import time
 from pathlib import Path
 from typing import Any
 
@@ -81,3 +83,48 @@ def _dumps(value: Any) -> str:
 
 def is_postgres(engine: Engine) -> bool:
     return engine.dialect.name == "postgresql"
+
+
+def limit_statements(engine: Engine, seconds: float) -> None:
+    """Cancel any statement of ``engine`` that runs longer than ``seconds`` (0: no limit) — the bound on one request's
+    database cost. PostgreSQL: ``SET LOCAL statement_timeout`` at the start of every transaction (lock waits count
+    too); the statement fails with SQLSTATE 57014. SQLite: a progress handler interrupts the statement past its
+    deadline (waiting for a lock does not count: that is the busy timeout's); it fails as ``interrupted``.
+    Installed by ``create_app`` only, after the migrations: the command line's long jobs are not cut short."""
+    if seconds <= 0:
+        return
+    if is_postgres(engine):
+        milliseconds = max(1, round(seconds * 1000))
+
+        @event.listens_for(engine, "begin")
+        def _statement_timeout(conn: Any) -> None:
+            conn.exec_driver_sql(f"SET LOCAL statement_timeout = {milliseconds}")
+
+        return
+
+    @event.listens_for(engine, "connect")
+    def _progress_handler(dbapi_connection: Any, record: Any) -> None:
+        deadline = record.info["deadline"] = [math.inf]
+        dbapi_connection.set_progress_handler(lambda: int(time.monotonic() > deadline[0]), 1000)
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _start_clock(conn: Any, *_args: Any) -> None:
+        deadline = conn.connection.info.get("deadline")
+        if deadline is not None:
+            deadline[0] = time.monotonic() + seconds
+
+    engine.dispose()  # connections opened before (the migrations') have no handler: open new ones
+
+
+def timed_out(exc: BaseException) -> bool:
+    """Whether a database error is a statement cancelled by :func:`limit_statements`."""
+    orig = getattr(exc, "orig", exc)
+    if getattr(orig, "sqlstate", None) == "57014":  # query_canceled
+        return True
+    return type(orig).__module__.startswith("sqlite3") and str(orig) == "interrupted"
+
+
+def ping(engine: Engine) -> None:
+    """One round trip to the database (``SELECT 1``); raises what the driver raises when it cannot be reached."""
+    with engine.connect() as conn:
+        conn.exec_driver_sql("SELECT 1")

@@ -48,13 +48,25 @@ from registry.store.sql_base import SqlBase
 
 
 class SearchSql(SqlBase):
-    def _token_match(self, table: Any, v: TokenValue) -> ColumnElement[bool]:
+    def _token_match(self, table: Any, values: Sequence[TokenValue]) -> ColumnElement[bool]:
+        """OR of the values, codes grouped per system into IN lists: a flat predicate however many values are sent
+        (SQLite refuses an expression tree deeper than 1000)."""
+        codes: dict[str | None, list[str]] = {}
+        any_code: list[str] = []  # ``system|``: every code of these systems
+        for v in values:
+            if v.code is None:
+                if v.system is None:
+                    return literal(True)
+                any_code.append(clip(v.system))
+            else:
+                codes.setdefault(None if v.system is None else clip(v.system), []).append(clip(v.code))
         parts: list[ColumnElement[bool]] = []
-        if v.code is not None:
-            parts.append(table.c.code == clip(v.code))
-        if v.system is not None:
-            parts.append(table.c.system == clip(v.system))
-        return and_(*parts) if parts else literal(True)
+        if any_code:
+            parts.append(table.c.system.in_(any_code))
+        for system, listed in codes.items():
+            match = table.c.code.in_(listed)
+            parts.append(match if system is None else and_(table.c.system == system, match))
+        return or_(*parts)
 
     def _clause(self, rtype: str, clause: Clause, res: Any = R) -> ColumnElement[bool]:
         """The SQL predicate for one clause over the resource table ``res`` (an alias for chained targets)."""
@@ -63,7 +75,7 @@ class SearchSql(SqlBase):
             sub = select(TOK.c.res_pk).where(
                 TOK.c.type == rtype,
                 TOK.c.param == clause.param,
-                or_(*(self._token_match(TOK, v) for v in clause.values)),
+                self._token_match(TOK, clause.values),
             )
             return cast(ColumnElement[bool], pk.not_in(sub) if clause.negate else pk.in_(sub))
         if isinstance(clause, StringClause):

@@ -20,4 +20,5 @@ def install(app: FastAPI) -> None:
     app.mount("/assets", StaticFiles(directory=STATIC_DIR), name="assets")
     for module in (portal_pages, clinician_pages, stats_pages, signin):  # /{area}/login last
         app.include_router(module.router)
-    app.state.sign_in_limiter = RateLimiter(0.2, 10)  # per account: 10 attempts at once, then one every 5 s
+    # per account: 10 attempts at once, then one every 5 s
+    app.state.sign_in_limiter = RateLimiter(0.2, 10, max_keys=app.state.ctx.settings.rate_limit_max_keys)

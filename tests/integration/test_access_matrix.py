@@ -266,6 +266,8 @@ def _cds(t: Target, hook: str) -> dict[str, Any]:
 CASES: dict[tuple[str, str], tuple[Build, dict[str, str]]] = {
     # open
     ("GET", "/healthz"): (lambda r, t, w: Call("GET", "/healthz"), OPEN),
+    ("GET", "/livez"): (lambda r, t, w: Call("GET", "/livez"), OPEN),
+    ("GET", "/readyz"): (lambda r, t, w: Call("GET", "/readyz"), OPEN),
     ("GET", "/openapi.json"): (lambda r, t, w: Call("GET", "/openapi.json"), OPEN),
     ("GET", "/docs"): (lambda r, t, w: Call("GET", "/docs"), OPEN),
     ("GET", "/docs/oauth2-redirect"): (lambda r, t, w: Call("GET", "/docs/oauth2-redirect"), OPEN),

@@ -808,6 +808,27 @@ def test_the_rate_limit_answers_429_with_retry_after_and_is_audited(tmp_path: Pa
     app.state.ctx.engine.dispose()
 
 
+def test_made_up_client_ids_at_the_token_endpoint_leave_the_limiter_bounded(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, f"sqlite:///{tmp_path}/x.db", rate_limit_per_second=1, rate_limit_burst=3,
+                             rate_limit_max_keys=20)  # fmt: skip
+    app = create_app(settings)
+    ctx = app.state.ctx
+    setup_region(ctx)
+    secret = ctx.principals.rotate_secret("hosp-a-system")
+    with TestClient(app) as client:
+        for n in range(60):  # a bucket per claimed client id, before it is authenticated (each costs a hash)
+            r = client.post("/auth/token", data={"grant_type": "client_credentials", "client_id": f"bogus-{n}",
+                                                 "client_secret": "x"})  # fmt: skip
+            assert r.status_code == 401, r.text
+        assert len(ctx.limiter) <= 20
+        form = {"grant_type": "client_credentials", "client_id": "hosp-a-system", "client_secret": secret}
+        statuses = [client.post("/auth/token", data=form) for _ in range(4)]
+        assert [r.status_code for r in statuses] == [200, 200, 200, 429]
+        assert int(statuses[3].headers["retry-after"]) >= 1
+        assert len(ctx.limiter) <= 20
+    ctx.engine.dispose()
+
+
 def test_a_form_search_is_audited_with_its_parameters(api: Api) -> None:
     rid = _rid()
     r = api.client.post("/fhir/DiagnosticReport/_search", data={"status": "final", "code": "58410-2"},

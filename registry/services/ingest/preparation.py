@@ -21,7 +21,7 @@ from registry.errors import (
     ReferenceNotFoundError,
     UnprocessableError,
 )
-from registry.fhir.extract import extract, parse_reference, references
+from registry.fhir.extract import DateFormatError, extract, parse_reference, references, unheld_instants
 from registry.fhir.json_text import DuplicateKeyError, loads_document
 from registry.fhir.search_params import PATIENT_COMPARTMENT
 from registry.fhir.validation import ResourceInvalidError, validate
@@ -70,6 +70,14 @@ def _invalid(rtype: str, issues: list[tuple[str, str]]) -> InvalidResourceError:
     return InvalidResourceError(f"{rtype} is not valid: {summary}", issues=issues)
 
 
+def _unheld(rtype: str, where: list[str], value: str) -> UnprocessableError:
+    """Valid FHIR the registry cannot hold as an instant (FHIR R4 http §3.1.0.4.1: 422 for a server's rule)."""
+    return UnprocessableError(
+        f"{where[0]}: {value!r} lies outside the instants this registry holds (0001-01-02 to 9999-12-30, UTC)",
+        expression=where[:20],
+    )
+
+
 class Preparer:
     """Parse → validate → mask → resolve references → patient → writer → identifiers and index values."""
 
@@ -99,6 +107,9 @@ class Preparer:
             validate(resource)
         except ResourceInvalidError as exc:
             raise _invalid(rtype, [(i.expression, i.message) for i in exc.issues]) from None
+        unheld = list(unheld_instants(resource, self.ctx.local_tz))
+        if unheld:
+            raise _unheld(rtype, [f"{rtype}.{path}" for path, _ in unheld], unheld[0][1])
 
         # -- national identifiers: masked in the stored text, keyed hash in the index (DESIGN.md §4)
         clear: list[str] = []
@@ -190,7 +201,10 @@ class Preparer:
         for ident, _key in hashed:
             ident.pop("_key", None)
         content_hash = _content_hash(resource)
-        index = extract(index_view, self.ctx.local_tz, self.ctx.base_url)
+        try:
+            index = extract(index_view, self.ctx.local_tz, self.ctx.base_url)
+        except DateFormatError as exc:  # a date without a time beyond the held range (validation passed the rest)
+            raise UnprocessableError(f"{rtype}: {exc}", expression=[rtype]) from None
         meta_in = resource.get("meta") if isinstance(resource.get("meta"), dict) else {}
         meta = {k: v for k, v in (meta_in or {}).items() if k not in ("versionId", "lastUpdated")}
         content = NewContent(rtype, rid, b"", content_hash, patient_key, org_id, index, identifiers)

@@ -64,6 +64,8 @@ AREAS: dict[str, frozenset[PrincipalKind]] = {
 ROUTES: dict[tuple[str, str], Route] = {
     # open: discovery, documentation, health, sign-in
     ("GET", "/healthz"): _open("liveness"),
+    ("GET", "/livez"): _open("liveness (no database)"),
+    ("GET", "/readyz"): _open("readiness (the database answers)"),
     ("GET", "/openapi.json"): _open("OpenAPI document"),
     ("GET", "/docs"): _open("API documentation"),
     ("GET", "/docs/oauth2-redirect"): _open("API documentation"),

@@ -8,7 +8,7 @@ from datetime import datetime, tzinfo
 from typing import Any
 
 from catalog import Item
-from registry.fhir.extract import date_range, parse_reference
+from registry.fhir.extract import held_range, parse_reference
 from registry.services.portal.views import ObservationView, StudyView, decimal_value, quantity_text
 from registry.services.result_index import ResultIndexer
 
@@ -23,7 +23,7 @@ class ResourceViews:
         if not isinstance(value, str):
             return None
         try:
-            low, _ = date_range(value, self.tz)
+            low, _ = held_range(value, self.tz)
         except ValueError:
             return None
         return datetime.fromtimestamp(low / 1_000_000, self.tz)
