@@ -12,7 +12,7 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 
 from adapters.errors import Hl7Error
-from adapters.hl7v2.message import Header
+from adapters.hl7v2.header import Header
 
 _counter = itertools.count(1)
 _lock = threading.Lock()

@@ -21,8 +21,9 @@ from adapters.config import AdapterConfig, Policy
 from adapters.errors import Hl7Error
 from adapters.fhir import dumps
 from adapters.hl7v2.ack import build_ack, encode_ack
+from adapters.hl7v2.header import Header, read_header
 from adapters.hl7v2.mapping import Mapped, OruMapper
-from adapters.hl7v2.message import CHARSETS, Header, msh_fields, parse
+from adapters.hl7v2.message import parse
 from adapters.hl7v2.pid import message_secrets
 from adapters.masking import Secrets
 from adapters.push.outbox import Outbox, OutboxError
@@ -163,36 +164,9 @@ def _cid(header: Header | None) -> str:
 
 
 def _salvage_header(raw: bytes, default_encoding: str) -> Header | None:
-    """What of MSH can be read even from a message that will be refused (so the ACK can name it): only the MSH
-    segment's bytes are looked at, each field decoded on its own (a wrong MSH-18, or a frame cut inside a multi-byte
-    character, still leaves MSH-10 readable)."""
+    """What of MSH can be read even from a message that will be refused, so the ACK can name it (the one MSH reader,
+    ``adapters.hl7v2.header``); None when not even the fields can be told apart."""
     try:
-        sep, enc, fields = msh_fields(raw.removeprefix(b"\xef\xbb\xbf").lstrip(b"\r\n\t "))
+        return read_header(raw, default_encoding)
     except Hl7Error:
         return None
-    charset = fields[18].decode("latin-1").split(enc[1] if len(enc) > 1 else "~")[0].strip() if len(fields) > 18 else ""
-    codec = CHARSETS.get(charset.upper()) if charset else None
-    if codec is None:
-        charset = ""  # not echoed in the ACK: the sender's MSH-18 names nothing this side understands
-    codec = codec or default_encoding
-    comp = enc[0] if enc else "^"
-
-    def f(n: int) -> str:
-        if len(fields) <= n:
-            return ""
-        return fields[n].decode(codec, "replace").split(comp)[0].strip()
-
-    return Header(
-        control_id=f(10),
-        version=f(12),
-        sending_app=f(3),
-        sending_facility=f(4),
-        receiving_app=f(5),
-        receiving_facility=f(6),
-        timestamp=f(7),
-        processing_id=f(11),
-        charset=charset,
-        encoding=codec,
-        field_sep=sep,
-        encoding_chars=enc,
-    )
