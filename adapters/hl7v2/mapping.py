@@ -13,9 +13,7 @@ accession number in OBR-18.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from adapters.codes import Coder
@@ -26,7 +24,6 @@ from adapters.fhir import (
     DICOM_UID,
     INTERPRETATION,
     OBS_CATEGORY,
-    UCUM,
     V2_0074,
     V2_0203,
     as_instant,
@@ -36,14 +33,12 @@ from adapters.fhir import (
     put_entry,
     transaction,
 )
-from adapters.hl7v2 import tables
+from adapters.hl7v2 import tables, units
 from adapters.hl7v2.message import CE, CX, ObxData, OrderData, OruMessage, PatientData
+from adapters.hl7v2.values import ValueProblemError, reference_range, value_of
 from catalog import Coding, Item, Kind
 
 RECOGNIZABLE = frozenset({"final", "corrected", "amended"})
-_NUMBER = re.compile(r"^\s*[+-]?(\d+\.?\d*|\.\d+)\s*$")
-_RANGE = re.compile(r"^\s*([+-]?(?:\d+\.?\d*|\.\d+))\s*(?:-|–|～|~|—)\s*([+-]?(?:\d+\.?\d*|\.\d+))\s*$")
-_BOUND = re.compile(r"^\s*(<=|>=|<|>|≤|≥)\s*([+-]?(?:\d+\.?\d*|\.\d+))\s*$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,22 +61,6 @@ class Mapped:
     def summary(self, control_id: str) -> str:
         """What the message became, without patient data (fit for logs)."""
         return f"ORU {control_id}: {self.reports} report(s), {self.observations} observation(s)"
-
-
-class _ValueProblemError(Exception):
-    pass
-
-
-def _decimal(text: str) -> Decimal:
-    if not _NUMBER.match(text):
-        raise _ValueProblemError(f"{text!r} is not a number")
-    try:
-        value = Decimal(text.strip())
-    except InvalidOperation:
-        raise _ValueProblemError(f"{text!r} is not a number") from None
-    if not value.is_finite():
-        raise _ValueProblemError(f"{text!r} is not a finite number")
-    return value
 
 
 class OruMapper:
@@ -382,8 +361,8 @@ class OruMapper:
         unit_text, unit_code = self._unit(obx, out)
         if obx.values:
             try:
-                obs |= self._value(obx, unit_text, unit_code)
-            except _ValueProblemError as exc:
+                obs |= value_of(obx, unit_text, unit_code, self.tz, self._system_uri)
+            except ValueProblemError as exc:
                 self._problem(out, str(exc), 102, ("OBX", obx.seq, 5, 0))
                 obs["valueString"] = "\n".join("^".join(v) for v in obx.values)
         elif status in ("cancelled", "final", "corrected"):
@@ -395,7 +374,11 @@ class OruMapper:
         if obx.notes:
             obs["note"] = [{"text": n} for n in obx.notes]
         if obx.reference_range:
-            obs["referenceRange"] = [self._range(obx.reference_range, unit_text, unit_code)]
+            try:
+                obs["referenceRange"] = [reference_range(obx.reference_range, unit_text, unit_code)]
+            except ValueProblemError as exc:
+                self._problem(out, str(exc), 102, ("OBX", obx.seq, 7, 0))
+                obs["referenceRange"] = [{"text": obx.reference_range}]
         return obs, item, status
 
     def _unit(self, obx: ObxData, out: Mapped) -> tuple[str, str | None]:
@@ -403,84 +386,20 @@ class OruMapper:
         if not text:
             return "", None
         if obx.units.system.upper() == "UCUM" and obx.units.code:
+            if not units.is_ucum(obx.units.code):
+                text = f"unit {obx.units.code!r} is marked UCUM but is not a UCUM expression"
+                self._problem(out, text, 103, ("OBX", obx.seq, 6, 0))
+                return obx.units.text or obx.units.code, None
             return obx.units.text or obx.units.code, obx.units.code
-        code = tables.ucum(obx.units.code) or tables.ucum(obx.units.text)
+        code = units.ucum(obx.units.code) or units.ucum(obx.units.text)
         if code is None and obx.value_type.upper() in ("NM", "SN"):
-            self._problem(out, f"unit {text!r} has no known UCUM form", 103, ("OBX", obx.seq, 6, 0))
+            self._problem(
+                out,
+                f"unit {text!r} is not a UCUM expression nor a known LIS spelling (send UCUM in OBX-6, e.g. mmol/L)",
+                103,
+                ("OBX", obx.seq, 6, 0),
+            )
         return text, code
-
-    @staticmethod
-    def _quantity(value: Decimal, unit_text: str, unit_code: str | None) -> dict[str, Any]:
-        q: dict[str, Any] = {"value": value}
-        if unit_text:
-            q["unit"] = unit_text
-        if unit_code:
-            q |= {"system": UCUM, "code": unit_code}
-        return q
-
-    def _value(self, obx: ObxData, unit_text: str, unit_code: str | None) -> dict[str, Any]:
-        vt = obx.value_type.upper()
-        first = obx.values[0]
-        if vt == "NM":
-            if len(obx.values) > 1 or len(first) > 1:
-                raise _ValueProblemError("an NM value has a single number")
-            return {"valueQuantity": self._quantity(_decimal(first[0]), unit_text, unit_code)}
-        if vt == "SN":
-            return self._structured_numeric(first, unit_text, unit_code)
-        if vt in ("ST", "TX", "FT"):
-            return {"valueString": "\n".join("^".join(v) for v in obx.values)}
-        if vt in ("CE", "CWE", "CNE"):
-            parts = [*first, "", "", ""]
-            ce = CE(parts[0], parts[1], parts[2])
-            concept: dict[str, Any] = {}
-            if ce.code:
-                coding = {"system": self._system_uri(ce.system), "code": ce.code}
-                if ce.text:
-                    coding["display"] = ce.text
-                concept["coding"] = [coding]
-            if ce.text:
-                concept["text"] = ce.text
-            if not concept:
-                raise _ValueProblemError("a coded value has neither code nor text")
-            return {"valueCodeableConcept": concept}
-        if vt in ("DT", "DTM", "TS"):
-            try:
-                when = hl7_datetime(first[0], self.tz)
-            except ValueError:
-                when = None
-            if when is None:
-                raise _ValueProblemError(f"{first[0]!r} is not a date/time")
-            return {"valueDateTime": when}
-        if vt == "TM":
-            m = re.match(r"^(\d{2})(\d{2})?(\d{2})?$", first[0])
-            if not m or int(m.group(1)) > 23 or int(m.group(2) or 0) > 59 or int(m.group(3) or 0) > 59:
-                raise _ValueProblemError(f"{first[0]!r} is not a time (HHMM[SS])")
-            return {"valueTime": f"{m.group(1)}:{m.group(2) or '00'}:{m.group(3) or '00'}"}
-        raise _ValueProblemError(
-            f"value type {obx.value_type!r} is not supported (NM, SN, ST, TX, FT, CE, CWE, CNE, DT, DTM, TS, TM)"
-        )
-
-    def _structured_numeric(self, parts: list[str], unit_text: str, unit_code: str | None) -> dict[str, Any]:
-        comparator, num1, sep, num2 = ([*parts, "", "", "", ""])[:4]
-        comparator, sep = comparator.strip(), sep.strip()
-        if comparator in ("<", "<=", ">", ">=") and num1 and not sep and not num2:
-            q = self._quantity(_decimal(num1), unit_text, unit_code)
-            return {"valueQuantity": {"value": q.pop("value"), "comparator": comparator, **q}}
-        if comparator in ("", "=") and num1 and not sep and not num2:
-            return {"valueQuantity": self._quantity(_decimal(num1), unit_text, unit_code)}
-        if comparator in ("", "=") and sep in (":", "/") and num1 and num2:
-            return {"valueRatio": {"numerator": {"value": _decimal(num1)}, "denominator": {"value": _decimal(num2)}}}
-        if comparator in ("", "=") and sep == "-" and num1 and num2:
-            return {
-                "valueRange": {
-                    "low": self._quantity(_decimal(num1), unit_text, unit_code),
-                    "high": self._quantity(_decimal(num2), unit_text, unit_code),
-                }
-            }
-        if comparator == "" and sep == "+" and num1 and not num2:
-            _decimal(num1)
-            return {"valueString": f"{num1.strip()}+"}
-        raise _ValueProblemError(f"{'^'.join(parts)!r} is not a structured numeric (comparator^num^separator^num)")
 
     def _interpretation(self, obx: ObxData, out: Mapped) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = []
@@ -493,15 +412,3 @@ class OruMapper:
                 continue
             found.append({"coding": [{"system": INTERPRETATION, "code": code}]})
         return found
-
-    def _range(self, text: str, unit_text: str, unit_code: str | None) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        m = _RANGE.match(text)
-        if m:
-            out["low"] = self._quantity(Decimal(m.group(1)), unit_text, unit_code)
-            out["high"] = self._quantity(Decimal(m.group(2)), unit_text, unit_code)
-        elif b := _BOUND.match(text):
-            side = "high" if b.group(1) in ("<", "<=", "≤") else "low"
-            out[side] = self._quantity(Decimal(b.group(2)), unit_text, unit_code)
-        out["text"] = text
-        return out
