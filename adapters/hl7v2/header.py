@@ -102,10 +102,10 @@ def read_header(raw: bytes, default_encoding: str) -> Header:
                 location=("MSH", 1, 2, 0),
             )
         problem = Hl7Error(
-            f"MSH-2 encoding characters {enc!r} are not valid (expected four distinct delimiters such as ^~\\& after "
-            "the field separator)",
+            f"encoding characters {enc!r} are not four distinct delimiters",
             error_code=102,
             location=("MSH", 1, 2, 0),
+            fix="send MSH-2 as ^~\\& (component, repetition, escape, subcomponent)",
         )
         enc = DEFAULT_ENCODING_CHARS
     comp, rep, esc = enc[0], enc[1], enc[2]
@@ -114,9 +114,10 @@ def read_header(raw: bytes, default_encoding: str) -> Header:
     codec = CHARSETS.get(charset.upper()) if charset else default_encoding
     if codec is None:
         problem = problem or Hl7Error(
-            f"character set {charset!r} is not supported (use UNICODE UTF-8, GB 18030-2000, 8859/1 or ASCII)",
+            f"character set {charset!r} is not supported",
             error_code=103,
             location=("MSH", 1, 18, 0),
+            fix="send UNICODE UTF-8, GB 18030-2000, 8859/1 or ASCII in MSH-18",
         )
         charset, codec = "", default_encoding  # not echoed: the sender's MSH-18 names nothing this side knows
 

@@ -188,10 +188,11 @@ class OruMapper:
             out.unmapped.append(Unmapped(first["system"], first["code"], first.get("display", ""), where))
             self._problem(
                 out,
-                f"local code {first['code']!r} ({first.get('display', '')}) is not in the code map: add a row "
-                "system,code,item (or item '-' for a test that is not a recognized item)",
+                f"local code {first['code']!r} ({first.get('display', '')}) is not in the code map (item - declares "
+                "a test that is not a recognized item)",
                 103,
                 location,
+                fix=f"add a code-map row system,code,item for {first['code']}",
             )
         concept: dict[str, Any] = {"coding": merge_codings(codings, self.coder.item_codings(item) if item else [])}
         text = ce.text or ce.alt_text
@@ -199,9 +200,11 @@ class OruMapper:
             concept["text"] = text
         return concept, item
 
-    def _problem(self, out: Mapped, text: str, code: int, location: tuple[str, int, int, int]) -> None:
+    def _problem(
+        self, out: Mapped, text: str, code: int, location: tuple[str, int, int, int], *, fix: str = ""
+    ) -> None:
         """A content problem: rejects the message under the strict policy, is recorded under the lenient one."""
-        error = Hl7Error(text, error_code=code, location=location)
+        error = Hl7Error(text, error_code=code, location=location, fix=fix)
         if self.strict:
             raise error
         out.warnings.append(str(error))
@@ -395,9 +398,10 @@ class OruMapper:
         if code is None and obx.value_type.upper() in ("NM", "SN"):
             self._problem(
                 out,
-                f"unit {text!r} is not a UCUM expression nor a known LIS spelling (send UCUM in OBX-6, e.g. mmol/L)",
+                f"unit {text!r} is not a UCUM expression nor a known LIS spelling",
                 103,
                 ("OBX", obx.seq, 6, 0),
+                fix="send the unit in UCUM (e.g. mmol/L, 10*9/L)",
             )
         return text, code
 
