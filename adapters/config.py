@@ -49,6 +49,18 @@ class Policy(StrEnum):
     LENIENT = "lenient"
 
 
+class NationalIdPolicy(StrEnum):
+    """What the HL7 listener does with a PID that carries no national identifier (adapters/hl7v2/patient.py).
+
+    ``refuse``: AE naming PID-3, so the LIS hears it at once. ``wait``: the report is sent for the patient this
+    hospital's HIS registered under the MRN; until the registry knows the MRN it answers 412, the outbox retries for
+    ``outbox.wait_for_references_hours`` and ``hr-adapter outbox status`` names the MRN.
+    """
+
+    REFUSE = "refuse"
+    WAIT = "wait"
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -165,6 +177,7 @@ class DropSection(_Model):
 
 class Hl7Section(_Model):
     policy: Policy = Policy.STRICT
+    without_national_id: NationalIdPolicy = NationalIdPolicy.REFUSE
     listen: Listen | None = None
     drop: DropSection | None = None
     max_message_bytes: int = Field(default=1_048_576, gt=0)

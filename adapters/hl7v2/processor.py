@@ -23,6 +23,7 @@ from adapters.codes import Coder
 from adapters.config import AdapterConfig, Policy
 from adapters.errors import Hl7Error
 from adapters.fhir import dumps
+from adapters.hl7v2 import units
 from adapters.hl7v2.ack import build_ack, encode_ack
 from adapters.hl7v2.header import Header, read_header, strip_preamble
 from adapters.hl7v2.mapping import Mapped, OruMapper
@@ -62,6 +63,7 @@ class Hl7Processor:
         self.on_queued = on_queued
         self.now = now
         self._acks = itertools.count(1)
+        units.warm()  # the UCUM grammar, before the first message rather than during it
         self._acks_lock = threading.Lock()
 
     def map_only(self, raw: bytes) -> tuple[Header, Mapped]:
@@ -90,7 +92,7 @@ class Hl7Processor:
                 source=source,
                 kind="hl7",
                 order_key=mapped.order_key,
-                summary=mapped.summary(header.control_id),
+                summary=mapped.outbox_summary(header.control_id),
                 digest=hashlib.sha256(raw).hexdigest(),
                 body=dumps(mapped.bundle),
                 unmapped=unmapped,

@@ -257,7 +257,8 @@ def test_oversized_message_is_refused(tmp_path: Path, catalog: Catalog) -> None:
     assert processor.handle(CBC, "test").code == "AA", "a message under the limit still passes"
 
 
-def test_declared_gb18030_message_is_decoded_and_answered_in_gb18030(processor: Hl7Processor, outbox: Outbox) -> None:
+def test_declared_gb18030_message_is_decoded_and_answered_in_gb18030(tmp_path: Path, catalog: Catalog) -> None:
+    processor, outbox = make_processor(tmp_path, catalog, hl7={"without_national_id": "wait"})  # an MRN-only PID
     result = processor.handle(GB18030, "test")
     assert result.code == "AA", result.text
     ack = read_ack(result.ack)
