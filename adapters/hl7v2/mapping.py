@@ -380,6 +380,9 @@ class OruMapper:
         text = obx.units.code or obx.units.text
         if not text:
             return "", None
+        spelled = units.unescaped_power(obx.units.code, obx.units.text, obx.units.system)
+        if spelled is not None:  # ×10^9/L sent with its ^ unescaped: one unit, not code ×10 and text 9/L
+            return spelled, units.ucum(spelled)
         if obx.units.system.upper() == "UCUM" and obx.units.code:
             if not units.is_ucum(obx.units.code):
                 text = f"unit {obx.units.code!r} is marked UCUM but is not a UCUM expression"

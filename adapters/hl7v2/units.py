@@ -120,6 +120,14 @@ def normalized(unit: str) -> str:
     return re.sub(r"10\s*(\^|E|e|\*\*)\s*", "10*", text).replace(" ", "")
 
 
+def unescaped_power(code: str, text: str, system: str) -> str | None:
+    """``×10^9/L`` as an LIS writes it with the ``^`` unescaped reads as OBX-6 code ``×10``, text ``9/L``: the unit
+    it was, or None for any other OBX-6."""
+    if system or not re.fullmatch(r"[×xX*]?10", code.strip()) or not re.match(r"^\d+\s*/", text.strip()):
+        return None
+    return f"{code.strip()}^{text.strip()}"
+
+
 def _capitals(text: str) -> bool:
     letters = [c for c in text if c.isascii() and c.isalpha()]
     return len(letters) >= 2 and not any(c.islower() for c in letters)

@@ -93,3 +93,20 @@ def test_a_non_ucum_unit_under_the_lenient_policy_is_kept_as_text(tmp_path: Path
     assert result.code == "AA"
     assert any("furlongs" in w for w in result.warnings)
     assert observations(queued_bundles(box)[0])[0]["valueQuantity"] == {"value": 11.2, "unit": "furlongs"}
+
+
+def test_a_power_of_ten_with_an_unescaped_caret_is_one_unit(tmp_path: Path, catalog: Catalog) -> None:
+    """LIS print ``×10^9/L`` without escaping the ``^`` (HL7's component separator): OBX-6 reads as code ``×10``,
+    text ``9/L`` — taken as the unit it is, never as the number 10 (which is valid UCUM)."""
+    assert units.unescaped_power("×10", "9/L", "") == "×10^9/L"
+    assert units.unescaped_power("10", "12/L", "") == "10^12/L"
+    assert units.unescaped_power("mg", "dL", "") is None
+    assert units.unescaped_power("10", "9/L", "UCUM") is None
+    processor, box = make_processor(tmp_path, catalog)
+    assert processor.handle(set_field(CBC, "OBX", 6, "×10^9/L"), "test").code == "AA"
+    assert observations(queued_bundles(box)[0])[0]["valueQuantity"] == {
+        "value": 11.2,
+        "unit": "×10^9/L",
+        "system": "http://unitsofmeasure.org",
+        "code": "10*9/L",
+    }
