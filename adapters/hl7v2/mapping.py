@@ -24,7 +24,6 @@ from adapters.errors import Hl7Error
 from adapters.fhir import (
     DATA_ABSENT,
     DICOM_UID,
-    INTERPRETATION,
     OBS_CATEGORY,
     V2_0074,
     V2_0203,
@@ -40,7 +39,7 @@ from adapters.hl7v2 import tables, units
 from adapters.hl7v2.message import CE, ObxData, OrderData, OruMessage
 from adapters.hl7v2.patient import PatientMapper
 from adapters.hl7v2.registry_rules import check_bundle
-from adapters.hl7v2.values import ValueProblemError, reference_range, value_of
+from adapters.hl7v2.values import ValueProblemError, interpretations, reference_range, value_of
 from catalog import Coding, Item, Kind
 
 RECOGNIZABLE = frozenset({"final", "corrected", "amended"})
@@ -377,37 +376,13 @@ class OruMapper:
         return obs, item, status
 
     def _unit(self, obx: ObxData, out: Mapped) -> tuple[str, str | None]:
-        text = obx.units.code or obx.units.text
-        if not text:
-            return "", None
-        spelled = units.unescaped_power(obx.units.code, obx.units.text, obx.units.system)
-        if spelled is not None:  # ×10^9/L sent with its ^ unescaped: one unit, not code ×10 and text 9/L
-            return spelled, units.ucum(spelled)
-        if obx.units.system.upper() == "UCUM" and obx.units.code:
-            if not units.is_ucum(obx.units.code):
-                text = f"unit {obx.units.code!r} is marked UCUM but is not a UCUM expression"
-                self._problem(out, text, 103, ("OBX", obx.seq, 6, 0))
-                return obx.units.text or obx.units.code, None
-            return obx.units.text or obx.units.code, obx.units.code
-        code = units.ucum(obx.units.code) or units.ucum(obx.units.text)
-        if code is None and obx.value_type.upper() in ("NM", "SN"):
-            self._problem(
-                out,
-                f"unit {text!r} is not a UCUM expression nor a known LIS spelling",
-                103,
-                ("OBX", obx.seq, 6, 0),
-                fix="send the unit in UCUM (e.g. mmol/L, 10*9/L)",
-            )
+        text, code, problem = units.of_obx(obx.units, numeric=obx.value_type.upper() in ("NM", "SN"))
+        if problem is not None:
+            self._problem(out, problem, 103, ("OBX", obx.seq, 6, 0), fix="send the unit in UCUM (e.g. mmol/L, 10*9/L)")
         return text, code
 
     def _interpretation(self, obx: ObxData, out: Mapped) -> list[dict[str, Any]]:
-        found: list[dict[str, Any]] = []
-        for flag in obx.flags:
-            if flag.lower() == "null":
-                continue
-            code = tables.INTERPRETATIONS.get(flag.upper())
-            if code is None:
-                self._problem(out, f"abnormal flag {flag!r} is not an HL7 0078 code", 103, ("OBX", obx.seq, 8, 0))
-                continue
-            found.append({"coding": [{"system": INTERPRETATION, "code": code}]})
+        found, unknown = interpretations(obx.flags)
+        for flag in unknown:
+            self._problem(out, f"abnormal flag {flag!r} is not an HL7 0078 code", 103, ("OBX", obx.seq, 8, 0))
         return found

@@ -17,6 +17,8 @@ import threading
 from functools import lru_cache
 from typing import Any
 
+from adapters.hl7v2.message import CE
+
 SYNONYMS = {
     # not UCUM at all
     "个/ul": "/uL",
@@ -150,3 +152,22 @@ def ucum(unit: str) -> str | None:
         if is_ucum(candidate):
             return candidate
     return None
+
+
+def of_obx(units: CE, *, numeric: bool) -> tuple[str, str | None, str | None]:
+    """OBX-6 as (unit text, UCUM code or None, the problem to report or None); ``numeric`` for NM and SN values,
+    whose unit must be known."""
+    text = units.code or units.text
+    if not text:
+        return "", None, None
+    spelled = unescaped_power(units.code, units.text, units.system)
+    if spelled is not None:  # ×10^9/L sent with its ^ unescaped: one unit, not code ×10 and text 9/L
+        return spelled, ucum(spelled), None
+    if units.system.upper() == "UCUM" and units.code:
+        if not is_ucum(units.code):
+            return units.text or units.code, None, f"unit {units.code!r} is marked UCUM but is not a UCUM expression"
+        return units.text or units.code, units.code, None
+    code = ucum(units.code) or ucum(units.text)
+    if code is None and numeric:
+        return text, None, f"unit {text!r} is not a UCUM expression nor a known LIS spelling"
+    return text, code, None

@@ -14,7 +14,8 @@ from datetime import timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from adapters.fhir import UCUM, hl7_datetime
+from adapters.fhir import INTERPRETATION, UCUM, hl7_datetime
+from adapters.hl7v2 import tables
 from adapters.hl7v2.message import CE, ObxData
 
 _NUMBER = re.compile(r"^\s*[+-]?(\d+\.?\d*|\.\d+)\s*$")
@@ -152,3 +153,18 @@ def reference_range(text: str, unit_text: str, unit_code: str | None) -> dict[st
         out[side] = quantity(decimal(b.group(2)), unit_text, unit_code)
     out["text"] = text
     return out
+
+
+def interpretations(flags: list[str]) -> tuple[list[dict[str, Any]], list[str]]:
+    """OBX-8 abnormal flags (HL7 0078) as v3 ObservationInterpretation concepts, and the flags that are no code."""
+    found: list[dict[str, Any]] = []
+    unknown: list[str] = []
+    for flag in flags:
+        if flag.lower() == "null":
+            continue
+        code = tables.INTERPRETATIONS.get(flag.upper())
+        if code is None:
+            unknown.append(flag)
+        else:
+            found.append({"coding": [{"system": INTERPRETATION, "code": code}]})
+    return found, unknown
