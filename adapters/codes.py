@@ -3,16 +3,14 @@
 A row whose ``item`` is ``-`` declares a local code that is deliberately not a recognized item (a test outside the
 catalog): it is sent with its local code only, and the strict policy no longer treats it as unmapped.
 
-The map file is the same CSV ``hr-registry codes import`` takes — ``system,code,item[,display]`` rows, ``item`` being
-an item id, a regional item code, a LOINC code or an abbreviation — so one file serves both sides: the adapter adds
-the catalog's codes to what it sends, and the registry maps the local code even from other senders.
+The map file is the same CSV ``hr-registry codes import`` takes, read by the same grammar (``catalog.code_map_file``)
+— ``system,code,item[,display]`` rows, ``item`` being an item id, a regional item code, a LOINC code or an
+abbreviation — so one file serves both sides: the adapter adds the catalog's codes to what it sends, and the registry
+maps the local code even from other senders.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +18,11 @@ import yaml
 
 from adapters.errors import ConfigError
 from catalog import Catalog, Coding, InvalidCatalogError, Item, parse_catalog
+from catalog.code_map_file import NOT_AN_ITEM, CodeMapFileError, CodeMapRow, parse_code_map
 from catalog.codes import LOINC, RECOGNIZED_ITEMS
 from catalog.model import CodeMap
 
-NOT_AN_ITEM = "-"
-"""The ``item`` column value declaring a local code that is deliberately not a recognized item."""
+__all__ = ["NOT_AN_ITEM", "Coder", "MapRow", "load_catalog", "read_code_map"]
 
 DEFAULT_CATALOG = Path(__file__).resolve().parent.parent / "data" / "recognized_items.yaml"
 
@@ -48,48 +46,22 @@ def load_catalog(path: Path | None = None) -> Catalog:
         raise ConfigError([f"catalog file {path}: {exc}"]) from None
 
 
-@dataclass(frozen=True, slots=True)
-class MapRow:
-    line: int
-    system: str
-    code: str
-    item: Item | None  # None: declared "not a recognized item" (item column '-')
+MapRow = CodeMapRow
+"""One row of the code map (the grammar is ``catalog.code_map_file``, shared with ``hr-registry codes import``)."""
 
 
 def read_code_map(path: Path, catalog: Catalog) -> list[MapRow]:
     """Rows of a code-map CSV; ``ConfigError`` names every bad line (unknown item, missing column, duplicate)."""
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError([f"code map {path}: no such file"]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([f"code map {path}: cannot be read: {exc}"]) from None
-    problems: list[str] = []
-    rows: list[MapRow] = []
-    seen: dict[tuple[str, str], int] = {}
-    for line_no, row in enumerate(csv.reader(io.StringIO(text)), start=1):
-        if not row or not any(cell.strip() for cell in row) or row[0].strip().startswith("#"):
-            continue
-        if line_no == 1 and row[0].strip().lower() == "system":
-            continue
-        if len(row) < 3 or not row[0].strip() or not row[1].strip() or not row[2].strip():
-            problems.append(f"code map {path.name} line {line_no}: expected system,code,item[,display]")
-            continue
-        system, code, item_text = (cell.strip() for cell in row[:3])
-        item = None if item_text == NOT_AN_ITEM else catalog.named(item_text)
-        if item is None and item_text != NOT_AN_ITEM:
-            problems.append(f"code map {path.name} line {line_no}: {item_text!r} is not a catalog item")
-            continue
-        if (system, code) in seen:
-            problems.append(
-                f"code map {path.name} line {line_no}: {system}|{code} is already mapped on line {seen[system, code]}"
-            )
-            continue
-        seen[system, code] = line_no
-        rows.append(MapRow(line_no, system, code, item))
-    if problems:
-        raise ConfigError(problems)
-    return rows
+    try:
+        return parse_code_map(text, catalog, name=f"code map {path.name}")
+    except CodeMapFileError as exc:
+        raise ConfigError(exc.problems) from None
 
 
 class Coder:

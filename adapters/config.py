@@ -1,7 +1,8 @@
 """One YAML file per hospital configures the adapter (``hr-adapter check-config FILE`` explains every problem).
 
-Values may name environment variables as ``${NAME}`` (for the client secret above all); relative paths are taken from
-the configuration file's folder. ``examples/adapter-hosp-a.yaml`` is a commented example.
+Values may name environment variables as ``${NAME}`` (for the client secret above all), or ``${NAME:-default}`` with
+a default for when it is unset or empty (as in POSIX shells); relative paths are taken from the configuration file's
+folder. ``examples/adapter-hosp-a.yaml`` is a commented example.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ NATIONAL_ID_SYSTEMS = frozenset(
 """The registry's default national-identifier systems (its ``REGISTRY_NATIONAL_ID_SYSTEMS``): values masked in what
 the adapter shows (adapters/masking.py)."""
 
-_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _ORG_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 _TZ = re.compile(r"^([+-])(\d{2}):(\d{2})$")
 
@@ -47,6 +48,18 @@ class Policy(StrEnum):
 
     STRICT = "strict"
     LENIENT = "lenient"
+
+
+class NationalIdPolicy(StrEnum):
+    """What the HL7 listener does with a PID that carries no national identifier (adapters/hl7v2/patient.py).
+
+    ``refuse``: AE naming PID-3, so the LIS hears it at once. ``wait``: the report is sent for the patient this
+    hospital's HIS registered under the MRN; until the registry knows the MRN it answers 412, the outbox retries for
+    ``outbox.wait_for_references_hours`` and ``hr-adapter outbox status`` names the MRN.
+    """
+
+    REFUSE = "refuse"
+    WAIT = "wait"
 
 
 class _Model(BaseModel):
@@ -165,6 +178,7 @@ class DropSection(_Model):
 
 class Hl7Section(_Model):
     policy: Policy = Policy.STRICT
+    without_national_id: NationalIdPolicy = NationalIdPolicy.REFUSE
     listen: Listen | None = None
     drop: DropSection | None = None
     max_message_bytes: int = Field(default=1_048_576, gt=0)
@@ -238,6 +252,8 @@ def _substitute(node: Any, where: str, missing: list[str]) -> Any:
 
         def repl(m: re.Match[str]) -> str:
             value = os.environ.get(m.group(1))
+            if not value and m.group(2) is not None:  # ${NAME:-default}: the default when unset or empty
+                value = m.group(2)
             if value is None:
                 missing.append(f"{where}: environment variable {m.group(1)} is not set")
                 return ""

@@ -24,7 +24,8 @@ class Hl7Error(AdapterError):
     to the message, so the sender tries again). ``error_code`` is from HL7 table
     0357 (100 segment sequence, 101 required field missing, 102 data type, 103 table value not found, 200 unsupported
     message type, 201 unsupported event, 202 unsupported processing id, 203 unsupported version, 207 application
-    internal error). ``location`` is (segment id, segment sequence, field, component) where known.
+    internal error). ``location`` is (segment id, segment sequence, field, component) where known; ``fix`` says
+    what the sender should do about it.
     """
 
     def __init__(
@@ -34,12 +35,14 @@ class Hl7Error(AdapterError):
         ack_code: str = "AE",
         error_code: int = 207,
         location: tuple[str, int, int, int] | None = None,
+        fix: str = "",
     ) -> None:
         super().__init__(text)
         self.text = text
         self.ack_code = ack_code
         self.error_code = error_code
         self.location = location
+        self.fix = fix  # what the sender should do, put first where an ACK field is short (v2.3 MSA-3: 80)
 
     def where(self) -> str:
         if self.location is None:
@@ -52,7 +55,14 @@ class Hl7Error(AdapterError):
 
     def __str__(self) -> str:
         where = self.where()
-        return f"{where}: {self.text}" if where else self.text
+        text = f"{self.text}; {self.fix}" if self.fix else self.text
+        return f"{where}: {text}" if where else text
+
+    def brief(self) -> str:
+        """The text with the fix first, for the length-limited ACK fields (cut at the end, it keeps the hint)."""
+        where = self.where()
+        text = f"{self.fix} — {self.text}" if self.fix else self.text
+        return f"{where}: {text}" if where else text
 
 
 class DicomInputError(AdapterError):

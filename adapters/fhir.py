@@ -39,12 +39,13 @@ def put_entry(resource: dict[str, Any], system: str, value: str) -> dict[str, An
     return {
         "fullUrl": full_url(system, value),
         "resource": resource,
-        "request": {"method": "PUT", "url": f"{rtype}?identifier={_query_escape(system)}|{_query_escape(value)}"},
+        "request": {"method": "PUT", "url": f"{rtype}?identifier={query_escape(system)}|{query_escape(value)}"},
     }
 
 
-def _query_escape(text: str) -> str:
-    # FHIR search escaping (\, |, $, ,) then URL-encoding of what would break the query string
+def query_escape(text: str) -> str:
+    """A search value escaped (FHIR R4 search.html#escaping: \\ | $ ,) and URL-encoded where it would break the query
+    string (&, #, space…)."""
     for ch in ("\\", "|", "$", ","):
         text = text.replace(ch, "\\" + ch)
     from urllib.parse import quote

@@ -1,21 +1,36 @@
-"""Original-mode acknowledgements (reference/standards-notes.md §4.2): ``AA``, or ``AE``/``AR`` with an ERR segment.
+"""Original-mode acknowledgements (HL7 v2.5.1 §2.9.2; ACK structure MSH MSA [ERR] in v2.3 and v2.4, MSH [SFT] MSA
+[{ERR}] in v2.5 and later): ``AA``, or ``AE``/``AR`` with an ERR segment.
 
-The ACK mirrors the message's encoding characters, version, processing id and character set. ERR is written in the
-form of the message's version: ERR-1 (ELD) for 2.3/2.4, ERR-2/3/4/8 for 2.5 and later.
+The ACK mirrors the message's encoding characters, version, processing id and character set. The error is written
+in the fields of the message's version, each within its maximum length, and where a field is short the text starts
+with the fix (``Hl7Error.brief``), so cutting it at its end keeps what the sender must do:
+
+- v2.3 and v2.4: MSA-3 text message (ST, 80) the brief text; MSA-6 error condition (CE, 100 in v2.3, 250 in
+  v2.4) ``code^text^HL70357`` with the brief text as far as it fits (whole in v2.4 but for the longest); ERR-1
+  (ELD: segment^sequence^field^code, 80) the location and the code, with the brief text as far as it fits;
+- v2.5 and v2.5.1: MSA-3 (80) the brief text; ERR-2 location (ERL), ERR-3 HL7 error code (CWE, table 0357), ERR-4
+  severity ``E``, ERR-7 diagnostic information (TX, 2048) the whole text, ERR-8 user message (TX, 80) the brief
+  text.
 """
 
 from __future__ import annotations
 
-import itertools
-import threading
 from collections.abc import Callable
 from datetime import datetime, timezone
 
 from adapters.errors import Hl7Error
-from adapters.hl7v2.message import Header
+from adapters.hl7v2.header import DEFAULT_ENCODING_CHARS, Header
 
-_counter = itertools.count(1)
-_lock = threading.Lock()
+OLD_VERSIONS = ("2.3", "2.3.1", "2.4")
+MSA_3 = 80
+ERR_1 = 80
+ERR_7 = 2048
+ERR_8 = 80
+
+
+def msa_6_length(version: str) -> int:
+    """MSA-6 error condition's maximum length: CE 100 in v2.3/2.3.1, 250 in v2.4."""
+    return 250 if version == "2.4" else 100
 
 
 def _escape(text: str, sep: str, enc: str) -> str:
@@ -36,15 +51,22 @@ def _fit(text: str, limit: int, escape: Callable[[str], str]) -> str:
 
 
 def build_ack(
-    header: Header | None, error: Hl7Error | None, *, now: datetime, tz: timezone, app: str, facility: str
+    header: Header | None,
+    error: Hl7Error | None,
+    *,
+    now: datetime,
+    tz: timezone,
+    app: str,
+    facility: str,
+    sequence: int,
 ) -> str:
-    """The ACK text for a message (``header`` None when even MSH could not be read)."""
+    """The ACK text for a message (``header`` None when even MSH could not be read); ``sequence`` numbers the ACKs of
+    one listener (MSH-10 is ``ACK`` + the time + the sequence)."""
     sep = header.field_sep if header else "|"
-    enc = header.encoding_chars if header and len(header.encoding_chars) >= 4 else "^~\\&"
+    enc = header.encoding_chars if header and len(header.encoding_chars) >= 4 else DEFAULT_ENCODING_CHARS
     version = header.version if header and header.version else "2.5.1"
     code = "AA" if error is None else error.ack_code
-    with _lock:
-        ack_id = f"ACK{now.strftime('%Y%m%d%H%M%S')}{next(_counter):06d}"
+    ack_id = f"ACK{now.astimezone(tz).strftime('%Y%m%d%H%M%S')}{sequence:06d}"
     stamp = now.astimezone(tz).strftime("%Y%m%d%H%M%S%z")
 
     def e(text: str) -> str:
@@ -68,27 +90,26 @@ def build_ack(
         msh += ["", "", "", "", "", e(header.charset)]
     segments = [sep.join(msh)]
     msa = ["MSA", code, e(header.control_id if header else "")]
-    if error is not None:
-        msa.append(_fit(error.text, 80, e))
-    segments.append(sep.join(msa))
-    if error is not None:
-        comp, sub = enc[0], enc[3]
-        seg, seq, field_no, component = error.location or ("", 0, 0, 0)
-        text = e(str(error))
-        if version in ("2.3", "2.3.1", "2.4"):
-            location = comp.join(
-                [
-                    seg,
-                    str(seq or ""),
-                    str(field_no or ""),
-                    sub.join([str(error.error_code), _fit(str(error), 60, e), "HL70357"]),
-                ]
-            )
-            segments.append(sep.join(["ERR", location]))
-        else:
-            where = comp.join([seg, str(seq or ""), str(field_no or ""), "", str(component or "")]).rstrip(comp)
-            code_cwe = comp.join([str(error.error_code), _ERROR_TEXT.get(error.error_code, ""), "HL70357"])
-            segments.append(sep.join(["ERR", "", where, code_cwe, "E", "", "", "", text]))
+    if error is None:
+        segments.append(sep.join(msa))
+        return "\r".join(segments) + "\r"
+    comp, sub = enc[0], enc[3]
+    seg, seq, field_no, component = error.location or ("", 0, 0, 0)
+    number = str(error.error_code)
+    msa.append(_fit(error.brief(), MSA_3, e))
+    if version in OLD_VERSIONS:
+        room = msa_6_length(version) - len(number) - len("HL70357") - 2
+        msa += ["", "", comp.join([number, _fit(error.brief(), room, e), "HL70357"])]
+        segments.append(sep.join(msa))
+        head = comp.join([seg, str(seq or ""), str(field_no or ""), ""])
+        room = ERR_1 - len(head) - len(number) - len("HL70357") - 2
+        segments.append(sep.join(["ERR", head + sub.join([number, _fit(error.brief(), room, e), "HL70357"])]))
+    else:
+        segments.append(sep.join(msa))
+        where = comp.join([seg, str(seq or ""), str(field_no or ""), "", str(component or "")]).rstrip(comp)
+        code_cwe = comp.join([number, _ERROR_TEXT.get(error.error_code, ""), "HL70357"])
+        diagnostic = _fit(str(error), ERR_7, e)
+        segments.append(sep.join(["ERR", "", where, code_cwe, "E", "", "", diagnostic, _fit(error.brief(), ERR_8, e)]))
     return "\r".join(segments) + "\r"
 
 

@@ -15,18 +15,16 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
 from typing import Any
+from urllib.parse import quote
 
 from adapters.codes import Coder
-from adapters.config import NATIONAL_ID_SYSTEMS, AdapterConfig, Policy
+from adapters.config import AdapterConfig, Policy
 from adapters.errors import Hl7Error
 from adapters.fhir import (
     DATA_ABSENT,
     DICOM_UID,
-    INTERPRETATION,
     OBS_CATEGORY,
-    UCUM,
     V2_0074,
     V2_0203,
     as_instant,
@@ -34,16 +32,18 @@ from adapters.fhir import (
     hr_tag,
     merge_codings,
     put_entry,
+    query_escape,
     transaction,
 )
-from adapters.hl7v2 import tables
-from adapters.hl7v2.message import CE, CX, ObxData, OrderData, OruMessage, PatientData
+from adapters.hl7v2 import tables, units
+from adapters.hl7v2.message import CE, ObxData, OrderData, OruMessage
+from adapters.hl7v2.patient import PatientMapper
+from adapters.hl7v2.registry_rules import check_bundle
+from adapters.hl7v2.values import ValueProblemError, interpretations, reference_range, value_of
 from catalog import Coding, Item, Kind
 
 RECOGNIZABLE = frozenset({"final", "corrected", "amended"})
-_NUMBER = re.compile(r"^\s*[+-]?(\d+\.?\d*|\.\d+)\s*$")
-_RANGE = re.compile(r"^\s*([+-]?(?:\d+\.?\d*|\.\d+))\s*(?:-|–|～|~|—)\s*([+-]?(?:\d+\.?\d*|\.\d+))\s*$")
-_BOUND = re.compile(r"^\s*(<=|>=|<|>|≤|≥)\s*([+-]?(?:\d+\.?\d*|\.\d+))\s*$")
+_UID = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")  # DICOM PS3.5 §9.1, at most 64 characters
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,26 +62,20 @@ class Mapped:
     observations: int = 0
     unmapped: list[Unmapped] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    origins: list[tuple[str, int]] = field(default_factory=list)  # the segment each Bundle entry comes from
+    waits_for: list[str] = field(default_factory=list)  # MRNs sent without a national identifier (the HIS's)
 
     def summary(self, control_id: str) -> str:
         """What the message became, without patient data (fit for logs)."""
         return f"ORU {control_id}: {self.reports} report(s), {self.observations} observation(s)"
 
-
-class _ValueProblemError(Exception):
-    pass
-
-
-def _decimal(text: str) -> Decimal:
-    if not _NUMBER.match(text):
-        raise _ValueProblemError(f"{text!r} is not a number")
-    try:
-        value = Decimal(text.strip())
-    except InvalidOperation:
-        raise _ValueProblemError(f"{text!r} is not a number") from None
-    if not value.is_finite():
-        raise _ValueProblemError(f"{text!r} is not a finite number")
-    return value
+    def outbox_summary(self, control_id: str) -> str:
+        """The summary kept with the queued message (``hr-adapter outbox status``): it names the MRN a report waits
+        for when PID-3 had no national identifier (an MRN, never a national identifier)."""
+        if not self.waits_for:
+            return self.summary(control_id)
+        mrns = ", ".join(self.waits_for)
+        return f"{self.summary(control_id)}; no national ID in PID-3: waits until the registry knows MRN {mrns}"
 
 
 class OruMapper:
@@ -98,83 +92,49 @@ class OruMapper:
         self.accession_system = ids.system("accession")
         self.local_system = config.local_code_system
         self.hr_mark = config.hl7.hr_mark
+        self.patients = PatientMapper(config)
 
     # ------------------------------------------------------------------------------------------------ entry point
     def map(self, message: OruMessage) -> Mapped:
         entries: list[dict[str, Any]] = []
         out = Mapped(transaction(entries), order_key="")
+        patients: dict[str, tuple[int, dict[str, Any]]] = {}  # MRN → (PID sequence, its Patient)
+        reports: dict[str, int] = {}  # OBR-3 → OBR sequence
         for group in message.groups:
-            subject, patient_entry = self._patient(group.patient, group.pid_seq, out)
-            if patient_entry is not None and all(e["fullUrl"] != patient_entry["fullUrl"] for e in entries):
-                entries.append(patient_entry)
-            for order in group.orders:
-                entries += self._report(order, subject, out)
-        return out
-
-    # ------------------------------------------------------------------------------------------------ patient
-    def _system_of(self, cx: CX) -> str | None:
-        for rule in self.config.identifiers.pid3:
-            if rule.type is not None and rule.type.upper() != cx.type.upper():
-                continue
-            if rule.authority is not None and rule.authority not in (cx.authority, cx.authority_uid):
-                continue
-            return self.config.identifiers.system(rule.system)
-        return None
-
-    def _patient(self, p: PatientData, seq: int, out: Mapped) -> tuple[dict[str, Any], dict[str, Any] | None]:
-        identifiers: list[dict[str, Any]] = []
-        mrn: str | None = None
-        has_national = False
-        for n, cx in enumerate(p.identifiers, start=1):
-            system = self._system_of(cx)
-            if system is None:
-                out.warnings.append(
-                    f"PID-3 repetition {n} (type {cx.type or '-'}, authority "
-                    f"{cx.authority or cx.authority_uid or '-'}) matches no identifiers.pid3 rule and was left out"
-                )
-                continue
-            ident: dict[str, Any] = {}
-            if cx.type:
-                ident["type"] = {"coding": [{"system": V2_0203, "code": cx.type}]}
-            ident |= {"system": system, "value": cx.value}
-            identifiers.append(ident)
-            if system == self.config.identifiers.mrn and mrn is None:
-                mrn = cx.value
-            if system in NATIONAL_ID_SYSTEMS or system == self.config.identifiers.system("national"):
-                has_national = True  # a resident ID card, or a passport or permit (DESIGN.md §4)
-        if mrn is None:
-            raise Hl7Error(
-                f"no identifier maps to this hospital's MRN system ({self.config.identifiers.mrn}); "
-                "check identifiers.pid3 in the adapter configuration",
-                error_code=101,
-                location=("PID", seq, 3, 0),
+            seq = group.pid_seq
+            found = self.patients.map(
+                group.patient, seq, out.warnings, lambda text, code, where: self._problem(out, text, code, where)
             )
-        mrn_system = self.config.identifiers.mrn
-        if not has_national:
-            # The registry keys a patient on the national identifier; without it, refer to the patient this hospital
-            # already registered under the MRN (the registry answers 412 until it knows them; delivery waits).
-            return {"reference": f"Patient?identifier={mrn_system}|{mrn}"}, None
-        resource: dict[str, Any] = {"resourceType": "Patient", "identifier": identifiers}
-        name: dict[str, Any] = {}
-        if p.family:
-            name["family"] = p.family
-        if p.given:
-            name["given"] = p.given
-        if name:
-            resource["name"] = [name]
-        if p.sex:
-            gender = tables.GENDER.get(p.sex.upper())
-            if gender is None:
-                self._problem(out, f"sex {p.sex!r} is not an HL7 0001 (or GB/T 2261.1) code", 103, ("PID", seq, 8, 0))
-            else:
-                resource["gender"] = gender
-        if p.birth:
-            birth = self._time(p.birth[:8], ("PID", seq, 7, 0))
-            if birth is not None:
-                resource["birthDate"] = birth
-        resource["managingOrganization"] = {"reference": f"Organization/{self.org}"}
-        entry = put_entry(resource, mrn_system, mrn)
-        return {"reference": entry["fullUrl"]}, entry
+            if found.entry is not None:
+                earlier = patients.get(found.mrn)
+                if earlier is None:
+                    patients[found.mrn] = (seq, found.entry["resource"])
+                    entries.append(found.entry)
+                    out.origins.append(("PID", seq))
+                elif earlier[1] != found.entry["resource"]:
+                    raise Hl7Error(
+                        f"PID {seq} has the MRN of PID {earlier[0]} but other patient data",
+                        error_code=205,
+                        location=("PID", seq, 3, 0),
+                        fix="send one person's data once per MRN (or each person with their own MRN)",
+                    )
+            elif found.waits_for_mrn and found.mrn not in out.waits_for:
+                out.waits_for.append(found.mrn)
+            for order in group.orders:
+                if order.filler and order.filler in reports:
+                    raise Hl7Error(
+                        f"report number (OBR-3) {order.filler!r} is also OBR {reports[order.filler]}'s: the registry "
+                        "takes each report once per message",
+                        error_code=205,
+                        location=("OBR", order.seq, 3, 0),
+                        fix="give each OBR its own report number (or put all its OBX under one OBR)",
+                    )
+                reports[order.filler] = order.seq
+                for entry, origin in self._report(order, found.subject, out):
+                    entries.append(entry)
+                    out.origins.append(origin)
+        check_bundle(out.bundle, out.origins)
+        return out
 
     # ------------------------------------------------------------------------------------------------ report
     def _codings(self, ce: CE, primary_only: bool = False) -> list[dict[str, str]]:
@@ -196,7 +156,8 @@ class OruMapper:
     def _system_uri(self, name: str) -> str:
         if tables.is_local_system(name):
             return self.local_system
-        return tables.CODING_SYSTEMS.get(name.strip().upper(), f"{self.config.identifiers.base}/cs/{name.strip()}")
+        known = tables.CODING_SYSTEMS.get(name.strip().upper())
+        return known or f"{self.config.identifiers.base}/cs/{quote(name.strip(), safe='')}"  # a URI has no spaces
 
     def _code(
         self, ce: CE, where: str, location: tuple[str, int, int, int], out: Mapped
@@ -209,10 +170,11 @@ class OruMapper:
             out.unmapped.append(Unmapped(first["system"], first["code"], first.get("display", ""), where))
             self._problem(
                 out,
-                f"local code {first['code']!r} ({first.get('display', '')}) is not in the code map: add a row "
-                "system,code,item (or item '-' for a test that is not a recognized item)",
+                f"local code {first['code']!r} ({first.get('display', '')}) is not in the code map (item - declares "
+                "a test that is not a recognized item)",
                 103,
                 location,
+                fix=f"add a code-map row system,code,item for {first['code']}",
             )
         concept: dict[str, Any] = {"coding": merge_codings(codings, self.coder.item_codings(item) if item else [])}
         text = ce.text or ce.alt_text
@@ -220,14 +182,19 @@ class OruMapper:
             concept["text"] = text
         return concept, item
 
-    def _problem(self, out: Mapped, text: str, code: int, location: tuple[str, int, int, int]) -> None:
+    def _problem(
+        self, out: Mapped, text: str, code: int, location: tuple[str, int, int, int], *, fix: str = ""
+    ) -> None:
         """A content problem: rejects the message under the strict policy, is recorded under the lenient one."""
-        error = Hl7Error(text, error_code=code, location=location)
+        error = Hl7Error(text, error_code=code, location=location, fix=fix)
         if self.strict:
             raise error
         out.warnings.append(str(error))
 
-    def _report(self, order: OrderData, subject: dict[str, Any], out: Mapped) -> list[dict[str, Any]]:
+    def _report(
+        self, order: OrderData, subject: dict[str, Any], out: Mapped
+    ) -> list[tuple[dict[str, Any], tuple[str, int]]]:
+        """The report's Bundle entries (its Observations, then the DiagnosticReport), each with its segment."""
         if not order.filler:
             raise Hl7Error(
                 "the filler order number (the report number) is empty",
@@ -251,7 +218,7 @@ class OruMapper:
         if not out.order_key:
             out.order_key = f"{self.report_system}|{order.filler}"
 
-        entries: list[dict[str, Any]] = []
+        entries: list[tuple[dict[str, Any], tuple[str, int]]] = []
         results: list[dict[str, str]] = []
         conclusion: list[str] = list(order.notes)
         study_ref: str | None = None
@@ -261,8 +228,15 @@ class OruMapper:
         statuses: list[str] = []
         for obx in order.observations:
             if imaging and (obx.code.code.upper() in tables.STUDY_UID_CODES or obx.value_type.upper() == "RP"):
-                uid = obx.values[0][0] if obx.values and obx.values[0] else ""
-                study_ref = uid.removeprefix("urn:oid:") or study_ref
+                uid = (obx.values[0][0] if obx.values and obx.values[0] else "").strip().removeprefix("urn:oid:")
+                if uid and (len(uid) > 64 or not _UID.match(uid)):
+                    raise Hl7Error(
+                        f"{uid!r} is not a DICOM UID (digits and dots, at most 64)",
+                        error_code=102,
+                        location=("OBX", obx.seq, 5, 0),
+                        fix="send the Study Instance UID (0020,000D) as the PACS has it",
+                    )
+                study_ref = uid or study_ref
                 continue
             if imaging and obx in text_obx:
                 text = "\n".join("^".join(v) for v in obx.values).strip()
@@ -279,7 +253,7 @@ class OruMapper:
             statuses.append(obs_status)
             marked_any = marked_any or obs_item is not None
             entry = put_entry(obs, self.observation_system, key)
-            entries.append(entry)
+            entries.append((entry, ("OBX", obx.seq)))
             results.append({"reference": entry["fullUrl"]})
             out.observations += 1
         if statuses and all(s == "entered-in-error" for s in statuses):
@@ -318,12 +292,11 @@ class OruMapper:
             if study_ref:
                 report["imagingStudy"] = [{"reference": f"ImagingStudy?identifier={DICOM_UID}|urn:oid:{study_ref}"}]
             elif order.accession:
-                report["imagingStudy"] = [
-                    {"reference": f"ImagingStudy?identifier={self.accession_system}|{order.accession}"}
-                ]
+                condition = f"{query_escape(self.accession_system)}|{query_escape(order.accession)}"
+                report["imagingStudy"] = [{"reference": f"ImagingStudy?identifier={condition}"}]
         if conclusion:
             report["conclusion"] = "\n".join(conclusion)
-        entries.append(put_entry(report, self.report_system, order.filler))
+        entries.append((put_entry(report, self.report_system, order.filler), ("OBR", order.seq)))
         out.reports += 1
         return entries
 
@@ -382,8 +355,8 @@ class OruMapper:
         unit_text, unit_code = self._unit(obx, out)
         if obx.values:
             try:
-                obs |= self._value(obx, unit_text, unit_code)
-            except _ValueProblemError as exc:
+                obs |= value_of(obx, unit_text, unit_code, self.tz, self._system_uri)
+            except ValueProblemError as exc:
                 self._problem(out, str(exc), 102, ("OBX", obx.seq, 5, 0))
                 obs["valueString"] = "\n".join("^".join(v) for v in obx.values)
         elif status in ("cancelled", "final", "corrected"):
@@ -395,113 +368,21 @@ class OruMapper:
         if obx.notes:
             obs["note"] = [{"text": n} for n in obx.notes]
         if obx.reference_range:
-            obs["referenceRange"] = [self._range(obx.reference_range, unit_text, unit_code)]
+            try:
+                obs["referenceRange"] = [reference_range(obx.reference_range, unit_text, unit_code)]
+            except ValueProblemError as exc:
+                self._problem(out, str(exc), 102, ("OBX", obx.seq, 7, 0))
+                obs["referenceRange"] = [{"text": obx.reference_range}]
         return obs, item, status
 
     def _unit(self, obx: ObxData, out: Mapped) -> tuple[str, str | None]:
-        text = obx.units.code or obx.units.text
-        if not text:
-            return "", None
-        if obx.units.system.upper() == "UCUM" and obx.units.code:
-            return obx.units.text or obx.units.code, obx.units.code
-        code = tables.ucum(obx.units.code) or tables.ucum(obx.units.text)
-        if code is None and obx.value_type.upper() in ("NM", "SN"):
-            self._problem(out, f"unit {text!r} has no known UCUM form", 103, ("OBX", obx.seq, 6, 0))
+        text, code, problem = units.of_obx(obx.units, numeric=obx.value_type.upper() in ("NM", "SN"))
+        if problem is not None:
+            self._problem(out, problem, 103, ("OBX", obx.seq, 6, 0), fix="send the unit in UCUM (e.g. mmol/L, 10*9/L)")
         return text, code
 
-    @staticmethod
-    def _quantity(value: Decimal, unit_text: str, unit_code: str | None) -> dict[str, Any]:
-        q: dict[str, Any] = {"value": value}
-        if unit_text:
-            q["unit"] = unit_text
-        if unit_code:
-            q |= {"system": UCUM, "code": unit_code}
-        return q
-
-    def _value(self, obx: ObxData, unit_text: str, unit_code: str | None) -> dict[str, Any]:
-        vt = obx.value_type.upper()
-        first = obx.values[0]
-        if vt == "NM":
-            if len(obx.values) > 1 or len(first) > 1:
-                raise _ValueProblemError("an NM value has a single number")
-            return {"valueQuantity": self._quantity(_decimal(first[0]), unit_text, unit_code)}
-        if vt == "SN":
-            return self._structured_numeric(first, unit_text, unit_code)
-        if vt in ("ST", "TX", "FT"):
-            return {"valueString": "\n".join("^".join(v) for v in obx.values)}
-        if vt in ("CE", "CWE", "CNE"):
-            parts = [*first, "", "", ""]
-            ce = CE(parts[0], parts[1], parts[2])
-            concept: dict[str, Any] = {}
-            if ce.code:
-                coding = {"system": self._system_uri(ce.system), "code": ce.code}
-                if ce.text:
-                    coding["display"] = ce.text
-                concept["coding"] = [coding]
-            if ce.text:
-                concept["text"] = ce.text
-            if not concept:
-                raise _ValueProblemError("a coded value has neither code nor text")
-            return {"valueCodeableConcept": concept}
-        if vt in ("DT", "DTM", "TS"):
-            try:
-                when = hl7_datetime(first[0], self.tz)
-            except ValueError:
-                when = None
-            if when is None:
-                raise _ValueProblemError(f"{first[0]!r} is not a date/time")
-            return {"valueDateTime": when}
-        if vt == "TM":
-            m = re.match(r"^(\d{2})(\d{2})?(\d{2})?$", first[0])
-            if not m or int(m.group(1)) > 23 or int(m.group(2) or 0) > 59 or int(m.group(3) or 0) > 59:
-                raise _ValueProblemError(f"{first[0]!r} is not a time (HHMM[SS])")
-            return {"valueTime": f"{m.group(1)}:{m.group(2) or '00'}:{m.group(3) or '00'}"}
-        raise _ValueProblemError(
-            f"value type {obx.value_type!r} is not supported (NM, SN, ST, TX, FT, CE, CWE, CNE, DT, DTM, TS, TM)"
-        )
-
-    def _structured_numeric(self, parts: list[str], unit_text: str, unit_code: str | None) -> dict[str, Any]:
-        comparator, num1, sep, num2 = ([*parts, "", "", "", ""])[:4]
-        comparator, sep = comparator.strip(), sep.strip()
-        if comparator in ("<", "<=", ">", ">=") and num1 and not sep and not num2:
-            q = self._quantity(_decimal(num1), unit_text, unit_code)
-            return {"valueQuantity": {"value": q.pop("value"), "comparator": comparator, **q}}
-        if comparator in ("", "=") and num1 and not sep and not num2:
-            return {"valueQuantity": self._quantity(_decimal(num1), unit_text, unit_code)}
-        if comparator in ("", "=") and sep in (":", "/") and num1 and num2:
-            return {"valueRatio": {"numerator": {"value": _decimal(num1)}, "denominator": {"value": _decimal(num2)}}}
-        if comparator in ("", "=") and sep == "-" and num1 and num2:
-            return {
-                "valueRange": {
-                    "low": self._quantity(_decimal(num1), unit_text, unit_code),
-                    "high": self._quantity(_decimal(num2), unit_text, unit_code),
-                }
-            }
-        if comparator == "" and sep == "+" and num1 and not num2:
-            _decimal(num1)
-            return {"valueString": f"{num1.strip()}+"}
-        raise _ValueProblemError(f"{'^'.join(parts)!r} is not a structured numeric (comparator^num^separator^num)")
-
     def _interpretation(self, obx: ObxData, out: Mapped) -> list[dict[str, Any]]:
-        found: list[dict[str, Any]] = []
-        for flag in obx.flags:
-            if flag.lower() == "null":
-                continue
-            code = tables.INTERPRETATIONS.get(flag.upper())
-            if code is None:
-                self._problem(out, f"abnormal flag {flag!r} is not an HL7 0078 code", 103, ("OBX", obx.seq, 8, 0))
-                continue
-            found.append({"coding": [{"system": INTERPRETATION, "code": code}]})
+        found, unknown = interpretations(obx.flags)
+        for flag in unknown:
+            self._problem(out, f"abnormal flag {flag!r} is not an HL7 0078 code", 103, ("OBX", obx.seq, 8, 0))
         return found
-
-    def _range(self, text: str, unit_text: str, unit_code: str | None) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        m = _RANGE.match(text)
-        if m:
-            out["low"] = self._quantity(Decimal(m.group(1)), unit_text, unit_code)
-            out["high"] = self._quantity(Decimal(m.group(2)), unit_text, unit_code)
-        elif b := _BOUND.match(text):
-            side = "high" if b.group(1) in ("<", "<=", "≤") else "low"
-            out[side] = self._quantity(Decimal(b.group(2)), unit_text, unit_code)
-        out["text"] = text
-        return out

@@ -16,25 +16,11 @@ from typing import Any
 import hl7
 
 from adapters.errors import Hl7Error
+from adapters.hl7v2.header import Header, read_header, strip_preamble
 
 log = logging.getLogger("hr_adapter.hl7")
 
 SUPPORTED_VERSIONS = ("2.3", "2.3.1", "2.4", "2.5", "2.5.1")
-
-CHARSETS = {
-    "": None,
-    "ASCII": "ascii",
-    "8859/1": "latin-1",
-    "UNICODE UTF-8": "utf-8",
-    "UNICODE": "utf-8",
-    "UTF-8": "utf-8",
-    "GB 18030-2000": "gb18030",
-    "GB18030": "gb18030",
-    "GB 2312": "gb18030",  # GB 18030 is a superset of GB 2312 and GBK
-    "GB2312": "gb18030",
-    "GBK": "gb18030",
-}
-"""MSH-18 values (HL7 table 0211 and the forms Chinese LIS use) → Python codecs."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,109 +97,9 @@ class PatientGroup:
 
 
 @dataclass(slots=True)
-class Header:
-    control_id: str
-    version: str
-    sending_app: str
-    sending_facility: str
-    receiving_app: str
-    receiving_facility: str
-    timestamp: str
-    processing_id: str
-    charset: str  # MSH-18 as sent (echoed in the ACK)
-    encoding: str  # the Python codec the message was decoded with
-    field_sep: str = "|"
-    encoding_chars: str = "^~\\&"
-
-
-@dataclass(slots=True)
 class OruMessage:
     header: Header
     groups: list[PatientGroup]
-
-
-# ---------------------------------------------------------------------------------------------------- bytes → text
-def msh_fields(raw: bytes) -> tuple[str, str, list[bytes]]:
-    """Field separator, encoding characters and the raw MSH fields (index n holds MSH-(n+1); index 0 is 'MSH')."""
-    if not raw.startswith(b"MSH"):
-        head = raw[:3].decode("ascii", "replace")
-        raise Hl7Error(
-            f"the message must start with an MSH segment, not {head!r}",
-            error_code=100,
-            location=("MSH", 1, 0, 0),
-        )
-    if len(raw) < 8:
-        raise Hl7Error("the MSH segment is truncated", error_code=101, location=("MSH", 1, 1, 0))
-    sep = raw[3:4]
-    end = min((i for i in (raw.find(b"\r"), raw.find(b"\n")) if i >= 0), default=len(raw))
-    first = raw[:end]
-    fields = first.split(sep)
-    enc = fields[1] if len(fields) > 1 else b""
-    sep_s = sep.decode("latin-1")
-    enc_s = enc.decode("latin-1")
-    chars = sep_s + enc_s
-    bad = (
-        not sep_s.isprintable()
-        or sep_s.isalnum()
-        or sep_s == " "
-        or len(enc_s) not in (4, 5)
-        or len(set(chars)) != len(chars)
-        or any(c.isalnum() or c.isspace() or not c.isprintable() or ord(c) > 127 for c in chars)
-    )
-    if bad:
-        raise Hl7Error(
-            f"MSH-1/MSH-2 encoding characters {chars!r} are not valid (expected a field separator and four distinct "
-            "delimiters such as |^~\\&)",
-            error_code=102,
-            location=("MSH", 1, 2, 0),
-        )
-    return sep_s, enc_s, [b"MSH", sep, *fields[1:]]
-
-
-def decode(raw: bytes, default_encoding: str) -> tuple[str, Header]:
-    """The message text with CR segment separators, and the header facts read before full parsing."""
-    raw = raw.removeprefix(b"\xef\xbb\xbf").lstrip(b"\r\n\t ")
-    sep, enc, fields = msh_fields(raw)
-
-    def f(n: int) -> str:
-        return fields[n].decode("latin-1") if len(fields) > n else ""
-
-    charset = f(18).split(enc[1] if len(enc) > 1 else "~")[0].strip()
-    codec = CHARSETS.get(charset.upper(), "") if charset else default_encoding
-    if codec is None:
-        codec = default_encoding
-    if codec == "":
-        raise Hl7Error(
-            f"character set {charset!r} is not supported (use UNICODE UTF-8, GB 18030-2000, 8859/1 or ASCII)",
-            error_code=103,
-            location=("MSH", 1, 18, 0),
-        )
-    try:
-        text = raw.decode(codec)
-    except UnicodeDecodeError as exc:
-        raise Hl7Error(
-            f"the message is not valid {codec} text (byte {exc.start}); MSH-18 names the character set",
-            error_code=102,
-            location=("MSH", 1, 18, 0),
-        ) from None
-    text = text.replace("\r\n", "\r").replace("\n", "\r")
-    segments = [s for s in text.split("\r") if s.strip()]
-    text = "\r".join(segments)
-    header = Header(
-        control_id="",
-        version="",
-        sending_app="",
-        sending_facility="",
-        receiving_app="",
-        receiving_facility="",
-        timestamp="",
-        processing_id="",
-        charset=charset,
-        encoding=codec,
-        field_sep=sep,
-        encoding_chars=enc,
-    )
-    return text, header
 
 
 # ---------------------------------------------------------------------------------------------------- field access
@@ -280,7 +166,19 @@ def check_timestamp(value: str, location: tuple[str, int, int, int]) -> str:
 
 def parse(raw: bytes, *, default_encoding: str = "utf-8", processing_ids: tuple[str, ...] = ("P",)) -> OruMessage:
     """Decode and parse an ORU^R01; any problem is an ``Hl7Error`` (never another exception)."""
-    text, header = decode(raw, default_encoding)
+    raw = strip_preamble(raw)
+    header = read_header(raw, default_encoding)
+    if header.problem is not None:
+        raise header.problem
+    try:
+        text = raw.decode(header.encoding)
+    except UnicodeDecodeError as exc:
+        raise Hl7Error(
+            f"the message is not valid {header.encoding} text (byte {exc.start}); MSH-18 names the character set",
+            error_code=102,
+            location=("MSH", 1, 18, 0),
+        ) from None
+    text = "\r".join(s for s in text.replace("\r\n", "\r").replace("\n", "\r").split("\r") if s.strip())
     try:
         message = hl7.parse(text)
     except Exception as exc:  # the library raises assorted types on malformed input
@@ -295,18 +193,9 @@ def parse(raw: bytes, *, default_encoding: str = "utf-8", processing_ids: tuple[
 
 
 def _walk(message: Any, header: Header, processing_ids: tuple[str, ...]) -> OruMessage:
-    msh = message.segments("MSH")[0]
-    header.control_id = _get(msh, 10)
-    header.version = _get(msh, 12)
-    header.sending_app = _get(msh, 3)
-    header.sending_facility = _get(msh, 4)
-    header.receiving_app = _get(msh, 5)
-    header.receiving_facility = _get(msh, 6)
-    header.timestamp = _get(msh, 7)
-    header.processing_id = _get(msh, 11)
     if not header.control_id:
         raise Hl7Error("the message control id is empty", error_code=101, location=("MSH", 1, 10, 0))
-    msg_type, event = _get(msh, 9, 1, 1), _get(msh, 9, 1, 2)
+    msg_type, event = header.message_type, header.event
     if msg_type != "ORU":
         raise Hl7Error(
             f"message type {msg_type or '(empty)'} is not supported; this interface takes ORU^R01",

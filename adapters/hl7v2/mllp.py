@@ -15,7 +15,7 @@ import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from adapters.hl7v2.processor import Hl7Processor, Result
+from adapters.hl7v2.processor import Hl7Processor, Result, segment_at
 
 log = logging.getLogger("hr_adapter.mllp")
 
@@ -77,9 +77,11 @@ class MllpServer:
                     return
                 raw, oversized = frame
                 loop = asyncio.get_running_loop()
-                if oversized:
+                if oversized is not None:
                     raw = raw[:4096]  # enough to read MSH for the ACK
-                    result = await loop.run_in_executor(self._executor, self._refuse_oversized, raw, source)
+                    result = await loop.run_in_executor(
+                        self._executor, self.processor.refuse_oversized, raw, source, oversized
+                    )
                 else:
                     result = await loop.run_in_executor(self._executor, self.processor.handle, raw, source)
                 if self.on_result is not None:
@@ -98,11 +100,9 @@ class MllpServer:
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
 
-    def _refuse_oversized(self, head: bytes, source: str) -> Result:
-        return self.processor.refuse_oversized(head, source)
-
-    async def _read_frame(self, reader: asyncio.StreamReader) -> tuple[bytes, bool] | None:
-        """The next frame's content, and whether it was cut at the size limit; None at end of connection."""
+    async def _read_frame(self, reader: asyncio.StreamReader) -> tuple[bytes, tuple[str, int, int, int] | None] | None:
+        """The next frame's content, and — when it was cut at the size limit — the segment where the limit was crossed
+        (an ERR location); None at end of connection."""
         # skip to the start block
         while True:
             byte = await asyncio.wait_for(reader.read(1), self.idle_timeout)
@@ -111,26 +111,24 @@ class MllpServer:
             if byte == SB:
                 break
         buffer = bytearray()
-        oversized = False
+        oversized: tuple[str, int, int, int] | None = None
+
+        def add(chunk: bytes) -> None:
+            nonlocal oversized
+            buffer.extend(chunk)
+            if oversized is None and len(buffer) > self.max_bytes:
+                # the whole message up to the limit is still here: name the segment that crossed it
+                oversized = segment_at(bytes(buffer), self.max_bytes)
+            if oversized is not None:
+                del buffer[4096:]
+
         while True:
             try:
                 chunk = await asyncio.wait_for(reader.readuntil(EB + CR), self.idle_timeout)
             except asyncio.LimitOverrunError as exc:
-                chunk = await reader.readexactly(exc.consumed)
-                self._append(buffer, chunk)
-                oversized = oversized or len(buffer) > self.max_bytes
-                if oversized:
-                    del buffer[4096:]
+                add(await reader.readexactly(exc.consumed))
                 continue
             except asyncio.IncompleteReadError:
                 return None  # the peer went away mid-message: nothing was acknowledged, nothing kept
-            body = chunk[: -len(EB + CR)]
-            self._append(buffer, body)
-            if len(buffer) > self.max_bytes:
-                oversized = True
-                del buffer[4096:]
+            add(chunk[: -len(EB + CR)])
             return bytes(buffer), oversized
-
-    @staticmethod
-    def _append(buffer: bytearray, chunk: bytes) -> None:
-        buffer.extend(chunk)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-from adapters.hl7v2.message import Header
+from adapters.hl7v2.header import Header
 from adapters.masking import Secrets
 
 _SEGMENTS = re.compile(r"\r\n|\r|\n")

@@ -11,7 +11,10 @@ and sends it again. Nothing here raises.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
+import re
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,9 +23,11 @@ from adapters.codes import Coder
 from adapters.config import AdapterConfig, Policy
 from adapters.errors import Hl7Error
 from adapters.fhir import dumps
+from adapters.hl7v2 import units
 from adapters.hl7v2.ack import build_ack, encode_ack
+from adapters.hl7v2.header import Header, read_header, strip_preamble
 from adapters.hl7v2.mapping import Mapped, OruMapper
-from adapters.hl7v2.message import CHARSETS, Header, msh_fields, parse
+from adapters.hl7v2.message import parse
 from adapters.hl7v2.pid import message_secrets
 from adapters.masking import Secrets
 from adapters.push.outbox import Outbox, OutboxError
@@ -57,6 +62,9 @@ class Hl7Processor:
         self.outbox = outbox
         self.on_queued = on_queued
         self.now = now
+        self._acks = itertools.count(1)
+        units.warm()  # the UCUM grammar, before the first message rather than during it
+        self._acks_lock = threading.Lock()
 
     def map_only(self, raw: bytes) -> tuple[Header, Mapped]:
         """Parse and map without queuing (golden tests, ``hr-adapter hl7 convert``)."""
@@ -70,11 +78,13 @@ class Hl7Processor:
     def handle(self, raw: bytes, source: str) -> Result:
         header = _salvage_header(raw, self.config.hl7.encoding)
         try:
-            if len(raw) > self.config.hl7.max_message_bytes:
+            limit = self.config.hl7.max_message_bytes
+            if len(raw) > limit:
                 raise Hl7Error(
-                    f"the message is {len(raw)} bytes; this interface takes at most "
-                    f"{self.config.hl7.max_message_bytes}",
+                    f"the message is {len(raw)} bytes; this interface takes at most {limit}",
                     error_code=207,
+                    location=segment_at(raw, limit),
+                    fix="send the results in smaller messages (one report each)",
                 )
             header, mapped = self.map_only(raw)
             unmapped = [(u.system, u.code, u.display, u.where) for u in mapped.unmapped]
@@ -82,7 +92,7 @@ class Hl7Processor:
                 source=source,
                 kind="hl7",
                 order_key=mapped.order_key,
-                summary=mapped.summary(header.control_id),
+                summary=mapped.outbox_summary(header.control_id),
                 digest=hashlib.sha256(raw).hexdigest(),
                 body=dumps(mapped.bundle),
                 unmapped=unmapped,
@@ -122,12 +132,18 @@ class Hl7Processor:
         """What of this message must not be written down where people read: its identifiers and names."""
         return message_secrets(raw, header, self.config.hl7.encoding)
 
-    def refuse_oversized(self, head: bytes, source: str) -> Result:
-        """The ACK for a message over the size limit, of which only the first bytes were kept."""
+    def refuse_oversized(
+        self, head: bytes, source: str, location: tuple[str, int, int, int] = ("MSH", 1, 0, 0)
+    ) -> Result:
+        """The ACK for a message over the size limit, of which only the first bytes were kept; ``location`` is the
+        segment where the limit was crossed, as far as the reader knew."""
         header = _salvage_header(head, self.config.hl7.encoding)
+        limit = self.config.hl7.max_message_bytes
         error = Hl7Error(
-            f"the message exceeds {self.config.hl7.max_message_bytes} bytes, the limit of this interface",
+            f"the message exceeds {limit} bytes, the limit of this interface",
             error_code=207,
+            location=location,
+            fix="send the results in smaller messages (one report each)",
         )
         log.warning("%s: message %s refused: %s", source, header.control_id if header else "?", error)
         return Result(self._ack(header, error), "AE", str(error), control_id=_cid(header))
@@ -147,6 +163,8 @@ class Hl7Processor:
             pass
 
     def _ack(self, header: Header | None, error: Hl7Error | None) -> bytes:
+        with self._acks_lock:
+            sequence = next(self._acks)
         text = build_ack(
             header,
             error,
@@ -154,8 +172,25 @@ class Hl7Processor:
             tz=self.config.hospital.tz,
             app="HR-ADAPTER",
             facility=self.config.hospital.organization,
+            sequence=sequence,
         )
         return encode_ack(text, header)
+
+
+def segment_at(raw: bytes, offset: int) -> tuple[str, int, int, int]:
+    """The segment holding byte ``offset`` of a message (where it crossed a size limit) as an ERR location: name and
+    sequence among the segments of that name; MSH when ``raw`` does not reach the offset (not known)."""
+    counts: dict[str, int] = {}
+    position = 0
+    for segment in re.split(rb"\r\n|\r|\n", strip_preamble(raw)):
+        position += len(segment) + 1
+        if not segment.strip():
+            continue
+        name = segment[:3].decode("ascii", "replace")
+        counts[name] = counts.get(name, 0) + 1
+        if position > offset:
+            return (name, counts[name], 0, 0) if name.isalnum() else ("MSH", 1, 0, 0)
+    return ("MSH", 1, 0, 0)
 
 
 def _cid(header: Header | None) -> str:
@@ -163,36 +198,9 @@ def _cid(header: Header | None) -> str:
 
 
 def _salvage_header(raw: bytes, default_encoding: str) -> Header | None:
-    """What of MSH can be read even from a message that will be refused (so the ACK can name it): only the MSH
-    segment's bytes are looked at, each field decoded on its own (a wrong MSH-18, or a frame cut inside a multi-byte
-    character, still leaves MSH-10 readable)."""
+    """What of MSH can be read even from a message that will be refused, so the ACK can name it (the one MSH reader,
+    ``adapters.hl7v2.header``); None when not even the fields can be told apart."""
     try:
-        sep, enc, fields = msh_fields(raw.removeprefix(b"\xef\xbb\xbf").lstrip(b"\r\n\t "))
+        return read_header(raw, default_encoding)
     except Hl7Error:
         return None
-    charset = fields[18].decode("latin-1").split(enc[1] if len(enc) > 1 else "~")[0].strip() if len(fields) > 18 else ""
-    codec = CHARSETS.get(charset.upper()) if charset else None
-    if codec is None:
-        charset = ""  # not echoed in the ACK: the sender's MSH-18 names nothing this side understands
-    codec = codec or default_encoding
-    comp = enc[0] if enc else "^"
-
-    def f(n: int) -> str:
-        if len(fields) <= n:
-            return ""
-        return fields[n].decode(codec, "replace").split(comp)[0].strip()
-
-    return Header(
-        control_id=f(10),
-        version=f(12),
-        sending_app=f(3),
-        sending_facility=f(4),
-        receiving_app=f(5),
-        receiving_facility=f(6),
-        timestamp=f(7),
-        processing_id=f(11),
-        charset=charset,
-        encoding=codec,
-        field_sep=sep,
-        encoding_chars=enc,
-    )

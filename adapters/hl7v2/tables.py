@@ -1,8 +1,6 @@
-"""HL7 v2 code tables the mapping needs, and local unit spellings → UCUM (reference/standards-notes.md §4)."""
+"""HL7 v2 code tables the mapping needs (HL7 v2.5.1 tables 0001, 0074, 0078, 0085, 0123, 0396)."""
 
 from __future__ import annotations
-
-import re
 
 REPORT_STATUS = {  # OBR-25 (HL7 0123) → DiagnosticReport.status
     "F": "final",
@@ -103,80 +101,3 @@ CODING_SYSTEMS = {
 def is_local_system(name: str) -> bool:
     n = name.strip().upper()
     return n in ("", "L", "LOCAL", "99LOCAL") or n.startswith("99")
-
-
-# ---------------------------------------------------------------------------------------------------- units
-_UNITS = {
-    "g/l": "g/L",
-    "g/dl": "g/dL",
-    "mg/l": "mg/L",
-    "mg/dl": "mg/dL",
-    "ug/l": "ug/L",
-    "ug/dl": "ug/dL",
-    "ug/ml": "ug/mL",
-    "ng/ml": "ng/mL",
-    "ng/l": "ng/L",
-    "ng/dl": "ng/dL",
-    "pg/ml": "pg/mL",
-    "mol/l": "mol/L",
-    "mmol/l": "mmol/L",
-    "umol/l": "umol/L",
-    "nmol/l": "nmol/L",
-    "pmol/l": "pmol/L",
-    "u/l": "U/L",
-    "u/ml": "U/mL",
-    "ku/l": "k[IU]/L",
-    "iu/l": "[IU]/L",
-    "iu/ml": "[IU]/mL",
-    "miu/l": "m[IU]/L",
-    "miu/ml": "m[IU]/mL",
-    "uiu/ml": "u[IU]/mL",
-    "%": "%",
-    "fl": "fL",
-    "pg": "pg",
-    "10*9/l": "10*9/L",
-    "10*12/l": "10*12/L",
-    "10*6/l": "10*6/L",
-    "10*3/ul": "10*3/uL",
-    "10*6/ul": "10*6/uL",
-    "mm/h": "mm/h",
-    "mm/hr": "mm/h",
-    "s": "s",
-    "sec": "s",
-    "秒": "s",
-    "min": "min",
-    "/ul": "/uL",
-    "cells/ul": "/uL",
-    "个/ul": "/uL",
-    "/hp": "/[HPF]",
-    "/hpf": "/[HPF]",
-    "/lp": "/[LPF]",
-    "/lpf": "/[LPF]",
-    "mmhg": "mm[Hg]",
-    "ml/min": "mL/min",
-    "ml/min/1.73m2": "mL/min/{1.73_m2}",
-    "ml/min/1.73m^2": "mL/min/{1.73_m2}",
-    "ratio": "{ratio}",
-    "1": "1",
-    "coi": "{COI}",
-    "s/co": "{s_co_ratio}",
-    "au/ml": "[arb'U]/mL",
-    "iu": "[IU]",
-    "g": "g",
-    "kg": "kg",
-    "mg": "mg",
-    "ml": "mL",
-    "l": "L",
-    "mosm/kg": "mosm/kg",
-    "mosm/kgh2o": "mosm/kg",
-}
-
-
-def ucum(unit: str) -> str | None:
-    """The UCUM code of a unit as LIS write it (``×10^9/L``, ``μmol/L``, ``mIU/mL``…), or None when unknown."""
-    text = unit.strip()
-    if not text:
-        return None
-    key = text.replace("μ", "u").replace("µ", "u").replace("×", "").replace("x10", "10").replace("X10", "10")
-    key = re.sub(r"10\s*(\^|E|e|\*\*)\s*", "10*", key).replace(" ", "").lower()
-    return _UNITS.get(key)

@@ -14,8 +14,6 @@ item per hospital; a second map claiming it is refused.
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +21,7 @@ from typing import Any
 import orjson
 
 from catalog import Catalog, Coding
+from catalog.code_map_file import CodeMapFileError, parse_code_map
 from catalog.codes import HR_CANONICAL_BASE, RECOGNIZED_ITEMS, SYSTEM_ALIASES
 from registry.errors import BadRequestError, ConflictError, UnprocessableError
 from registry.store.recognition import RecognitionStore
@@ -105,31 +104,22 @@ def sync(repo: Repository, stored: Stored, catalog: Catalog) -> set[str]:
 
 
 def concept_map_from_csv(text: str, org_id: str, catalog: Catalog, *, name: str | None = None) -> dict[str, Any]:
-    """A ConceptMap from CSV rows ``system,code,item[,display]`` (a header row is allowed); ``item`` is an item id,
-    a regional item code or a LOINC code."""
-    reader = csv.reader(io.StringIO(text))
+    """A ConceptMap from a code-map file (the grammar of ``catalog.code_map_file``, which ``hr-adapter`` reads too):
+    every bad line is a 400 naming its line."""
+    try:
+        rows = parse_code_map(text, catalog)
+    except CodeMapFileError as exc:
+        raise BadRequestError("; ".join(exc.problems[:20])) from None
     groups: dict[str, list[dict[str, Any]]] = {}
-    for line_no, row in enumerate(reader, start=1):
-        if not row or not any(cell.strip() for cell in row) or row[0].strip().startswith("#"):
-            continue
-        if line_no == 1 and row[0].strip().lower() == "system":
-            continue
-        if len(row) < 3:
-            raise BadRequestError(f"line {line_no}: expected system,code,item[,display]")
-        system, code, item_text = (cell.strip() for cell in row[:3])
-        display = row[3].strip() if len(row) > 3 and row[3].strip() else None
-        element: dict[str, Any] = {"code": code}
-        if item_text == "-":  # declared: a local test that is not a recognized item
+    for row in rows:
+        element: dict[str, Any] = {"code": row.code}
+        if row.item is None:  # declared: a local test that is not a recognized item
             element["target"] = [{"equivalence": "unmatched", "comment": "not a recognized item"}]
         else:
-            item = catalog.named(item_text)
-            if item is None:
-                raise BadRequestError(f"line {line_no}: {item_text!r} is not a catalog item (id, regional code, "
-                                      "LOINC, or '-' for a test that is not one)")  # fmt: skip
-            element["target"] = [{"code": item.id, "display": item.name_zh, "equivalence": "equivalent"}]
-        if display:
-            element["display"] = display
-        groups.setdefault(system, []).append(element)
+            element["target"] = [{"code": row.item.id, "display": row.item.name_zh, "equivalence": "equivalent"}]
+        if row.display:
+            element["display"] = row.display
+        groups.setdefault(row.system, []).append(element)
     if not groups:
         raise BadRequestError("the CSV has no mapping rows")
     return {

@@ -26,7 +26,7 @@ import pytest
 from adapters.codes import Coder, read_code_map
 from adapters.config import AdapterConfig
 from adapters.hl7v2.filedrop import DropFolder
-from adapters.hl7v2.message import CHARSETS
+from adapters.hl7v2.header import CHARSETS
 from adapters.hl7v2.mllp import MllpServer
 from adapters.hl7v2.processor import Hl7Processor, Result
 from adapters.push.outbox import Outbox, OutboxError
@@ -180,11 +180,12 @@ REFUSALS = [
     ("obr-before-pid", drop_segments(CBC, "PID") + b"PID|1||A-123^^^HOSPA^MR\r", "AE", "A0001", 100, "OBR^1"),
     ("obx-before-obr", move_segment(CBC, "OBR", after="OBX"), "AE", "A0001", 100, "OBX^1"),
     ("second-msh", CBC + CBC.split(b"\r")[0] + b"\r", "AE", "A0001", 100, "MSH^2"),
-    # MSH cannot be trusted once its delimiters are invalid, so nothing of it is echoed
-    ("duplicate-encoding-chars", edit(CBC, "^~\\&", "^^\\&"), "AE", "", 102, "MSH^1^2"),
-    ("letter-in-encoding-chars", edit(CBC, "^~\\&", "^~\\A"), "AE", "", 102, "MSH^1^2"),
-    ("three-encoding-chars", edit(CBC, "^~\\&", "^~\\"), "AE", "", 102, "MSH^1^2"),
-    ("alnum-field-separator", CBC.replace(b"|", b"X"), "AE", "", 102, "MSH^1^2"),
+    # wrong encoding characters behind a valid field separator: MSH-10 is still readable and echoed
+    ("duplicate-encoding-chars", edit(CBC, "^~\\&", "^^\\&"), "AE", "A0001", 102, "MSH^1^2"),
+    ("letter-in-encoding-chars", edit(CBC, "^~\\&", "^~\\A"), "AE", "A0001", 102, "MSH^1^2"),
+    ("three-encoding-chars", edit(CBC, "^~\\&", "^~\\"), "AE", "A0001", 102, "MSH^1^2"),
+    # a field separator that is no delimiter: the fields cannot be told apart, so nothing of MSH is echoed
+    ("alnum-field-separator", CBC.replace(b"|", b"X"), "AE", "", 102, "MSH^1^1"),
     ("adt-a01", edit(CBC, "ORU^R01^ORU_R01", "ADT^A01^ADT_A01"), "AR", "A0001", 200, "MSH^1^9^^1"),
     ("empty-message-type", set_field(CBC, "MSH", 9, ""), "AR", "A0001", 200, "MSH^1^9^^1"),
     ("oru-r30", edit(CBC, "ORU^R01^ORU_R01", "ORU^R30^ORU_R30"), "AR", "A0001", 201, "MSH^1^9^^2"),
@@ -256,7 +257,8 @@ def test_oversized_message_is_refused(tmp_path: Path, catalog: Catalog) -> None:
     assert processor.handle(CBC, "test").code == "AA", "a message under the limit still passes"
 
 
-def test_declared_gb18030_message_is_decoded_and_answered_in_gb18030(processor: Hl7Processor, outbox: Outbox) -> None:
+def test_declared_gb18030_message_is_decoded_and_answered_in_gb18030(tmp_path: Path, catalog: Catalog) -> None:
+    processor, outbox = make_processor(tmp_path, catalog, hl7={"without_national_id": "wait"})  # an MRN-only PID
     result = processor.handle(GB18030, "test")
     assert result.code == "AA", result.text
     ack = read_ack(result.ack)

@@ -23,8 +23,9 @@ from hypothesis import strategies as st
 from adapters.codes import Coder, read_code_map
 from adapters.config import AdapterConfig
 from adapters.errors import AdapterError
+from adapters.hl7v2.header import CHARSETS
 from adapters.hl7v2.mapping import OruMapper
-from adapters.hl7v2.message import CHARSETS, parse
+from adapters.hl7v2.message import parse
 from adapters.hl7v2.processor import Hl7Processor
 from adapters.push.outbox import Outbox
 from catalog import Catalog
