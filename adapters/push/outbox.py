@@ -39,6 +39,7 @@ class Status:
     retrying: int  # pending messages that failed at least once
     dead: int
     delivered: int
+    requests: int  # registry transactions that delivered them (fewer than ``delivered`` when batches were sent)
     accepted: int
     duplicates: int
     oldest_pending_age: float | None
@@ -110,6 +111,7 @@ class Outbox(LocalState):
         with self._tx() as db:
             db.executemany("DELETE FROM message WHERE id = ?", [(i,) for i in ids])
             self._bump(db, "delivered", len(ids))
+            self._bump(db, "requests")
 
     def retry_later(self, message_id: int, delay: float, error: str, *, waiting: bool) -> None:
         now = self.clock()
@@ -211,6 +213,7 @@ class Outbox(LocalState):
             retrying=int(retrying or 0),
             dead=dead,
             delivered=counters.get("delivered", 0),
+            requests=counters.get("requests", 0),
             accepted=counters.get("accepted", 0),
             duplicates=counters.get("duplicates", 0),
             oldest_pending_age=(now - oldest) if oldest is not None else None,
