@@ -425,6 +425,7 @@ def outbox_status(config_path: ConfigOption, as_json: Annotated[bool, typer.Opti
             "retrying": st.retrying,
             "dead": st.dead,
             "delivered": st.delivered,
+            "delivered_in_requests": st.requests,
             "accepted": st.accepted,
             "duplicates": st.duplicates,
             "quarantined_studies": quarantined,
@@ -449,7 +450,8 @@ def outbox_status(config_path: ConfigOption, as_json: Annotated[bool, typer.Opti
         f"oldest {_age(st.oldest_pending_age)}; next attempt in {_age(st.next_attempt_in)}"
     )
     out.print(
-        f"  delivered {st.delivered}, accepted {st.accepted}, duplicates ignored {st.duplicates}, "
+        f"  delivered {st.delivered} (in {st.requests} requests), accepted {st.accepted}, "
+        f"duplicates ignored {st.duplicates}, "
         f"dead letters {st.dead}"
     )
     for mid, summary, error in st.last_errors:

@@ -226,6 +226,9 @@ class DicomSection(_Model):
 class OutboxSection(_Model):
     path: Path
     concurrency: int = Field(default=4, ge=1, le=32)
+    batch_size: int = Field(
+        default=20, ge=1, le=100, description="Messages sent in one transaction Bundle (1: one message per request)."
+    )
     max_backoff_seconds: float = Field(default=300, gt=0)
     wait_for_references_hours: float = Field(
         default=24, ge=0, description="How long a message whose patient or study the registry lacks keeps retrying."

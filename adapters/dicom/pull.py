@@ -29,9 +29,6 @@ from adapters.dicom.headers import InstanceFacts, StudyFacts, facts_from_json, g
 from adapters.dicom.intake import DicomIntake, IntakeReport
 from adapters.errors import AdapterError, DicomInputError
 
-SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS dicom_pull_seen (study_uid TEXT PRIMARY KEY, digest TEXT NOT NULL, at REAL NOT NULL)"
-)
 STUDY_FIELDS = ["00081030", "00100021", "00080201", "00201206", "00201208"]
 """StudyDescription, IssuerOfPatientID, TimezoneOffsetFromUTC, NumberOfStudyRelatedSeries and …Instances, asked for
 beside the PACS's default study attributes (PS3.18 §10.6.3.3.1)."""
@@ -55,8 +52,6 @@ class PacsPull:
         self.page_size = pull.page_size
         self.auth = (pull.username, pull.password or "") if pull.username else None
         self.http = http
-        with self.outbox.transaction() as db:
-            db.execute(SCHEMA)
 
     def run(
         self, since: date | None = None, *, refresh: bool = False, progress: Callable[[int], None] | None = None

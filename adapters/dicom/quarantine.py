@@ -21,12 +21,6 @@ import orjson
 from adapters.dicom.headers import InstanceFacts, StudyFacts
 from adapters.push.outbox import Outbox
 
-SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS dicom_quarantine (study_uid TEXT PRIMARY KEY, source TEXT NOT NULL, "
-    "reason TEXT NOT NULL, first_at REAL NOT NULL, last_at REAL NOT NULL, attempts INTEGER NOT NULL, "
-    "headers BLOB NOT NULL)"
-)
-
 
 @dataclass(frozen=True, slots=True)
 class HeldStudy:
@@ -42,8 +36,6 @@ class HeldStudy:
 class Quarantine:
     def __init__(self, outbox: Outbox) -> None:
         self.outbox = outbox
-        with outbox.transaction() as db:
-            db.execute(SCHEMA)
 
     def hold(self, study: StudyFacts, source: str, reason: str) -> bool:
         """Keep the study (its instances merged with any held before) with this reason; True when it is new here or

@@ -3,86 +3,23 @@ acknowledgement, and leaves only when the registry has committed it — or, for 
 moves to the dead-letter table with the registry's OperationOutcome, where it stays visible and can be retried.
 
 Delivery order: messages about the same business key (a report number, a study UID) are delivered in the order they
-arrived, one at a time; different keys go in parallel. A message identical to one already accepted (same bytes — an
-LIS resending after a lost ACK) is acknowledged again but not queued twice.
+arrived, one at a time; different keys go in parallel (adapters/push/delivery.py). A message identical to one already
+accepted (same bytes — an LIS resending after a lost ACK) is acknowledged again but not queued twice.
 
-The same file holds the adapter's other local state: the unmapped codes it has seen, DICOM instances received by
-C-STORE and not yet sent as a study, and what was last sent for each study (so a pull sends only what changed).
+The file (adapters/push/store.py) has a versioned schema (adapters/push/schema.py) and holds the adapter's other local
+state too (adapters/push/local_state.py).
 """
 
 from __future__ import annotations
 
-import os
-import sqlite3
-import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
-from adapters.errors import AdapterError
+from adapters.push.local_state import LocalState
+from adapters.push.schema import OutboxError
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS message (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    received_at REAL NOT NULL,
-    source TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    order_key TEXT NOT NULL,
-    summary TEXT NOT NULL,
-    digest TEXT NOT NULL,
-    body BLOB NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    next_attempt REAL NOT NULL,
-    waiting_since REAL,
-    last_error TEXT
-);
-CREATE INDEX IF NOT EXISTS ix_message_key ON message (order_key, id);
-CREATE TABLE IF NOT EXISTS dead_letter (
-    id INTEGER PRIMARY KEY,
-    received_at REAL NOT NULL,
-    failed_at REAL NOT NULL,
-    source TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    order_key TEXT NOT NULL,
-    summary TEXT NOT NULL,
-    digest TEXT NOT NULL,
-    body BLOB NOT NULL,
-    attempts INTEGER NOT NULL,
-    status INTEGER,
-    outcome TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS seen (digest TEXT PRIMARY KEY, at REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS counter (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS unmapped (
-    system TEXT NOT NULL,
-    code TEXT NOT NULL,
-    display TEXT NOT NULL,
-    place TEXT NOT NULL,
-    count INTEGER NOT NULL,
-    first_seen REAL NOT NULL,
-    last_seen REAL NOT NULL,
-    PRIMARY KEY (system, code)
-);
-CREATE TABLE IF NOT EXISTS dicom_instance (
-    sop_uid TEXT PRIMARY KEY,
-    study_uid TEXT NOT NULL,
-    received_at REAL NOT NULL,
-    header BLOB NOT NULL,
-    sent INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS ix_dicom_instance_study ON dicom_instance (study_uid);
-CREATE TABLE IF NOT EXISTS study_sent (study_uid TEXT PRIMARY KEY, digest TEXT NOT NULL, at REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS pull_mark (name TEXT PRIMARY KEY, value TEXT NOT NULL);
-"""
+__all__ = ["DeadLetter", "Outbox", "OutboxError", "Pending", "Status"]
 
 SEEN_DAYS = 30
-
-
-class OutboxError(AdapterError):
-    """The outbox file cannot be opened or written (disk full, permissions, corruption)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +39,7 @@ class Status:
     retrying: int  # pending messages that failed at least once
     dead: int
     delivered: int
+    requests: int  # registry transactions that delivered them (fewer than ``delivered`` when batches were sent)
     accepted: int
     duplicates: int
     oldest_pending_age: float | None
@@ -120,57 +58,8 @@ class DeadLetter:
     attempts: int
 
 
-class Outbox:
+class Outbox(LocalState):
     """Thread-safe (one connection, one lock); other processes may read and write the same file concurrently."""
-
-    def __init__(self, path: Path, *, clock: Any = time.time) -> None:
-        self.path = path
-        self.clock = clock
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))  # names and national IDs: the owner's only
-            if path.stat().st_mode & 0o077:  # (SQLite gives its -wal and -shm files this mode; DESIGN.md §6)
-                path.chmod(0o600)
-            self._db = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.execute("PRAGMA busy_timeout=30000")
-            self._db.executescript(SCHEMA)
-        except (sqlite3.Error, OSError) as exc:
-            raise OutboxError(f"cannot open the outbox {path}: {exc}") from None
-        self._lock = threading.RLock()
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
-
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    yield self._db
-                except BaseException:
-                    self._db.execute("ROLLBACK")
-                    raise
-                self._db.execute("COMMIT")
-            except sqlite3.Error as exc:
-                raise OutboxError(f"the outbox {self.path} cannot be written: {exc}") from None
-
-    def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
-        with self._lock:
-            try:
-                return self._db.execute(sql, params).fetchall()
-            except sqlite3.Error as exc:
-                raise OutboxError(f"the outbox {self.path} cannot be read: {exc}") from None
-
-    @staticmethod
-    def _bump(db: sqlite3.Connection, name: str, by: int = 1) -> None:
-        db.execute(
-            "INSERT INTO counter (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = value + ?",
-            (name, by, by),
-        )
 
     # ------------------------------------------------------------------------------------------------ queueing
     def enqueue(
@@ -201,28 +90,6 @@ class Outbox:
                 self._note_unmapped(db, system, code, display, place, now)
         return True
 
-    def note_unmapped(self, items: list[tuple[str, str, str, str]]) -> None:
-        """Record codes that mapped to nothing (also for messages that were refused for it)."""
-        if not items:
-            return
-        now = self.clock()
-        with self._tx() as db:
-            for system, code, display, place in items:
-                self._note_unmapped(db, system, code, display, place, now)
-
-    @staticmethod
-    def _note_unmapped(db: sqlite3.Connection, system: str, code: str, display: str, place: str, now: float) -> None:
-        db.execute(
-            "INSERT INTO unmapped (system, code, display, place, count, first_seen, last_seen) "
-            "VALUES (?, ?, ?, ?, 1, ?, ?) ON CONFLICT (system, code) DO UPDATE SET count = count + 1, "
-            "last_seen = excluded.last_seen, display = excluded.display, place = excluded.place",
-            (system, code, display, place, now, now),
-        )
-
-    def unmapped(self) -> list[tuple[str, str, str, str, int, float]]:
-        rows = self._read("SELECT system, code, display, place, count, last_seen FROM unmapped ORDER BY count DESC")
-        return [tuple(r) for r in rows]
-
     # ------------------------------------------------------------------------------------------------ delivery
     def ready(self, limit: int, exclude_keys: set[str]) -> list[Pending]:
         """The oldest deliverable messages: due now, and first in line for their key."""
@@ -237,9 +104,14 @@ class Outbox:
         return out[:limit]
 
     def delivered(self, message_id: int) -> None:
+        self.delivered_many([message_id])
+
+    def delivered_many(self, ids: list[int]) -> None:
+        """The registry has committed these messages (one batch): they leave together, in one local commit."""
         with self._tx() as db:
-            db.execute("DELETE FROM message WHERE id = ?", (message_id,))
-            self._bump(db, "delivered")
+            db.executemany("DELETE FROM message WHERE id = ?", [(i,) for i in ids])
+            self._bump(db, "delivered", len(ids))
+            self._bump(db, "requests")
 
     def retry_later(self, message_id: int, delay: float, error: str, *, waiting: bool) -> None:
         now = self.clock()
@@ -248,6 +120,16 @@ class Outbox:
                 "UPDATE message SET attempts = attempts + 1, next_attempt = ?, last_error = ?, "
                 "waiting_since = CASE WHEN ? THEN COALESCE(waiting_since, ?) ELSE NULL END WHERE id = ?",
                 (now + delay, error[:2000], waiting, now, message_id),
+            )
+
+    def retry_later_many(self, ids: list[int], delay: float, error: str) -> None:
+        """A batch the registry could not take now (down, overloaded, throttling): every message tries again later."""
+        now = self.clock()
+        with self._tx() as db:
+            db.executemany(
+                "UPDATE message SET attempts = attempts + 1, next_attempt = ?, last_error = ?, waiting_since = NULL "
+                "WHERE id = ?",
+                [(now + delay, error[:2000], i) for i in ids],
             )
 
     def dead(self, message_id: int, status: int | None, outcome: str) -> None:
@@ -331,6 +213,7 @@ class Outbox:
             retrying=int(retrying or 0),
             dead=dead,
             delivered=counters.get("delivered", 0),
+            requests=counters.get("requests", 0),
             accepted=counters.get("accepted", 0),
             duplicates=counters.get("duplicates", 0),
             oldest_pending_age=(now - oldest) if oldest is not None else None,
@@ -342,72 +225,3 @@ class Outbox:
         cutoff = self.clock() - SEEN_DAYS * 86400
         with self._tx() as db:
             db.execute("DELETE FROM seen WHERE at < ?", (cutoff,))
-
-    # ------------------------------------------------------------------------------------------------ DICOM state
-    def stage_instance(self, sop_uid: str, study_uid: str, header: bytes) -> None:
-        """Keep a received instance's header (durably, before the C-STORE is answered)."""
-        with self._tx() as db:
-            db.execute(
-                "INSERT INTO dicom_instance (sop_uid, study_uid, received_at, header, sent) VALUES (?, ?, ?, ?, 0) "
-                "ON CONFLICT (sop_uid) DO UPDATE SET header = excluded.header, received_at = excluded.received_at, "
-                "sent = 0",
-                (sop_uid, study_uid, self.clock(), header),
-            )
-
-    def stable_studies(self, quiet_seconds: float) -> list[str]:
-        """Studies with unsent instances and no new instance for ``quiet_seconds``."""
-        cutoff = self.clock() - quiet_seconds
-        rows = self._read(
-            "SELECT study_uid FROM dicom_instance GROUP BY study_uid HAVING MIN(sent) = 0 AND MAX(received_at) <= ?",
-            (cutoff,),
-        )
-        return [r[0] for r in rows]
-
-    def study_headers(self, study_uid: str) -> list[bytes]:
-        return [bytes(r[0]) for r in self._read("SELECT header FROM dicom_instance WHERE study_uid = ?", (study_uid,))]
-
-    def enqueue_study(self, study_uid: str, digest: str, **message: Any) -> bool:
-        """Queue a study's bundle and mark its staged instances sent, in one transaction; False when the study was
-        already sent with exactly this content."""
-        now = self.clock()
-        with self._tx() as db:
-            db.execute("UPDATE dicom_instance SET sent = 1 WHERE study_uid = ?", (study_uid,))
-            row = db.execute("SELECT digest FROM study_sent WHERE study_uid = ?", (study_uid,)).fetchone()
-            if row is not None and row[0] == digest:
-                return False
-            db.execute(
-                "INSERT INTO study_sent (study_uid, digest, at) VALUES (?, ?, ?) ON CONFLICT (study_uid) "
-                "DO UPDATE SET digest = excluded.digest, at = excluded.at",
-                (study_uid, digest, now),
-            )
-            db.execute(
-                "INSERT INTO message (received_at, source, kind, order_key, summary, digest, body, next_attempt) "
-                "VALUES (?, ?, 'dicom', ?, ?, ?, ?, ?)",
-                (now, message["source"], message["order_key"], message["summary"], digest, message["body"], now),
-            )
-            self._bump(db, "accepted")
-            for system, code, display, place in message.get("unmapped") or []:
-                self._note_unmapped(db, system, code, display, place, now)
-        return True
-
-    def mark(self, name: str) -> str | None:
-        rows = self._read("SELECT value FROM pull_mark WHERE name = ?", (name,))
-        return str(rows[0][0]) if rows else None
-
-    def set_mark(self, name: str, value: str) -> None:
-        with self._tx() as db:
-            db.execute(
-                "INSERT INTO pull_mark (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = ?",
-                (name, value, value),
-            )
-
-    # ------------------------------------------------------------------------------------------------ shared file
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction on the outbox file for state other modules keep in it (the DICOM quarantine and the
-        PACS pull's watermark, adapters/dicom/quarantine.py), so it commits atomically with the outbox's own."""
-        with self._tx() as db:
-            yield db
-
-    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
-        return self._read(sql, params)

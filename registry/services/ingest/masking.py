@@ -85,6 +85,8 @@ class NationalIdMask:
 
     def document(self, node: Any) -> None:
         """Mask the parsed document in place (dicts and lists keep their identity: callers hold references)."""
+        if not self:  # no identifier to mask (a report, an observation): every string stays as it is
+            return
         if isinstance(node, dict):
             items = [(self.string(k), self.string(v) if isinstance(v, str) else v) for k, v in node.items()]
             if any(k != k2 or v is not v2 for (k, v), (k2, v2) in zip(node.items(), items, strict=True)):
