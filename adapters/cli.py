@@ -86,7 +86,7 @@ def _setup_logging(verbose: bool) -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     for handler in logging.getLogger().handlers:
         if not any(isinstance(f, MaskingFilter) for f in handler.filters):
-            handler.addFilter(MaskingFilter())  # no ID-shaped number in any line (DESIGN.md §6)
+            handler.addFilter(MaskingFilter())  # no ID-shaped number in any line (docs/design.md §6)
 
 
 def _adapter(config: AdapterConfig) -> Any:

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from adapters.errors import ConfigError
 
 NATIONAL_ID_SYSTEM = "https://hr-registry.org.cn/fhir/sid/cn-resident-id"
-"""The registry's identifier system for the resident identity card number (DESIGN.md §4)."""
+"""The registry's identifier system for the resident identity card number (docs/design.md §4)."""
 NATIONAL_ID_SYSTEMS = frozenset(
     {NATIONAL_ID_SYSTEM}
     | {

@@ -1,4 +1,4 @@
-"""National identifiers and names kept out of the adapter's log lines and operator output (DESIGN.md §6).
+"""National identifiers and names kept out of the adapter's log lines and operator output (docs/design.md §6).
 
 What the adapter writes for people — log lines, file-drop quarantine reasons, ``hr-adapter hl7 import`` results,
 ``hr-adapter outbox status`` and ``show`` — carries no national identifier in clear and no patient name: a

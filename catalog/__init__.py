@@ -1,4 +1,4 @@
-"""Pure domain of the recognition registry (DESIGN.md §2): items, codes, validity, qualification, reasons and the
+"""Pure domain of the recognition registry (docs/design.md §2): items, codes, validity, qualification, reasons and the
 recognition rule. Standard library only: no I/O, no clock, no database, no HTTP, no YAML parser."""
 
 from catalog.codes import Coding

@@ -1,4 +1,4 @@
-"""The catalog package's one exception hierarchy (DESIGN.md §8)."""
+"""The catalog package's one exception hierarchy (docs/design.md §8)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The recognized-item catalog as immutable values (DESIGN.md §4 "Catalog", §5 rules 1–2).
+"""The recognized-item catalog as immutable values (docs/design.md §4 "Catalog", §5 rules 1–2).
 
 Built by :func:`catalog.parse.parse_catalog` from the mapping that ``data/recognized_items.yaml`` holds; nothing here
 reads files, clocks or databases.
@@ -61,7 +61,7 @@ class Validity:
     """互认时限: how many days after ``effective`` a result stays recognizable, and where that number comes from.
 
     ``source`` is ``published:<region>`` when a published list gives the number, ``assumed`` otherwise
-    (``reference/validity_reference.md``).
+    (``data/reference/validity_reference.md``).
     """
 
     days: int
@@ -193,7 +193,7 @@ class OrgFacts:
 
 @dataclass(frozen=True, slots=True)
 class CodeMap:
-    """A hospital's local code map: its own order/result codes → catalog item ids (DESIGN.md §5 rule 1)."""
+    """A hospital's local code map: its own order/result codes → catalog item ids (docs/design.md §5 rule 1)."""
 
     org_id: str
     entries: Mapping[Coding, str] = field(default_factory=dict)

@@ -1,4 +1,4 @@
-"""不互认原因: the coded reasons a clinician gives for declining a recognizable result (DESIGN.md §5).
+"""不互认原因: the coded reasons a clinician gives for declining a recognizable result (docs/design.md §5).
 
 Codes 01–08 follow a deployed regional front end and the situations of the 2022 national measures
 (医疗机构检查检验结果互认管理办法); 98 and 99 are recorded but, by that practice, not counted as a refusal.

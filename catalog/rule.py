@@ -1,7 +1,7 @@
-"""The recognition rule (DESIGN.md §5): is a prior result recognizable for a new order?
+"""The recognition rule (docs/design.md §5): is a prior result recognizable for a new order?
 
 ``recognize(order, prior_results, catalog, qualifications, *, now)`` returns a :class:`Decision` value. A prior result
-is **recognizable** for an order when all of these hold (numbers as in DESIGN.md §5):
+is **recognizable** for an order when all of these hold (numbers as in docs/design.md §5):
 
 1. the order maps to a catalog item — by a standard or regional code, or through the ordering hospital's local
    code map (else ``not-in-catalog``);

@@ -1,1 +1,1 @@
-"""The registry server: storage and every HTTP surface (DESIGN.md §2). Imports catalog, never adapters."""
+"""The registry server: storage and every HTTP surface (docs/design.md §2). Imports catalog, never adapters."""

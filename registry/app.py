@@ -1,4 +1,4 @@
-"""The composition root: ``create_app(settings)`` wires settings, catalog and routers (DESIGN.md §2, §8).
+"""The composition root: ``create_app(settings)`` wires settings, catalog and routers (docs/design.md §2, §8).
 
 ``uvicorn registry.app:create_app --factory`` serves the registry with settings from ``REGISTRY_*`` variables.
 """
@@ -157,7 +157,7 @@ def build_context(settings: Settings, clock: Callable[[], datetime] | None = Non
         catalog = load_catalog(settings.catalog_path)
     except InvalidCatalogError as exc:
         raise CatalogUnavailableError(f"catalog {settings.catalog_path} is invalid:\n{exc}") from None
-    settings.var_dir.mkdir(parents=True, exist_ok=True, mode=0o700)  # the database and keys (DESIGN.md §6)
+    settings.var_dir.mkdir(parents=True, exist_ok=True, mode=0o700)  # the database and keys (docs/design.md §6)
     now = clock or utcnow
     timer = time.monotonic if clock is None else (lambda: now().timestamp())
     ctx = AppContext.build(settings, catalog, today=datetime.now(UTC).date(), clock=now, timer=timer)

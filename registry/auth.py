@@ -1,4 +1,4 @@
-"""Principals, SMART-style scopes and signed access tokens (DESIGN.md §6).
+"""Principals, SMART-style scopes and signed access tokens (docs/design.md §6).
 
 Tokens are JWTs signed with the registry's Ed25519 key (``EdDSA``), short-lived, and carry the principal: its kind
 (hospital system, clinician, patient, admin), its organization, for a patient the master patient key, and its

@@ -1,4 +1,4 @@
-"""The registry's one exception hierarchy (DESIGN.md §8); one handler turns each into an OperationOutcome.
+"""The registry's one exception hierarchy (docs/design.md §8); one handler turns each into an OperationOutcome.
 
 ``code`` is the FHIR IssueType (http://hl7.org/fhir/issue-type) and ``status`` the HTTP status.
 """

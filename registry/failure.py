@@ -4,7 +4,7 @@ Starlette's outermost error middleware calls an app's ``Exception`` handler and 
 the error a second time and reset the kept-alive connection under the client, whose next request on it failed. This
 middleware sits inside Starlette's, catches what no other handler took, and finishes the exchange itself: RFC 9112
 §9.6 — a server that will close the connection after a response says ``Connection: close`` in it, so the client
-opens a new one for its next request. The log line is the registry's (masked, DESIGN.md §6), and the only one.
+opens a new one for its next request. The log line is the registry's (masked, docs/design.md §6), and the only one.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ class UnexpectedErrorMiddleware:
             await self.app(scope, receive, tracking_send)
         except Exception as exc:
             # The client learns only that it failed; the stack stays in the server log — without SQL parameters,
-            # database details or validated values, which may hold names and identifiers (DESIGN.md §6).
+            # database details or validated values, which may hold names and identifiers (docs/design.md §6).
             redactor = redactor_for(scope["app"].state.ctx.identity)
             request_id = (scope.get("state") or {}).get("request_id", "-")
             log.error(

@@ -1,4 +1,4 @@
-"""No national identifier and no name in any log line (DESIGN.md §6).
+"""No national identifier and no name in any log line (docs/design.md §6).
 
 ``create_app`` installs a :class:`MaskingFilter` built from the app's identity policy on the loggers the server
 writes to: uvicorn's access log (whose request line carries the raw, percent-encoded query string), uvicorn's error

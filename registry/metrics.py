@@ -1,4 +1,4 @@
-"""Operational metrics in the Prometheus text exposition format (DESIGN.md: ``GET /metrics``), with
+"""Operational metrics in the Prometheus text exposition format (docs/design.md: ``GET /metrics``), with
 ``prometheus-client``.
 
 - ``hr_http_requests_total{method,route,status}`` and ``hr_http_request_duration_seconds{method,route}``: every

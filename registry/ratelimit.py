@@ -1,5 +1,5 @@
-"""Per-client request rate limits: a token bucket per key (DESIGN.md §6). In-process: each worker limits on its own,
-so N workers allow up to N× the rate — documented in the README as a limit of the one-machine setup.
+"""Per-client request rate limits: a token bucket per key (docs/design.md §6). In-process: each worker limits on its
+own, so N workers allow up to N× the rate — documented in the README as a limit of the one-machine setup.
 
 Keys are chosen by clients (``/auth/token`` limits by the claimed client id before it is authenticated), so the
 buckets live in a bounded cache (``cachetools.TTLCache``, already the client cache's library): a bucket left alone

@@ -1,4 +1,4 @@
-"""Registry settings, from environment variables prefixed ``REGISTRY_`` (DESIGN.md §4, §8).
+"""Registry settings, from environment variables prefixed ``REGISTRY_`` (docs/design.md §4, §8).
 
 Nothing reads the environment but :meth:`Settings.from_env`; everything else receives a ``Settings`` value.
 """
@@ -38,7 +38,7 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
 
-    # ---------------------------------------------------------------- patient identity (DESIGN.md §4)
+    # ---------------------------------------------------------------- patient identity (docs/design.md §4)
     identity_secret: str | None = Field(
         default=None,
         description="HMAC key for the master patient key. Default: generated once and kept in var_dir/keys/. "
@@ -56,7 +56,7 @@ class Settings(BaseSettings):
         "never stored in plaintext: only their keyed hash and a masked form.",
     )
 
-    # ---------------------------------------------------------------- ownership (DESIGN.md §6)
+    # ---------------------------------------------------------------- ownership (docs/design.md §6)
     hr_mark_codes: list[str] = Field(
         default=["HR", "京HR", "津HR", "冀HR", "鲁HR"],
         description="Codes of the HR-mark CodeSystem that mark a result recognizable; any other code is no mark.",
@@ -67,7 +67,7 @@ class Settings(BaseSettings):
         "writes must be one of its declared namespaces.",
     )
 
-    # ---------------------------------------------------------------- security and limits (DESIGN.md §6)
+    # ---------------------------------------------------------------- security and limits (docs/design.md §6)
     token_ttl_seconds: int = Field(default=900, ge=30, le=86_400, description="Access token lifetime.")
     client_cache_seconds: float = Field(
         default=5.0,

@@ -1,5 +1,5 @@
-"""A study's DICOM facts → a transaction Bundle with the ImagingStudy (reference/standards-notes.md §3.5), the
-hospital's WADO-RS Endpoint, and the Patient when the headers carry a national identifier.
+"""A study's DICOM facts → a transaction Bundle with the ImagingStudy (R4 imagingstudy-mappings, DICOM PS3.3
+C.7.2.1/C.7.3.1/C.12.1), the hospital's WADO-RS Endpoint, and the Patient when the headers carry a national identifier.
 
 The ImagingStudy is written with a conditional update on its Study Instance UID (``urn:dicom:uid`` /
 ``urn:oid:<uid>``), so a study sent again — more instances arrived, or a pull of an unchanged study — replaces it in

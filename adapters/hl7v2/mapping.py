@@ -1,4 +1,4 @@
-"""ORU^R01 → one FHIR transaction Bundle (reference/standards-notes.md §4.5).
+"""ORU^R01 → one FHIR transaction Bundle (the HL7 v2-to-FHIR ORU^R01 mapping).
 
 Every resource is written with a conditional update on its business identifier — the Patient on its MRN, the
 DiagnosticReport on the filler order number (OBR-3, the report number), each Observation on report number + OBX-3

@@ -1,4 +1,4 @@
-"""An MLLP listener (reference/standards-notes.md §4.4): ``0x0B`` message ``0x1C 0x0D`` on a TCP connection, one ACK
+"""An MLLP listener (HL7 v2.5.1 Appendix C.4 MLLP): ``0x0B`` message ``0x1C 0x0D`` on a TCP connection, one ACK
 frame back per message, on the same connection, in order.
 
 It never stops for bad input: bytes outside a frame are skipped, an oversized frame is read to its end and answered

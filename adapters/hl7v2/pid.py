@@ -1,7 +1,7 @@
 """The patient identifiers and names a message carries, read straight from its bytes (HL7 v2.5 §3.4.2: PID-2,
 -3, -4, -19 and -20 identifiers; PID-5, -6, -9 and NK1-2 names, their family, given and further given names), so
 that even a message that cannot be parsed has them masked in every text written about it (adapters/masking.py,
-DESIGN.md §6)."""
+docs/design.md §6)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The registry client: OAuth2 client-credentials tokens (cached, refreshed), transaction Bundles, and the sorting of
-every answer into "done", "try again later" and "will never succeed" (DESIGN.md §3: it talks to the registry only
+every answer into "done", "try again later" and "will never succeed" (docs/design.md §3: it talks to the registry only
 over HTTP and takes an ``httpx.Client``, so tests may hand it any transport)."""
 
 from __future__ import annotations

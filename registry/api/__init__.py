@@ -1,1 +1,1 @@
-"""registry.api (DESIGN.md §2)."""
+"""registry.api (docs/design.md §2)."""

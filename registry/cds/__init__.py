@@ -1,1 +1,1 @@
-"""registry.cds (DESIGN.md §2)."""
+"""registry.cds (docs/design.md §2)."""

@@ -37,8 +37,8 @@ def _day(moment: datetime, tz: tzinfo) -> str:
 
 
 def _through(valid_until: datetime, tz: tzinfo) -> str:
-    """ "有效至" names the last valid day (DESIGN.md §5 rule 5): the window ``[effective, valid_until)`` ends before
-    ``valid_until``, so a window ending at 2026-12-03T00:00+08:00 is valid through 2026-12-02."""
+    """ "有效至" names the last valid day (docs/design.md §5 rule 5): the window ``[effective, valid_until)`` ends
+    before ``valid_until``, so a window ending at 2026-12-03T00:00+08:00 is valid through 2026-12-02."""
     return last_valid_day(valid_until, tz).isoformat()
 
 

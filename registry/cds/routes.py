@@ -1,5 +1,5 @@
 """CDS Hooks 2.0 services (cds-hooks.hl7.org/2.0): discovery, ``order-select``, ``order-sign``, ``patient-view`` and
-feedback. Field names exactly as the specification (reference/standards-notes.md §1).
+feedback. Field names exactly as the specification (CDS Hooks 2.0).
 
 - ``GET /cds-services``: the discovery document (open).
 - ``POST /cds-services/{id}``: ``{"cards": [...]}`` — only for a patient in the calling hospital's care context
@@ -99,7 +99,7 @@ def _patient_query(body: dict[str, Any]) -> PatientQuery:
     query = PatientQuery(patient_id=str(context.get("patientId")) if context.get("patientId") else None)
     patient = (body.get("prefetch") or {}).get("patient")
     if isinstance(patient, dict) and patient.get("resourceType") == "Patient":
-        # A Patient read back from this registry carries the national identifier masked (DESIGN.md §4): a display
+        # A Patient read back from this registry carries the national identifier masked (docs/design.md §4): a display
         # form, not an identifier to match on, so it is left out; the patient is then found by its id or MRN.
         query.identifiers = [
             (str(i["system"]), str(i["value"]))

@@ -139,7 +139,7 @@ SEARCH_PARAMS: MappingProxyType[str, MappingProxyType[str, SearchParam]] = Mappi
 """Resource type → parameter name → definition."""
 
 PATIENT_COMPARTMENT = frozenset({"DiagnosticReport", "Observation", "ImagingStudy", "ServiceRequest"})
-"""Types whose rows carry the master patient key of their subject (DESIGN.md §4, §7)."""
+"""Types whose rows carry the master patient key of their subject (docs/design.md §4, §7)."""
 
 SORTABLE = MappingProxyType(
     {

@@ -1,1 +1,1 @@
-"""registry.services (DESIGN.md §2)."""
+"""registry.services (docs/design.md §2)."""

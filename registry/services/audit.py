@@ -1,4 +1,4 @@
-"""Audit trail (DESIGN.md §4, §6): every read, search and write — who, which patient, what, when, outcome.
+"""Audit trail (docs/design.md §4, §6): every read, search and write — who, which patient, what, when, outcome.
 
 Rows are append-only (the database refuses UPDATE/DELETE) and are published as FHIR R4 AuditEvent resources
 (type ``rest``, subtype the RESTful interaction, DICOM action codes C/R/U/D/E, outcome 0/4/8/12). National
@@ -65,7 +65,7 @@ class AuditContext:
     query: str | None = None
     break_glass: BreakGlass | None = None  # the request's explicit policy override (purpose of use BTG)
     note: str | None = None  # why, when the interaction alone does not say (e.g. a Patient registered by the check)
-    redactor: Redactor | None = None  # the app's, knowing its national-identifier systems (DESIGN.md §4)
+    redactor: Redactor | None = None  # the app's, knowing its national-identifier systems (docs/design.md §4)
 
 
 def audit_row(
@@ -189,7 +189,8 @@ def to_fhir(row: Any) -> dict[str, Any]:
     }  # fmt: skip
     if row.detail:
         event["outcomeDesc"] = row.detail
-    if row.purpose:  # break-glass: purposeOfEvent and the requestor's purposeOfUse (standards-addendum §3)
+    # break-glass: purposeOfEvent and the requestor's purposeOfUse (R4 AuditEvent.purposeOfEvent; v3 ActReason BTG)
+    if row.purpose:
         purpose = {"coding": [{"system": ACT_REASON, "code": row.purpose, "display": "break the glass"}]}
         if row.purpose_reason:
             purpose["text"] = row.purpose_reason
@@ -236,8 +237,8 @@ def search_audit_events(
     max_count: int,
     limits: SearchLimits | None = None,
 ) -> bytes:
-    """``GET /fhir/AuditEvent``: admins see everything; a patient sees who accessed their own records (DESIGN.md §6);
-    others are refused. Parameters: ``date`` (prefixes), ``agent`` (see :func:`agent_match`), ``patient``
+    """``GET /fhir/AuditEvent``: admins see everything; a patient sees who accessed their own records (docs/design.md
+    §6); others are refused. Parameters: ``date`` (prefixes), ``agent`` (see :func:`agent_match`), ``patient``
     (``Patient/<id>``), ``action``, ``outcome``, ``entity-type``, ``_count``; newest first."""
 
     try:

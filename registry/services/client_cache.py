@@ -1,5 +1,5 @@
 """The short per-process memory of client rows that every bearer token and page session is checked against
-(DESIGN.md §6: "a disabled client's tokens stop working").
+(docs/design.md §6: "a disabled client's tokens stop working").
 
 Bounded in age and in size: an entry lives ``ttl_seconds`` (``REGISTRY_CLIENT_CACHE_SECONDS``, 5 s by default) and
 at most ``maxsize`` client ids are kept, least recently used first out (``cachetools.TTLCache``). Keys are the

@@ -1,4 +1,4 @@
-"""Hospitals' local code maps (DESIGN.md §4, §5 rule 1): a hospital's own order/result codes → catalog items.
+"""Hospitals' local code maps (docs/design.md §4, §5 rule 1): a hospital's own order/result codes → catalog items.
 
 A map is a FHIR R4 **ConceptMap** the hospital owns, named by the extension
 ``https://hr-registry.org.cn/fhir/StructureDefinition/code-map-organization`` (a reference to its Organization; a

@@ -1,4 +1,4 @@
-"""The clinician's decision on a card (DESIGN.md §5): recognized (the order is withdrawn), or declined with a coded
+"""The clinician's decision on a card (docs/design.md §5): recognized (the order is withdrawn), or declined with a coded
 reason (不互认原因 01–08, 98, 99; 99 needs a comment naming the disease monitored). Decisions are append-only — the
 database refuses UPDATE and DELETE — and one per card: a repeated post of the same decision changes nothing, a
 different one for a decided card is a conflict. Every decision is audited.

@@ -9,7 +9,7 @@ issued.
   with the ``overrideReason.reason`` the clinician picked. The specification makes ``overrideReason`` optional —
   a clinician may dismiss a card without choosing — and so does this service where the card offered no reasons; but
   an order card offers the regional non-recognition reasons (不互认原因, ``overrideReasons``), and the registry's own
-  rule (DESIGN.md §5, after the 2022 national measures) is that declining a recognizable result names one of them:
+  rule (docs/design.md §5, after the 2022 national measures) is that declining a recognizable result names one of them:
   such an override without a reason is refused with 422 (the request is valid CDS Hooks; the rule is ours), and
   nothing of the request is recorded.
 - **A patient-view reminder** (several results, no suggestions, no ``overrideReasons``): ``accepted`` and

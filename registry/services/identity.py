@@ -1,4 +1,4 @@
-"""Cross-hospital patient identity (DESIGN.md §4): one master key per person from a keyed hash of the national
+"""Cross-hospital patient identity (docs/design.md §4): one master key per person from a keyed hash of the national
 identifier; the identifier itself is never stored — only that hash and a masked form for display.
 
 Identifier systems that carry a national identifier are configured (``Settings.national_id_systems``), each with its

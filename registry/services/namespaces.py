@@ -1,4 +1,4 @@
-"""Declaring which identifier systems each Organization owns (DESIGN.md §6 ownership; ``hr-registry namespaces``).
+"""Declaring which identifier systems each Organization owns (docs/design.md §6 ownership; ``hr-registry namespaces``).
 
 Only admins declare namespaces — a hospital cannot claim a system by writing it, so no hospital can squat another's
 MRN or report-number system. A namespace is an exact system or a prefix (``http://hosp-a.example.cn/*``); two

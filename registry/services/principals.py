@@ -1,4 +1,4 @@
-"""Managing principals and issuing tokens: hospital systems, clinicians, patients, admins (DESIGN.md §6).
+"""Managing principals and issuing tokens: hospital systems, clinicians, patients, admins (docs/design.md §6).
 
 Client credentials (RFC 6749 §4.4) give hospital systems short-lived tokens; the CLI adds principals and can mint a
 token directly for demos and tests.

@@ -1,4 +1,4 @@
-"""The order check (DESIGN.md §5): for a patient's draft orders, which prior results are recognizable — read from
+"""The order check (docs/design.md §5): for a patient's draft orders, which prior results are recognizable — read from
 the result index and decided by the pure rule ``catalog.recognize``.
 
 Every check is logged (``order_check``: orders checked, recognizable found), every piece of advice gets a card with a

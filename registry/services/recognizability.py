@@ -2,7 +2,7 @@
 
 The order check and the pages decide recognizability the same way, from the same facts: a result-index row (its
 status, effective range, issuer and the HR mark as the index holds it) becomes a ``catalog.PriorResult``
-(:func:`prior_of`), and ``catalog.assess`` applies DESIGN.md §5 rules 4–6 to it. The portal's and the report
+(:func:`prior_of`), and ``catalog.assess`` applies docs/design.md §5 rules 4–6 to it. The portal's and the report
 page's "互认有效期至" is shown only for a result ``assess`` calls recognizable now — never for one without the HR mark,
 not final, expired, or from an issuer without the qualification — with its last valid day (``catalog.last_valid_day``).
 """

@@ -1,5 +1,5 @@
 """What of a request may be written down: national identifiers masked in audit rows and log lines, names kept out of
-log lines (DESIGN.md §4, §6).
+log lines (docs/design.md §4, §6).
 
 A query string is read the way the server reads it — percent-decoded (``%7C`` is ``|``, ``+`` a space) — and, in
 every parameter (``identifier``, ``patient.identifier``, ``subject:Patient.identifier``, ``identifier:not``, comma

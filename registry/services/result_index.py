@@ -1,5 +1,5 @@
-"""The result index (DESIGN.md §4): every committed DiagnosticReport, Observation and ImagingStudy mapped to catalog
-items, one row per (master patient, item, result), maintained in the transaction of the write.
+"""The result index (docs/design.md §4): every committed DiagnosticReport, Observation and ImagingStudy mapped to
+catalog items, one row per (master patient, item, result), maintained in the transaction of the write.
 
 How a resource maps to an item (first that answers):
 
@@ -12,7 +12,7 @@ one of the configured HR codes (``REGISTRY_HR_MARK_CODES``: ``HR`` and the regio
 code in that system is no mark. It counts only as the issuing organization's own mark on its own resource. An
 Observation or ImagingStudy also carries the mark of the DiagnosticReport that lists it (``result``, ``imagingStudy``)
 and is withdrawn with it (a report that is ``entered-in-error`` or ``cancelled`` takes its results along) — but only a
-report of the **same issuer about the same patient** governs a result (DESIGN.md §6 ownership): another hospital's
+report of the **same issuer about the same patient** governs a result (docs/design.md §6 ownership): another hospital's
 report listing it changes nothing.
 
 A row is a pure function of the stored resources (the resource, the reports that list it, the hospital's code map):
@@ -150,7 +150,7 @@ def _quantity(q: Any) -> str:
 
 def _other_value(o: Mapping[str, Any]) -> str | None:
     """The rest of FHIR R4 Observation.value[x] (integer, boolean, Range, Ratio, time, dateTime, Period, SampledData):
-    a result carrying any value has a summary — what lets a panel answer for this analyte (DESIGN.md §5 rule 2)."""
+    a result carrying any value has a summary — what lets a panel answer for this analyte (docs/design.md §5 rule 2)."""
     if isinstance(o.get("valueBoolean"), bool):
         return "是" if o["valueBoolean"] else "否"
     if isinstance(o.get("valueInteger"), int):
@@ -173,8 +173,8 @@ def _other_value(o: Mapping[str, Any]) -> str | None:
 
 
 def _effective_range(resource: Mapping[str, Any], local: tzinfo) -> tuple[int, int] | None:
-    """The earliest and latest instant ``effective`` can mean (DESIGN.md §5 rule 5), from the first of effective[x] /
-    ``started`` / ``issued`` that parses: a value without a time of day covers its whole day, month or year
+    """The earliest and latest instant ``effective`` can mean (docs/design.md §5 rule 5), from the first of effective[x]
+    / ``started`` / ``issued`` that parses: a value without a time of day covers its whole day, month or year
     (``2026-12``: all of December, in the region's time zone); one with a time is the instant written (FHIR requires
     its seconds and allows them zero-filled, so a second's or a minute's spread would be noise, not precision)."""
     rtype = resource.get("resourceType")

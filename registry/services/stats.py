@@ -1,6 +1,6 @@
-"""Recognition statistics for regulators and managers (DESIGN.md §1): orders checked, recognizable found, recognized,
-declined by reason (98 and 99 shown but not counted as refusals), recognition rate, patients who benefited, money
-saved — and, apart from them, duplicate orders — overall and by day, ordering hospital, issuing hospital and item,
+"""Recognition statistics for regulators and managers (docs/design.md §1): orders checked, recognizable found,
+recognized, declined by reason (98 and 99 shown but not counted as refusals), recognition rate, patients who benefited,
+money saved — and, apart from them, duplicate orders — overall and by day, ordering hospital, issuing hospital and item,
 for a period and filters.
 
 Definitions (so the numbers reconcile exactly with the check and decision logs):
@@ -18,14 +18,14 @@ Definitions (so the numbers reconcile exactly with the check and decision logs):
   one is still *recognized* (and in the rate: the clinician accepted advice that was right when given) and counted as
   *recognized, result withdrawn* (``recognized_withdrawn_result``), but saves nothing and benefits no patient — the
   test it avoided rests on a void result;
-- *duplicate orders* (DESIGN.md §5: a same-hospital repeat within the window is a duplicate order, not a
+- *duplicate orders* (docs/design.md §5: a same-hospital repeat within the window is a duplicate order, not a
   recognition) are their own figures and never in the ones above: *duplicates found* (orders for which the ordering
   hospital's own result was found), *duplicates avoided* / *duplicates declined* (decisions on such cards), and
   *duplicate money saved* (the fees of the repeats avoided, withdrawn results excepted). By issuing hospital there
   are no duplicates: a hospital is never the issuer of a recognition of its own result.
 
 - *break-glass accesses*: requests that opened a patient's records outside the care context with a reason
-  (audited with purpose of use BTG, DESIGN.md §6), one per request, with the distinct patients opened — by the
+  (audited with purpose of use BTG, docs/design.md §6), one per request, with the distinct patients opened — by the
   requestor's hospital (a hospital sees its own).
 
 Every breakdown carries the same figures, and lists every hospital or item with checks or decisions in the period

@@ -1,1 +1,1 @@
-"""Storage: SQLModel tables, repository, migrations (DESIGN.md §4)."""
+"""Storage: SQLModel tables, repository, migrations (docs/design.md §4)."""

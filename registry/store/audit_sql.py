@@ -1,4 +1,4 @@
-"""The audit trail (DESIGN.md §6): append-only rows, read newest first."""
+"""The audit trail (docs/design.md §6): append-only rows, read newest first."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The configuration generation (DESIGN.md §7: any number of registry processes share one database): a counter
+"""The configuration generation (docs/design.md §7: any number of registry processes share one database): a counter
 bumped in the transaction of every change to recognition's configuration — a hospital's code map (ConceptMap), an
 Organization (its recognition regions), a quality-control qualification. A process caching that configuration reads
 the counter once per order check (one primary-key SELECT) and trusts its cache only for the generation it was

@@ -1,8 +1,8 @@
 """Engines for the two supported stores: embedded SQLite (default) and PostgreSQL (production).
 
 Both are created with ``hide_parameters``: a statement's parameters (names, results) never appear in an exception's
-text nor in SQLAlchemy's log (DESIGN.md §6). The SQLite file holds names and results, so it is readable by its owner
-only (0600, like the keys), in a directory created 0700.
+text nor in SQLAlchemy's log (docs/design.md §6). The SQLite file holds names and results, so it is readable by its
+owner only (0600, like the keys), in a directory created 0700.
 """
 
 from __future__ import annotations

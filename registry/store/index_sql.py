@@ -1,4 +1,5 @@
-"""The result index (recognition's hot path, DESIGN.md §4), hospitals' code maps and the unmapped codes they leave."""
+"""The result index (recognition's hot path, docs/design.md §4), hospitals' code maps and the unmapped codes they
+leave."""
 
 from __future__ import annotations
 

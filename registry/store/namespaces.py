@@ -1,4 +1,4 @@
-"""Identifier namespaces (DESIGN.md §6 ownership): which Organization owns which identifier systems.
+"""Identifier namespaces (docs/design.md §6 ownership): which Organization owns which identifier systems.
 
 A namespace is an exact system (``http://hosp-a.example.cn/mrn``) or a prefix ending in a separator and ``*``
 (``http://hosp-a.example.cn/*``, ``urn:oid:2.16.156.10011.1.9.*``). A system's owner is the organization of the

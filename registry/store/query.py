@@ -86,7 +86,7 @@ class PatientKeyClause:
 
 @dataclass(frozen=True, slots=True)
 class CareContextClause:
-    """Only patients who have a local identity (a Patient) at this organization (DESIGN.md §6)."""
+    """Only patients who have a local identity (a Patient) at this organization (docs/design.md §6)."""
 
     org_id: str
 

@@ -1,5 +1,5 @@
 """What the store hands back and takes: stored resources and versions, a write plan, audit filters, and the table
-handles every SQL module shares (DESIGN.md §4)."""
+handles every SQL module shares (docs/design.md §4)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""The resource repository: every SQL statement about FHIR resources lives here (DESIGN.md §2: route handlers hold no
-queries). Services open a :class:`UnitOfWork`, call the repository inside it, and the unit commits whole or not at
+"""The resource repository: every SQL statement about FHIR resources lives here (docs/design.md §2: route handlers hold
+no queries). Services open a :class:`UnitOfWork`, call the repository inside it, and the unit commits whole or not at
 all.
 """
 

@@ -1,5 +1,5 @@
 """Resources: reads by id, versions and history, business identifiers, and the batched write of a whole plan
-(DESIGN.md §4: stored as accepted, versioned, identifiers unique)."""
+(docs/design.md §4: stored as accepted, versioned, identifiers unique)."""
 
 from __future__ import annotations
 

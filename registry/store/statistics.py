@@ -1,4 +1,4 @@
-"""SQL for the recognition statistics (DESIGN.md §1): aggregations over the decision log and the check log, grouped
+"""SQL for the recognition statistics (docs/design.md §1): aggregations over the decision log and the check log, grouped
 by day, ordering hospital, issuing hospital or item. The definitions are in ``registry.services.stats``; here they are
 put into SQL so the figures reconcile with the logs exactly."""
 

@@ -1,4 +1,5 @@
-"""The registry's tables (DESIGN.md §4), as SQLModel classes. Alembic migrations create them; tests check the two agree.
+"""The registry's tables (docs/design.md §4), as SQLModel classes. Alembic migrations create them; tests check the two
+agree.
 
 - ``resource``: the current version of every resource — the JSON as accepted (``body``), on PostgreSQL also as JSONB
   (``doc``) for ad-hoc queries — with the master patient key (``patient_key``) of patient-scoped resources.
@@ -174,7 +175,7 @@ class AuditEventRow(SQLModel, table=True):
 
 
 class IdentifierNamespaceRow(SQLModel, table=True):
-    """Identifier systems an Organization owns (DESIGN.md §6 ownership): an exact system, or every system under a
+    """Identifier systems an Organization owns (docs/design.md §6 ownership): an exact system, or every system under a
     prefix written with a trailing ``*`` (``https://hosp-a.example.cn/fhir/sid/*``, ``urn:oid:2.16.156.1.9.*``)."""
 
     __tablename__ = "identifier_namespace"
@@ -225,7 +226,7 @@ class StateRow(SQLModel, table=True):
     value: str = Field(sa_column=Column(String(2000), nullable=False))
 
 
-# ================================================================================ recognition (DESIGN.md §4, §5)
+# ================================================================================ recognition (docs/design.md §4, §5)
 class ResultIndexRow(SQLModel, table=True):
     """The hot path: one row per (master patient, catalog item, result), kept in the transaction of the write."""
 

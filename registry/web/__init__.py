@@ -1,1 +1,1 @@
-"""registry.web (DESIGN.md §2)."""
+"""registry.web (docs/design.md §2)."""

@@ -1,5 +1,5 @@
 """A real PACS for the DICOMweb tests: Debian's Orthanc with its DICOMweb plugin, started on loopback with a
-temporary configuration (reference/standards-notes.md §3.2). ``./scripts/test`` installs the packages; without them
+temporary configuration (the Orthanc Book). ``./scripts/test`` installs the packages; without them
 the tests are skipped with the reason — except under CI, where a missing PACS is a failure."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Where a national identifier or a name could be left behind, read back in every spelling (DESIGN.md §6): every
+"""Where a national identifier or a name could be left behind, read back in every spelling (docs/design.md §6): every
 row of every table, the audit trail as an admin reads it, and log records formatted as uvicorn writes them."""
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
-"""The access matrix (DESIGN.md §6): every route the app serves — read from the app's own route table, so a new route
-without an entry here fails — × every kind of principal (admin, hospital system, clinician, patient, no credentials,
-a disabled client) × the target (the caller's own record, one in its care context, one outside it, another patient's),
-on SQLite and PostgreSQL.
+"""The access matrix (docs/design.md §6): every route the app serves — read from the app's own route table, so a new
+route without an entry here fails — × every kind of principal (admin, hospital system, clinician, patient, no
+credentials, a disabled client) × the target (the caller's own record, one in its care context, one outside it, another
+patient's), on SQLite and PostgreSQL.
 
 For each request it asserts the outcome written below (not computed from the policy it checks), that a refusal carries
 nothing of the target the caller did not send itself (ids, MRNs, other hospitals, names, national IDs), and that the

@@ -1,6 +1,6 @@
-"""A client's fault is not the server's (DESIGN.md §6 logs): a client that drops mid-request leaves at most one info
-line — no error, no traceback, neither from the registry's handler nor from the server, which would log whatever the
-application lets escape."""
+"""A client's fault is not the server's (docs/design.md §6 logs): a client that drops mid-request leaves at most one
+info line — no error, no traceback, neither from the registry's handler nor from the server, which would log whatever
+the application lets escape."""
 
 from __future__ import annotations
 

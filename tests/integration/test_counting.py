@@ -1,7 +1,7 @@
-"""Counting right (statistics, DESIGN.md §1, §5): a same-hospital duplicate is its own figure, never a cross-hospital
-recognition; an acceptance after the result was withdrawn is flagged and saves nothing; the breakdowns carry orders
-checked and recognizable found, and list a hospital or item with checks but no decisions. On SQLite and PostgreSQL,
-each module with a database of its own (so the region's hospitals and figures start from nothing)."""
+"""Counting right (statistics, docs/design.md §1, §5): a same-hospital duplicate is its own figure, never a
+cross-hospital recognition; an acceptance after the result was withdrawn is flagged and saves nothing; the breakdowns
+carry orders checked and recognizable found, and list a hospital or item with checks but no decisions. On SQLite and
+PostgreSQL, each module with a database of its own (so the region's hospitals and figures start from nothing)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""No input is a server error (DESIGN.md §6): hypothesis builds searches for every parameter type the registry parses
-(dates, numbers, tokens, references, strings; modifiers, prefixes, chains, control parameters; quantities, which it
-does not support) and Bundles of every shape (batch and transaction, entries with missing fields and wrong types),
+"""No input is a server error (docs/design.md §6): hypothesis builds searches for every parameter type the registry
+parses (dates, numbers, tokens, references, strings; modifiers, prefixes, chains, control parameters; quantities, which
+it does not support) and Bundles of every shape (batch and transaction, entries with missing fields and wrong types),
 and every answer is below 500 — a 4xx is an OperationOutcome, a batch's entries too. Derandomized, no example
 database: the same examples on every run, on SQLite and PostgreSQL (``HR_FUZZ_EXAMPLES`` changes how many)."""
 

@@ -1,4 +1,4 @@
-"""Hostile and unusual input gets a clear 4xx OperationOutcome, never a 5xx, and changes nothing (DESIGN.md §6):
+"""Hostile and unusual input gets a clear 4xx OperationOutcome, never a 5xx, and changes nothing (docs/design.md §6):
 date values at the ends of the calendar and with impossible time-zone offsets (FHIR R4 datatypes §2.24.0.7: offsets
 lie within ±14:00), whole numbers of thousands of digits, searches past the registry's bounds on their size
 (``too-costly``, FHIR R4 search §3.1.1), and resources dated where the registry cannot hold an instant — on SQLite

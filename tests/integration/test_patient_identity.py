@@ -1,4 +1,5 @@
-"""One master identity per person across hospitals (DESIGN.md §4), IHE PIXm, and no plaintext national ID stored."""
+"""One master identity per person across hospitals (docs/design.md §4), IHE PIXm, and no plaintext national ID
+stored."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The portal's "互认有效期至" says what the order check would do, on SQLite and PostgreSQL: shown, with the last valid
 day, exactly for a report another hospital can recognize now — never for one without the HR mark, not final,
-expired or from an issuer without the qualification (DESIGN.md §5 rules 4–6, one judgement: ``catalog.assess``)."""
+expired or from an issuer without the qualification (docs/design.md §5 rules 4–6, one judgement: ``catalog.assess``)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Privacy without loopholes (DESIGN.md §4, §6), one test per way a national identifier or a name used to slip out:
+"""Privacy without loopholes (docs/design.md §4, §6), one test per way a national identifier or a name used to slip out:
 JSON-escaped identifiers stored in clear, identifiers as resource ids or hospital identifiers, percent-encoded and
 passport identifiers and names in the access log, the registry's own log lines, SQL parameters in error logs, and
 the SQLite file's mode."""

@@ -1,4 +1,4 @@
-"""Property (DESIGN.md §4, §6): a national identifier of any configured system, in any spelling a client can send —
+"""Property (docs/design.md §4, §6): a national identifier of any configured system, in any spelling a client can send —
 JSON ``\\uXXXX`` escapes (mixed-case hex), a lower-case ``x`` check character, letters in either case, spaces around
 and inside, percent-encoding of any character in any query parameter, a form post, a CDS Hooks prefetch, a
 ``$recognition-check`` Parameters, an HL7 ORU^R01 through the adapter — is never left in clear (nor normalized, nor

@@ -1,4 +1,4 @@
-"""Edges of the recognition rule through the registry, on SQLite and PostgreSQL (DESIGN.md §5 rules 2 and 5): a
+"""Edges of the recognition rule through the registry, on SQLite and PostgreSQL (docs/design.md §5 rules 2 and 5): a
 panel answers an analyte order only with the analyte's value; an imprecise effective date is judged safely; cards
 show the last valid day."""
 

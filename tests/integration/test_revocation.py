@@ -1,4 +1,4 @@
-"""Principals that can be revoked (DESIGN.md §6: "clients can be disabled, removed and rotated; a disabled client's
+"""Principals that can be revoked (docs/design.md §6: "clients can be disabled, removed and rotated; a disabled client's
 tokens stop working"): every bearer token and page session is checked against the stored client — enabled, not
 rotated or disabled since the token was issued, same kind, organization and patient, scopes still held — through a
 per-process cache of ``REGISTRY_CLIENT_CACHE_SECONDS``; refusals are 401 ``invalid_token`` (RFC 6750 §3.1) and audited.

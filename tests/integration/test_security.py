@@ -1,4 +1,4 @@
-"""Security and privacy (DESIGN.md §6): bearer tokens, the OAuth 2.0 client-credentials endpoint (RFC 6749 §4.4),
+"""Security and privacy (docs/design.md §6): bearer tokens, the OAuth 2.0 client-credentials endpoint (RFC 6749 §4.4),
 SMART scopes, "a hospital writes only as itself", the clinician's care context, patient principals, the
 append-only audit trail (FHIR AuditEvent) and the limits on body size, Bundle entries and request rate."""
 
@@ -562,7 +562,7 @@ def test_a_patient_reads_only_their_own_records(api: Api) -> None:
     _outcome(api.get(f"/fhir/DiagnosticReport/{ro['id']}", who=me), 403, "forbidden")
     _outcome(api.get(f"/fhir/Patient/{po['id']}", who=me), 403, "forbidden")
     _outcome(api.get(f"/fhir/DiagnosticReport/{ro['id']}/_history/1", who=me), 403, "forbidden")
-    # a patient sees who accessed their records (DESIGN.md §6) — theirs only
+    # a patient sees who accessed their records (docs/design.md §6) — theirs only
     own = api.get("/fhir/AuditEvent", who=me, params={"_count": "200"}).json()
     assert own["entry"]
     assert {e["resource"]["entity"][-1]["what"]["identifier"]["value"] for e in own["entry"]} == {

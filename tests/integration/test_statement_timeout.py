@@ -1,4 +1,4 @@
-"""Bounded cost (DESIGN.md §6): a request's database statement that runs past REGISTRY_STATEMENT_TIMEOUT_SECONDS is
+"""Bounded cost (docs/design.md §6): a request's database statement that runs past REGISTRY_STATEMENT_TIMEOUT_SECONDS is
 cancelled and answered 503 with Retry-After and issue ``timeout``; the requests around it are served as usual.
 
 PostgreSQL: a search waits for a lock another session holds (statement_timeout counts the wait), deterministic.

@@ -190,7 +190,7 @@ class WriteEngine:
         return results
 
     def _maintain_recognition(self, s: Session, written: Mapping[tuple[str, str], Stored]) -> None:
-        """Keep the code maps and the result index in step with what this transaction wrote (DESIGN.md §4)."""
+        """Keep the code maps and the result index in step with what this transaction wrote (docs/design.md §4)."""
         indexer = self.ctx.indexer
         if indexer is None:
             return

@@ -1,4 +1,4 @@
-"""National identifiers masked wherever a written document holds them (DESIGN.md §4, §6).
+"""National identifiers masked wherever a written document holds them (docs/design.md §4, §6).
 
 The national identifiers a resource carries (``Patient.identifier`` with a system of ``Settings.national_id_systems``,
 or any Identifier of such a system elsewhere in it) are known once it is parsed. Every spelling of them is then

@@ -111,7 +111,7 @@ class Preparer:
         if unheld:
             raise _unheld(rtype, [f"{rtype}.{path}" for path, _ in unheld], unheld[0][1])
 
-        # -- national identifiers: masked in the stored text, keyed hash in the index (DESIGN.md §4)
+        # -- national identifiers: masked in the stored text, keyed hash in the index (docs/design.md §4)
         clear: list[str] = []
         own_keys: set[str] = set()
         hashed: list[tuple[dict[str, Any], str]] = []

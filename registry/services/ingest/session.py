@@ -1,5 +1,5 @@
 """The state of one write: its context (settings and collaborators), the session of one transaction, and what
-the entries being written look like on their way through (DESIGN.md §4)."""
+the entries being written look like on their way through (docs/design.md §4)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The one access policy (DESIGN.md §6): who may read or write what, on every surface — FHIR REST, CDS Hooks,
+"""The one access policy (docs/design.md §6): who may read or write what, on every surface — FHIR REST, CDS Hooks,
 operations, pages, statistics, administration. Route handlers and services ask it; none decides on its own.
 
 - **admin**: reads and writes everything (may reference another issuer's results, never another patient's); the

@@ -1,4 +1,4 @@
-"""Care context for the order check and the reminders (DESIGN.md §6; CDS Hooks ``order-select``, ``order-sign``,
+"""Care context for the order check and the reminders (docs/design.md §6; CDS Hooks ``order-select``, ``order-sign``,
 ``patient-view`` and ``$recognition-check``).
 
 The registry answers a hospital (its system or its clinicians) only about a person who has a **local identity** there:

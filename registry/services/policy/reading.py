@@ -1,4 +1,4 @@
-"""Who may read what (DESIGN.md §6): the rules every read surface applies — FHIR read/vread/history/search and
+"""Who may read what (docs/design.md §6): the rules every read surface applies — FHIR read/vread/history/search and
 ``_include``, the pages, ``$ihe-pix``, the order check's look-ups.
 
 - **admins** read everything, the audit trail included;

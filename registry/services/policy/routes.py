@@ -1,4 +1,4 @@
-"""Which principals may call each route at all — the first gate of the one policy (DESIGN.md §6). Finer rules (care
+"""Which principals may call each route at all — the first gate of the one policy (docs/design.md §6). Finer rules (care
 context, ownership, consent, break-glass) are decided per target by :mod:`.reading`, :mod:`.writing`, :mod:`.care`
 and :mod:`.surfaces`.
 

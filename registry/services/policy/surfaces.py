@@ -1,5 +1,5 @@
 """The rules of the registry's own surfaces beyond FHIR resources: statistics, administration, the audit trail,
-decisions on cards and the page areas (DESIGN.md §6). Services ask here instead of deciding themselves."""
+decisions on cards and the page areas (docs/design.md §6). Services ask here instead of deciding themselves."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Who may write what (DESIGN.md §6 ownership): a hospital writes only as its own Organization, only about its own
+"""Who may write what (docs/design.md §6 ownership): a hospital writes only as its own Organization, only about its own
 patients, only identifiers in the namespaces it owns, and only references to its own results of the same patient.
 
 - **Issuer.** Decided once, the same way for every resource type (:func:`decide_issuer`): the Organization the
@@ -10,7 +10,7 @@ patients, only identifiers in the namespaces it owns, and only references to its
 - **Identifier namespaces.** Every ``identifier`` a hospital writes is in a system its Organization owns
   (``hr-registry namespaces add``); another organization's system is refused naming its owner, an undeclared one is
   refused saying how to declare it. Systems nobody owns follow their own rules: national identifiers (the master
-  patient key, DESIGN.md §4) and the shared systems (``urn:dicom:uid``: a StudyInstanceUID is unique world-wide and
+  patient key, docs/design.md §4) and the shared systems (``urn:dicom:uid``: a StudyInstanceUID is unique world-wide and
   its ImagingStudy belongs to the hospital that first sent it).
 - **References on write.** ``DiagnosticReport.result`` / ``imagingStudy`` and ``Observation.hasMember`` /
   ``derivedFrom`` point only at results of the same patient issued by the writing hospital (an admin may reference

@@ -302,7 +302,7 @@ class Portal(ResourceViews):
             for ident in p.get("identifier") or []:
                 value = str(ident.get("value") or "")
                 if "*" in value and not national:
-                    national = value  # stored masked (DESIGN.md §4)
+                    national = value  # stored masked (docs/design.md §4)
                 elif "*" not in value and org:
                     mrns.append((orgs[org].name if org in orgs else org, value))
         return PatientCard(name, national, gender, birth, tuple(mrns))

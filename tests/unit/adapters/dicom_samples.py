@@ -1,5 +1,5 @@
 """pydicom's bundled sample files (offline, exact names only), given the accession number and body part a hospital's
-modality would have filled in (reference/standards-notes.md §3.4); dcmtk's tools as a modality uses them."""
+modality would have filled in (pydicom's test files); dcmtk's tools as a modality uses them."""
 
 from __future__ import annotations
 

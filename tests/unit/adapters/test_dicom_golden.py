@@ -1,5 +1,6 @@
 """DICOM headers → ImagingStudy: pydicom's CT_small.dcm and MR_small.dcm become exactly the Bundles in
-tests/data/adapters/dicom (reviewed by hand against reference/standards-notes.md §3.5); bad files are clear errors."""
+tests/data/adapters/dicom (reviewed by hand against R4 imagingstudy-mappings, DICOM PS3.3 C.7.2.1/C.7.3.1/C.12.1); bad
+files are clear errors."""
 
 from __future__ import annotations
 

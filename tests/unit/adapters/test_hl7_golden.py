@@ -1,5 +1,5 @@
 """Golden tests: hand-written synthetic ORU^R01 messages → exactly the FHIR transaction Bundle in the ``.json`` next
-to each (reviewed by hand: every field traced to its HL7 source in reference/standards-notes.md §4.5). Every resource
+to each (reviewed by hand: every field traced to its HL7 source in the HL7 v2-to-FHIR ORU^R01 mapping). Every resource
 in the output also validates against the FHIR R4 (R4B) models.
 
 Regenerate a golden file only after reviewing the difference:
@@ -63,8 +63,8 @@ def test_golden_files_cover_each_value_type_and_status() -> None:
 
 
 def test_a_passport_holder_is_sent_as_a_patient(tmp_path: Path, coder: Coder) -> None:
-    """PID-3 with a passport (any of the registry's national-identifier systems, DESIGN.md §4) keys the patient just
-    like a resident ID card: the Bundle carries the Patient instead of waiting for one registered by MRN."""
+    """PID-3 with a passport (any of the registry's national-identifier systems, docs/design.md §4) keys the patient
+    just like a resident ID card: the Bundle carries the Patient instead of waiting for one registered by MRN."""
     passport = "https://hr-registry.org.cn/fhir/sid/passport"
     config = hosp_a_config(tmp_path, identifiers={"pid3": [{"type": "MR", "system": "mrn"},
                                                            {"type": "PPN", "system": passport}]})  # fmt: skip

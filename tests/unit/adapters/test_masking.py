@@ -1,4 +1,4 @@
-"""No patient name and no national identifier in what the adapter writes for people (DESIGN.md §6): log lines,
+"""No patient name and no national identifier in what the adapter writes for people (docs/design.md §6): log lines,
 file-drop quarantine reasons, ``hr-adapter outbox status`` and ``show``; and its outbox file readable by its owner
 only."""
 

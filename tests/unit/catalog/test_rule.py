@@ -1,4 +1,4 @@
-"""Every branch of the recognition rule (DESIGN.md §5), with the window's edges and time zones."""
+"""Every branch of the recognition rule (docs/design.md §5), with the window's edges and time zones."""
 
 from __future__ import annotations
 

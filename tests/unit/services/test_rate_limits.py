@@ -1,4 +1,4 @@
-"""The rate limiter's memory is bounded whatever keys clients make up (DESIGN.md §6), and it still limits."""
+"""The rate limiter's memory is bounded whatever keys clients make up (docs/design.md §6), and it still limits."""
 
 from __future__ import annotations
 

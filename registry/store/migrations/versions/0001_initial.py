@@ -206,7 +206,7 @@ def downgrade() -> None:
 
 
 def _append_only_audit() -> None:
-    """Audit events are append-only (DESIGN.md §4): the database itself refuses UPDATE and DELETE."""
+    """Audit events are append-only (docs/design.md §4): the database itself refuses UPDATE and DELETE."""
     if op.get_bind().dialect.name == "postgresql":
         op.execute(
             "CREATE FUNCTION audit_event_append_only() RETURNS trigger LANGUAGE plpgsql AS $$ "

@@ -173,7 +173,7 @@ def downgrade() -> None:
 
 
 def _append_only(table: str) -> None:
-    """Decisions are append-only (DESIGN.md §4): the database refuses UPDATE and DELETE."""
+    """Decisions are append-only (docs/design.md §4): the database refuses UPDATE and DELETE."""
     if op.get_bind().dialect.name == "postgresql":
         op.execute(
             f"CREATE FUNCTION {table}_append_only() RETURNS trigger LANGUAGE plpgsql AS $$ "

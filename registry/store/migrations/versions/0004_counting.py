@@ -1,7 +1,7 @@
 """counting: the latest instant of an imprecise effective, a decision's card status and withdrawn flag, and the
 configuration generation
 
-- ``result_index.effective_high_us``: the latest instant an imprecise effective can mean (DESIGN.md §5 rule 5).
+- ``result_index.effective_high_us``: the latest instant an imprecise effective can mean (docs/design.md §5 rule 5).
   Existing rows keep NULL, read as ``effective_us`` (the old behaviour) until ``hr-registry index rebuild``.
 - ``decision.card_status``: the status of the card decided on, so a same-hospital duplicate is counted on its own;
   existing decisions get it from their card (the append-only triggers are lifted for that one statement).
@@ -59,7 +59,7 @@ def downgrade() -> None:
 
 @contextmanager
 def _append_only_lifted(table: str) -> Iterator[None]:
-    """Lift the append-only triggers of 0002 (DESIGN.md §4) for a schema change, and put them back after it."""
+    """Lift the append-only triggers of 0002 (docs/design.md §4) for a schema change, and put them back after it."""
     postgresql = op.get_bind().dialect.name == "postgresql"
     if postgresql:
         op.execute(f"ALTER TABLE {table} DISABLE TRIGGER {table}_no_change")
