@@ -2,7 +2,8 @@
 cancelled and answered 503 with Retry-After and issue ``timeout``; the requests around it are served as usual.
 
 PostgreSQL: a search waits for a lock another session holds (statement_timeout counts the wait), deterministic.
-SQLite: a search that costs more than the timeout in work (the progress handler interrupts it)."""
+SQLite: a costly search, and the clock the progress handler reads stepping a second at each look, so the search is
+past its deadline at the handler's first check whatever the machine's speed (a real clock made it depend on load)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 
 from registry.app import create_app
+from registry.store import db as db_module
 from tests.integration.conftest import Api, Database, make_settings, resident_id, setup_region
 
 
@@ -37,7 +39,20 @@ def _assert_timed_out(r: object) -> None:
     assert body["resourceType"] == "OperationOutcome" and body["issue"][0]["code"] == "timeout"
 
 
-def test_a_statement_past_the_timeout_is_503_and_the_next_request_is_served(slow_api: Api, database: Database) -> None:
+class _SteppingClock:
+    """``time`` as the progress handler sees it: each reading a second after the one before."""
+
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def monotonic(self) -> float:
+        self.now += 1.0
+        return self.now
+
+
+def test_a_statement_past_the_timeout_is_503_and_the_next_request_is_served(
+    slow_api: Api, database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
     if database.backend == "postgresql":
         holder = create_engine(database.url)
         held, release = threading.Event(), threading.Event()
@@ -63,7 +78,9 @@ def test_a_statement_past_the_timeout_is_503_and_the_next_request_is_served(slow
                                                                                 "text": f"姓名{n}号"}])  # fmt: skip
         values = ",".join(f"zz{n:03d}" for n in range(100))
         query = "&".join(f"name:contains={values}" for _ in range(40))
-        _assert_timed_out(slow_api.get(f"/fhir/Patient?{query}"))
+        with monkeypatch.context() as patched:
+            patched.setattr(db_module, "time", _SteppingClock())
+            _assert_timed_out(slow_api.get(f"/fhir/Patient?{query}"))
     # the registry goes on: the next requests are served within the timeout
     assert slow_api.get("/fhir/Organization/hosp-a").status_code == 200
     assert slow_api.get("/fhir/Patient?name=x").status_code == 200
