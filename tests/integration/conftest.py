@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -205,3 +206,37 @@ def api(database: Database, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
 def unique(prefix: str = "x") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+@contextmanager
+def served_registry(
+    database: Database, var: Path, prepare: Callable[[AppContext], None] | None = None
+) -> Iterator[tuple[str, AppContext]]:
+    """A real uvicorn serving the registry on ``database``, with the test region (and what ``prepare`` adds) set up
+    through a context of its own first; yields the base URL and that context. The server's log must hold no
+    traceback when it stops."""
+    from registry.app import build_context
+    from tests.conftest import free_port, start_uvicorn, stop_process
+
+    base = f"http://127.0.0.1:{free_port()}"
+    settings = make_settings(var, database.url, public_base_url=base)
+    ctx = build_context(settings)  # migrates, creates the keys the server will read
+    setup_region(ctx)
+    if prepare is not None:
+        prepare(ctx)
+    env = {
+        **os.environ,
+        "REGISTRY_VAR_DIR": str(var),
+        "REGISTRY_DATABASE_URL": database.url,
+        "REGISTRY_PUBLIC_BASE_URL": base,
+        "REGISTRY_IDENTITY_SECRET": settings.identity_secret or "",
+        "REGISTRY_RATE_LIMIT_PER_SECOND": "0",
+    }
+    log_path = var / "server.log"
+    proc = start_uvicorn(int(base.rsplit(":", 1)[1]), env, log_path, timeout=30)
+    try:
+        yield base, ctx
+    finally:
+        stop_process(proc, 10)
+        ctx.engine.dispose()
+    assert "Traceback" not in log_path.read_text(), log_path.read_text()

@@ -3,23 +3,19 @@ yield exactly one resource, and a real FHIR client library (fhirpy) creates, sea
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
 import pytest
 
-from registry.app import build_context
 from registry.auth import PrincipalKind
 from registry.context import AppContext
-from tests.conftest import free_port, start_uvicorn, stop_process
-from tests.integration.conftest import NATIONAL, Database, make_settings, resident_id, setup_region, unique
+from tests.integration.conftest import NATIONAL, Database, resident_id, served_registry, unique
 
 CLIENTS = 20
 
@@ -40,28 +36,8 @@ class Live:
 
 @pytest.fixture(scope="module")
 def live(database: Database, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
-    var = tmp_path_factory.mktemp("live-var")
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    settings = make_settings(var, database.url, public_base_url=base)
-    ctx = build_context(settings)  # migrates, creates the keys the server will read
-    setup_region(ctx)
-    env = {
-        **os.environ,
-        "REGISTRY_VAR_DIR": str(var),
-        "REGISTRY_DATABASE_URL": database.url,
-        "REGISTRY_PUBLIC_BASE_URL": base,
-        "REGISTRY_IDENTITY_SECRET": settings.identity_secret or "",
-        "REGISTRY_RATE_LIMIT_PER_SECOND": "0",
-    }
-    log_path = Path(var) / "server.log"
-    proc = start_uvicorn(port, env, log_path, timeout=30)
-    try:
+    with served_registry(database, tmp_path_factory.mktemp("live-var")) as (base, ctx):
         yield Live(base, ctx)
-    finally:
-        stop_process(proc, 10)
-        ctx.engine.dispose()
-    assert "Traceback" not in log_path.read_text(), log_path.read_text()
 
 
 def _bundle(mrn: str, nid: str, number: str) -> dict[str, Any]:

@@ -27,17 +27,14 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from registry.app import build_context
 from registry.auth import PrincipalKind
 from registry.context import AppContext
-from tests.conftest import free_port, start_uvicorn, stop_process
 from tests.integration.conftest import (  # noqa: F401 - `database`: the backends, as for the integration tests
     NATIONAL,
     Database,
     database,
-    make_settings,
     resident_id,
-    setup_region,
+    served_registry,
     unique,
 )
 
@@ -123,33 +120,18 @@ class Live:
 
 @pytest.fixture(scope="module")
 def live(database: Database, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:  # noqa: F811
-    var = tmp_path_factory.mktemp("interop-var")
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    settings = make_settings(var, database.url, public_base_url=base)
-    ctx = build_context(settings)  # migrates, creates the keys the server will read
-    setup_region(ctx)
-    secret = ctx.principals.add(PrincipalKind.HOSPITAL, SECRET_CLIENT, "interop: client secret", org_id=ORG).secret
     key = ec.generate_private_key(ec.SECP384R1())
-    public = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(key.public_key()))
-    ctx.principals.add(PrincipalKind.HOSPITAL, KEY_CLIENT, "interop: private_key_jwt", org_id=ORG)
-    ctx.principals.set_jwks(KEY_CLIENT, json.dumps({"keys": [{**public, "kid": KID}]}))
-    env = {
-        **os.environ,
-        "REGISTRY_VAR_DIR": str(var),
-        "REGISTRY_DATABASE_URL": database.url,
-        "REGISTRY_PUBLIC_BASE_URL": base,
-        "REGISTRY_IDENTITY_SECRET": settings.identity_secret or "",
-        "REGISTRY_RATE_LIMIT_PER_SECOND": "0",
-    }
-    log_path = Path(var) / "server.log"
-    proc = start_uvicorn(port, env, log_path, timeout=30)
-    try:
-        yield Live(base, ctx, secret, key)
-    finally:
-        stop_process(proc, 10)
-        ctx.engine.dispose()
-    assert "Traceback" not in log_path.read_text(), log_path.read_text()
+    secrets: list[str] = []
+
+    def clients(ctx: AppContext) -> None:
+        made = ctx.principals.add(PrincipalKind.HOSPITAL, SECRET_CLIENT, "interop: client secret", org_id=ORG)
+        secrets.append(made.secret)
+        public = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(key.public_key()))
+        ctx.principals.add(PrincipalKind.HOSPITAL, KEY_CLIENT, "interop: private_key_jwt", org_id=ORG)
+        ctx.principals.set_jwks(KEY_CLIENT, json.dumps({"keys": [{**public, "kid": KID}]}))
+
+    with served_registry(database, tmp_path_factory.mktemp("interop-var"), clients) as (base, ctx):
+        yield Live(base, ctx, secrets[0], key)
 
 
 # ---------------------------------------------------------------------------------------------------- Node
