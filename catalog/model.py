@@ -134,6 +134,9 @@ class Item:
     imaging: ImagingSpec | None = None
     listings: tuple[RegionalListing, ...] = ()
     note: str | None = None
+    # Health data the patient must consent to share separately (PIPL Art. 28-29): HIV, syphilis, hepatitis serology
+    # and panels holding them. Never named in a notification; shared with another hospital only with that consent.
+    sensitive: bool = False
 
     @property
     def is_panel(self) -> bool:

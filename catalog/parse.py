@@ -41,7 +41,7 @@ _TZ = re.compile(r"^([+-])(\d{2}):(\d{2})$")
 
 _ITEM_KEYS = {
     "id", "kind", "group", "name_zh", "name_en", "abbr", "codes", "regional_code", "validity", "fee_cny",
-    "scope", "members", "specimen", "unit", "modality", "body_part", "contrast", "technique", "listings", "note",
+    "scope", "members", "specimen", "unit", "modality", "body_part", "contrast", "technique", "listings", "note", "sensitive",
 }  # fmt: skip
 _LAB_ONLY = {"specimen", "unit"}
 _IMAGING_ONLY = {"modality", "body_part", "contrast", "technique"}
@@ -324,6 +324,10 @@ def _parse_item(
             c.add(where, "scope", f"undeclared scope {s!r}")
 
     members = tuple(str(m) for m in _list(c, where, raw, "members"))
+    sensitive = raw.get("sensitive", False)
+    if not isinstance(sensitive, bool):
+        c.add(where, "sensitive", f"must be true or false, got {sensitive!r}")
+        sensitive = False
     listings = _parse_listings(c, where, raw)
 
     lab: LabSpec | None = None
@@ -363,6 +367,7 @@ def _parse_item(
         imaging=imaging,
         listings=listings,
         note=raw.get("note") if isinstance(raw.get("note"), str) else None,
+        sensitive=sensitive,
     )
 
 
@@ -444,5 +449,7 @@ def _check_members(c: _Collector, items: list[Item]) -> None:
                 c.add(item.id, "members", "an item cannot be its own member")
             elif member.kind is not item.kind:
                 c.add(item.id, "members", f"member {m} is {member.kind}, panel is {item.kind}")
+            elif member.sensitive and not item.sensitive:
+                c.add(item.id, "sensitive", f"member {m} is sensitive, so the panel must be marked sensitive too")
             elif member.members:
                 c.add(item.id, "members", f"member {m} is itself a panel; panels do not nest")

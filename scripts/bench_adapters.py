@@ -225,7 +225,7 @@ def bench_delivery(n: int, folder: Path, pg: str, batch_size: int) -> dict[str, 
         )
         ctx = build_context(settings)
         admin = ctx.principals.add(PrincipalKind.ADMIN, "bench-admin", "bench").principal
-        body = orjson.dumps({"resourceType": "Organization", "name": "A"}).decode()
+        body = orjson.dumps({"resourceType": "Organization", "id": "hosp-a", "name": "A"}).decode()
         ctx.ingest.update(admin, AuditContext("bench", admin, "update"), "Organization", "hosp-a", body, None)
         ctx.namespaces.declare(admin, "hosp-a", ["https://hosp-a.example.cn/*"])
         secret = ctx.principals.add(PrincipalKind.HOSPITAL, "hosp-a-adapter", "A", org_id="hosp-a").secret

@@ -173,3 +173,27 @@ def test_loinc_check_digit(code: str, ok: bool) -> None:
 
 def test_contrast_values_are_the_documented_ones() -> None:
     assert [c.value for c in Contrast] == ["without", "with", "without_then_with", "not_applicable"]
+
+
+def test_sensitive_is_a_flag_and_a_panel_of_sensitive_members_is_sensitive() -> None:
+    doc = copy.deepcopy(document())
+    panel = next(i for i in doc["items"] if i.get("members"))
+    member = _item(doc, panel["members"][0])
+    member["sensitive"] = True
+    panel["sensitive"] = True
+    cat = parse_catalog(doc)
+    assert cat.item(member["id"]).sensitive and cat.item(panel["id"]).sensitive
+    assert not any(i.sensitive for i in cat.items if i.id not in (member["id"], panel["id"]))
+
+    def unmarked_panel(d: dict[str, Any]) -> None:
+        p = next(i for i in d["items"] if i.get("members"))
+        _item(d, p["members"][0])["sensitive"] = True
+
+    problems = _problems(unmarked_panel)
+    assert any(f == "sensitive" and "must be marked sensitive too" in m for _w, f, m in problems)
+
+    def not_a_flag(d: dict[str, Any]) -> None:
+        _item(d, "L002")["sensitive"] = "yes"
+
+    assert ("L002", "sensitive", "must be true or false, got 'yes'") in _problems(not_a_flag)
+

@@ -159,3 +159,12 @@ def test_reference_tables_keep_their_provenance_header() -> None:
         head = (ROOT / "data" / "reference" / name).read_text(encoding="utf-8").splitlines()[:3]
         assert head[0].startswith("# Copied from"), name
         assert any("LOINC" in line or "Reasons" in line for line in head), name
+
+
+def test_hiv_syphilis_and_hepatitis_serology_are_sensitive(catalog: Catalog) -> None:
+    cat = catalog
+    sensitive = {i.name_en for i in cat.items if i.sensitive}
+    assert any("hiv" in n.lower() for n in sensitive)
+    assert any("syphilis" in n.lower() or "treponema" in n.lower() for n in sensitive)
+    assert any("hepatitis b" in n.lower() for n in sensitive) and any("hepatitis c" in n.lower() for n in sensitive)
+    assert not any("haemoglobin" in n.lower() or "hemoglobin" in n.lower() for n in sensitive)
