@@ -41,7 +41,8 @@ _TZ = re.compile(r"^([+-])(\d{2}):(\d{2})$")
 
 _ITEM_KEYS = {
     "id", "kind", "group", "name_zh", "name_en", "abbr", "codes", "regional_code", "validity", "fee_cny",
-    "scope", "members", "specimen", "unit", "modality", "body_part", "contrast", "technique", "listings", "note", "sensitive",
+    "scope", "members", "specimen", "unit", "modality", "body_part", "contrast", "technique", "listings", "note",
+    "sensitive",
 }  # fmt: skip
 _LAB_ONLY = {"specimen", "unit"}
 _IMAGING_ONLY = {"modality", "body_part", "contrast", "technique"}
