@@ -124,25 +124,8 @@ def held_range(text: str, local: tzinfo) -> tuple[int, int]:
     return low, high
 
 
-_INSTANT_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:\d{2})$")
-
-
-def unheld_instants(node: Any, local: tzinfo, path: str = "") -> Iterator[tuple[str, str]]:
-    """(path, value) of every dateTime or instant with a time of day in a resource that the registry cannot hold
-    (:func:`held_range`) — wherever it stands (``issued``, ``component.valueDateTime``…), since results are dated
-    and shown from any of them. Dates without a time are checked where they are indexed (:func:`extract`)."""
-    if isinstance(node, Mapping):
-        for key, value in node.items():
-            if key != "text":  # the narrative is XHTML, not dates
-                yield from unheld_instants(value, local, f"{path}.{key}" if path else str(key))
-    elif isinstance(node, list):
-        for i, element in enumerate(node):
-            yield from unheld_instants(element, local, f"{path}[{i}]")
-    elif isinstance(node, str) and _INSTANT_RE.match(node):
-        try:
-            held_range(node, local)
-        except DateFormatError:
-            yield path, node
+# a dateTime or instant with a time of day (a date alone is checked where it is indexed)
+INSTANT_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:\d{2})$")
 
 
 def clamp_to_held(us: int) -> int:
@@ -272,21 +255,3 @@ def _extract_param(
                 parsed = parse_reference(value["reference"], base_url)
                 if parsed and (not param.targets or parsed[0] in param.targets):
                     out.references.add((param.name, parsed[0], parsed[1]))
-
-
-def references(resource: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Every Reference object in the resource with its dotted path (for resolving and checking references)."""
-
-    def walk(node: Any, path: str) -> Iterator[tuple[str, dict[str, Any]]]:
-        if isinstance(node, dict):
-            if isinstance(node.get("reference"), str) and path:
-                yield path, node
-            for key, value in node.items():
-                if key in ("contained", "text"):
-                    continue
-                yield from walk(value, f"{path}.{key}" if path else key)
-        elif isinstance(node, list):
-            for element in node:
-                yield from walk(element, path)
-
-    yield from walk(resource, "")

@@ -33,17 +33,19 @@ class IndexSql(SqlBase):
         out: dict[tuple[str, str], list[tuple[str, str]]] = {}
         for i in range(0, len(refs), 500):
             chunk = refs[i : i + 500]
+            # target_id = ANY(…) rather than a row-value IN: PostgreSQL turns the latter into an OR filter after an
+            # index range over every reference of the type (a second per call at 750k rows).
+            among, params = self._values_in(REF.c.target_id, sorted({rid for _rt, rid in chunk}))
             rows = self.conn.execute(
                 select(REF.c.target_type, REF.c.target_id, R.c.type, R.c.id)
                 .join(R, R.c.pk == REF.c.res_pk)
                 .where(
                     REF.c.type == "DiagnosticReport",
                     REF.c.param.in_(("result", "imaging-study")),
-                    # target_id = ANY(…) rather than a row-value IN: PostgreSQL turns the latter into an OR filter
-                    # after an index range over every reference of the type (a second per call at 750k rows).
-                    REF.c.target_id.in_(sorted({rid for _rt, rid in chunk})),
+                    among,
                     R.c.deleted.is_(False),
-                )
+                ),
+                params,
             )
             wanted = set(chunk)
             for row in rows:
@@ -53,7 +55,8 @@ class IndexSql(SqlBase):
 
     def replace_index_rows(self, res_pks: Sequence[int], rows: list[dict[str, Any]]) -> None:
         for i in range(0, len(res_pks), 1000):
-            self.conn.execute(delete(RIX).where(RIX.c.res_pk.in_(res_pks[i : i + 1000])))
+            cond, params = self._pks_in(RIX.c.res_pk, res_pks[i : i + 1000])
+            self.conn.execute(delete(RIX).where(cond), params)
         self._bulk_insert(RIX, rows)
 
     def index_rows_of(self, refs: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:

@@ -3,17 +3,27 @@ the bulk-write and upsert statements that differ between SQLite and PostgreSQL."
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from functools import cache
 from typing import Any, cast
 
 from sqlalchemy import (
+    BigInteger,
     ColumnElement,
     Connection,
+    String,
     and_,
+    any_,
+    bindparam,
+    column,
     func,
     insert,
     not_,
     or_,
+    select,
+    tuple_,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from registry.store.query import (
     DateValue,
@@ -25,12 +35,45 @@ from registry.store.records import (
 )
 
 
+@cache
+def _pg_type_id_pairs() -> Any:
+    """``SELECT t, i FROM unnest(:key_types, :key_ids)``: (type, id) pairs as two array parameters."""
+    pairs = func.unnest(bindparam("key_types", type_=ARRAY(String)), bindparam("key_ids", type_=ARRAY(String)))
+    w = pairs.table_valued(column("t", String), column("i", String)).render_derived(name="k")
+    return select(w.c.t, w.c.i)
+
+
 class SqlBase:
     """SQL on one open connection/transaction."""
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
         self.postgres = conn.dialect.name == "postgresql"
+
+    # The key lists of the write path (a Bundle's resources, their results) have a new length each time. Written as
+    # ``IN (…)`` that is a new statement text per length, which SQLAlchemy expands and the driver parses anew on every
+    # call (milliseconds for a few hundred keys); on PostgreSQL they go as array parameters instead: one text, parsed
+    # once per process.
+    def _type_id_in(self, pairs: Sequence[tuple[str, str]]) -> tuple[ColumnElement[bool], dict[str, Any]]:
+        """``resource.(type, id)`` among ``pairs``, and the parameters to execute the statement with."""
+        from registry.store.records import R
+
+        if not self.postgres:
+            return tuple_(R.c.type, R.c.id).in_(list(pairs)), {}
+        cond = tuple_(R.c.type, R.c.id).in_(_pg_type_id_pairs())
+        return cond, {"key_types": [p[0] for p in pairs], "key_ids": [p[1] for p in pairs]}
+
+    def _pks_in(self, col: Any, pks: Sequence[int]) -> tuple[ColumnElement[bool], dict[str, Any]]:
+        """``col`` among the keys ``pks`` (one array parameter on PostgreSQL)."""
+        if not self.postgres:
+            return cast(ColumnElement[bool], col.in_(list(pks))), {}
+        return col == any_(bindparam("key_pks", type_=ARRAY(BigInteger))), {"key_pks": list(pks)}
+
+    def _values_in(self, col: Any, values: Sequence[str]) -> tuple[ColumnElement[bool], dict[str, Any]]:
+        """``col`` among the strings ``values`` (one array parameter on PostgreSQL)."""
+        if not self.postgres:
+            return cast(ColumnElement[bool], col.in_(list(values))), {}
+        return col == any_(bindparam("key_values", type_=ARRAY(String))), {"key_values": list(values)}
 
     def _stored(self, row: Any) -> Stored:
         return Stored(
@@ -59,11 +102,12 @@ class SqlBase:
         R.c.body,
     )
 
-    def _bulk_insert(self, table: Any, rows: list[dict[str, Any]]) -> None:
-        """Many rows at once: COPY on PostgreSQL (no SQL to parse, one round trip), executemany on SQLite."""
+    def _bulk_insert(self, table: Any, rows: list[dict[str, Any]], *, always_copy: bool = False) -> None:
+        """Many rows at once: COPY on PostgreSQL (no SQL to parse, one round trip), executemany on SQLite.
+        ``always_copy``: COPY whatever the number of rows (values given as COPY's text, such as JSON for JSONB)."""
         if not rows:
             return
-        if not self.postgres or len(rows) < 20:  # COPY pays off for many rows; a few go as one INSERT
+        if not self.postgres or (len(rows) < 20 and not always_copy):  # COPY pays off for many rows
             self.conn.execute(insert(table), rows)
             return
         columns = list(rows[0])

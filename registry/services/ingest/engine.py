@@ -24,7 +24,7 @@ from registry.errors import (
     UnprocessableError,
 )
 from registry.fhir.bundle import instant
-from registry.fhir.extract import parse_reference, references, to_us
+from registry.fhir.extract import parse_reference, to_us
 from registry.fhir.json_text import JsonShapeError, with_changed_members, with_server_members
 from registry.fhir.patch import PatchFailedError, PatchSyntaxError, PatchUnsupportedError
 from registry.fhir.validation import ID_RE
@@ -93,8 +93,7 @@ class WriteEngine:
         wanted += [
             key
             for st in steps
-            if st.resource is not None
-            for _path, node in references(st.resource)
+            for _path, node in st.references
             if "?" in str(node["reference"])
             and (key := identifier_condition(*str(node["reference"]).split("?", 1))) is not None
         ]
@@ -116,8 +115,8 @@ class WriteEngine:
         stored_refs = [
             parsed
             for st in steps
-            if st.resource is not None and st.done is None
-            for _path, node in references(st.resource)
+            if st.done is None
+            for _path, node in st.references
             if (parsed := parse_reference(str(node["reference"]), self.ctx.base_url)) is not None
             and parsed[0] in SUPPORTED
             and parsed not in s.pending
@@ -248,6 +247,7 @@ class WriteEngine:
             raise BadRequestError("GET entries are not supported in Bundles; read or search directly")
         if step.method in ("POST", "PUT"):
             step.resource = self.preparer.parse(step.item.text or "", step.type, checked=not single or step.patched)
+            step.survey = self.preparer.survey(step.resource)
             body_id = step.resource.get("id")
             if step.method == "PUT" and step.id:
                 # R4 http.html §3.1.0.4 update: the body SHALL carry an id identical to the URL's; without one, or
@@ -304,7 +304,7 @@ class WriteEngine:
 
     def _prepare_step(self, s: Session, step: Step) -> None:
         assert step.resource is not None  # noqa: S101 - set for POST/PUT by _parse_step
-        p = self.preparer.prepare(s, step.item.text or "", step.resource, step.id)
+        p = self.preparer.prepare(s, step.item.text or "", step.resource, step.id, step.survey)
         pend = s.pending[(step.type, step.id)]
         pend.patient_key, pend.org_id, pend.identifiers = p.content.patient_key, p.content.org_id, p.content.identifiers
         step.prepared = p

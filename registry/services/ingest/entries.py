@@ -14,6 +14,7 @@ from registry.errors import (
 )
 from registry.fhir.json_text import JsonShapeError, elements, members
 from registry.fhir.patch import Patch, PatchSyntaxError, binary_json_patch, fhirpath_patch
+from registry.fhir.survey import Survey
 from registry.services.ingest.session import Prepared
 from registry.store.records import Stored
 
@@ -57,10 +58,15 @@ class Step:
     recreated: bool = False
     patched: bool = False  # a PATCH, turned into the update of its result
     condition_missed: bool = False
+    survey: Survey | None = None  # the one walk over ``resource`` as parsed
 
     @classmethod
     def of(cls, item: BundleItem) -> Step:
         return cls(item)
+
+    @property
+    def references(self) -> list[tuple[str, dict[str, Any]]]:
+        return self.survey.references if self.survey is not None else []
 
     @property
     def index(self) -> int:

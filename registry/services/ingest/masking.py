@@ -7,6 +7,12 @@ narrative (``text.div``), notes, extensions, member names: whatever the JSON esc
 case of the letters (a lower-case ``x`` check character), whitespace or dashes between the characters, XHTML
 character references (``&#49;``), percent-encoding (``%31``) or a literal ``\\u0031`` inside the text. The stored text
 keeps every other byte as it was accepted: only the string tokens that hold an identifier are re-encoded.
+
+Compiling the pattern of every spelling costs milliseconds per identifier, so it is compiled only for a string that
+may hold one: a string without ``%``, ``&`` or ``\\`` (and without the four letters that match an ASCII letter when
+case is ignored: ``İ ı K ſ``) can spell an identifier only with its own characters, either case, between the
+separators — so it holds one exactly when, separators removed and upper-cased, it contains the identifier. Most
+strings of a resource are such strings and are answered without the pattern.
 """
 
 from __future__ import annotations
@@ -19,6 +25,10 @@ from registry.fhir.json_text import rewrite_strings
 from registry.services.identity import IdentityPolicy, looks_like_resident_id, masked, normalize
 
 _BETWEEN = r"[\s+\-]*"
+_SEPARATORS = re.compile(r"[\s+\-]+")  # the characters _BETWEEN lets stand between those of an identifier
+# characters only the pattern reads: escapes (percent-encoding, character references, \\u) and the non-ASCII letters
+# that match an ASCII letter when case is ignored (U+0130, U+0131, KELVIN SIGN, LONG S)
+_PATTERN_ONLY = ("%", "&", "\\", "\u0130", "\u0131", "\u212a", "\u017f")
 
 
 def _spelling(char: str) -> str:
@@ -35,26 +45,47 @@ class NationalIdMask:
     """The national identifiers of one document, and how to mask them in its text and in its parsed form."""
 
     def __init__(self, values: Iterable[str]) -> None:
-        wanted = sorted({v for v in (normalize(x) for x in values) if v}, key=len, reverse=True)
-        self._stand_in = {v: masked(v) for v in wanted}
-        self._patterns = [
-            (re.compile(_BETWEEN.join(_spelling(c) for c in v), re.IGNORECASE), masked(v)) for v in wanted
-        ]
+        self._wanted = sorted({v for v in (normalize(x) for x in values) if v}, key=len, reverse=True)
+        self._stand_in = {v: masked(v) for v in self._wanted}
+        self._compiled: list[tuple[re.Pattern[str], str]] | None = None
+        # the identifiers as the flat form of a string would hold them; None: one is not ASCII, always the pattern
+        ascii_only = all(v.isascii() for v in self._wanted)
+        self._flat = [_SEPARATORS.sub("", v) for v in self._wanted] if ascii_only else None
 
     def __bool__(self) -> bool:
-        return bool(self._patterns)
+        return bool(self._wanted)
+
+    @property
+    def _patterns(self) -> list[tuple[re.Pattern[str], str]]:
+        if self._compiled is None:
+            self._compiled = [
+                (re.compile(_BETWEEN.join(_spelling(c) for c in v), re.IGNORECASE), masked(v)) for v in self._wanted
+            ]
+        return self._compiled
+
+    def _may_hold(self, value: str) -> bool:
+        """False only when no spelling of an identifier is in ``value`` (exact for strings the pattern alone reads
+        no differently: see the module's note); True sends the string to the pattern."""
+        if not self._wanted or len(value) < len(self._wanted[-1]):
+            return False  # every character of an identifier takes at least one of the string
+        if self._flat is None or any(c in value for c in _PATTERN_ONLY):
+            return True
+        flat = _SEPARATORS.sub("", value).upper()
+        return any(v in flat for v in self._flat)
 
     def string(self, value: str) -> str:
         """``value`` with every spelling of the identifiers masked; a value that *is* one becomes its masked form."""
         whole = self._stand_in.get(normalize(value))
         if whole is not None:
             return whole
+        if not self._may_hold(value):
+            return value
         for pattern, stand_in in self._patterns:
             value = pattern.sub(stand_in, value)
         return value
 
     def holds(self, value: str) -> bool:
-        return any(pattern.search(value) for pattern, _ in self._patterns)
+        return self._may_hold(value) and any(pattern.search(value) for pattern, _ in self._patterns)
 
     def refusals(
         self, rtype: str, rid: str, resource: dict[str, Any], identity: IdentityPolicy

@@ -5,7 +5,7 @@ it belongs to, who may write it, its business identifiers and search values."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -21,9 +21,10 @@ from registry.errors import (
     ReferenceNotFoundError,
     UnprocessableError,
 )
-from registry.fhir.extract import DateFormatError, extract, parse_reference, references, unheld_instants
+from registry.fhir.extract import DateFormatError, extract, parse_reference
 from registry.fhir.json_text import DuplicateKeyError, loads_document
 from registry.fhir.search_params import PATIENT_COMPARTMENT
+from registry.fhir.survey import Survey, survey
 from registry.fhir.validation import ResourceInvalidError, validate
 from registry.services import policy
 from registry.services.identity import MASK, NationalIdError
@@ -52,17 +53,6 @@ def _content_hash(resource: Mapping[str, Any]) -> str:
         else:
             stripped.pop("meta")
     return hashlib.sha256(orjson.dumps(stripped, option=orjson.OPT_SORT_KEYS)).hexdigest()
-
-
-def _walk_identifiers(node: Any, path: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
-    if isinstance(node, dict):
-        if isinstance(node.get("system"), str) and isinstance(node.get("value"), str):
-            yield path, node
-        for key, value in node.items():
-            yield from _walk_identifiers(value, f"{path}.{key}" if path else key)
-    elif isinstance(node, list):
-        for i, element in enumerate(node):
-            yield from _walk_identifiers(element, f"{path}[{i}]")
 
 
 def _invalid(rtype: str, issues: list[tuple[str, str]]) -> InvalidResourceError:
@@ -101,13 +91,21 @@ class Preparer:
             raise NotFoundError(f"resource type {rtype!r} is not supported; supported: {', '.join(sorted(SUPPORTED))}")
         return resource
 
-    def prepare(self, s: Session, text: str, resource: dict[str, Any], rid: str) -> Prepared:
+    def survey(self, resource: dict[str, Any]) -> Survey:
+        """The one walk over a parsed resource that :meth:`prepare` and the engine read (references, identifiers)."""
+        return survey(resource, self.ctx.local_tz)
+
+    def prepare(
+        self, s: Session, text: str, resource: dict[str, Any], rid: str, found: Survey | None = None
+    ) -> Prepared:
+        """``found``: :meth:`survey` of ``resource`` as parsed (made here when the caller has none)."""
         rtype = str(resource["resourceType"])
         try:
             validate(resource)
         except ResourceInvalidError as exc:
             raise _invalid(rtype, [(i.expression, i.message) for i in exc.issues]) from None
-        unheld = list(unheld_instants(resource, self.ctx.local_tz))
+        found = found if found is not None else self.survey(resource)
+        unheld = found.unheld
         if unheld:
             raise _unheld(rtype, [f"{rtype}.{path}" for path, _ in unheld], unheld[0][1])
 
@@ -115,7 +113,7 @@ class Preparer:
         clear: list[str] = []
         own_keys: set[str] = set()
         hashed: list[tuple[dict[str, Any], str]] = []
-        for path, ident in _walk_identifiers(resource):
+        for path, ident in found.identifiers:
             if not self.ctx.identity.is_national(ident["system"]):
                 continue
             raw = ident["value"]
@@ -140,7 +138,7 @@ class Preparer:
             raise _invalid(rtype, refused)
 
         # -- references; then every spelling of the national identifiers masked, in the text and the document
-        text = mask.text(self._resolve_references(s, rtype, text, resource))
+        text = mask.text(self._resolve_references(s, rtype, text, resource, found.references))
         mask.document(resource)
         for ident, key in hashed:
             ident["_key"] = key  # temporary: read by the index view below, never stored
@@ -183,7 +181,7 @@ class Preparer:
         )
         governed = [
             (path, parsed)
-            for path, node in references(resource)
+            for path, node in found.references
             if path in policy.GOVERNED_REFERENCES.get(rtype, ())
             and (parsed := parse_reference(str(node["reference"]), self.ctx.base_url)) is not None
         ]
@@ -225,10 +223,12 @@ class Preparer:
             )
         return existing.patient_key
 
-    def _resolve_references(self, s: Session, rtype: str, text: str, resource: dict[str, Any]) -> str:
+    def _resolve_references(
+        self, s: Session, rtype: str, text: str, resource: dict[str, Any], refs: list[tuple[str, dict[str, Any]]]
+    ) -> str:
         replacements: dict[str, str] = {}
         to_check: list[tuple[str, tuple[str, str]]] = []
-        for path, node in references(resource):
+        for path, node in refs:
             ref = str(node["reference"])
             new = ref
             if ref in s.url_map:
