@@ -46,9 +46,7 @@ def subscriptions_status(
 @subscriptions_app.command("retry")
 def subscriptions_retry(
     subscription: Annotated[str | None, typer.Option("--subscription", help="Only this Subscription's")] = None,
-    delivery: Annotated[
-        int | None, typer.Option("--delivery", help="Only this dead letter (status --dead)")
-    ] = None,
+    delivery: Annotated[int | None, typer.Option("--delivery", help="Only this dead letter (status --dead)")] = None,
 ) -> None:
     """Put dead letters back in the queue, due now, with their attempts counted afresh."""
     count = _queue().retry(subscription, delivery)

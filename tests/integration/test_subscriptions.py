@@ -376,8 +376,12 @@ def test_who_may_subscribe_and_to_what(live: Live) -> None:
     assert resident_id(301) not in r.text
     assert subscribe(live, "admin", crit, ok).status_code == 201  # an admin-registered client may
     for criteria, endpoint, status, channel in (
-        (crit.replace("a2", "a1").replace(live.ids["a2"], live.ids["a1"]), "http://receiver.example.cn/hook",
-         "requested", {}),  # plain http off loopback
+        (
+            crit.replace("a2", "a1").replace(live.ids["a2"], live.ids["a1"]),
+            "http://receiver.example.cn/hook",
+            "requested",
+            {},
+        ),  # plain http off loopback
         ("DiagnosticReport?patient=Patient/x&_count=5", ok, "requested", {}),
         ("Patient?name=x", ok, "requested", {}),
         ("DiagnosticReport?colour=red", ok, "requested", {}),
