@@ -98,7 +98,8 @@ class SubscriptionSql(SqlBase):
         return len(self.conn.execute(self._insert_ignore(DLV).returning(DLV.c.pk), list(rows)).all())
 
     def claim(self, *, now_us: int, lease_us: int, limit: int) -> list[Claimed]:
-        """Due notifications (the oldest pending one of each live subscription), leased until ``now + lease``."""
+        """Due notifications (the oldest pending one of each live subscription), leased until ``now + lease``; a
+        subscription switched ``off`` keeps its pending rows unsent until it is switched on again."""
         older = aliased(DLV)
         blocked = (
             select(older.c.pk)
@@ -108,6 +109,7 @@ class SubscriptionSql(SqlBase):
         stmt = (
             select(DLV.c.pk)
             .where(DLV.c.state == "pending", DLV.c.due_us <= now_us, ~blocked)
+            .where(DLV.c.subscription_id.in_(select(SUB.c.id).where(SUB.c.status.in_(LIVE))))  # not once off
             .order_by(DLV.c.due_us, DLV.c.pk)
             .limit(limit)
         )

@@ -409,5 +409,13 @@ def test_who_may_subscribe_and_to_what(live: Live) -> None:
     r = live.call("PUT", f"/fhir/Subscription/{sid}", "hosp-b-system", {**live.call(
         "GET", f"/fhir/Subscription/{sid}", "hosp-b-system").json(), "status": "off"})  # fmt: skip
     assert r.status_code == 200 and r.json()["status"] == "off"
+    r = live.call("POST", "/fhir/DiagnosticReport", "hosp-b-system", {
+        "resourceType": "DiagnosticReport", "status": "final",
+        "identifier": [{"system": "http://hosp-b.example/report", "value": f"RB-{time.time_ns()}"}],
+        "code": {"coding": [{"system": "http://loinc.org", "code": "58410-2"}]},
+        "subject": {"reference": f"Patient/{live.ids['b1']}"}, "effectiveDateTime": "2025-03-02",
+        "performer": [{"reference": "Organization/hosp-b"}]})  # fmt: skip
+    assert r.status_code == 201, r.text
+    assert live.deliveries(sid) == []  # switched off: nothing is queued for it
     meta = live.call("GET", "/fhir/metadata", None).json()
     assert "Subscription" in [res["type"] for res in meta["rest"][0]["resource"]]
