@@ -253,6 +253,8 @@ def test_create_update_withdraw_notify_only_within_the_care_context(live: Live) 
         assert r.status_code == 200, r.text
         wait_for(lambda: len(with_payload.delivered()) == 2 and len(ping.delivered()) == 2)
         assert orjson.loads(with_payload.delivered()[1].body)["meta"]["versionId"] == "2"
+        r = live.call("PUT", f"/fhir/DiagnosticReport/{created['id']}", "hosp-a-system", updated)
+        assert r.status_code == 200 and r.json()["meta"]["versionId"] == "2"  # unchanged: no version, no notification
 
         withdrawn = {**updated, "status": "entered-in-error"}
         r = live.call("PUT", f"/fhir/DiagnosticReport/{created['id']}", "hosp-a-system", withdrawn)
