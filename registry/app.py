@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime
 
+import httpx
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from sqlalchemy.exc import DataError, OperationalError
@@ -41,6 +43,7 @@ from registry.metrics import MetricsMiddleware
 from registry.middleware import BodyLimitMiddleware, CORSPolicyMiddleware, HeadMiddleware, RequestIdMiddleware
 from registry.route_table import allowed_methods, unguarded_routes
 from registry.services.redaction import redactor_for
+from registry.services.subscriptions import DeliveryLoop, DeliveryWorker
 from registry.settings import Settings
 from registry.store import migrate
 from registry.store.db import limit_statements, timed_out
@@ -168,6 +171,29 @@ def build_context(settings: Settings, clock: Callable[[], datetime] | None = Non
     return ctx
 
 
+def _delivery_lifespan(ctx: AppContext) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """The Subscription notification worker runs while the app serves (FHIR R4 subscription.html §2.46.7.1)."""
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if not ctx.settings.subscription_delivery:
+            yield
+            return
+        with httpx.Client(follow_redirects=False) as http:
+            worker = DeliveryWorker(ctx.uow, http, ctx.clock, ctx.delivery, local_tz=ctx.local_tz,
+                                    base_url=ctx.settings.fhir_base_url)  # fmt: skip
+            loop = DeliveryLoop(worker, ctx.settings.subscription_poll_seconds)
+            ctx.subscriptions.queued = loop.wake.set
+            loop.start()
+            try:
+                yield
+            finally:
+                ctx.subscriptions.queued = lambda: None
+                loop.stop()
+
+    return lifespan
+
+
 def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime] | None = None) -> FastAPI:
     """Build the registry application. With no argument, settings come from ``REGISTRY_*`` variables."""
     settings = settings or Settings.from_env()
@@ -183,6 +209,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
         "FHIR endpoints speak `application/fhir+json`; every error is an OperationOutcome.",
         docs_url=None,  # registry.openapi serves /docs from the installed Swagger UI files (no CDN)
         redoc_url=None,  # ReDoc would load from a CDN: not offered
+        lifespan=_delivery_lifespan(ctx),
     )
     app.state.ctx = ctx
     _install_error_handlers(app)

@@ -37,7 +37,7 @@ SCOPE_CONTEXT = {
 }
 
 WRITABLE_BY_HOSPITALS = ("Patient", "Practitioner", "Endpoint", "DiagnosticReport", "Observation", "ImagingStudy",
-                         "ServiceRequest", "ConceptMap")  # fmt: skip
+                         "ServiceRequest", "ConceptMap", "Subscription")  # fmt: skip
 
 DEFAULT_SCOPES: dict[PrincipalKind, tuple[str, ...]] = {
     PrincipalKind.HOSPITAL: (*(f"system/{t}.write" for t in WRITABLE_BY_HOSPITALS), "system/*.read"),

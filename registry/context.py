@@ -38,6 +38,7 @@ from registry.services.result_index import ResultIndexer
 from registry.services.search import ReadContext, Reads
 from registry.services.search_query import SearchLimits
 from registry.services.stats import Statistics
+from registry.services.subscriptions import CriteriaParser, DeliveryPolicy, SubscriptionMatcher
 from registry.settings import Settings
 from registry.store.db import make_engine
 from registry.store.repository import UnitOfWork
@@ -84,6 +85,8 @@ class AppContext:
     session_key: bytes
     local_tz: tzinfo
     metrics: Metrics
+    subscriptions: SubscriptionMatcher
+    delivery: DeliveryPolicy
 
     @classmethod
     def build(
@@ -118,6 +121,8 @@ class AppContext:
         )
         indexer = ResultIndexer(catalog, local_tz, settings.fhir_base_url, frozenset(settings.hr_mark_codes))
         config_cache = ConfigCache(ttl_seconds=10.0)
+        subscriptions = SubscriptionMatcher(CriteriaParser(identity, local_tz, settings.fhir_base_url),
+                                            allow_http_loopback=settings.subscription_allow_http_loopback)  # fmt: skip
         ingest = Ingest(
             WriteContext(
                 uow,
@@ -127,6 +132,7 @@ class AppContext:
                 clock,
                 settings.max_bundle_entries,
                 indexer,
+                subscriptions,
                 frozenset(settings.shared_identifier_systems),
             )
         )
@@ -170,4 +176,11 @@ class AppContext:
             session_key=hmac.new(secret, b"hr-registry web session", hashlib.sha256).digest(),
             local_tz=local_tz,
             metrics=Metrics(),
+            subscriptions=subscriptions,
+            delivery=DeliveryPolicy(
+                settings.subscription_max_attempts,
+                settings.subscription_retry_base_seconds,
+                settings.subscription_retry_max_seconds,
+                settings.subscription_timeout_seconds,
+            ),
         )

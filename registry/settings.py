@@ -136,6 +136,29 @@ class Settings(BaseSettings):
         default=2.0, gt=0, le=30, description="How long GET /readyz waits for the database before answering 503."
     )
 
+    # ---------------------------------------------------------------- FHIR R4 Subscriptions (rest-hook)
+    subscription_allow_http_loopback: bool = Field(
+        default=False,
+        description="Accept Subscription endpoints on plain http to 127.0.0.1 / localhost / ::1 (demo, tests); "
+        "otherwise every endpoint must be https.",
+    )
+    subscription_delivery: bool = Field(
+        default=True, description="Run the notification worker in this process (false: another process sends)."
+    )
+    subscription_max_attempts: int = Field(
+        default=6, ge=1, le=100, description="Attempts of one notification before it is a dead letter."
+    )
+    subscription_retry_base_seconds: float = Field(
+        default=2.0, gt=0, description="First retry delay; doubled at each failure of the same notification."
+    )
+    subscription_retry_max_seconds: float = Field(default=600.0, gt=0, description="Longest retry delay.")
+    subscription_timeout_seconds: float = Field(
+        default=10.0, gt=0, le=120, description="Longest one notification request may take (connect and answer)."
+    )
+    subscription_poll_seconds: float = Field(
+        default=5.0, gt=0, le=300, description="How often the worker looks for retries that came due."
+    )
+
     @field_validator("public_base_url")
     @classmethod
     def _strip_slash(cls, value: str) -> str:

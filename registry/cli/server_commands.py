@@ -126,6 +126,9 @@ def serve(
     if "public_base_url" not in settings.model_fields_set:
         shown_host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host  # noqa: S104
         settings = settings.model_copy(update={"public_base_url": f"http://{shown_host}:{settings.port}"})
+    if demo and "subscription_allow_http_loopback" not in settings.model_fields_set:
+        # the demo's Subscriptions may notify a receiver on this machine over plain http (README "Subscriptions")
+        settings = settings.model_copy(update={"subscription_allow_http_loopback": True})
     settings.var_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     try:
         application = create_app(settings)

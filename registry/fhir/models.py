@@ -2,7 +2,7 @@
 ``registry.fhir.validation`` and the rest take them from here.
 
 R4B is wire-compatible with R4 for every resource the registry uses (CodeSystem, CapabilityStatement,
-OperationOutcome, Parameters, Patient, DiagnosticReport, Observation, ImagingStudy, ServiceRequest…).
+OperationOutcome, Parameters, Patient, DiagnosticReport, Observation, ImagingStudy, ServiceRequest, Subscription…).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from fhir.resources.R4B.organization import Organization
 from fhir.resources.R4B.patient import Patient
 from fhir.resources.R4B.practitioner import Practitioner
 from fhir.resources.R4B.servicerequest import ServiceRequest
+from fhir.resources.R4B.subscription import Subscription
 
 FHIR_VERSION = "4.0.1"
 FHIR_JSON = "application/fhir+json"
@@ -51,5 +52,6 @@ __all__ = [
     "Patient",
     "Practitioner",
     "ServiceRequest",
+    "Subscription",
     "model_class",
 ]

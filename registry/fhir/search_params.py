@@ -131,6 +131,12 @@ _BY_TYPE: dict[str, tuple[SearchParam, ...]] = {
         _p("requester", R, "requester"),
         _p("authored", D, "authoredOn"),
     ),
+    "Subscription": (
+        _p("status", T, "status"),
+        _p("type", T, "channel.type"),
+        _p("payload", T, "channel.payload"),
+        _p("criteria", S, "criteria"),
+    ),
 }
 
 SEARCH_PARAMS: MappingProxyType[str, MappingProxyType[str, SearchParam]] = MappingProxyType(

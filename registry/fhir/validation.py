@@ -23,6 +23,7 @@ from registry.fhir.models import (
     Patient,
     Practitioner,
     ServiceRequest,
+    Subscription,
 )
 
 RESOURCE_MODELS: dict[str, Any] = {
@@ -35,6 +36,7 @@ RESOURCE_MODELS: dict[str, Any] = {
     "ImagingStudy": ImagingStudy,
     "ServiceRequest": ServiceRequest,
     "ConceptMap": ConceptMap,
+    "Subscription": Subscription,
 }
 
 ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
@@ -109,6 +111,10 @@ REQUIRED_BINDINGS: dict[str, tuple[tuple[str, frozenset[str]], ...]] = {
     ),
     "Practitioner": (("gender", _GENDER), ("name.use", _NAME_USE)),
     "Endpoint": (("status", frozenset({"active", "suspended", "error", "off", "entered-in-error", "test"})),),
+    "Subscription": (
+        ("status", frozenset({"requested", "active", "error", "off"})),
+        ("channel.type", frozenset({"rest-hook", "websocket", "email", "sms", "message"})),
+    ),
     "ConceptMap": (
         ("status", frozenset({"draft", "active", "retired", "unknown"})),
         (

@@ -15,6 +15,8 @@ agree.
   an assertion is used once).
 - ``reminder_card`` / ``reminder_feedback`` (``registry.store.reminder_tables``): the ``patient-view`` cards issued
   and the feedback on them.
+- ``subscription`` / ``subscription_delivery`` (``registry.store.subscription_tables``): FHIR R4 Subscriptions and the
+  queue of their rest-hook notifications.
 """
 
 from __future__ import annotations
@@ -380,7 +382,8 @@ class ConfigGenerationRow(SQLModel, table=True):
     generation: int = Field(sa_column=Column(BigInteger, nullable=False))
 
 
-from registry.store import reminder_tables  # noqa: E402 - the patient-view cards, on the same metadata
+# the patient-view cards, Subscriptions and their deliveries: on the same metadata
+from registry.store import reminder_tables, subscription_tables  # noqa: E402
 
 metadata = SQLModel.metadata
-__all__ = ["metadata", "reminder_tables"]
+__all__ = ["metadata", "reminder_tables", "subscription_tables"]

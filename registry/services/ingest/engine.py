@@ -161,6 +161,9 @@ class WriteEngine:
                                                                           plan.deletes) else {}  # fmt: skip
         if written:
             self._maintain_recognition(s, written)
+            subscriptions = self.ctx.subscriptions
+            if subscriptions is not None and subscriptions.after_write(s.repo, s.principal, written, s.now):
+                s.after_commit.append(subscriptions.queued)  # FHIR R4 subscription.html: notify what matched
         results: list[Done] = []
         for step in steps:
             if step.done is None:

@@ -108,6 +108,9 @@ class Preparer:
         unheld = found.unheld
         if unheld:
             raise _unheld(rtype, [f"{rtype}.{path}" for path, _ in unheld], unheld[0][1])
+        if rtype == "Subscription" and self.ctx.subscriptions is not None:
+            # the server's status (R4 subscription.html §2.46.5: requested → active as it accepts it)
+            text, resource = self.ctx.subscriptions.accept(s.repo, s.principal, text, resource, s.now)
 
         # -- national identifiers: masked in the stored text, keyed hash in the index (docs/design.md §4)
         clear: list[str] = []

@@ -93,6 +93,8 @@ class Ingest:
                     s = Session(repo, principal, now)
                     result = fn(s)
                     repo.add_audit(s.audit_rows)
+                for told in s.after_commit:
+                    told()
                 return result
             except (RetryError, DuplicateIdentifierError) as exc:
                 last = exc

@@ -12,6 +12,7 @@ from registry.auth import Principal
 from registry.fhir.search_params import SEARCH_PARAMS
 from registry.services.identity import IdentityPolicy
 from registry.services.result_index import ResultIndexer
+from registry.services.subscriptions import SubscriptionMatcher
 from registry.store.records import NewContent, Stored
 from registry.store.repository import Repository, UnitOfWork
 
@@ -37,6 +38,7 @@ class WriteContext:
     clock: Callable[[], datetime]
     max_bundle_entries: int
     indexer: ResultIndexer | None = None
+    subscriptions: SubscriptionMatcher | None = None
     shared_systems: frozenset[str] = frozenset({"urn:dicom:uid", "urn:ietf:rfc:3986"})  # owned by nobody
 
 
@@ -83,3 +85,4 @@ class Session:
     subjects: dict[tuple[str, str], Stored | None] = field(default_factory=dict)  # stored Patients already read
     audit_rows: list[dict[str, Any]] = field(default_factory=list)
     owners: dict[str, str] = field(default_factory=dict)  # identifier system → the Organization owning it
+    after_commit: list[Callable[[], None]] = field(default_factory=list)  # told once the transaction committed

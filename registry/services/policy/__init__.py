@@ -13,7 +13,7 @@ operations, pages, statistics, administration. Route handlers and services ask i
 - **no token, a disabled or removed client**: the open routes only (:mod:`.routes`).
 
 Modules: :mod:`.routes` (who may call each route at all), :mod:`.reading`, :mod:`.writing`, :mod:`.care`,
-:mod:`.surfaces`, :mod:`.purpose` (break-glass).
+:mod:`.surfaces`, :mod:`.purpose` (break-glass), :mod:`.subscribing` (who may subscribe, what is delivered).
 """
 
 from registry.services.policy.care import CheckSubject, Registration, check_subject
@@ -21,6 +21,7 @@ from registry.services.policy.purpose import BreakGlass, break_glass_of
 from registry.services.policy.reading import (
     DIRECTORY,
     OUTSIDE_CARE,
+    OWNED,
     PATIENT_SCOPED,
     check_break_glass_result,
     check_read,
@@ -30,6 +31,12 @@ from registry.services.policy.reading import (
     require_scope,
 )
 from registry.services.policy.routes import AREAS, ROUTES, Gate, Route, route_for
+from registry.services.policy.subscribing import (
+    SUBSCRIBERS,
+    check_named_patients,
+    check_subscriber,
+    may_receive,
+)
 from registry.services.policy.surfaces import (
     audit_reader_key,
     check_decision,
@@ -55,8 +62,10 @@ __all__ = [
     "GOVERNED_REFERENCES",
     "ISSUER_PATHS",
     "OUTSIDE_CARE",
+    "OWNED",
     "PATIENT_SCOPED",
     "ROUTES",
+    "SUBSCRIBERS",
     "BreakGlass",
     "CheckSubject",
     "Gate",
@@ -68,12 +77,15 @@ __all__ = [
     "check_break_glass_result",
     "check_change",
     "check_decision",
+    "check_named_patients",
     "check_namespaces",
     "check_read",
     "check_references",
     "check_subject",
+    "check_subscriber",
     "decide_issuer",
     "issuer_orgs",
+    "may_receive",
     "may_use_area",
     "needs_care_context",
     "needs_care_context_check",

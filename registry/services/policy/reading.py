@@ -6,7 +6,8 @@
   and the records of patients in their **care context**: a person with a local identity — a live Patient managed by
   their own Organization. Outside it only **break-glass** (an explicit reason, audited) opens a record, one patient at
   a time;
-- **patients** read only their own records (the same master patient key) and their own audit trail.
+- **patients** read only their own records (the same master patient key) and their own audit trail;
+- a **Subscription** (:data:`OWNED`) is read by the hospital that created it and by admins, nobody else.
 
 Refusals never name other hospitals' resources, identifiers or counts.
 """
@@ -19,10 +20,12 @@ from registry.auth import Principal, PrincipalKind
 from registry.errors import BadRequestError, ForbiddenError
 from registry.fhir.search_params import PATIENT_COMPARTMENT
 from registry.services.policy.purpose import BreakGlass
-from registry.store.query import CareContextClause, Clause, PatientKeyClause
+from registry.store.query import CareContextClause, Clause, OrgClause, PatientKeyClause
 from registry.store.records import Stored
 
 DIRECTORY = frozenset({"Organization", "Practitioner", "Endpoint", "ConceptMap"})
+OWNED = frozenset({"Subscription"})
+"""Types only their owner (the creating hospital) and admins read: a Subscription names its subscriber's endpoint."""
 PATIENT_SCOPED = PATIENT_COMPARTMENT | {"Patient"}
 OUTSIDE_CARE = (
     "the patient has no local identity at your hospital (outside your care context); present the patient's record "
@@ -58,6 +61,10 @@ def read_filter(
     ``patient.identifier``; for Patient also ``identifier``)."""
     if principal.kind is PrincipalKind.ADMIN or resource_type in DIRECTORY:
         return None
+    if resource_type in OWNED:
+        if principal.kind is not PrincipalKind.HOSPITAL:
+            raise ForbiddenError(f"{resource_type} is readable by its owner only")
+        return OrgClause(_in_org(principal))
     if resource_type not in PATIENT_SCOPED:
         raise ForbiddenError(f"{resource_type} is not readable by {principal.kind.value} principals")
     if principal.kind is PrincipalKind.PATIENT:
@@ -97,6 +104,10 @@ def check_read(
     """Whether ``principal`` may read this stored resource; ``has_care_context`` is asked only when it matters
     (:func:`needs_care_context_check`)."""
     if principal.kind is PrincipalKind.ADMIN or stored.type in DIRECTORY:
+        return
+    if stored.type in OWNED:
+        if principal.kind is not PrincipalKind.HOSPITAL or stored.org_id != _in_org(principal):
+            raise ForbiddenError(f"{stored.type}/{stored.id} is readable by its owner only")
         return
     if stored.type not in PATIENT_SCOPED:
         raise ForbiddenError(f"{stored.type} is not readable by {principal.kind.value} principals")
