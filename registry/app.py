@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
 from fastapi import FastAPI, Request
@@ -40,6 +41,7 @@ from registry.log_filter import install_log_masking
 from registry.metrics import MetricsMiddleware
 from registry.middleware import BodyLimitMiddleware, CORSPolicyMiddleware, HeadMiddleware, RequestIdMiddleware
 from registry.route_table import allowed_methods, unguarded_routes
+from registry.services.notifications import worker_for
 from registry.services.redaction import redactor_for
 from registry.settings import Settings
 from registry.store import migrate
@@ -174,8 +176,20 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
     ctx = build_context(settings, clock)
     limit_statements(ctx.engine, settings.statement_timeout_seconds)  # requests only, after the migrations
     install_log_masking(ctx.identity)
+    worker = worker_for(settings, ctx.uow, ctx.clock)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if worker is not None:  # patient notifications to the gateway (docs/notifications.md)
+            worker.start()
+        try:
+            yield
+        finally:
+            if worker is not None:
+                worker.stop()
 
     app = FastAPI(
+        lifespan=lifespan,
         title="HR Registry",
         version="0.1.0",
         summary="Cross-hospital exam and lab result mutual-recognition registry (检查检验结果互认)",

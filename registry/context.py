@@ -31,6 +31,7 @@ from registry.services.feedback import Feedback
 from registry.services.identity import IdentityPolicy
 from registry.services.ingest import Ingest, WriteContext
 from registry.services.namespaces import IdentifierNamespaces
+from registry.services.notifications import Notifications, Notifier
 from registry.services.portal import Portal
 from registry.services.principals import Principals
 from registry.services.recognition import RecognitionService
@@ -84,6 +85,7 @@ class AppContext:
     session_key: bytes
     local_tz: tzinfo
     metrics: Metrics
+    notifications: Notifications
 
     @classmethod
     def build(
@@ -128,6 +130,7 @@ class AppContext:
                 settings.max_bundle_entries,
                 indexer,
                 frozenset(settings.shared_identifier_systems),
+                Notifier(catalog),
             )
         )
         decisions = Decisions(uow, catalog, clock)
@@ -170,4 +173,5 @@ class AppContext:
             session_key=hmac.new(secret, b"hr-registry web session", hashlib.sha256).digest(),
             local_tz=local_tz,
             metrics=Metrics(),
+            notifications=Notifications(uow, clock),
         )

@@ -15,6 +15,8 @@ agree.
   an assertion is used once).
 - ``reminder_card`` / ``reminder_feedback`` (``registry.store.reminder_tables``): the ``patient-view`` cards issued
   and the feedback on them.
+- ``notification_preference`` / ``notification`` (``registry.store.notification_tables``): each patient's choices of
+  channel and the durable queue of messages to the notification gateway.
 """
 
 from __future__ import annotations
@@ -380,7 +382,7 @@ class ConfigGenerationRow(SQLModel, table=True):
     generation: int = Field(sa_column=Column(BigInteger, nullable=False))
 
 
-from registry.store import reminder_tables  # noqa: E402 - the patient-view cards, on the same metadata
+from registry.store import notification_tables, reminder_tables  # noqa: E402 - on the same metadata
 
 metadata = SQLModel.metadata
-__all__ = ["metadata", "reminder_tables"]
+__all__ = ["metadata", "notification_tables", "reminder_tables"]

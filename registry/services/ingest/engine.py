@@ -162,6 +162,8 @@ class WriteEngine:
                                                                           plan.deletes) else {}  # fmt: skip
         if written:
             self._maintain_recognition(s, written)
+            if self.ctx.notifier is not None:  # after the index: the texts name the items it maps
+                self.ctx.notifier.queue(s.repo, written, now=s.now)
         results: list[Done] = []
         for step in steps:
             if step.done is None:
