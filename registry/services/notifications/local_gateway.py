@@ -123,6 +123,12 @@ class LocalGateway:
         self.thread.start()
         return self
 
+    def __enter__(self) -> LocalGateway:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
     def stop(self) -> None:
         if self.server is not None:
             self.server.shutdown()
