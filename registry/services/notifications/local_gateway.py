@@ -5,9 +5,11 @@ lists them (``GET /messages`` as JSON, ``GET /`` as a page). It sends nothing an
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import html
 import json
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -23,6 +25,7 @@ class LocalGateway:
         self.messages: list[dict[str, Any]] = []
         self.ids: set[str] = set()
         self.duplicates = 0
+        self.connections: set[socket.socket] = set()  # open keep-alive connections, closed by stop()
         if path.exists():
             for line in path.read_text(encoding="utf-8").splitlines():
                 if line.strip():
@@ -58,6 +61,16 @@ class LocalGateway:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"  # keep-alive: the registry's client reuses its connections
+
+            def setup(self) -> None:
+                super().setup()
+                with gateway.lock:
+                    gateway.connections.add(self.connection)
+
+            def finish(self) -> None:
+                with gateway.lock:
+                    gateway.connections.discard(self.connection)
+                super().finish()
 
             def log_message(self, format: str, *args: Any) -> None:
                 return  # no access lines: the texts and recipients are personal data
@@ -130,10 +143,16 @@ class LocalGateway:
         self.stop()
 
     def stop(self) -> None:
+        """Stop listening and drop every open connection (a real outage: kept-alive ones end too)."""
         if self.server is not None:
             self.server.shutdown()
             self.server.server_close()
             self.server = None
+        with self.lock:
+            open_ones = list(self.connections)
+        for conn in open_ones:
+            with contextlib.suppress(OSError):  # already closed by the client
+                conn.shutdown(socket.SHUT_RDWR)
         if self.thread is not None:
             self.thread.join(10)
             self.thread = None
