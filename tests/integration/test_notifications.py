@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
+import orjson
 import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
@@ -128,6 +129,22 @@ def test_a_sensitive_item_is_named_nowhere_nor_its_hospital(region: Region) -> N
     assert m.text == "【区域检查检验结果互认平台】您有一份新的检查检验报告，请登录平台查看。"
     for word in ("HIV", "艾滋", "A 医院", "阳性", "测试"):
         assert word not in m.text
+
+
+def test_a_hospital_name_too_long_for_a_text_gives_the_generic_one_and_never_fails_the_write(region: Region) -> None:
+    principal, pid = patient(region, 111)
+    admin = region.ctx.principals.get("admin")
+    assert admin is not None
+    long_name = "很长的医院名称" * 100
+    body = orjson.dumps({"resourceType": "Organization", "id": "hosp-a", "name": long_name}).decode()
+    region.ctx.ingest.update(admin, AuditContext("t", admin, "update"), "Organization", "hosp-a", body, None)
+    try:
+        region.api.report("hosp-a", pid, unique("r"))
+        (m,) = queued(region, principal)
+        assert m.text == "【区域检查检验结果互认平台】您有一份新的检查检验报告，请登录平台查看。"
+    finally:
+        body = orjson.dumps({"resourceType": "Organization", "id": "hosp-a", "name": "A 医院"}).decode()
+        region.ctx.ingest.update(admin, AuditContext("t", admin, "update"), "Organization", "hosp-a", body, None)
 
 
 def test_a_rolled_back_write_queues_nothing(region: Region) -> None:

@@ -24,6 +24,7 @@ from registry.store.records import Stored
 from registry.store.repository import Repository
 
 NOTIFIED_TYPES = frozenset({"DiagnosticReport"})
+MAX_TEXT = 500  # the column's length; an SMS segment is 70 characters, so a long text is no use anyway
 
 
 def message_key(resource_type: str, resource_id: str, version: int, channel: str, recipient: str) -> str:
@@ -71,6 +72,8 @@ class Notifier:
             org = orgs.get(stored.org_id or "")
             subject = Subject(own, every, org.name if org is not None else None, status)
             text = compose(subject, pref.language)
+            if len(text) > MAX_TEXT:  # a hospital's name of any length must never fail the report's write
+                text = compose(Subject(None, (), None, status), pref.language)
             for channel in pref.channels:
                 rows.append({
                     "key": message_key(stored.type, stored.id, stored.version, channel, pref.recipient),
