@@ -42,6 +42,8 @@ from registry.log_filter import install_log_masking
 from registry.metrics import MetricsMiddleware
 from registry.middleware import BodyLimitMiddleware, CORSPolicyMiddleware, HeadMiddleware, RequestIdMiddleware
 from registry.route_table import allowed_methods, unguarded_routes
+from registry.services.notifications import Worker as NotificationWorker
+from registry.services.notifications import worker_for
 from registry.services.redaction import redactor_for
 from registry.services.subscriptions import DeliveryLoop, DeliveryWorker
 from registry.settings import Settings
@@ -171,27 +173,42 @@ def build_context(settings: Settings, clock: Callable[[], datetime] | None = Non
     return ctx
 
 
-def _delivery_lifespan(ctx: AppContext) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
-    """The Subscription notification worker runs while the app serves (FHIR R4 subscription.html §2.46.7.1)."""
+def _delivery_lifespan(
+    ctx: AppContext, notify_worker: NotificationWorker | None
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """The workers that run while the app serves: Subscription notifications (FHIR R4 subscription.html §2.46.7.1)
+    and patient notifications to the gateway (docs/notifications.md)."""
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        if not ctx.settings.subscription_delivery:
-            yield
-            return
-        with httpx.Client(follow_redirects=False) as http:
-            worker = DeliveryWorker(ctx.uow, http, ctx.clock, ctx.delivery, local_tz=ctx.local_tz,
-                                    base_url=ctx.settings.fhir_base_url)  # fmt: skip
-            loop = DeliveryLoop(worker, ctx.settings.subscription_poll_seconds)
-            ctx.subscriptions.queued = loop.wake.set
-            loop.start()
-            try:
+        if notify_worker is not None:
+            notify_worker.start()
+        try:
+            async with _subscription_delivery(ctx):
                 yield
-            finally:
-                ctx.subscriptions.queued = lambda: None
-                loop.stop()
+        finally:
+            if notify_worker is not None:
+                notify_worker.stop()
 
     return lifespan
+
+
+@asynccontextmanager
+async def _subscription_delivery(ctx: AppContext) -> AsyncIterator[None]:
+    if not ctx.settings.subscription_delivery:
+        yield
+        return
+    with httpx.Client(follow_redirects=False) as http:
+        worker = DeliveryWorker(ctx.uow, http, ctx.clock, ctx.delivery, local_tz=ctx.local_tz,
+                                base_url=ctx.settings.fhir_base_url)  # fmt: skip
+        loop = DeliveryLoop(worker, ctx.settings.subscription_poll_seconds)
+        ctx.subscriptions.queued = loop.wake.set
+        loop.start()
+        try:
+            yield
+        finally:
+            ctx.subscriptions.queued = lambda: None
+            loop.stop()
 
 
 def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime] | None = None) -> FastAPI:
@@ -200,7 +217,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
     ctx = build_context(settings, clock)
     limit_statements(ctx.engine, settings.statement_timeout_seconds)  # requests only, after the migrations
     install_log_masking(ctx.identity)
-
+    worker = worker_for(settings, ctx.uow, ctx.clock)
     app = FastAPI(
         title="HR Registry",
         version="0.1.0",
@@ -209,7 +226,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
         "FHIR endpoints speak `application/fhir+json`; every error is an OperationOutcome.",
         docs_url=None,  # registry.openapi serves /docs from the installed Swagger UI files (no CDN)
         redoc_url=None,  # ReDoc would load from a CDN: not offered
-        lifespan=_delivery_lifespan(ctx),
+        lifespan=_delivery_lifespan(ctx, worker),
     )
     app.state.ctx = ctx
     _install_error_handlers(app)

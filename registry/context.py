@@ -31,6 +31,7 @@ from registry.services.feedback import Feedback
 from registry.services.identity import IdentityPolicy
 from registry.services.ingest import Ingest, WriteContext
 from registry.services.namespaces import IdentifierNamespaces
+from registry.services.notifications import Notifications, Notifier
 from registry.services.portal import Portal
 from registry.services.principals import Principals
 from registry.services.recognition import RecognitionService
@@ -87,6 +88,7 @@ class AppContext:
     metrics: Metrics
     subscriptions: SubscriptionMatcher
     delivery: DeliveryPolicy
+    notifications: Notifications
 
     @classmethod
     def build(
@@ -134,6 +136,7 @@ class AppContext:
                 indexer,
                 subscriptions,
                 frozenset(settings.shared_identifier_systems),
+                Notifier(catalog),
             )
         )
         decisions = Decisions(uow, catalog, clock)
@@ -183,4 +186,5 @@ class AppContext:
                 settings.subscription_retry_max_seconds,
                 settings.subscription_timeout_seconds,
             ),
+            notifications=Notifications(uow, clock),
         )

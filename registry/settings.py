@@ -159,6 +159,31 @@ class Settings(BaseSettings):
         default=5.0, gt=0, le=300, description="How often the worker looks for retries that came due."
     )
 
+    # ---------------------------------------------------------------- patient notifications (docs/notifications.md)
+    notify_gateway_url: str | None = Field(
+        default=None,
+        description="Where the notification gateway (SMS provider, the city app's push service) takes messages: "
+        "POST JSON, bearer secret. Unset: messages are queued and wait until it is set.",
+    )
+    notify_gateway_secret: str | None = Field(default=None, description="Bearer secret sent to the gateway.")
+    notify_max_attempts: int = Field(default=8, ge=1, le=100, description="Attempts before a dead letter.")
+    notify_backoff_seconds: float = Field(default=5.0, gt=0, description="First retry delay; doubled each time.")
+    notify_max_backoff_seconds: float = Field(default=3600.0, gt=0, description="Longest retry delay.")
+    notify_batch_size: int = Field(default=200, ge=1, le=5000, description="Messages claimed per pass.")
+    notify_concurrency: int = Field(default=8, ge=1, le=64, description="Messages in flight at once per process.")
+    notify_timeout_seconds: float = Field(default=5.0, gt=0, le=60, description="One attempt's HTTP timeout.")
+    notify_poll_seconds: float = Field(default=1.0, gt=0, le=60, description="Pause while nothing is due.")
+    notify_lease_seconds: float = Field(
+        default=300.0, gt=0, description="A claimed batch is due again after this long if its process died."
+    )
+
+    @field_validator("notify_gateway_url")
+    @classmethod
+    def _check_gateway(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("REGISTRY_NOTIFY_GATEWAY_URL must be an http(s) URL")
+        return value or None
+
     @field_validator("public_base_url")
     @classmethod
     def _strip_slash(cls, value: str) -> str:

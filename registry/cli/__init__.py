@@ -1,7 +1,7 @@
 """``hr-registry``: the registry's command line (typer + rich), one module per group of commands.
 
 ``hr-registry serve`` runs the server; ``catalog``, ``db``, ``clients``, ``namespaces``, ``codes``, ``qualifications``,
-``index``, ``subscriptions`` and ``demo`` manage the rest.
+``index``, ``subscriptions``, ``notifications`` and ``demo`` manage the rest.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from registry.cli import (  # noqa: F401 - each module registers its commands on
     catalog_commands,
     client_commands,
     namespace_commands,
+    notification_commands,
     recognition_commands,
     server_commands,
     subscription_commands,

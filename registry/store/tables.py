@@ -17,6 +17,8 @@ agree.
   and the feedback on them.
 - ``subscription`` / ``subscription_delivery`` (``registry.store.subscription_tables``): FHIR R4 Subscriptions and the
   queue of their rest-hook notifications.
+- ``notification_preference`` / ``notification`` (``registry.store.notification_tables``): each patient's choices of
+  channel and the durable queue of messages to the notification gateway.
 """
 
 from __future__ import annotations
@@ -382,8 +384,8 @@ class ConfigGenerationRow(SQLModel, table=True):
     generation: int = Field(sa_column=Column(BigInteger, nullable=False))
 
 
-# the patient-view cards, Subscriptions and their deliveries: on the same metadata
-from registry.store import reminder_tables, subscription_tables  # noqa: E402
+# the patient-view cards, Subscriptions and their deliveries, patient notifications: on the same metadata
+from registry.store import notification_tables, reminder_tables, subscription_tables  # noqa: E402
 
 metadata = SQLModel.metadata
-__all__ = ["metadata", "reminder_tables", "subscription_tables"]
+__all__ = ["metadata", "notification_tables", "reminder_tables", "subscription_tables"]

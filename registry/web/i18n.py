@@ -111,6 +111,29 @@ _TEXT: dict[str, tuple[str, str]] = {
     "break_glass_reason": ("查看理由", "Reason"),
     "break_glass_submit": ("紧急授权查看", "Open with emergency access"),
     "break_glass_banner": ("紧急授权查看：", "Emergency access: "),
+    # portal: notifications (registry/web/notification_pages.py)
+    "notifications": ("报告提醒", "Report notifications"),
+    "notify_settings": ("提醒设置", "Settings"),
+    "notify_explain": (
+        "有新的正式报告或报告更正时提醒您。提醒只说明报告已出，不含结果、诊断或您的姓名；敏感项目（如艾滋病、梅毒、肝炎检测）"
+        "不写项目名称。短信发送到您在城市健康账号中登记的手机号。",
+        "You are told when a final report or a correction arrives. A notification only says that a report is ready: "
+        "no results, no diagnosis, not your name; sensitive tests (such as HIV, syphilis, hepatitis) are never "
+        "named. Text messages go to the phone number of your city health account.",
+    ),
+    "notify_channels": ("提醒方式", "Channels"),
+    "notify_sms": ("短信", "Text message (SMS)"),
+    "notify_push": ("手机应用推送", "App push"),
+    "notify_channel": ("方式", "Channel"),
+    "notify_language": ("提醒语言", "Language of the notifications"),
+    "notify_save": ("保存", "Save"),
+    "notify_saved": ("已保存。", "Saved."),
+    "notify_sent": ("已发送的提醒", "Notifications sent"),
+    "notify_none": ("还没有发送过提醒。", "No notifications yet."),
+    "notify_status_queued": ("发送中", "on its way"),
+    "notify_status_sent": ("已发送", "sent"),
+    "notify_status_dead": ("发送失败", "failed"),
+    "notify_bad_language": ("请选择中文或英文。", "Choose Chinese or English."),
     # clinician
     "patient": ("患者", "Patient"),
     "find_patient": ("按本院就诊号查找患者", "Find a patient by this hospital's MRN"),

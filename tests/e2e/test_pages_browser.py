@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
+from registry.services.notifications.local_gateway import LocalGateway
 from tests.conftest import ROOT, free_port, stop_process, wait_until_healthy
 from tests.e2e.support import client_token
 
@@ -41,9 +42,10 @@ def _need_chromium() -> None:
 
 
 class Demo:
-    def __init__(self, base: str, var: Path) -> None:
+    def __init__(self, base: str, var: Path, gateway: LocalGateway) -> None:
         self.base = base
         self.var = var
+        self.gateway = gateway
         self.secrets: dict[str, str] = json.loads((var / "demo-credentials.json").read_text())
 
     def token(self, client_id: str) -> str:
@@ -77,7 +79,9 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     _need_chromium()
     var = tmp_path_factory.mktemp("pages-var")
     port = free_port()
-    env = {**os.environ, "REGISTRY_VAR_DIR": str(var), "REGISTRY_RATE_LIMIT_PER_SECOND": "0"}
+    gateway = LocalGateway(var / "notify-gateway.jsonl").start()  # the portal's notifications are really delivered
+    env = {**os.environ, "REGISTRY_VAR_DIR": str(var), "REGISTRY_RATE_LIMIT_PER_SECOND": "0",
+           "REGISTRY_NOTIFY_GATEWAY_URL": gateway.url, "REGISTRY_NOTIFY_POLL_SECONDS": "0.2"}  # fmt: skip
     log = var / "serve.log"
     exe = shutil.which("hr-registry", path=str(Path(sys.executable).parent)) or "hr-registry"
     with log.open("ab") as fh:
@@ -94,9 +98,10 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     except RuntimeError as exc:
         pytest.fail(str(exc))
     try:
-        yield Demo(base, var)
+        yield Demo(base, var, gateway)
     finally:
         stop_process(proc)
+        gateway.stop()
 
 
 @pytest.fixture(scope="module")
@@ -235,6 +240,44 @@ def test_a_forged_form_without_the_csrf_token_is_refused(demo: Demo) -> None:
     assert "hr_session" not in r.headers.get("set-cookie", "") or "areas" not in r.text
 
 
+def test_patient_turns_on_sms_and_sees_the_notification_of_a_correction(page: Any, demo: Demo) -> None:
+    """Settings per channel and language saved from the page; a correction hospital A then pushes reaches the local
+    gateway, and the page lists exactly what it received."""
+    sign_in(page, demo, "portal", "demo-patient")
+    page.get_by_test_id("notify-link").click()
+    page.wait_for_url(re.compile(r"/portal/notifications$"))
+    assert page.get_by_label("短信").is_checked() is False
+    page.get_by_label("短信").check()
+    page.get_by_label("提醒语言").select_option("zh")
+    page.get_by_test_id("notify-save").click()
+    expect(page.get_by_test_id("notify-saved")).to_be_visible()
+    page.goto("/portal/notifications")
+    assert page.get_by_label("短信").is_checked() and not page.get_by_label("手机应用推送").is_checked()
+
+    mine = demo.search_all("demo-patient", "/fhir/DiagnosticReport", performer="Organization/hosp-a", status="final")
+    report = next(r for r in mine if r.get("category"))
+    corrected = {**report, "status": "corrected"}
+    r = httpx.put(
+        f"{demo.base}/fhir/DiagnosticReport/{report['id']}",
+        content=json.dumps(corrected),
+        headers={"Authorization": f"Bearer {demo.token('hosp-a-system')}", "Content-Type": "application/fhir+json"},
+        timeout=30,
+    )
+    assert r.status_code == 200, r.text
+    deadline = 60.0
+    while deadline and not [m for m in demo.gateway.received() if m["recipient"] == "demo-patient"]:
+        page.wait_for_timeout(250)
+        deadline -= 0.25
+    (message,) = [m for m in demo.gateway.received() if m["recipient"] == "demo-patient"]
+    assert message["channel"] == "sms" and "已更正" in message["text"]
+    page.goto("/portal/notifications")
+    rows = page.get_by_test_id("notify-sent").locator("tbody tr")
+    assert rows.count() == 1
+    assert message["text"] in rows.first.inner_text() and "已发送" in rows.first.inner_text()
+    no_full_national_id(page)
+    shot(page, "portal-notifications")
+
+
 # ---------------------------------------------------------------------------------------------------- clinician + stats
 def stats_numbers(page: Any) -> dict[str, str]:
     page.goto("/stats")
@@ -368,6 +411,8 @@ def test_every_page_passes_an_automated_accessibility_audit(browser: Any, demo: 
     p.goto(p.get_by_test_id("trend-link").first.get_attribute("href"))
     found += axe_violations(p)
     p.goto("/portal/access")
+    found += axe_violations(p)
+    p.goto("/portal/notifications")
     found += axe_violations(p)
     p.goto("/portal?lang=en")
     found += axe_violations(p)

@@ -362,6 +362,10 @@ CASES: dict[tuple[str, str], tuple[Build, dict[str, str]]] = {
                                        page("portal", "2244")),
     ("GET", "/portal/trends/{item_id}"): (lambda r, t, w: Call("GET", "/portal/trends/L004"), page("portal", "2")),
     ("GET", "/portal/access"): (lambda r, t, w: Call("GET", "/portal/access"), page("portal", "2")),
+    ("GET", "/portal/notifications"): (lambda r, t, w: Call("GET", "/portal/notifications"), page("portal", "2")),
+    ("POST", "/portal/notifications"): (
+        lambda r, t, w: Call("POST", "/portal/notifications", form={"sms": "on", "language": "zh",
+                                                                     "csrf": r.csrf.get(w, "")}), page("portal", "2")),
     ("GET", "/clinician"): (lambda r, t, w: Call("GET", "/clinician"), page("clinician", "2")),
     ("POST", "/clinician/token"): (
         lambda r, t, w: Call("POST", "/clinician/token", headers={"X-CSRF-Token": r.csrf.get(w, "")}),

@@ -164,6 +164,8 @@ class WriteEngine:
             subscriptions = self.ctx.subscriptions
             if subscriptions is not None and subscriptions.after_write(s.repo, s.principal, written, s.now):
                 s.after_commit.append(subscriptions.queued)  # FHIR R4 subscription.html: notify what matched
+            if self.ctx.notifier is not None:  # after the index: the texts name the items it maps
+                self.ctx.notifier.queue(s.repo, written, now=s.now)
         results: list[Done] = []
         for step in steps:
             if step.done is None:

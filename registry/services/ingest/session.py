@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 from registry.auth import Principal
 from registry.fhir.search_params import SEARCH_PARAMS
 from registry.services.identity import IdentityPolicy
+from registry.services.notifications.queue import Notifier
 from registry.services.result_index import ResultIndexer
 from registry.services.subscriptions import SubscriptionMatcher
 from registry.store.records import NewContent, Stored
@@ -40,6 +41,7 @@ class WriteContext:
     indexer: ResultIndexer | None = None
     subscriptions: SubscriptionMatcher | None = None
     shared_systems: frozenset[str] = frozenset({"urn:dicom:uid", "urn:ietf:rfc:3986"})  # owned by nobody
+    notifier: Notifier | None = None  # patient notifications, queued in the write's transaction
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,6 +41,7 @@ from registry.services.policy.surfaces import (
     audit_reader_key,
     check_decision,
     may_use_area,
+    notification_owner,
     own_organization,
     require_admin,
 )
@@ -89,6 +90,7 @@ __all__ = [
     "may_use_area",
     "needs_care_context",
     "needs_care_context_check",
+    "notification_owner",
     "own_organization",
     "read_filter",
     "require_admin",

@@ -46,3 +46,10 @@ def check_decision(principal: Principal, card_ordering_org: str | None) -> None:
 
 def may_use_area(area: str, principal: Principal) -> bool:
     return principal.kind in AREAS.get(area, frozenset())
+
+
+def notification_owner(principal: Principal) -> str:
+    """Notification settings and the messages sent are the patient's own: their master key, refusal for others."""
+    if principal.kind is PrincipalKind.PATIENT and principal.patient_key:
+        return principal.patient_key
+    raise ForbiddenError("notification settings are the patient's own")
