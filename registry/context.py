@@ -26,6 +26,7 @@ from registry.services.bundle_reads import BundleReads
 from registry.services.capability import capability_statement, conformance_resources
 from registry.services.catalog_publication import nonrecognition_reasons_codesystem, recognized_items_codesystem
 from registry.services.config_cache import ConfigCache
+from registry.services.consent import ConsentService
 from registry.services.decisions import Decisions
 from registry.services.feedback import Feedback
 from registry.services.identity import IdentityPolicy
@@ -84,6 +85,7 @@ class AppContext:
     session_key: bytes
     local_tz: tzinfo
     metrics: Metrics
+    consent: ConsentService
 
     @classmethod
     def build(
@@ -114,6 +116,7 @@ class AppContext:
                 clock,
                 cursor_key,
                 SearchLimits(settings.search_max_params, settings.search_max_values, settings.search_max_length),
+                sensitive_items=frozenset(i.id for i in catalog.items if i.sensitive),
             )
         )
         indexer = ResultIndexer(catalog, local_tz, settings.fhir_base_url, frozenset(settings.hr_mark_codes))
@@ -170,4 +173,5 @@ class AppContext:
             session_key=hmac.new(secret, b"hr-registry web session", hashlib.sha256).digest(),
             local_tz=local_tz,
             metrics=Metrics(),
+            consent=ConsentService(uow, catalog, clock, local_tz, settings.fhir_base_url),
         )

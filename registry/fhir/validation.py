@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from registry.fhir.extract import values_at
 from registry.fhir.models import (
     ConceptMap,
+    Consent,
     DiagnosticReport,
     Endpoint,
     ImagingStudy,
@@ -35,6 +36,7 @@ RESOURCE_MODELS: dict[str, Any] = {
     "ImagingStudy": ImagingStudy,
     "ServiceRequest": ServiceRequest,
     "ConceptMap": ConceptMap,
+    "Consent": Consent,
 }
 
 ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
@@ -108,6 +110,11 @@ REQUIRED_BINDINGS: dict[str, tuple[tuple[str, frozenset[str]], ...]] = {
         ("name.use", _NAME_USE),
     ),
     "Practitioner": (("gender", _GENDER), ("name.use", _NAME_USE)),
+    "Consent": (
+        ("status", frozenset({"draft", "proposed", "active", "rejected", "inactive", "entered-in-error"})),
+        ("provision.type", frozenset({"deny", "permit"})),
+        ("provision.provision.type", frozenset({"deny", "permit"})),
+    ),
     "Endpoint": (("status", frozenset({"active", "suspended", "error", "off", "entered-in-error", "test"})),),
     "ConceptMap": (
         ("status", frozenset({"draft", "active", "retired", "unknown"})),

@@ -15,6 +15,8 @@ agree.
   an assertion is used once).
 - ``reminder_card`` / ``reminder_feedback`` (``registry.store.reminder_tables``): the ``patient-view`` cards issued
   and the feedback on them.
+- ``share_restriction`` / ``sensitive_share`` (``registry.store.consent_tables``): the projection of the patients'
+  sharing consent.
 """
 
 from __future__ import annotations
@@ -338,6 +340,8 @@ class OrderCheckRow(SQLModel, table=True):
     status: str = Field(sa_column=Column(String(40), nullable=False))
     issuer_org: str | None = Field(default=None, sa_column=Column(String(64), nullable=True))
     card_uuid: str | None = Field(default=None, sa_column=Column(String(40), nullable=True))
+    # earlier results were withheld from this hospital because the patient paused sharing (policy.consent)
+    sharing_paused: bool = Field(default=False, sa_column=Column(Boolean, nullable=False, server_default=false()))
 
 
 class DecisionRow(SQLModel, table=True):
@@ -380,7 +384,7 @@ class ConfigGenerationRow(SQLModel, table=True):
     generation: int = Field(sa_column=Column(BigInteger, nullable=False))
 
 
-from registry.store import reminder_tables  # noqa: E402 - the patient-view cards, on the same metadata
+from registry.store import consent_tables, reminder_tables  # noqa: E402 - on the same metadata
 
 metadata = SQLModel.metadata
-__all__ = ["metadata", "reminder_tables"]
+__all__ = ["consent_tables", "metadata", "reminder_tables"]

@@ -6,7 +6,10 @@
   and the records of patients in their **care context**: a person with a local identity — a live Patient managed by
   their own Organization. Outside it only **break-glass** (an explicit reason, audited) opens a record, one patient at
   a time;
-- **patients** read only their own records (the same master patient key) and their own audit trail.
+- **patients** read only their own records (the same master patient key) and their own audit trail;
+- within the care context, what another issuer holds is further limited by the patient's **sharing consent**
+  (:mod:`.consent`: paused sharing, sensitive items), again except by break-glass; a patient's Consent itself is
+  read by the patient and admins only.
 
 Refusals never name other hospitals' resources, identifiers or counts.
 """
@@ -18,12 +21,13 @@ from collections.abc import Sequence
 from registry.auth import Principal, PrincipalKind
 from registry.errors import BadRequestError, ForbiddenError
 from registry.fhir.search_params import PATIENT_COMPARTMENT
+from registry.services.policy.consent import CONSENT_TYPES, check_consent_read
 from registry.services.policy.purpose import BreakGlass
 from registry.store.query import CareContextClause, Clause, PatientKeyClause
 from registry.store.records import Stored
 
 DIRECTORY = frozenset({"Organization", "Practitioner", "Endpoint", "ConceptMap"})
-PATIENT_SCOPED = PATIENT_COMPARTMENT | {"Patient"}
+PATIENT_SCOPED = PATIENT_COMPARTMENT | {"Patient"} | CONSENT_TYPES
 OUTSIDE_CARE = (
     "the patient has no local identity at your hospital (outside your care context); present the patient's record "
     "at your hospital, or break the glass with a reason"
@@ -60,6 +64,8 @@ def read_filter(
         return None
     if resource_type not in PATIENT_SCOPED:
         raise ForbiddenError(f"{resource_type} is not readable by {principal.kind.value} principals")
+    if resource_type in CONSENT_TYPES:
+        check_consent_read(principal)
     if principal.kind is PrincipalKind.PATIENT:
         if not principal.patient_key:
             raise ForbiddenError("this patient principal is not linked to a patient")
@@ -100,6 +106,8 @@ def check_read(
         return
     if stored.type not in PATIENT_SCOPED:
         raise ForbiddenError(f"{stored.type} is not readable by {principal.kind.value} principals")
+    if stored.type in CONSENT_TYPES:
+        check_consent_read(principal)
     if principal.kind is PrincipalKind.PATIENT:
         if stored.patient_key is None or stored.patient_key != principal.patient_key:
             raise ForbiddenError("a patient may read only their own records")
