@@ -83,9 +83,16 @@ class ConsentService:
         self.sensitive_items = sorted(i.id for i in catalog.items if i.sensitive)
 
     # ------------------------------------------------------------------ reading the setting
-    def view(self, principal: Principal) -> ConsentView:
-        key = policy.check_consent_writer(principal)
+    def view(self, principal: Principal, audit: AuditContext) -> ConsentView:
+        """The patient's own setting (a read of their Consent, audited like one)."""
+        now = self.clock()
+        try:
+            key = policy.check_consent_writer(principal)
+        except RegistryError as exc:
+            self.audit.record([audit_row(audit, now=now, status=exc.status, detail=exc.diagnostics)])
+            raise
         with self.uow.begin(audit_only=True) as repo:
+            repo.add_audit(rows_for_patients(audit, now=now, status=200, patient_keys=[key]))
             sharing = sharing_of(repo, key)
             consents = self._consents(repo, key)
             orgs = {p.org_id for p in repo.patients_by_key([key]) if p.org_id} | sharing.paused_orgs

@@ -22,7 +22,7 @@ def _page(request: Request, status: int = 200, *, saved: bool = False, error_key
     principal = signed_in(request, ctx, "portal")
     if principal is None:
         return to_sign_in(request, "portal")
-    view = ctx.consent.view(principal)
+    view = ctx.consent.view(principal, audit_context(request, principal, "search-type", "Consent"))
     return render(request, "portal_consent.html", "portal", principal, status=status, view=view, saved=saved,
                   error_key=error_key)  # fmt: skip
 

@@ -362,6 +362,10 @@ CASES: dict[tuple[str, str], tuple[Build, dict[str, str]]] = {
                                        page("portal", "2244")),
     ("GET", "/portal/trends/{item_id}"): (lambda r, t, w: Call("GET", "/portal/trends/L004"), page("portal", "2")),
     ("GET", "/portal/access"): (lambda r, t, w: Call("GET", "/portal/access"), page("portal", "2")),
+    ("GET", "/portal/consent"): (lambda r, t, w: Call("GET", "/portal/consent"), page("portal", "2")),
+    # the patient's own consent, as it already is (sensitive items not shared): nothing else in the matrix changes
+    ("POST", "/portal/consent"): (lambda r, t, w: Call("POST", "/portal/consent", form={
+        "action": "keep-sensitive", "csrf": r.csrf.get(w, "")}), page("portal", "2")),
     ("GET", "/clinician"): (lambda r, t, w: Call("GET", "/clinician"), page("clinician", "2")),
     ("POST", "/clinician/token"): (
         lambda r, t, w: Call("POST", "/clinician/token", headers={"X-CSRF-Token": r.csrf.get(w, "")}),
