@@ -223,8 +223,9 @@ def test_a_pause_withholds_the_results_from_that_hospital_until_resumed(api: Api
     states = [e["resource"]["status"] for e in history["entry"]]
     assert states == ["inactive", "active"]  # newest first: the resume, then the pause
     with api.ctx.engine.connect() as conn:
-        rows = conn.execute(text("SELECT interaction, outcome FROM audit_event WHERE resource_type = 'Consent' "
-                                 "AND resource_id = :i AND action IN ('C', 'U') ORDER BY pk"), {"i": sharing["id"]}).all()  # fmt: skip
+        written = text("SELECT interaction, outcome FROM audit_event WHERE resource_type = 'Consent' "
+                       "AND resource_id = :i AND action IN ('C', 'U') ORDER BY pk")
+        rows = conn.execute(written, {"i": sharing["id"]}).all()
     assert [(r.interaction, r.outcome) for r in rows] == [("create", "0"), ("update", "0")]
 
 
