@@ -174,6 +174,12 @@ def test_a_pause_withholds_the_results_from_that_hospital_until_resumed(api: Api
     (notice,) = response["cards"]
     assert notice["summary"].startswith(RESTRICTED) and "suggestions" not in notice and "overrideReasons" not in notice
     assert card_for(sign(api, "hosp-b-system", person["nid"], CBC_ORDER), "o-cbc") is None
+    view = {"hook": "patient-view", "hookInstance": unique("hook"),
+            "context": {"userId": "Practitioner/p1", "patientId": "ehr-1"},
+            "prefetch": {"patient": {"resourceType": "Patient", "id": "ehr-1",
+                                     "identifier": [{"system": NATIONAL, "value": person["nid"]}]}}}  # fmt: skip
+    reminder = api.post("/cds-services/hr-patient-view", view, who="dr-hosp-b").json()
+    assert [c["summary"][: len(RESTRICTED)] for c in reminder["cards"]] == [RESTRICTED]
     # its search finds nothing of A's, its read is refused
     assert _found(api, "dr-hosp-b", f"DiagnosticReport?patient={person['a']['id']}") == set()
     assert _found(api, "hosp-b-system", f"Observation?patient={person['a']['id']}") == set()
