@@ -118,6 +118,9 @@ class ConsentService:
                     found = repo.get("Organization", org_id)
                     if found is None or found.deleted:
                         raise BadRequestError(f"no hospital {org_id[:64]!r} is known to the registry")
+                patient = next(iter(repo.patients_by_key([key])), None)
+                if patient is not None:  # one change of a patient's consent at a time (its Patient row, locked)
+                    repo.get("Patient", patient.id, for_update=True)
                 before = sharing_of(repo, key)
                 after = _changed(before, action, org_id)
                 if after == before:
@@ -125,7 +128,6 @@ class ConsentService:
                                                      detail=f"consent: {action} (unchanged)"))  # fmt: skip
                     return False
                 consents = self._consents(repo, key)
-                patient = next(iter(repo.patients_by_key([key])), None)
                 written: list[Stored] = []
                 if after.paused != before.paused:
                     written.append(self._write(repo, consents.get(SHARING), self._sharing(after, patient), key, now))

@@ -201,6 +201,14 @@ def test_a_pause_withholds_the_results_from_that_hospital_until_resumed(api: Api
     assert "candidate" not in parts
     # the statistics count the orders where sharing was paused
     assert _paused_orders(api) >= paused_before + 2
+    assert "sharing_paused" in api.get("/stats/api/export.csv").text.splitlines()[0]
+    secret = api.ctx.principals.rotate_secret("hosp-b-system")
+    api.tokens.pop("hosp-b-system", None)  # the rotation ended the old token
+    form = api.client.get("/stats/login")
+    api.client.post("/stats/login", data={"account": "hosp-b-system", "secret": secret, "csrf": _csrf(form.text)})
+    stats_page = api.client.get("/stats")
+    shown = re.search(r'data-testid="kpi-sharing_paused">(\d+)<', stats_page.text)
+    assert shown and int(shown.group(1)) >= 2  # B's own orders where sharing was paused
 
     # break-glass opens it, audited, and the patient sees who did
     opened = api.get(f"/fhir/DiagnosticReport/{report}", who="dr-hosp-b", headers=BTG)
@@ -229,8 +237,10 @@ def test_a_pause_withholds_the_results_from_that_hospital_until_resumed(api: Api
     states = [e["resource"]["status"] for e in history["entry"]]
     assert states == ["inactive", "active"]  # newest first: the resume, then the pause
     with api.ctx.engine.connect() as conn:
-        written = text("SELECT interaction, outcome FROM audit_event WHERE resource_type = 'Consent' "
-                       "AND resource_id = :i AND action IN ('C', 'U') ORDER BY pk")
+        written = text(
+            "SELECT interaction, outcome FROM audit_event WHERE resource_type = 'Consent' "
+            "AND resource_id = :i AND action IN ('C', 'U') ORDER BY pk"
+        )
         rows = conn.execute(written, {"i": sharing["id"]}).all()
     assert [(r.interaction, r.outcome) for r in rows] == [("create", "0"), ("update", "0")]
 
