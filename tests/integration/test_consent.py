@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import text
 
 from registry.auth import PrincipalKind
+from registry.fhir.validation import validate
 from tests.integration.cds_rules import assert_valid_cds_response
 from tests.integration.conftest import NATIONAL, Api, Database, unique
 from tests.integration.recognition_region import new_person, recognition_region
@@ -224,6 +225,7 @@ def test_a_pause_withholds_the_results_from_that_hospital_until_resumed(api: Api
 
     # the record: a Consent denying hospital B, audited
     (sharing,) = portal.consents()
+    assert validate(sharing) == "Consent"  # a valid R4 Consent (the R4B model and the required bindings)
     assert sharing["status"] == "active" and sharing["scope"]["coding"][0]["code"] == "patient-privacy"
     assert sharing["category"][0]["coding"][0] == {"system": "http://loinc.org", "code": "59284-0",
                                                    "display": "Patient Consent"}  # fmt: skip
@@ -300,6 +302,7 @@ def test_sensitive_results_stay_with_the_issuer_until_the_patient_consents_separ
     assert report in _found(api, "dr-hosp-b", f"DiagnosticReport?patient={person['a']['id']}")
     assert card_for(sign(api, "hosp-b-system", person["nid"], HBSAG_ORDER), "o-hbs") is not None
     sensitive = next(c for c in portal.consents() if c["policyRule"]["coding"][0]["code"] == "OPTIN")
+    assert validate(sensitive) == "Consent"
     assert sensitive["status"] == "active" and sensitive["provision"]["securityLabel"][0]["code"] == "R"
     assert {"system": "https://hr-registry.org.cn/fhir/CodeSystem/recognized-items", "code": "L145"} in [
         c["coding"][0] for c in sensitive["provision"]["code"]]  # fmt: skip
