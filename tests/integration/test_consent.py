@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
@@ -17,6 +18,7 @@ from sqlalchemy import text
 
 from registry.auth import PrincipalKind
 from registry.fhir.validation import validate
+from registry.services.audit import AuditContext
 from tests.integration.cds_rules import assert_valid_cds_response
 from tests.integration.conftest import NATIONAL, Api, Database, unique
 from tests.integration.recognition_region import new_person, recognition_region
@@ -356,3 +358,21 @@ def test_bad_consent_input_is_a_clear_refusal_that_changes_nothing(api: Api) -> 
             )
         ).scalar_one()
     assert refusals >= 1  # the refusal is audited
+
+
+def test_concurrent_changes_of_one_patients_consent_are_serialized(api: Api) -> None:
+    """Two changes at once (two tabs): both land, one after the other — one Consent, two versions, both pauses."""
+    person = new_person(api)
+    portal = Portal(api, person["nid"])
+    patient = api.ctx.principals.get(portal.client_id)
+    assert patient is not None
+
+    def pause(org: str) -> bool:
+        return api.ctx.consent.change(patient, AuditContext(unique("r"), patient, "update", "Consent"), "pause", org)
+
+    with ThreadPoolExecutor(2) as pool:
+        assert list(pool.map(pause, ["hosp-a", "hosp-c"])) == [True, True]
+    (sharing,) = portal.consents()
+    assert sharing["meta"]["versionId"] == "2"
+    actors = {d["actor"][0]["reference"]["reference"] for d in sharing["provision"]["provision"]}
+    assert actors == {"Organization/hosp-a", "Organization/hosp-c"}
