@@ -26,6 +26,7 @@ from registry.services.bundle_reads import BundleReads
 from registry.services.capability import capability_statement, conformance_resources
 from registry.services.catalog_publication import nonrecognition_reasons_codesystem, recognized_items_codesystem
 from registry.services.config_cache import ConfigCache
+from registry.services.consent import ConsentService
 from registry.services.decisions import Decisions
 from registry.services.feedback import Feedback
 from registry.services.identity import IdentityPolicy
@@ -89,6 +90,7 @@ class AppContext:
     subscriptions: SubscriptionMatcher
     delivery: DeliveryPolicy
     notifications: Notifications
+    consent: ConsentService
 
     @classmethod
     def build(
@@ -119,6 +121,7 @@ class AppContext:
                 clock,
                 cursor_key,
                 SearchLimits(settings.search_max_params, settings.search_max_values, settings.search_max_length),
+                sensitive_items=frozenset(i.id for i in catalog.items if i.sensitive),
             )
         )
         indexer = ResultIndexer(catalog, local_tz, settings.fhir_base_url, frozenset(settings.hr_mark_codes))
@@ -187,4 +190,5 @@ class AppContext:
                 settings.subscription_timeout_seconds,
             ),
             notifications=Notifications(uow, clock),
+            consent=ConsentService(uow, catalog, clock, local_tz, settings.fhir_base_url),
         )

@@ -9,8 +9,9 @@
 Parameters out: one ``recognition`` per order, with parts ``order`` (valueReference), ``item`` (valueCoding of the
 recognized-items CodeSystem), ``status`` (valueCode: recognizable, same-hospital-duplicate, expired, no-prior-result,
 not-in-catalog, not-final, unqualified-issuer, out-of-scope), ``detail`` (valueString), ``card`` (valueString: the
-uuid a decision refers to) and each ``candidate`` (parts ``result``, ``report``, ``issuer``, ``effective``,
-``validUntil``, ``value``, ``interpretation``, ``hrMark``, ``sameHospital``).
+uuid a decision refers to), ``sharingRestricted`` (valueBoolean) with a ``notice`` when earlier results exist but
+the patient paused sharing them with the calling hospital, and each ``candidate`` (parts ``result``, ``report``,
+``issuer``, ``effective``, ``validUntil``, ``value``, ``interpretation``, ``hrMark``, ``sameHospital``).
 
 ``POST /fhir/ServiceRequest/$recognition-decision`` — Parameters ``card`` (valueString), ``outcome`` (valueCode
 recognized | declined), ``reason`` (valueCoding, for declined), ``comment`` (valueString): the decision without CDS
@@ -39,6 +40,7 @@ from registry.fhir.bundle import instant
 from registry.fhir.response import fhir_response
 from registry.services.audit import AuditTrail
 from registry.services.decisions import DecisionInput
+from registry.services.policy import RESTRICTED_EN, RESTRICTED_ZH
 from registry.services.recognition import CheckedOrder, DraftOrder, PatientQuery
 from registry.services.stats import Period, parse_period
 
@@ -94,6 +96,9 @@ def _result(checked: CheckedOrder) -> dict[str, Any]:
         parts.append({"name": "detail", "valueString": checked.decision.detail})
     if checked.card_uuid:
         parts.append({"name": "card", "valueString": checked.card_uuid})
+    if checked.restricted:  # earlier results withheld because the patient paused sharing (policy.consent)
+        parts.append({"name": "sharingRestricted", "valueBoolean": True})
+        parts.append({"name": "notice", "valueString": f"{RESTRICTED_ZH} / {RESTRICTED_EN}"})
     parts += [{"name": "candidate", "part": _candidate_parts(c)} for c in checked.candidates]
     return {"name": "recognition", "part": parts}
 

@@ -19,11 +19,13 @@ by the registry from resource ids only.
 from __future__ import annotations
 
 import re
+import uuid
 from datetime import datetime, tzinfo
 from typing import Any
 
 from catalog import REASONS, Status, last_valid_day
 from catalog.codes import NONRECOGNITION_REASONS
+from registry.services.policy import RESTRICTED_ZH
 from registry.services.recognition import Candidate, CheckedOrder
 
 CARD_TYPE = "http://terminology.hl7.org/CodeSystem/cdshooks-card-type"
@@ -168,6 +170,23 @@ def history_card(
         **card,
         "summary": _clip(f"外院可互认结果 {len(entries)} 项（近{lookback_days}天）：{names}"),
         "detail": "\n".join(lines),
+        "indicator": "info",
+        "source": {"label": SOURCE_LABEL, "url": base_url},
+    }
+
+
+def restriction_card(base_url: str, item_name: str | None = None) -> dict[str, Any]:
+    """The notice when earlier results exist but the patient paused sharing them with this hospital (policy.consent):
+    said, not left as silence. Its ``uuid`` is for logging only: no suggestion and no override reasons — there is
+    nothing to decide on (feedback names no recorded card). Break-glass (a reason, audited and shown to the patient)
+    is the way in for an emergency."""
+    what = f"（{item_name}）" if item_name else ""
+    return {
+        "uuid": str(uuid.uuid4()),
+        "summary": _clip(f"{RESTRICTED_ZH}{what}：外院既往结果未向本院共享"),
+        "detail": "患者已暂停向本院共享外院的检查检验结果（个人信息保护法）。如需重新检查请照常开单；"
+        "紧急情况下可说明理由后破窗查看（留痕审计，患者可见）。\n\n"
+        "The patient has restricted sharing of other hospitals' results with this hospital.",
         "indicator": "info",
         "source": {"label": SOURCE_LABEL, "url": base_url},
     }

@@ -26,7 +26,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from catalog import Coding
-from registry.cds.cards import history_card, order_card
+from registry.cds.cards import history_card, order_card, restriction_card
 from registry.endpoint import CurrentPrincipal, audit_context, ctx_of
 from registry.errors import BadRequestError, NotFoundError
 from registry.services.feedback import FeedbackInput
@@ -156,14 +156,20 @@ async def call(service_id: str, request: Request, principal: CurrentPrincipal) -
         card = history_card(reminder.results, base, tz, days, card_uuid=reminder.card_uuid)
         if card is not None:
             ctx.metrics.reminders.labels(service["hook"]).inc()
-        return JSONResponse({"cards": [card] if card else []})
+        notice = [restriction_card(base)] if reminder.restricted else []
+        return JSONResponse({"cards": ([card] if card else []) + notice})
     orders = _draft_orders(body, service["hook"])
     checked = await run_in_threadpool(
         ctx.recognition.check, principal, audit, query, orders, source=service["hook"],
         hook_instance=str(body["hookInstance"]),
     )  # fmt: skip
     ctx.metrics.checked(service["hook"], [c.decision.status.value for c in checked])
-    cards = [card for c in checked if (card := order_card(c, base, tz)) is not None]
+    cards = [
+        card
+        for c in checked
+        if (card := order_card(c, base, tz) or (restriction_card(base, c.item.name_zh if c.item else None)
+                                                if c.restricted else None)) is not None
+    ]  # fmt: skip
     return JSONResponse({"cards": cards})
 
 

@@ -2,7 +2,8 @@
 ``registry.fhir.validation`` and the rest take them from here.
 
 R4B is wire-compatible with R4 for every resource the registry uses (CodeSystem, CapabilityStatement,
-OperationOutcome, Parameters, Patient, DiagnosticReport, Observation, ImagingStudy, ServiceRequest, Subscription…).
+OperationOutcome, Parameters, Patient, DiagnosticReport, Observation, ImagingStudy, ServiceRequest, Subscription,
+Consent…).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from fhir.resources.R4B import get_fhir_model_class
 from fhir.resources.R4B.capabilitystatement import CapabilityStatement
 from fhir.resources.R4B.codesystem import CodeSystem
 from fhir.resources.R4B.conceptmap import ConceptMap
+from fhir.resources.R4B.consent import Consent
 from fhir.resources.R4B.diagnosticreport import DiagnosticReport
 from fhir.resources.R4B.endpoint import Endpoint
 from fhir.resources.R4B.imagingstudy import ImagingStudy
@@ -43,6 +45,7 @@ __all__ = [
     "CapabilityStatement",
     "CodeSystem",
     "ConceptMap",
+    "Consent",
     "DiagnosticReport",
     "Endpoint",
     "ImagingStudy",

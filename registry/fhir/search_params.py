@@ -121,6 +121,14 @@ _BY_TYPE: dict[str, tuple[SearchParam, ...]] = {
         _p("status", T, "status"),
         _p("source-system", T, "group.source", doc="A local code system the map translates"),
     ),
+    "Consent": (
+        _p("patient", R, "patient", targets=("Patient",)),
+        _p("status", T, "status"),
+        _p("scope", T, "scope"),
+        _p("category", T, "category"),
+        _p("date", D, "dateTime"),
+        _p("identifier", T, "identifier"),
+    ),
     "ServiceRequest": (
         _p("patient", R, "subject", targets=("Patient",)),
         _p("subject", R, "subject"),

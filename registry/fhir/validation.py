@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from registry.fhir.extract import values_at
 from registry.fhir.models import (
     ConceptMap,
+    Consent,
     DiagnosticReport,
     Endpoint,
     ImagingStudy,
@@ -37,6 +38,7 @@ RESOURCE_MODELS: dict[str, Any] = {
     "ServiceRequest": ServiceRequest,
     "ConceptMap": ConceptMap,
     "Subscription": Subscription,
+    "Consent": Consent,
 }
 
 ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
@@ -110,6 +112,11 @@ REQUIRED_BINDINGS: dict[str, tuple[tuple[str, frozenset[str]], ...]] = {
         ("name.use", _NAME_USE),
     ),
     "Practitioner": (("gender", _GENDER), ("name.use", _NAME_USE)),
+    "Consent": (
+        ("status", frozenset({"draft", "proposed", "active", "rejected", "inactive", "entered-in-error"})),
+        ("provision.type", frozenset({"deny", "permit"})),
+        ("provision.provision.type", frozenset({"deny", "permit"})),
+    ),
     "Endpoint": (("status", frozenset({"active", "suspended", "error", "off", "entered-in-error", "test"})),),
     "Subscription": (
         ("status", frozenset({"requested", "active", "error", "off"})),

@@ -46,11 +46,15 @@ def _operations(rtype: str, operations: list[dict[str, Any]]) -> list[dict[str, 
     ]
 
 
+_READ_ONLY = {"Consent": ["read", "vread", "history-instance", "search-type"]}
+"""Types the REST API only reads: a patient's Consent is recorded by the patient through the portal (policy.consent)."""
+
+
 def _resource(rtype: str, operations: list[dict[str, Any]]) -> dict[str, Any]:
     references = [p.name for p in SEARCH_PARAMS[rtype].values() if p.type is ParamType.REFERENCE]
     resource: dict[str, Any] = {
         "type": rtype,
-        "interaction": [{"code": code} for code in _INTERACTIONS],
+        "interaction": [{"code": code} for code in _READ_ONLY.get(rtype, _INTERACTIONS)],
         "versioning": "versioned-update",
         "readHistory": True,
         "updateCreate": True,
@@ -69,6 +73,13 @@ def _resource(rtype: str, operations: list[dict[str, Any]]) -> dict[str, Any]:
     doc = f"Sort keys: {', '.join(sorted(SORTABLE[rtype]))}."
     if references:
         doc += f" One level of chaining on {', '.join(references)} (e.g. {references[0]}.identifier)."
+    if rtype in _READ_ONLY:
+        for key in ("updateCreate", "conditionalCreate", "conditionalUpdate"):
+            resource[key] = False
+        doc += (
+            " The patient's sharing consent (scope patient-privacy): read by the patient and admins; recorded by "
+            "the patient through the portal, never over this API."
+        )
     resource["documentation"] = doc
     return resource
 

@@ -58,6 +58,9 @@ _RECOGNITION = [
        "not-in-catalog | not-final | unqualified-issuer | out-of-scope"),
     _p("detail", "out", 0, "1", "string", "Why, in words"),
     _p("card", "out", 0, "1", "string", "The card's uuid, which $recognition-decision names"),
+    _p("sharingRestricted", "out", 0, "1", "boolean",
+       "True when earlier results exist but the patient paused sharing them with the calling hospital"),
+    _p("notice", "out", 0, "1", "string", "患者已限制共享 / The patient has restricted sharing"),
     _p("candidate", "out", 0, "*", None, "Each passing prior result, most recent first", part=_CANDIDATE),
 ]  # fmt: skip
 

@@ -5,7 +5,10 @@ Every check is logged (``order_check``: orders checked, recognizable found), eve
 uuid (``recognition_card``) that the clinician's decision refers to, and the read of the patient's results is
 audited. The check answers only about a patient in the calling hospital's care context (a local identity there, or
 one the check registers from the hospital's own MRN and the full national ID), or by break-glass — decided by the
-policy (``services.policy.care``); the audit trail shows every check to the patient.
+policy (``services.policy.care``); the audit trail shows every check to the patient. Results the patient's sharing
+consent withholds from the calling hospital (``services.policy.consent``) are left out before the rule sees them; an
+order whose earlier results were withheld because sharing is paused is marked ``restricted`` (the notice
+"患者已限制共享"), and counted.
 """
 
 from __future__ import annotations
@@ -43,6 +46,8 @@ from registry.services.identity import IdentityPolicy
 from registry.services.ingest import Ingest
 from registry.services.recognizability import prior_of, qualification_facts
 from registry.services.result_index import ResultIndexer
+from registry.services.sharing import sharing_of
+from registry.store.consent import ConsentStore
 from registry.store.namespaces import NamespaceStore
 from registry.store.recognition import Org, RecognitionStore
 from registry.store.repository import Repository, UnitOfWork
@@ -83,6 +88,7 @@ class CheckedOrder:
     candidates: tuple[Candidate, ...] = ()
     card_uuid: str | None = None
     suggestion_uuid: str | None = None
+    restricted: bool = False  # earlier results exist but the patient paused sharing them with this hospital
 
     @property
     def item(self) -> Item | None:
@@ -95,6 +101,7 @@ class Reminder:
 
     card_uuid: str | None
     results: list[CheckedOrder]
+    restricted: bool = False  # results from other hospitals exist but the patient paused sharing them
 
 
 @dataclass(slots=True)
@@ -125,6 +132,7 @@ class RecognitionService:
         self.clock = clock
         self.audit = AuditTrail(uow)
         self.max_window = timedelta(days=max(i.validity.days for i in catalog.items) + 1)
+        self.sensitive = frozenset(i.id for i in catalog.items if i.sensitive)
 
     # ------------------------------------------------------------------ who is the patient
     def subject(self, principal: Principal, audit: AuditContext, query: PatientQuery) -> policy.CheckSubject:
@@ -172,7 +180,7 @@ class RecognitionService:
             found = self.subject(principal, audit, patient)
             key = found.patient_key
             with self.uow.begin() as repo:
-                checked = self._check(repo, principal, key, orders, now)
+                checked = self._check(repo, principal, key, orders, now, found.break_glass)
                 self._log(repo, principal, key, checked, now, source, hook_instance)
                 repo.add_audit(rows_for_patients(audit, now=now, status=200, patient_keys=[key],
                                                  detail=f"order check ({found.grounds})"))  # fmt: skip
@@ -182,7 +190,13 @@ class RecognitionService:
             raise
 
     def _check(
-        self, repo: Repository, principal: Principal, key: str, orders: Sequence[DraftOrder], now: datetime
+        self,
+        repo: Repository,
+        principal: Principal,
+        key: str,
+        orders: Sequence[DraftOrder],
+        now: datetime,
+        break_glass: policy.BreakGlass | None,
     ) -> list[CheckedOrder]:
         store = RecognitionStore(repo.conn)
         generation = self.cache.generation(repo.conn)
@@ -197,7 +211,9 @@ class RecognitionService:
         items = [self.catalog.resolve(o.codes, code_map) for o in orders]
         wanted = {i.id for i in items if i is not None}
         wanted |= {p for i in list(wanted) for p in self.catalog.panels_containing(i)}
-        rows = store.results_for(key, sorted(wanted), to_us(now - self.max_window))
+        rows, paused = self._shared(
+            repo, principal, key, store.results_for(key, sorted(wanted), to_us(now - self.max_window)), break_glass
+        )
         org_ids = frozenset({r.org_id for r in rows if r.org_id} | {ordering})
         orgs = self.cache.get(generation, ("orgs", org_ids), lambda: store.organizations(org_ids))
         issuers = frozenset(r.org_id for r in rows if r.org_id)
@@ -215,8 +231,36 @@ class RecognitionService:
             )
             candidates = self._candidates(decision, by_ref, orgs, members)
             card = str(uuid.uuid4()) if decision.status in PASSED else None
-            out.append(CheckedOrder(order, decision, candidates, card, str(uuid.uuid4()) if card else None))
+            related = {item.id, *self.catalog.panels_containing(item.id)} if item is not None else set()
+            out.append(CheckedOrder(order, decision, candidates, card, str(uuid.uuid4()) if card else None,
+                                    restricted=card is None and bool(related & paused)))  # fmt: skip
         return out
+
+    def _shared(
+        self, repo: Repository, principal: Principal, key: str, rows: list[Any], break_glass: policy.BreakGlass | None
+    ) -> tuple[list[Any], set[str]]:
+        """The rows the patient's consent shares with the calling hospital (policy.consent), and the items of those
+        withheld because sharing is paused (announced; sensitive ones without consent are not)."""
+        if break_glass is not None or not any(
+            policy.needs_sharing_check(principal, r.res_type, r.org_id) for r in rows
+        ):
+            return rows, set()
+        sharing = sharing_of(repo, key)
+        reports = sorted({r.report_id for r in rows if r.report_id})
+        sensitive_reports = (
+            set() if sharing.sensitive_shared
+            else ConsentStore(repo.conn).sensitive_reports(key, reports, sorted(self.sensitive))
+        )  # fmt: skip
+        kept: list[Any] = []
+        paused: set[str] = set()
+        for r in rows:
+            sensitive = r.item_id in self.sensitive or r.report_id in sensitive_reports
+            why = policy.withheld(principal, r.org_id, sharing, sensitive=sensitive, break_glass=None)
+            if why is policy.Withheld.NO:
+                kept.append(r)
+            elif why is policy.Withheld.PAUSED:
+                paused.add(r.item_id)
+        return kept, paused
 
     @staticmethod
     def _members(store: RecognitionStore, key: str, rows: Sequence[Any]) -> dict[str, list[Any]]:
@@ -304,7 +348,7 @@ class RecognitionService:
                 "order_key": order_key[:300], "client_id": principal.client_id, "ordering_org": ordering,
                 "patient_key": key, "item_id": item.id if item else None, "kind": item.kind.value if item else None,
                 "status": c.decision.status.value, "issuer_org": best.issuer.id if best and best.issuer else None,
-                "card_uuid": c.card_uuid,
+                "card_uuid": c.card_uuid, "sharing_paused": c.restricted,
             })  # fmt: skip
             if c.card_uuid and item is not None:
                 cards.append({
@@ -339,9 +383,10 @@ class RecognitionService:
                 since = to_us(now - timedelta(days=lookback_days))
                 item_ids = sorted({r.item_id for r in store.results_of_patient(key, since)})
                 orders = [DraftOrder(None, (Coding(RECOGNIZED_ITEMS, i),)) for i in item_ids]
+                every = self._check(repo, principal, key, orders, now, found.break_glass)
                 checked = [
                     c
-                    for c in self._check(repo, principal, key, orders, now)
+                    for c in every
                     if c.decision.status is Status.RECOGNIZABLE
                     and c.candidates
                     and c.candidates[0].effective >= now - timedelta(days=lookback_days)
@@ -353,7 +398,7 @@ class RecognitionService:
                                         "patient_key": key, "results": len(checked)})  # fmt: skip
                 repo.add_audit(rows_for_patients(audit, now=now, status=200, patient_keys=[key],
                                                  detail=f"patient-view reminder ({found.grounds})"))  # fmt: skip
-            return Reminder(card, checked)
+            return Reminder(card, checked, restricted=any(c.restricted for c in every))
         except RegistryError as exc:
             self.audit.record([audit_row(audit, now=now, status=exc.status, detail=exc.diagnostics)])
             raise

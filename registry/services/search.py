@@ -1,7 +1,7 @@
 """Reading use cases: read, vread, instance history and search (FHIR R4 §http read/vread/history/search).
 
-Each checks the principal's scope and care context (services.access) and records audit rows — one per patient touched
-— whatever the outcome.
+Each checks the principal's scope, care context and the patient's sharing consent (services.policy) and records audit
+rows — one per patient touched — whatever the outcome.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from registry.services.audit import AuditContext, AuditTrail, audit_row, rows_fo
 from registry.services.identity import IdentityPolicy
 from registry.services.policy import BreakGlass
 from registry.services.search_query import ParsedSearch, SearchLimits, SearchParser
+from registry.services.sharing import check_shared_read
 from registry.store.query import Clause, DateValue, PatientKeyClause, Query, ReferenceClause
 from registry.store.records import Stored, StoredVersion
 from registry.store.repository import Repository, UnitOfWork
@@ -44,6 +45,7 @@ class ReadContext:
     clock: Callable[[], datetime]
     cursor_key: bytes = b""
     limits: SearchLimits = field(default_factory=SearchLimits)
+    sensitive_items: frozenset[str] = frozenset()  # catalog items shared only with separate consent (policy.consent)
     audit: AuditTrail = field(init=False)
 
     def __post_init__(self) -> None:
@@ -92,6 +94,7 @@ class Reads:
             else None
         )
         policy.check_read(principal, stored, care, break_glass=break_glass)
+        check_shared_read(repo, principal, stored, self.ctx.sensitive_items, break_glass)
 
     # ------------------------------------------------------------------ read / vread / history
     def read(self, principal: Principal, audit: AuditContext, rtype: str, rid: str) -> Stored:
@@ -240,9 +243,11 @@ class Reads:
         policy.require_scope(principal, rtype, "read")
         parsed = self.parse(rtype, params, lenient=lenient)
         limit = policy.read_filter(principal, rtype, break_glass=audit.break_glass, params=params)
+        shared = policy.sharing_filter(principal, rtype, self.ctx.sensitive_items, break_glass=audit.break_glass)
         query = parsed.query
-        if limit is not None:
-            query = Query(query.type, (*query.clauses, limit), query.sort, query.count, query.cursor, query.snapshot)
+        limits = tuple(c for c in (limit, shared) if c is not None)
+        if limits:
+            query = Query(query.type, (*query.clauses, *limits), query.sort, query.count, query.cursor, query.snapshot)
         if query.snapshot is None:
             query = Query(query.type, query.clauses, query.sort, query.count, query.cursor, repo.max_pk())
         outcome, keys = self._execute(repo, principal, rtype, parsed, query, audit.break_glass)
@@ -315,10 +320,10 @@ class Reads:
                 break
             try:
                 policy.require_scope(principal, source, "read")
-                limit = _patient_scoped_limit(principal, source, rows, break_glass)
+                limits = _patient_scoped_limits(principal, source, rows, break_glass, self.ctx.sensitive_items)
             except ForbiddenError:
                 continue  # a type the principal may not read is left out, as an include would be
-            clauses: tuple[Clause, ...] = (ReferenceClause(param, targets),) + ((limit,) if limit is not None else ())
+            clauses: tuple[Clause, ...] = (ReferenceClause(param, targets), *limits)
             found, _last = repo.search(Query(source, clauses, count=cap - len(out)))
             for stored in found:
                 if (stored.type, stored.id) in seen:
@@ -359,15 +364,17 @@ class Reads:
         return out
 
 
-def _patient_scoped_limit(
-    principal: Principal, rtype: str, rows: Sequence[Stored], break_glass: BreakGlass | None
-) -> Clause | None:
-    """What a ``_revinclude`` of ``rtype`` may show: what a search of it would (the care context, the patient's own
-    records); under break-glass, only the records of the patients the search itself opened."""
+def _patient_scoped_limits(
+    principal: Principal, rtype: str, rows: Sequence[Stored], break_glass: BreakGlass | None, sensitive: frozenset[str]
+) -> tuple[Clause, ...]:
+    """What a ``_revinclude`` of ``rtype`` may show: what a search of it would (the care context and the patients'
+    sharing consent, the patient's own records); under break-glass, only the records of the patients the search
+    itself opened."""
     keys = tuple(sorted({s.patient_key for s in rows if s.patient_key}))
     if break_glass is not None and keys and policy.needs_care_context(principal, rtype):
-        return PatientKeyClause(keys)
-    return policy.read_filter(principal, rtype)
+        return (PatientKeyClause(keys),)
+    found = (policy.read_filter(principal, rtype), policy.sharing_filter(principal, rtype, sensitive, break_glass=None))
+    return tuple(c for c in found if c is not None)
 
 
 def _whole(body: bytes) -> bytes:

@@ -23,12 +23,12 @@ from registry.fhir.search_params import SEARCH_PARAMS, SearchParam
 R4 = "http://hl7.org/fhir/SearchParameter"
 CANONICAL = f"{HR_CANONICAL_BASE}/SearchParameter"
 
-_CLINICAL = ("DiagnosticReport", "Observation", "ImagingStudy", "ServiceRequest")
+_CLINICAL = ("DiagnosticReport", "Observation", "ImagingStudy", "ServiceRequest", "Consent")
 _R4_IDS: dict[tuple[str, str], str] = {
     **{(t, "patient"): "clinical-patient" for t in _CLINICAL},
     **{(t, "identifier"): "clinical-identifier" for t in _CLINICAL},
     **{(t, "code"): "clinical-code" for t in ("DiagnosticReport", "Observation", "ServiceRequest")},
-    **{(t, "date"): "clinical-date" for t in ("DiagnosticReport", "Observation")},
+    **{(t, "date"): "clinical-date" for t in ("DiagnosticReport", "Observation", "Consent")},
     ("Patient", "family"): "individual-family",
     ("Patient", "given"): "individual-given",
     ("Patient", "birthdate"): "individual-birthdate",

@@ -24,6 +24,10 @@ Definitions (so the numbers reconcile exactly with the check and decision logs):
   *duplicate money saved* (the fees of the repeats avoided, withdrawn results excepted). By issuing hospital there
   are no duplicates: a hospital is never the issuer of a recognition of its own result.
 
+- *sharing paused* (``sharing_paused``): orders checked for which earlier results existed but were withheld because
+  the patient paused sharing with the ordering hospital (docs/design.md §6 consent; the order screen said "患者已限制
+  共享") — the repeats the patient's choice costs; not given by issuing hospital.
+
 - *break-glass accesses*: requests that opened a patient's records outside the care context with a reason
   (audited with purpose of use BTG, docs/design.md §6), one per request, with the distinct patients opened — by the
   requestor's hospital (a hospital sees its own).
@@ -182,7 +186,7 @@ BREAKDOWNS = ("day", "hospital", "issuer", "item")
 CSV_FIGURES = (
     "orders_checked", "recognizable_found", "recognized", "declined", "refusals", "recognition_rate",
     "patients_benefited", "money_saved_cny", "duplicates_found", "duplicates_avoided", "duplicates_declined",
-    "duplicate_money_saved_cny", "recognized_withdrawn_result",
+    "duplicate_money_saved_cny", "recognized_withdrawn_result", "sharing_paused",
 )  # fmt: skip
 
 
@@ -215,5 +219,6 @@ def _figures(d: Any | None, c: Any | None, *, issuer: bool = False) -> dict[str,
         out |= {
             "duplicates_found": n(c, "duplicates"), "duplicates_avoided": n(d, "dup_avoided"),
             "duplicates_declined": n(d, "dup_declined"), "duplicate_money_saved_cny": _yuan(n(d, "dup_saved_fen")),
+            "sharing_paused": n(c, "paused"),
         }  # fmt: skip
     return out

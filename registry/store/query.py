@@ -92,6 +92,16 @@ class CareContextClause:
 
 
 @dataclass(frozen=True, slots=True)
+class SharingClause:
+    """Only what the patients share with this organization (docs/design.md §6 consent): its own resources, and other
+    issuers' unless the patient paused sharing with it (or with all), or they are sensitive results
+    (``sensitive_items``) without the patient's separate consent."""
+
+    org_id: str
+    sensitive_items: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class OrgClause:
     """Only resources that belong to this organization (a hospital's conditional writes see only its own)."""
 
@@ -109,6 +119,7 @@ Clause = (
     | LastUpdatedClause
     | PatientKeyClause
     | CareContextClause
+    | SharingClause
     | OrgClause
 )
 

@@ -19,6 +19,7 @@ from sqlalchemy import (
     select,
 )
 
+from registry.store.consent import is_sensitive, paused_for, sensitive_shared
 from registry.store.query import (
     CareContextClause,
     ChainClause,
@@ -31,6 +32,7 @@ from registry.store.query import (
     PatientKeyClause,
     Query,
     ReferenceClause,
+    SharingClause,
     SortKey,
     StringClause,
     TokenClause,
@@ -145,6 +147,12 @@ class SearchSql(SqlBase):
                     )
                 ),
             )
+        if isinstance(clause, SharingClause):
+            withheld = or_(
+                paused_for(res, clause.org_id),
+                and_(is_sensitive(res, clause.sensitive_items), not_(sensitive_shared(res))),
+            )
+            return or_(res.c.org_id == clause.org_id, not_(withheld))
         raise TypeError(f"unknown clause {clause!r}")
 
     def _sort_expr(self, rtype: str, key: SortKey) -> Any:

@@ -115,6 +115,7 @@ class StatsQueries:
             func.count(func.distinct(CHECK.c.order_key)).label("checked"),
             func.count(func.distinct(case((recognizable, CHECK.c.order_key)))).label("found"),
             func.count(func.distinct(case((duplicate, CHECK.c.order_key)))).label("duplicates"),
+            func.count(func.distinct(case((CHECK.c.sharing_paused.is_(True), CHECK.c.order_key)))).label("paused"),
         ]
         conds = _conditions(CHECK, f, "checked_us")
         if by == "issuer":

@@ -19,6 +19,8 @@ agree.
   queue of their rest-hook notifications.
 - ``notification_preference`` / ``notification`` (``registry.store.notification_tables``): each patient's choices of
   channel and the durable queue of messages to the notification gateway.
+- ``share_restriction`` / ``sensitive_share`` (``registry.store.consent_tables``): the projection of the patients'
+  sharing consent.
 """
 
 from __future__ import annotations
@@ -342,6 +344,8 @@ class OrderCheckRow(SQLModel, table=True):
     status: str = Field(sa_column=Column(String(40), nullable=False))
     issuer_org: str | None = Field(default=None, sa_column=Column(String(64), nullable=True))
     card_uuid: str | None = Field(default=None, sa_column=Column(String(40), nullable=True))
+    # earlier results were withheld from this hospital because the patient paused sharing (policy.consent)
+    sharing_paused: bool = Field(default=False, sa_column=Column(Boolean, nullable=False, server_default=false()))
 
 
 class DecisionRow(SQLModel, table=True):
@@ -384,8 +388,9 @@ class ConfigGenerationRow(SQLModel, table=True):
     generation: int = Field(sa_column=Column(BigInteger, nullable=False))
 
 
-# the patient-view cards, Subscriptions and their deliveries, patient notifications: on the same metadata
-from registry.store import notification_tables, reminder_tables, subscription_tables  # noqa: E402
+# the patient-view cards, Subscriptions and their deliveries, patient notifications, sharing consent: on the
+# same metadata
+from registry.store import consent_tables, notification_tables, reminder_tables, subscription_tables  # noqa: E402
 
 metadata = SQLModel.metadata
-__all__ = ["metadata", "notification_tables", "reminder_tables", "subscription_tables"]
+__all__ = ["consent_tables", "metadata", "notification_tables", "reminder_tables", "subscription_tables"]

@@ -102,6 +102,35 @@ _TEXT: dict[str, tuple[str, str]] = {
         "This report does not exist, or the patient has no record at your hospital (outside your care context).",
     ),
     "break_glass_accesses": ("紧急授权查看", "Emergency (break-glass) accesses"),
+    "sharing_paused": ("患者已限制共享的开单", "Orders where the patient had paused sharing"),
+    "consent": ("共享授权", "Sharing consent"),
+    "consent_intro": (
+        "您的检查检验结果默认在本区域医院间共享，以便互认、免于重复检查。您可以暂停向某家医院或所有其他医院共享，随时恢复；"
+        "出具报告的医院和您本人始终可以查看。紧急情况下医生可说明理由后破窗查看，记录在“谁查看了我的记录”中。",
+        "Your results are shared among the region's hospitals by default, so they can be recognized instead of "
+        "repeated. You can pause sharing with one hospital or all other hospitals, and resume at any time; the "
+        "hospital that issued a result and you always see it. In an emergency a clinician may break the glass with "
+        "a reason; it is listed under “Who viewed my records”.",
+    ),
+    "consent_all": ("所有其他医院", "All other hospitals"),
+    "consent_shared": ("共享中", "Shared"),
+    "consent_paused": ("已暂停", "Paused"),
+    "consent_pause": ("暂停共享", "Pause sharing"),
+    "consent_resume": ("恢复共享", "Resume sharing"),
+    "consent_paused_all": ("已暂停向所有其他医院共享", "Sharing with all other hospitals is paused"),
+    "consent_sensitive": ("敏感项目单独同意", "Separate consent for sensitive items"),
+    "consent_sensitive_intro": (
+        "HIV、梅毒、肝炎血清学等敏感项目的结果，只有在您单独同意后才会共享给其他医院（个人信息保护法第二十八、二十九条）。",
+        "Results of sensitive items (HIV, syphilis, hepatitis serology and the like) are shared with other hospitals "
+        "only with your separate consent (PIPL Art. 28–29).",
+    ),
+    "consent_sensitive_on": ("已同意共享敏感项目", "Sensitive items are shared"),
+    "consent_sensitive_off": ("不共享敏感项目（默认）", "Sensitive items are not shared (the default)"),
+    "consent_share_sensitive": ("同意共享敏感项目", "Share sensitive items"),
+    "consent_keep_sensitive": ("撤回，不再共享敏感项目", "Withdraw: keep sensitive items unshared"),
+    "consent_saved": ("已保存。", "Saved."),
+    "consent_record": ("记录", "Record"),
+    "bad_request": ("无法完成该操作。", "That change could not be made."),
     "break_glass_title": ("紧急授权查看（破窗）", "Emergency access (break the glass)"),
     "break_glass_explain": (
         "仅在诊疗确有需要时使用。请写明理由：本次查看将记入审计日志，患者可在“谁查看了我的记录”中看到，并计入统计。",

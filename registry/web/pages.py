@@ -11,14 +11,21 @@ from fastapi import FastAPI
 from starlette.staticfiles import StaticFiles
 
 from registry.ratelimit import RateLimiter
-from registry.web import clinician_pages, notification_pages, portal_pages, signin, stats_pages
+from registry.web import clinician_pages, consent_pages, notification_pages, portal_pages, signin, stats_pages
 from registry.web.rendering import STATIC_DIR
 
 
 def install(app: FastAPI) -> None:
     """Serve the pages and their assets on ``app`` (after the API routers: ``/{area}/login`` must not shadow them)."""
     app.mount("/assets", StaticFiles(directory=STATIC_DIR), name="assets")
-    for module in (portal_pages, notification_pages, clinician_pages, stats_pages, signin):  # /{area}/login last
+    for module in (
+        portal_pages,
+        notification_pages,
+        consent_pages,
+        clinician_pages,
+        stats_pages,
+        signin,
+    ):  # /{area}/login last
         app.include_router(module.router)
     # per account: 10 attempts at once, then one every 5 s
     app.state.sign_in_limiter = RateLimiter(0.2, 10, max_keys=app.state.ctx.settings.rate_limit_max_keys)

@@ -414,6 +414,8 @@ def test_every_page_passes_an_automated_accessibility_audit(browser: Any, demo: 
     found += axe_violations(p)
     p.goto("/portal/notifications")
     found += axe_violations(p)
+    p.goto("/portal/consent")
+    found += axe_violations(p)
     p.goto("/portal?lang=en")
     found += axe_violations(p)
     p.goto("/portal?lang=zh")

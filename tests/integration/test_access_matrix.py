@@ -366,6 +366,10 @@ CASES: dict[tuple[str, str], tuple[Build, dict[str, str]]] = {
     ("POST", "/portal/notifications"): (
         lambda r, t, w: Call("POST", "/portal/notifications", form={"sms": "on", "language": "zh",
                                                                      "csrf": r.csrf.get(w, "")}), page("portal", "2")),
+    ("GET", "/portal/consent"): (lambda r, t, w: Call("GET", "/portal/consent"), page("portal", "2")),
+    # the patient's own consent, as it already is (sensitive items not shared): nothing else in the matrix changes
+    ("POST", "/portal/consent"): (lambda r, t, w: Call("POST", "/portal/consent", form={
+        "action": "keep-sensitive", "csrf": r.csrf.get(w, "")}), page("portal", "2")),
     ("GET", "/clinician"): (lambda r, t, w: Call("GET", "/clinician"), page("clinician", "2")),
     ("POST", "/clinician/token"): (
         lambda r, t, w: Call("POST", "/clinician/token", headers={"X-CSRF-Token": r.csrf.get(w, "")}),
@@ -553,3 +557,44 @@ def test_a_transaction_whose_get_is_refused_fails_whole(region: Region) -> None:
         batch = {**bundle, "type": "batch"}
         assert _entry_status(_send(region, who, Call("POST", "/fhir", json=batch)))[0] == "403", who
         assert _send(region, who, Call("POST", "/fhir", json=bundle)).status_code == 403, who
+
+
+CONSENT_ROUTES = (("GET", "/fhir/{rtype}/{rid}"), ("GET", "/fhir/{rtype}/{rid}/_history"),
+                  ("GET", "/fhir/{rtype}/{rid}/_history/{vid}"), ("GET", "/fhir/{rtype}"),
+                  ("POST", "/fhir/{rtype}/_search"))  # fmt: skip
+
+
+def test_a_paused_share_withholds_the_care_target_from_the_paused_hospital_only(region: Region) -> None:
+    """The consent column of the matrix (docs/design.md §6 consent): P1 pauses sharing with hospital B — B's system
+    and clinician are then refused A's report of P1 (``care``: 403 on the reads, absent from the searches) while
+    B's own report, the patient and the admin are answered as before; break-glass still opens it; after resuming,
+    the matrix's own outcomes hold again."""
+    patient = region.ctx.principals.get("patient-p1")
+    assert patient is not None
+    care, own = region.targets["care"], region.targets["own"]
+    region.ctx.consent.change(patient, AuditContext("matrix", patient, "update", "Consent"), "pause", "hosp-b")
+    problems: list[str] = []
+    try:
+        for route in CONSENT_ROUTES:
+            build, expected = CASES[route]
+            for who in ("admin", "hospital", "clinician", "patient"):
+                paused = {"hospital": "3", "clinician": "3"} if route[0] == "GET" and "{rid}" in route[1] else {}
+                want_care = paused.get(who, "e" if who in ("hospital", "clinician") else "2")
+                for target, want in ((care, want_care), (own, expected[who][0])):
+                    r = _send(region, who, build(region, target, who))
+                    found = _matches(r)
+                    ok = r.status_code == 200 and (found is None or (target.report in found) == (want == "2"))
+                    if want == "3":
+                        ok = r.status_code == 403 and target.report not in r.text.replace(
+                            build(region, target, who).url, ""
+                        )
+                    if not ok:
+                        problems.append(f"{who} {route} → {target.org}: {r.status_code} {r.text[:160]}")
+        opened = _send(region, "clinician", Call("GET", f"/fhir/DiagnosticReport/{care.report}", headers=BTG))
+        if opened.status_code != 200:
+            problems.append(f"break-glass: {opened.status_code}")
+    finally:
+        region.ctx.consent.change(patient, AuditContext("matrix", patient, "update", "Consent"), "resume", "hosp-b")
+    r = _send(region, "hospital", Call("GET", f"/fhir/DiagnosticReport/{care.report}"))
+    assert r.status_code == 200, r.text
+    assert not problems, "\n".join(problems)

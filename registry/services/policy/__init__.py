@@ -9,14 +9,31 @@ operations, pages, statistics, administration. Route handlers and services ask i
   registered by the check: its own MRN with the full national ID), else only by break-glass; its own statistics.
 - **clinician**: reads as their hospital (care context, or break-glass with a reason); the order check as their
   hospital; no writes, no statistics.
-- **patient**: reads their own records and who viewed them; nothing else.
+- **patient**: reads their own records and who viewed them, and records their own sharing consent (pause or resume
+  sharing with other hospitals, the separate consent for sensitive items); nothing else.
+- **consent**: within a care context, another issuer's results are withheld from a hospital the patient paused
+  sharing with, and sensitive items without the patient's separate consent — except by break-glass (:mod:`.consent`).
 - **no token, a disabled or removed client**: the open routes only (:mod:`.routes`).
 
 Modules: :mod:`.routes` (who may call each route at all), :mod:`.reading`, :mod:`.writing`, :mod:`.care`,
-:mod:`.surfaces`, :mod:`.purpose` (break-glass), :mod:`.subscribing` (who may subscribe, what is delivered).
+:mod:`.surfaces`, :mod:`.purpose` (break-glass), :mod:`.subscribing` (who may subscribe, what is delivered),
+:mod:`.consent` (the patient's sharing consent).
 """
 
 from registry.services.policy.care import CheckSubject, Registration, check_subject
+from registry.services.policy.consent import (
+    CONSENT_TYPES,
+    NOT_SHARED,
+    RESTRICTED_EN,
+    RESTRICTED_ZH,
+    Sharing,
+    Withheld,
+    check_consent_writer,
+    check_shared,
+    needs_sharing_check,
+    sharing_filter,
+    withheld,
+)
 from registry.services.policy.purpose import BreakGlass, break_glass_of
 from registry.services.policy.reading import (
     DIRECTORY,
@@ -59,12 +76,16 @@ from registry.services.policy.writing import (
 
 __all__ = [
     "AREAS",
+    "CONSENT_TYPES",
     "DIRECTORY",
     "GOVERNED_REFERENCES",
     "ISSUER_PATHS",
+    "NOT_SHARED",
     "OUTSIDE_CARE",
     "OWNED",
     "PATIENT_SCOPED",
+    "RESTRICTED_EN",
+    "RESTRICTED_ZH",
     "ROUTES",
     "SUBSCRIBERS",
     "BreakGlass",
@@ -72,16 +93,20 @@ __all__ = [
     "Gate",
     "Registration",
     "Route",
+    "Sharing",
     "Target",
+    "Withheld",
     "audit_reader_key",
     "break_glass_of",
     "check_break_glass_result",
     "check_change",
+    "check_consent_writer",
     "check_decision",
     "check_named_patients",
     "check_namespaces",
     "check_read",
     "check_references",
+    "check_shared",
     "check_subject",
     "check_subscriber",
     "decide_issuer",
@@ -90,11 +115,14 @@ __all__ = [
     "may_use_area",
     "needs_care_context",
     "needs_care_context_check",
+    "needs_sharing_check",
     "notification_owner",
     "own_organization",
     "read_filter",
     "require_admin",
     "require_scope",
     "route_for",
+    "sharing_filter",
     "visible_to_writer",
+    "withheld",
 ]

@@ -8,6 +8,9 @@
   a time;
 - **patients** read only their own records (the same master patient key) and their own audit trail;
 - a **Subscription** (:data:`OWNED`) is read by the hospital that created it and by admins, nobody else.
+- within the care context, what another issuer holds is further limited by the patient's **sharing consent**
+  (:mod:`.consent`: paused sharing, sensitive items), again except by break-glass; a patient's Consent itself is
+  read by the patient and admins only.
 
 Refusals never name other hospitals' resources, identifiers or counts.
 """
@@ -19,6 +22,7 @@ from collections.abc import Sequence
 from registry.auth import Principal, PrincipalKind
 from registry.errors import BadRequestError, ForbiddenError
 from registry.fhir.search_params import PATIENT_COMPARTMENT
+from registry.services.policy.consent import CONSENT_TYPES, check_consent_read
 from registry.services.policy.purpose import BreakGlass
 from registry.store.query import CareContextClause, Clause, OrgClause, PatientKeyClause
 from registry.store.records import Stored
@@ -26,7 +30,7 @@ from registry.store.records import Stored
 DIRECTORY = frozenset({"Organization", "Practitioner", "Endpoint", "ConceptMap"})
 OWNED = frozenset({"Subscription"})
 """Types only their owner (the creating hospital) and admins read: a Subscription names its subscriber's endpoint."""
-PATIENT_SCOPED = PATIENT_COMPARTMENT | {"Patient"}
+PATIENT_SCOPED = PATIENT_COMPARTMENT | {"Patient"} | CONSENT_TYPES
 OUTSIDE_CARE = (
     "the patient has no local identity at your hospital (outside your care context); present the patient's record "
     "at your hospital, or break the glass with a reason"
@@ -67,6 +71,8 @@ def read_filter(
         return OrgClause(_in_org(principal))
     if resource_type not in PATIENT_SCOPED:
         raise ForbiddenError(f"{resource_type} is not readable by {principal.kind.value} principals")
+    if resource_type in CONSENT_TYPES:
+        check_consent_read(principal)
     if principal.kind is PrincipalKind.PATIENT:
         if not principal.patient_key:
             raise ForbiddenError("this patient principal is not linked to a patient")
@@ -111,6 +117,8 @@ def check_read(
         return
     if stored.type not in PATIENT_SCOPED:
         raise ForbiddenError(f"{stored.type} is not readable by {principal.kind.value} principals")
+    if stored.type in CONSENT_TYPES:
+        check_consent_read(principal)
     if principal.kind is PrincipalKind.PATIENT:
         if stored.patient_key is None or stored.patient_key != principal.patient_key:
             raise ForbiddenError("a patient may read only their own records")

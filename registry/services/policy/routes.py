@@ -124,6 +124,8 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "/portal/access"): _page("portal", AREAS["portal"], "who viewed my records"),
     ("GET", "/portal/notifications"): _page("portal", AREAS["portal"], "my notification settings and messages"),
     ("POST", "/portal/notifications"): _page("portal", AREAS["portal"], "change my notification settings"),
+    ("GET", "/portal/consent"): _page("portal", AREAS["portal"], "my sharing consent"),
+    ("POST", "/portal/consent"): _page("portal", AREAS["portal"], "pause or resume sharing, sensitive items"),
     ("GET", "/clinician"): _page("clinician", AREAS["clinician"], "order screen"),
     ("POST", "/clinician/token"): _page("clinician", AREAS["clinician"], "the order screen's token"),
     ("GET", "/clinician/reports/{rtype}/{rid}"): _page("clinician", AREAS["clinician"], "a card's report"),

@@ -17,6 +17,9 @@ patients, only identifiers in the namespaces it owns, and only references to its
   another issuer's results, never another patient's). So no report can withdraw, mark or correct a result it does
   not own.
 
+- **Consent.** A patient's sharing consent is written by the patient through the portal only (policy.consent):
+  no hospital and no admin writes it over the REST API.
+
 Admins may write everything else.
 """
 
@@ -30,6 +33,7 @@ from registry.auth import Principal, PrincipalKind
 from registry.errors import BusinessRuleError, ForbiddenError
 from registry.fhir.extract import parse_reference, values_at
 from registry.fhir.search_params import PATIENT_COMPARTMENT
+from registry.services.policy.consent import CONSENT_TYPES, CONSENT_WRITER
 from registry.services.policy.reading import PATIENT_SCOPED, require_scope
 from registry.store.records import Stored
 
@@ -95,6 +99,8 @@ def decide_issuer(
     hospital writing as another organization: naming another Organization as the issuer, another hospital's
     Organization resource, or about a Patient another hospital manages (``subject_org``)."""
     resource_type = str(resource.get("resourceType"))
+    if resource_type in CONSENT_TYPES:
+        raise ForbiddenError(CONSENT_WRITER)
     require_scope(principal, resource_type, "write")
     named = issuer_orgs(resource, base_url)
     if principal.kind is PrincipalKind.ADMIN:
@@ -171,7 +177,9 @@ def check_references(
 
 def check_change(principal: Principal, existing: Stored, *, deleting: bool = False) -> None:
     """Only the owner (or an admin) changes or deletes a stored resource — a deleted one too: re-creating it would hand
-    over its history."""
+    over its history. A patient's Consent is changed by the patient, through the portal, only."""
+    if existing.type in CONSENT_TYPES:
+        raise ForbiddenError(CONSENT_WRITER)
     if principal.kind is PrincipalKind.ADMIN:
         return
     if deleting and principal.kind is not PrincipalKind.HOSPITAL:

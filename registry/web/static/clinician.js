@@ -217,7 +217,8 @@
         selections: [`ServiceRequest/${sr.id}`], draftOrders: draftBundle(),
       }));
       order.card = (r.cards || [])[0] || null;
-      order.state = order.card ? "advised" : "clear";
+      // a notice without override reasons ("患者已限制共享": the patient paused sharing) has nothing to decide on
+      order.state = !order.card ? "clear" : order.card.overrideReasons ? "advised" : "restricted";
       renderOrders();
       status(order.card ? order.card.summary : T(`${item.display}：无可互认结果。`, `${item.en || item.display}: nothing to recognize.`));
     } catch (e) { order.state = "error"; renderOrders(); status(e.message, true); }
@@ -239,7 +240,7 @@
     box.append(el("p", { class: "summary" }, el("strong", { text: card.summary })));
     box.append(markdown(card.detail));
     for (const link of card.links || []) box.append(el("p", {}, el("a", { href: link.url, target: "_blank", rel: "noopener", text: `${link.label} ↗` })));
-    if (!order || order.decision) return box;
+    if (!order || order.decision || !card.overrideReasons) return box;
     const suggestion = (card.suggestions || [])[0];
     const actions = el("div", { class: "card-actions" });
     const accept = el("button", { type: "button", class: "primary", "data-testid": "accept", text: words.accept, onclick: async () => {
@@ -293,7 +294,7 @@
         draft: T("核对中…", "checking…"), clear: T("无可互认结果", "nothing to recognize"), advised: T("有可互认结果", "recognizable result"),
         withdrawn: T("已互认，开单已撤销", "recognized — order withdrawn"), error: T("核对失败", "check failed"),
         declined: o.decision && o.decision.reason ? T(`不互认：${o.decision.reason.code} ${o.decision.reason.display || ""}`, `not recognized: ${o.decision.reason.code}`) : "",
-        signed: T("已签署", "signed"),
+        signed: T("已签署", "signed"), restricted: T("患者已限制共享", "the patient has restricted sharing"),
       }[o.state];
       head.append(el("span", { class: "badge", "data-testid": "order-state", text: badge }));
       if (!o.decision && o.state !== "signed") head.append(el("button", { type: "button", class: "link", text: words.remove, onclick: () => { state.orders = state.orders.filter((x) => x !== o); renderOrders(); } }));
@@ -302,11 +303,11 @@
       list.append(li);
     }
     $("no-orders").hidden = state.orders.length > 0;
-    $("sign").disabled = !state.orders.some((o) => ["clear", "declined", "advised"].includes(o.state));
+    $("sign").disabled = !state.orders.some((o) => ["clear", "declined", "advised", "restricted"].includes(o.state));
   }
 
   $("sign").addEventListener("click", async () => {
-    const pending = state.orders.filter((o) => ["clear", "declined", "advised"].includes(o.state));
+    const pending = state.orders.filter((o) => ["clear", "declined", "advised", "restricted"].includes(o.state));
     status(T("签署前核对…", "Checking before signing…"));
     try {
       const r = await call("POST", "/cds-services/hr-order-sign", hookBody("order-sign", {
