@@ -43,6 +43,13 @@ from registry.store.records import (
 )
 from registry.store.sql_base import SqlBase
 
+# The business identifiers a write claims, each once: the rows inserted are those not already held. (An
+# ``INSERT … ON CONFLICT DO NOTHING RETURNING`` of many rows in parameter order is sent one row per statement.)
+_PG_CLAIM_IDENTIFIERS = text(
+    "INSERT INTO resource_identifier (type, system, value, res_pk) "
+    "SELECT * FROM unnest(CAST(:i_types AS varchar[]), CAST(:i_systems AS varchar[]), CAST(:i_values AS varchar[]), "
+    "CAST(:i_pks AS bigint[])) ON CONFLICT DO NOTHING RETURNING res_pk"
+)
 _PG_NEXT_PKS = text("SELECT nextval(pg_get_serial_sequence('resource', 'pk')) FROM generate_series(1, :n)")
 
 
@@ -239,9 +246,13 @@ class ResourceSql(SqlBase):
             for sy, v in sorted(c.identifiers)
         ]
         if identifiers:
-            claimed = self.conn.execute(
-                self._insert_ignore(IDN).returning(IDN.c.res_pk, sort_by_parameter_order=True), identifiers
-            ).all()
+            if self.postgres:  # one statement with four array parameters, whatever the number of rows
+                claimed = self.conn.execute(_PG_CLAIM_IDENTIFIERS, {
+                    "i_types": [r["type"] for r in identifiers], "i_systems": [r["system"] for r in identifiers],
+                    "i_values": [r["value"] for r in identifiers], "i_pks": [r["res_pk"] for r in identifiers],
+                }).all()  # fmt: skip
+            else:
+                claimed = self.conn.execute(self._insert_ignore(IDN).returning(IDN.c.res_pk), identifiers).all()
             if len(claimed) != len(identifiers):
                 raise DuplicateIdentifierError("a business identifier is already held by another resource")
         superseded = [*(e for e, _c in plan.replaces if not e.deleted), *plan.deletes]
