@@ -26,7 +26,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from catalog import Coding
-from registry.cds.cards import history_card, order_card
+from registry.cds.cards import history_card, language, order_card
 from registry.endpoint import CurrentPrincipal, audit_context, ctx_of
 from registry.errors import BadRequestError, NotFoundError
 from registry.services.feedback import FeedbackInput
@@ -148,12 +148,13 @@ async def call(service_id: str, request: Request, principal: CurrentPrincipal) -
     query = _patient_query(body)
     tz = ctx.catalog.timezone
     base = ctx.settings.public_base_url
+    lang = language(request.headers.get("accept-language"))
     if service["hook"] == "patient-view":
         days = ctx.settings.cds_lookback_days
         reminder = await run_in_threadpool(
             ctx.recognition.recognizable_history, principal, audit, query, lookback_days=days, source=service["hook"]
         )
-        card = history_card(reminder.results, base, tz, days, card_uuid=reminder.card_uuid)
+        card = history_card(reminder.results, base, tz, days, card_uuid=reminder.card_uuid, lang=lang)
         if card is not None:
             ctx.metrics.reminders.labels(service["hook"]).inc()
         return JSONResponse({"cards": [card] if card else []})
@@ -163,7 +164,7 @@ async def call(service_id: str, request: Request, principal: CurrentPrincipal) -
         hook_instance=str(body["hookInstance"]),
     )  # fmt: skip
     ctx.metrics.checked(service["hook"], [c.decision.status.value for c in checked])
-    cards = [card for c in checked if (card := order_card(c, base, tz)) is not None]
+    cards = [card for c in checked if (card := order_card(c, base, tz, lang)) is not None]
     return JSONResponse({"cards": cards})
 
 

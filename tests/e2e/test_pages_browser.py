@@ -2,7 +2,8 @@
 started as the README starts it (demo data loaded, demo credentials in var/demo-credentials.json).
 
 The numbers the pages show are checked against the public API (FHIR searches, /stats/api/summary), not against
-constants. Each test writes a screenshot of the page it exercises to docs/screenshots/ (the README shows them).
+constants. Each test writes a screenshot of the page it exercises to build/screenshots/ (ignored by git, so a test
+run leaves the clone clean); ``./scripts/refresh_screenshots`` copies them to docs/screenshots/ for the README.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from tests.conftest import ROOT, free_port, stop_process, wait_until_healthy
 from tests.e2e.support import client_token
 
 CHROMIUM = os.environ.get("HR_CHROMIUM", "/usr/bin/chromium")
-SHOTS = ROOT / "docs" / "screenshots"
+SHOTS = Path(os.environ.get("HR_SCREENSHOTS", ROOT / "build" / "screenshots"))
 FULL_NATIONAL_ID = re.compile(r"(?<![0-9A-Za-z])\d{17}[\dXx](?![0-9A-Za-z])")
 
 playwright_sync = pytest.importorskip("playwright.sync_api", reason="playwright is a dev dependency (./scripts/test)")

@@ -196,4 +196,3 @@ def test_sensitive_is_a_flag_and_a_panel_of_sensitive_members_is_sensitive() -> 
         _item(d, "L002")["sensitive"] = "yes"
 
     assert ("L002", "sensitive", "must be true or false, got 'yes'") in _problems(not_a_flag)
-
