@@ -48,6 +48,7 @@ def _base_page(base: str) -> str:
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        '<link rel="icon" href="/assets/favicon.svg" type="image/svg+xml">'
         "<title>FHIR R4 base · HR Registry</title></head><body>"
         "<main><h1>FHIR R4 base</h1>"
         f"<p>This is the FHIR R4 base of the registry (<code>{escape(base)}/fhir</code>): FHIR clients send their "

@@ -83,7 +83,7 @@ def trend_chart(
 ) -> LineChart:
     """A line through ``points`` (when, value, hospital, title, abnormal) over time, coloured by hospital, with the
     reference range ``[low, high]`` as a band."""
-    chart = LineChart(width, height, left=64, right=24, top=16, bottom=92)
+    chart = LineChart(width, height, left=104, right=24, top=16, bottom=92)  # room for the slanted dates
     if not points:
         return chart
     values = [p[1] for p in points] + [v for v in (low, high) if v is not None]
