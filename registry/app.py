@@ -234,6 +234,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
     app.include_router(health.router)
     app.include_router(operations.router)
     app.include_router(metadata.router)
+    app.include_router(metadata.base_router)
     app.include_router(codesystems.router)
     app.include_router(conformance.router)
     app.include_router(auth_token.router)

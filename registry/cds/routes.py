@@ -26,7 +26,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from catalog import Coding
-from registry.cds.cards import history_card, order_card, restriction_card
+from registry.cds.cards import history_card, language, order_card, restriction_card
 from registry.endpoint import CurrentPrincipal, audit_context, ctx_of
 from registry.errors import BadRequestError, NotFoundError
 from registry.services.feedback import FeedbackInput
@@ -148,15 +148,16 @@ async def call(service_id: str, request: Request, principal: CurrentPrincipal) -
     query = _patient_query(body)
     tz = ctx.catalog.timezone
     base = ctx.settings.public_base_url
+    lang = language(request.headers.get("accept-language"))
     if service["hook"] == "patient-view":
         days = ctx.settings.cds_lookback_days
         reminder = await run_in_threadpool(
             ctx.recognition.recognizable_history, principal, audit, query, lookback_days=days, source=service["hook"]
         )
-        card = history_card(reminder.results, base, tz, days, card_uuid=reminder.card_uuid)
+        card = history_card(reminder.results, base, tz, days, card_uuid=reminder.card_uuid, lang=lang)
         if card is not None:
             ctx.metrics.reminders.labels(service["hook"]).inc()
-        notice = [restriction_card(base)] if reminder.restricted else []
+        notice = [restriction_card(base, lang=lang)] if reminder.restricted else []
         return JSONResponse({"cards": ([card] if card else []) + notice})
     orders = _draft_orders(body, service["hook"])
     checked = await run_in_threadpool(
@@ -167,8 +168,8 @@ async def call(service_id: str, request: Request, principal: CurrentPrincipal) -
     cards = [
         card
         for c in checked
-        if (card := order_card(c, base, tz) or (restriction_card(base, c.item.name_zh if c.item else None)
-                                                if c.restricted else None)) is not None
+        if (card := order_card(c, base, tz, lang) or (restriction_card(base, c.item.name_zh if c.item else None, lang)
+                                                      if c.restricted else None)) is not None
     ]  # fmt: skip
     return JSONResponse({"cards": cards})
 

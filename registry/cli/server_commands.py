@@ -58,15 +58,22 @@ def demo_patient() -> None:
 
 
 def _load_demo(ctx: AppContext, patients: int, *, force: bool) -> dict[str, int] | None:
-    from registry.services.demo import DEMO_STATE_KEY, DemoRegion
+    from registry.services.demo import DEMO_STATE_KEY, DemoActivity, DemoRegion
 
-    if not force and ctx.principals.state(DEMO_STATE_KEY):
+    first = not ctx.principals.state(DEMO_STATE_KEY)
+    if not force and not first:
         return None
     with base.out.status(f"loading the demo region ({patients} synthetic patients)…"):
         region = DemoRegion(
             ctx.ingest, ctx.catalog, ctx.clock, administration=ctx.administration, namespaces=ctx.namespaces
         )
         counts = region.load(base.CLI_PRINCIPAL, patients=patients)
+    if first:  # decisions are append-only: months of them only with the first load
+        with base.out.status("recording months of demo order checks and decisions…"):
+            activity = DemoActivity(ctx.uow, ctx.catalog, ctx.identity, ctx.indexer)
+            counts |= {
+                f"demo_{k}": v for k, v in activity.run(region.people(patients), ctx.clock(), ctx.local_tz).items()
+            }
     import orjson
 
     ctx.principals.set_state(DEMO_STATE_KEY, orjson.dumps(counts).decode())

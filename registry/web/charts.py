@@ -4,9 +4,9 @@ library), so a chart is in the HTML the browser receives, prints, and reads out 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime, timedelta
 
 PALETTE = ("#1f5fae", "#c2410c", "#15803d", "#7e22ce", "#b45309", "#0e7490", "#be123c")
 """Distinguishable colours, each with at least 4.5:1 contrast on white (WCAG AA)."""
@@ -79,11 +79,11 @@ def trend_chart(
     high: float | None,
     *,
     width: int = 720,
-    height: int = 300,
+    height: int = 340,
 ) -> LineChart:
     """A line through ``points`` (when, value, hospital, title, abnormal) over time, coloured by hospital, with the
     reference range ``[low, high]`` as a band."""
-    chart = LineChart(width, height, left=56, right=16, top=16, bottom=44)
+    chart = LineChart(width, height, left=104, right=24, top=16, bottom=92)  # room for the slanted dates
     if not points:
         return chart
     values = [p[1] for p in points] + [v for v in (low, high) if v is not None]
@@ -113,13 +113,20 @@ def trend_chart(
         label = f"{'' if low is None else _fmt(low)}–{'' if high is None else _fmt(high)}"
         chart.band = Band(top, max(bottom - top, 1.0), label)
     chart.y_ticks = [Tick(y_of(t), _fmt(t)) for t in ticks]
-    shown: list[Tick] = []
-    for when, *_ in points:
-        x = x_of(when)
-        if not shown or x - shown[-1].pos >= 80:
-            shown.append(Tick(x, when.strftime("%Y-%m-%d")))
-    chart.x_ticks = shown
+    chart.x_ticks = point_labels([when for when, *_ in points], x_of)
     return chart
+
+
+def point_labels(moments: Sequence[datetime], x_of: Callable[[datetime], float]) -> list[Tick]:
+    """A date label under every point (the page draws them slanted, so close points keep theirs): the full date for
+    the first point and at a change of year, the month and day otherwise."""
+    out: list[Tick] = []
+    year = None
+    for when in moments:
+        label = when.strftime("%Y-%m-%d") if when.year != year else when.strftime("%m-%d")
+        year = when.year
+        out.append(Tick(x_of(when), label))
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +138,7 @@ class Bar:
     label: str
     value: str
     title: str
+    series: str = ""
 
 
 @dataclass
@@ -143,38 +151,73 @@ class BarChart:
     bars: list[Bar] = field(default_factory=list)
     y_ticks: list[Tick] = field(default_factory=list)
     x_ticks: list[Tick] = field(default_factory=list)
+    days: int = 0
 
 
-def column_chart(rows: Sequence[tuple[str, float]], *, width: int = 720, height: int = 240) -> BarChart:
-    """Vertical bars, one per (label, value) in order — recognitions per day."""
-    chart = BarChart(width, height, left=44, bottom=40, top=12)
-    if not rows:
+def _every_day(rows: Sequence[tuple[str, Sequence[float]]]) -> list[tuple[str, Sequence[float]]]:
+    """The rows with the days between them that have none (as zeros), so the axis is time; labels that are not
+    ISO dates are kept as they are."""
+    try:
+        days = {date.fromisoformat(label): values for label, values in rows}
+    except ValueError:
+        return list(rows)
+    if not days:
+        return []
+    first, last = min(days), max(days)
+    zeros = [0.0] * len(rows[0][1])
+    return [
+        (d.isoformat(), days.get(d, zeros))
+        for i in range((last - first).days + 1)
+        if (d := first + timedelta(days=i)) is not None
+    ]
+
+
+def stacked_columns(
+    rows: Sequence[tuple[str, Sequence[float]]],
+    series: Sequence[tuple[str, str]],
+    *,
+    width: int = 720,
+    height: int = 260,
+) -> BarChart:
+    """One column per day, its values (one per ``series``: key, name) stacked from the bottom — recognitions and
+    declines per day. A zero draws nothing (no empty boxes); the days between two that have values are on the axis."""
+    chart = BarChart(width, height, left=52, bottom=44, top=12)
+    filled = _every_day(rows)
+    if not filled:
         return chart
-    ticks = nice_ticks(0.0, max(max(v for _, v in rows), 1.0))
+    chart.days = len(filled)
+    ticks = nice_ticks(0.0, max(max(sum(v) for _, v in filled), 1.0))
     top_value = ticks[-1] or 1.0
     plot_w = width - chart.left - 8
     plot_h = height - chart.top - chart.bottom
-    slot = plot_w / len(rows)
-    bar_w = max(min(slot * 0.7, 40.0), 1.0)
-    for i, (label, value) in enumerate(rows):
-        h = value / top_value * plot_h
-        x = chart.left + i * slot + (slot - bar_w) / 2
-        chart.bars.append(
-            Bar(
-                round(x, 1),
-                round(chart.top + plot_h - h, 1),
-                round(bar_w, 1),
-                round(h, 1),
-                label,
-                _fmt(value),
-                f"{label}: {_fmt(value)}",
+    slot = plot_w / len(filled)
+    bar_w = max(min(slot * 0.75, 40.0), 1.0)
+    for i, (label, values) in enumerate(filled):
+        x = round(chart.left + i * slot + (slot - bar_w) / 2, 1)
+        base = 0.0
+        for (key, name), value in zip(series, values, strict=True):
+            if value <= 0:
+                continue
+            y_top = chart.top + plot_h - (base + value) / top_value * plot_h
+            h = value / top_value * plot_h
+            chart.bars.append(
+                Bar(
+                    x,
+                    round(y_top, 1),
+                    round(bar_w, 1),
+                    round(h, 1),
+                    label,
+                    _fmt(value),
+                    f"{label} {name}: {_fmt(value)}",
+                    key,
+                )
             )
-        )
+            base += value
     chart.y_ticks = [Tick(round(chart.top + plot_h - t / top_value * plot_h, 1), _fmt(t)) for t in ticks]
-    every = max(1, math.ceil(len(rows) / 8))
+    every = max(1, math.ceil(len(filled) / 8))
     chart.x_ticks = [
-        Tick(round(b.x + b.width / 2, 1), b.label[5:] if len(b.label) == 10 else b.label)
-        for i, b in enumerate(chart.bars)
+        Tick(round(chart.left + i * slot + slot / 2, 1), label[5:] if len(label) == 10 else label)
+        for i, (label, _v) in enumerate(filled)
         if i % every == 0
     ]
     return chart

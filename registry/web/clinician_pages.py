@@ -15,6 +15,7 @@ from registry.services.policy.purpose import MAX_REASON, BreakGlass
 from registry.web.rendering import render, to_sign_in
 from registry.web.session import (
     csrf_ok,
+    language,
     signed_in,
 )
 
@@ -27,10 +28,12 @@ def clinician(request: Request) -> Response:
     principal = signed_in(request, ctx, "clinician")
     if principal is None:
         return to_sign_in(request, "clinician")
+    en = language(request) == "en"
     reasons = [
-        {"code": r.code, "display": r.display_zh, "counts": r.counts_as_nonrecognition, "comment": r.requires_comment}
+        {"code": r.code, "display": r.display_en if en else r.display_zh, "counts": r.counts_as_nonrecognition,
+         "comment": r.requires_comment}
         for r in REASONS
-    ]
+    ]  # fmt: skip
     return render(request, "clinician.html", "clinician", principal, reasons=reasons)
 
 

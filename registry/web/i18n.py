@@ -87,6 +87,21 @@ _TEXT: dict[str, tuple[str, str]] = {
     "who": ("查看者", "Who"),
     "what": ("内容", "What"),
     "no_access": ("除您本人外，还没有人查看过您的记录。", "Nobody but you has viewed your records."),
+    "records_of": ("记录所属：", "Records of "),
+    "access_intro": (
+        "下表列出您本人以外的人员每一次查看您记录的时间、医院和内容。紧急授权（破窗）查看以红色标出，并附查看理由。",
+        "Every time someone other than you looked at your records: when, which hospital, and what. Emergency "
+        "(break-glass) accesses are marked in red, with the reason given.",
+    ),
+    "break_glass_count": ("次紧急授权（破窗）查看", "emergency (break-glass) accesses"),
+    "break_glass_mark": ("紧急授权", "Emergency access"),
+    "break_glass_why": ("理由：", "Reason: "),
+    "notifications_sent": ("发给您的通知", "Notifications sent to you"),
+    "no_notifications": ("还没有发给您的通知。", "No notifications have been sent to you."),
+    "channel": ("方式", "Channel"),
+    "channel_sms": ("短信", "SMS"),
+    "channel_email": ("电子邮件", "email"),
+    "channel_app": ("应用消息", "app message"),
     "status_final": ("正式报告", "final"),
     "status_corrected": ("已更正", "corrected"),
     "status_amended": ("已修订", "amended"),
@@ -179,6 +194,8 @@ _TEXT: dict[str, tuple[str, str]] = {
     "remove": ("删除", "Remove"),
     # stats
     "period": ("统计期间", "Period"),
+    "date_placeholder": ("年-月-日", "YYYY-MM-DD"),
+    "date_format": ("日期格式：年-月-日，例如 2026-11-01。", "Dates as year-month-day, e.g. 2026-11-01."),
     "start": ("开始", "From"),
     "end": ("结束", "To"),
     "ordering_hospital": ("开单医院", "Ordering hospital"),
@@ -237,24 +254,63 @@ _RESOURCES = {
     "Patient": ("基本信息", "personal details"),
     "ServiceRequest": ("医嘱", "orders"),
     "AuditEvent": ("访问记录", "access log"),
+    "Consent": ("授权设置", "sharing choices"),
+}
+
+_SERVICES = {
+    "hr-order-select": ("开单时核对了您的既往结果", "checked your earlier results while ordering a test"),
+    "hr-order-sign": ("开单时核对了您的既往结果", "checked your earlier results while ordering a test"),
+    "hr-patient-view": (
+        "接诊时查看了您在其他医院可互认的结果",
+        "looked at your results from other hospitals when seeing you",
+    ),
 }
 
 
-def describe_access(interaction: str, resource_type: str, lang: str, purpose: str | None = None) -> str:
+def _decision(detail: str, en: bool) -> str:
+    if detail.startswith("decision recognized"):
+        return (
+            "recorded a recognition decision: used your earlier result instead of repeating the test"
+            if en
+            else "记录了互认决定：采用您的既往结果，不再重复检查"
+        )
+    if detail.startswith("decision declined"):
+        return "recorded a recognition decision: the test is repeated" if en else "记录了互认决定：仍需重新检查"
+    return "recorded a recognition decision" if en else "记录了互认决定"
+
+
+def describe_access(
+    interaction: str,
+    resource_type: str,
+    lang: str,
+    purpose: str | None = None,
+    *,
+    resource_id: str = "",
+    detail: str = "",
+) -> str:
     """An audit row in words a patient understands ("查询了您的检查检验报告")."""
     en = lang == "en"
     if purpose == "BTG":
-        what = describe_access(interaction, resource_type, lang, None)
+        what = describe_access(interaction, resource_type, lang, None, resource_id=resource_id, detail=detail)
         return f"{what} — emergency access (break the glass)" if en else f"紧急授权（破窗）：{what}"
     if resource_type == "CDS Hooks":
-        return "checked your results for a new order" if en else "开单时核对了您的既往结果"
+        zh_text, en_text = _SERVICES.get(resource_id, _SERVICES["hr-order-select"])
+        return en_text if en else zh_text
     if resource_type == "CDS Hooks feedback":
-        return "recorded a recognition decision" if en else "记录了互认决定"
+        return _decision(detail, en)
+    if interaction == "operation" and resource_type == "Patient":  # IHE PIXm: which numbers the hospitals know
+        return (
+            "looked up which hospitals know you and your patient numbers there (identity matching)"
+            if en
+            else "核对了您在各医院的身份和就诊号（身份匹配）"
+        )
+    if interaction == "operation" and resource_type == "ServiceRequest":
+        if detail.startswith("decision"):
+            return _decision(detail, en)
+        return "checked your earlier results while ordering a test" if en else "开单时核对了您的既往结果"
     zh_name, en_name = _RESOURCES.get(resource_type, (resource_type or "记录", resource_type or "records"))
     if interaction in ("read", "vread", "history-instance"):
         return f"opened your {en_name}" if en else f"查看了您的{zh_name}"
     if interaction in ("search-type", "search-system"):
         return f"searched your {en_name}" if en else f"查询了您的{zh_name}"
-    if interaction == "operation":
-        return f"ran an operation on your {en_name}" if en else f"对您的{zh_name}执行了操作"
-    return f"{interaction} {resource_type}".strip()
+    return f"looked at your {en_name}" if en else f"查阅了您的{zh_name}"

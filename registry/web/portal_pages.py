@@ -7,10 +7,12 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
+from registry.auth import Principal
 from registry.endpoint import audit_context, ctx_of
 from registry.errors import NotFoundError
 from registry.services.portal import ReportView
-from registry.web import charts
+from registry.services.portal.views import ABNORMAL
+from registry.web import charts, display
 from registry.web.i18n import describe_access
 from registry.web.rendering import error_page, render, to_sign_in
 from registry.web.session import (
@@ -19,6 +21,17 @@ from registry.web.session import (
 )
 
 router = APIRouter(include_in_schema=False)
+
+
+def _records_of(request: Request, principal: Principal) -> str:
+    """Whose records the portal shows — the patient's name as the hospitals registered it, which the header shows
+    instead of the account's label (an account named "演示患者" above a card for 张三 reads as two people)."""
+    ctx = ctx_of(request)
+    try:
+        card = ctx.portal.patient(principal, audit_context(request, principal, "search-type", "Patient"))
+    except NotFoundError:
+        return ""
+    return card.name
 
 
 def _options(reports: list[ReportView]) -> tuple[list[tuple[str, str]], list[tuple[str, Any]]]:
@@ -50,6 +63,7 @@ def portal(request: Request, hospital: str = "", kind: str = "", item: str = "")
         "portal",
         principal,
         card=card,
+        records_of=card.name,
         reports=shown,
         total=len(every),
         hospitals=hospitals,
@@ -71,7 +85,8 @@ def portal_report(rid: str, request: Request) -> Response:
         report = ctx.portal.report(principal, audit, rid)
     except NotFoundError:
         return error_page(request, "portal", principal, 404, "not_found")
-    return render(request, "report.html", "portal", principal, report=report, back="/portal")
+    return render(request, "report.html", "portal", principal, report=report, back="/portal",
+                  records_of=_records_of(request, principal))  # fmt: skip
 
 
 @router.get("/portal/trends/{item_id}", response_class=HTMLResponse)
@@ -85,21 +100,25 @@ def portal_trend(item_id: str, request: Request) -> Response:
         trend = ctx.portal.trend(principal, audit, item_id)
     except NotFoundError:
         return error_page(request, "portal", principal, 404, "not_found")
+    lang = language(request)
+    shown_unit = display.unit_text(trend.unit, lang)
     chart = charts.trend_chart(
         [
             (
                 p.when,
                 p.value,
                 p.org_name,
-                f"{p.when.astimezone(ctx.local_tz):%Y-%m-%d} {p.org_name}: {p.text}",
-                bool(set(p.flags) & {"H", "HH", "L", "LL", "A", "AA"}),
+                f"{p.when.astimezone(ctx.local_tz):%Y-%m-%d} {p.org_name}: {p.text} {shown_unit}".rstrip()
+                + (f" ({display.flags_text(p.flags, lang)})" if set(p.flags) - {"N"} else ""),
+                bool(set(p.flags) & ABNORMAL),
             )
             for p in trend.points
         ],
         trend.low,
         trend.high,
     )
-    return render(request, "portal_trend.html", "portal", principal, trend=trend, chart=chart)
+    return render(request, "portal_trend.html", "portal", principal, trend=trend, chart=chart,
+                  records_of=_records_of(request, principal))  # fmt: skip
 
 
 @router.get("/portal/access", response_class=HTMLResponse)
@@ -115,8 +134,9 @@ def portal_access(request: Request) -> Response:
         "portal",
         principal,
         rows=ctx.portal.access_log(principal, audit=audit_context(request, principal, "search-type", "AuditEvent")),
-        describe=lambda row: (
-            describe_access(row.interaction, row.resource_type, lang, row.purpose)
-            + (f" — {row.purpose_reason}" if row.purpose_reason else "")
+        notifications=ctx.portal.sent_notifications(principal),
+        records_of=_records_of(request, principal),
+        describe=lambda row: describe_access(
+            row.interaction, row.resource_type, lang, row.purpose, resource_id=row.resource_id, detail=row.detail
         ),
     )

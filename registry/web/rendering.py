@@ -13,6 +13,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from registry.auth import Principal
 from registry.endpoint import ctx_of
+from registry.web import display
 from registry.web.i18n import translator
 from registry.web.session import (
     csrf_token,
@@ -47,6 +48,10 @@ def render(
             return ""
         return str(item.name_en if lang == "en" else item.name_zh)
 
+    def unit(code: str | None, text: str = "") -> str:
+        """A unit as people write it: from its UCUM code when there is one, else the text the sender gave."""
+        return display.unit_text(code, lang) if code else text
+
     def switch_lang() -> str:
         params = [(k, v) for k, v in request.query_params.multi_items() if k != "lang"]
         params.append(("lang", "en" if lang == "zh" else "zh"))
@@ -62,6 +67,10 @@ def render(
         day=day,
         minute=minute,
         item_name=item_name,
+        unit=unit,
+        flag=lambda code: display.flag_text(code, lang),
+        flags=lambda codes: display.flags_text(codes, lang),
+        body_part=lambda term: display.body_part(term, lang),
         switch_lang=switch_lang(),
         now=ctx.clock(),
         **values,

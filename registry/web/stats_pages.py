@@ -15,8 +15,10 @@ from registry.errors import BadRequestError, ForbiddenError
 from registry.services.audit import AuditTrail
 from registry.services.stats import Period, parse_period
 from registry.web import charts
+from registry.web.i18n import translator
 from registry.web.rendering import render, to_sign_in
 from registry.web.session import (
+    language,
     signed_in,
 )
 
@@ -49,7 +51,12 @@ async def stats(request: Request) -> Response:
         )
     except (BadRequestError, ForbiddenError) as exc:
         return render(request, "error.html", "stats", principal, status=exc.status, message=exc.diagnostics)
-    per_day = charts.column_chart([(d["day"], float(d["recognized"])) for d in summary["by_day"]])
+    t = translator(language(request))
+    en = language(request) == "en"
+    per_day = charts.stacked_columns(
+        [(d["day"], (float(d["recognized"]), float(d["declined"]))) for d in summary["by_day"]],
+        [("recognized", t["recognized"]), ("declined", t["declined"])],
+    )
     rates = charts.bar_rows(
         [
             (
@@ -58,13 +65,18 @@ async def stats(request: Request) -> Response:
                 f"{(h['recognition_rate'] or 0) * 100:.1f}%",
             )
             for h in summary["by_hospital"]
+            if h["recognition_rate"] is not None  # a hospital without decisions has no rate: no empty bar
         ],
         scale=1.0,
     )
-    reasons = charts.bar_rows(
-        [(f"{r['code']} {r['display']}", float(r["count"]), str(r["count"])) for r in summary["declined_by_reason"]]
-    )
-    top = sorted(summary["by_item"], key=lambda i: (-i["recognized"], i["item"] or ""))[:10]
+    # each reason once, with its bar; a reason nobody gave is left out (no empty rows)
+    given = [r for r in summary["declined_by_reason"] if r["count"]]
+    names = {r.code: (r.display_en if en else r.display_zh) for r in REASONS}
+    rows = charts.bar_rows([(names.get(r["code"], r["display"]), float(r["count"]), str(r["count"])) for r in given])
+    reasons = list(zip(given, rows, strict=True))
+    top = sorted((i for i in summary["by_item"] if i["recognized"]), key=lambda i: (-i["recognized"], i["item"] or ""))[
+        :10
+    ]
     top_rows = charts.bar_rows(
         [(i["name"] or i["item"] or "—", float(i["recognized"]), str(i["recognized"])) for i in top]
     )

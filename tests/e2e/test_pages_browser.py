@@ -2,7 +2,8 @@
 started as the README starts it (demo data loaded, demo credentials in var/demo-credentials.json).
 
 The numbers the pages show are checked against the public API (FHIR searches, /stats/api/summary), not against
-constants. Each test writes a screenshot of the page it exercises to docs/screenshots/ (the README shows them).
+constants. Each test writes a screenshot of the page it exercises to build/screenshots/ (ignored by git, so a test
+run leaves the clone clean); ``./scripts/refresh_screenshots`` copies them to docs/screenshots/ for the README.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from tests.conftest import ROOT, free_port, stop_process, wait_until_healthy
 from tests.e2e.support import client_token
 
 CHROMIUM = os.environ.get("HR_CHROMIUM", "/usr/bin/chromium")
-SHOTS = ROOT / "docs" / "screenshots"
+SHOTS = Path(os.environ.get("HR_SCREENSHOTS", ROOT / "build" / "screenshots"))
 FULL_NATIONAL_ID = re.compile(r"(?<![0-9A-Za-z])\d{17}[\dXx](?![0-9A-Za-z])")
 
 playwright_sync = pytest.importorskip("playwright.sync_api", reason="playwright is a dev dependency (./scripts/test)")
@@ -157,6 +158,8 @@ def test_patient_sees_reports_from_two_hospitals_and_a_trend_with_every_value(pa
     hospitals = {rows.nth(i).get_attribute("data-hospital") for i in range(rows.count())}
     assert len(hospitals) >= 2, hospitals
     assert page.get_by_test_id("national-id").inner_text().count("*") >= 8
+    # the header says whose records these are: the name on the card, not the account's label
+    assert page.get_by_test_id("who").inner_text() == page.get_by_test_id("patient-name").inner_text() != "演示患者"
     no_full_national_id(page)
     shot(page, "portal")
 
@@ -185,6 +188,11 @@ def test_patient_sees_reports_from_two_hospitals_and_a_trend_with_every_value(pa
     assert page.get_by_test_id("trend-point").count() == len(values)
     assert page.get_by_test_id("point-count").inner_text() == str(len(values))
     assert page.get_by_test_id("reference-band").count() == 1
+    # a date under every point, and the unit as people write it
+    dates = [page.get_by_test_id("point-date").nth(i).text_content() for i in range(len(values))]
+    assert page.get_by_test_id("point-date").count() == len(values) and re.fullmatch(r"\d{4}-\d\d-\d\d", dates[0])
+    assert all(re.fullmatch(r"(\d{4}-)?\d\d-\d\d", d) for d in dates), dates
+    assert page.get_by_test_id("trend-unit").inner_text() == "10⁹/L"
     no_full_national_id(page)
     shot(page, "portal-trend")
 
@@ -193,6 +201,11 @@ def test_patient_sees_reports_from_two_hospitals_and_a_trend_with_every_value(pa
     page.get_by_test_id("report-row").first.get_by_role("link").click()
     assert page.url.split("/portal/reports/")[1]
     assert page.get_by_test_id("values").locator("tbody tr").count() >= 1
+    units = {page.get_by_test_id("unit").nth(i).inner_text() for i in range(page.get_by_test_id("unit").count())}
+    assert not any("*" in u or u == "umol/L" for u in units), units
+    flags = page.get_by_test_id("flag")
+    words = {flags.nth(i).inner_text() for i in range(flags.count())}
+    assert words and words <= {"↑ 偏高", "↓ 偏低", "正常", "异常"}, words  # never a bare H / L / N
     no_full_national_id(page)
     shot(page, "portal-report")
 
@@ -200,6 +213,8 @@ def test_patient_sees_reports_from_two_hospitals_and_a_trend_with_every_value(pa
     page.goto("/portal?kind=imaging")
     page.get_by_test_id("report-row").first.get_by_role("link").click()
     assert "CT" in page.get_by_test_id("study").inner_text() or "MR" in page.get_by_test_id("study").inner_text()
+    part = page.get_by_test_id("body-part").inner_text()
+    assert part in {"胸部", "颅脑", "腹部"}, part  # in Chinese, never "Chest"
     assert page.get_by_test_id("viewer").get_attribute("href").startswith("http://hosp-")
     shot(page, "portal-imaging")
 
@@ -341,7 +356,17 @@ def test_clinician_accepts_a_recognizable_blood_count_and_declines_another_order
     assert after["orders_checked"] == str(api["orders_checked"])
     assert after["patients_benefited"] == str(api["patients_benefited"])
     assert after["money_saved_cny"] == api["money_saved_cny"]
-    assert stats_page.get_by_test_id("per-day").locator("rect").count() == len(api["by_day"])
+    # the daily chart: recognitions and declines, a column piece for each non-zero figure, nothing for a zero
+    pieces = sum((d["recognized"] > 0) + (d["declined"] > 0) for d in api["by_day"])
+    assert stats_page.get_by_test_id("per-day").locator("rect.col").count() == pieces > 20
+    assert stats_page.get_by_test_id("per-day").locator("rect.col-declined").count() > 0
+    # each reason once (the demo's months of decisions give every one of them)
+    codes = [r["code"] for r in api["declined_by_reason"]]
+    assert all(r["count"] > 0 for r in api["declined_by_reason"])
+    for code in codes:
+        assert stats_page.get_by_test_id(f"reason-{code}").count() == 1
+    assert stats_page.locator(".hbars .bar.none, .hbars li.empty").count() == 0  # no empty boxes
+    assert api["break_glass_accesses"] > 0 and api["duplicates_found"] > 0
     no_full_national_id(stats_page)
     shot(stats_page, "stats")
     with stats_page.expect_download() as download:
@@ -359,9 +384,51 @@ def test_clinician_accepts_a_recognizable_blood_count_and_declines_another_order
     log = p.get_by_test_id("access-log").inner_text()
     assert "李医生" in log and "北京市第二示范医院" in log
     assert "开单时核对了您的既往结果" in log and "记录了互认决定" in log
+    assert "执行了操作" not in log  # every access in words (a PIXm look-up too)
+    assert p.get_by_test_id("notifications").count() == 1
     no_full_national_id(p)
     shot(p, "portal-access")
     patient.close()
+
+
+def test_the_order_screen_in_english_has_english_cards_reasons_and_status(page: Any, demo: Demo) -> None:
+    sign_in(page, demo, "clinician", "dr-li-hosp-b")
+    page.goto("/clinician?lang=en")
+    page.get_by_label("Find a patient by this hospital's MRN").fill("B-9")
+    page.get_by_role("button", name="Find").click()
+    page.get_by_test_id("patient").wait_for()
+    reminder = page.locator("#history").get_by_test_id("card")
+    reminder.first.wait_for(timeout=20_000)
+    text = reminder.first.inner_text()
+    assert "recognizable result(s) from other hospitals" in text and "有效至" not in text
+    assert "Item" in text and "项目" not in text  # the reminder's table
+    page.get_by_role("searchbox", name=re.compile("Add an order")).fill("CBC")
+    page.locator("#order-results button").first.click()
+    card = page.get_by_test_id("order").first.get_by_test_id("card")
+    card.wait_for(timeout=20_000)
+    assert card.locator(".summary").inner_text().startswith("Recognizable:")
+    assert "可互认" not in page.get_by_test_id("order").first.inner_text()
+    status = page.locator("#status").inner_text()
+    assert status.startswith("Recognizable:"), status
+    card.get_by_test_id("decline").click()
+    options = card.get_by_test_id("reason").locator("option")
+    texts = [options.nth(i).inner_text() for i in range(1, options.count())]
+    assert texts[1].startswith("02 Result changes quickly"), texts
+    assert not any(re.search(r"[\u4e00-\u9fff]", t) for t in texts), texts
+    shot(page, "clinician-en")
+
+
+def test_the_fhir_base_answers_a_browser_and_a_fhir_client(page: Any, demo: Demo) -> None:
+    response = page.goto("/fhir")
+    assert response.status == 200
+    page.get_by_test_id("fhir-links").get_by_role("link", name="CapabilityStatement").click()
+    page.wait_for_url(re.compile(r"/fhir/metadata$"))
+    assert "CapabilityStatement" in page.content()
+    page.hr_errors.clear()  # the browser asks for /favicon.ico for a JSON document: a 404 it is meant to get
+    r = httpx.get(f"{demo.base}/fhir", headers={"Accept": "application/fhir+json"}, timeout=10)
+    assert r.status_code == 200 and r.json()["resourceType"] == "CapabilityStatement"
+    assert r.headers["content-location"] == "/fhir/metadata"
+    assert httpx.get(f"{demo.base}/fhir/", timeout=10).json()["resourceType"] == "CapabilityStatement"
 
 
 def test_pages_switch_to_english_and_fit_a_phone(browser: Any, demo: Demo) -> None:
@@ -373,6 +440,12 @@ def test_pages_switch_to_english_and_fit_a_phone(browser: Any, demo: Demo) -> No
     width = p.evaluate("document.documentElement.scrollWidth")
     assert width <= 390, f"the page is {width}px wide on a 390px phone"
     shot(p, "portal-phone-en")
+    # the trend's text stays readable on the phone: its dates at least 10 CSS pixels high
+    p.goto(p.get_by_test_id("trend-link").first.get_attribute("href"))
+    label = p.get_by_test_id("point-date").first.bounding_box()
+    assert label is not None and label["height"] >= 10, label
+    assert p.evaluate("document.documentElement.scrollWidth") <= 390
+    shot(p, "portal-trend-phone")
     phone.close()
 
 

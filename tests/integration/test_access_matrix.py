@@ -273,6 +273,8 @@ CASES: dict[tuple[str, str], tuple[Build, dict[str, str]]] = {
     ("GET", "/docs/oauth2-redirect"): (lambda r, t, w: Call("GET", "/docs/oauth2-redirect"), OPEN),
     ("MOUNT", "/docs/assets"): (lambda r, t, w: Call("GET", "/docs/assets/swagger-ui.css"), OPEN),
     ("GET", "/fhir/metadata"): (lambda r, t, w: Call("GET", "/fhir/metadata"), OPEN),
+    ("GET", "/fhir"): (lambda r, t, w: Call("GET", "/fhir"), OPEN),
+    ("GET", "/fhir/"): (lambda r, t, w: Call("GET", "/fhir/", headers={"Accept": "text/html"}), OPEN),
     ("POST", "/fhir/metadata"): (lambda r, t, w: Call("POST", "/fhir/metadata"), dict.fromkeys(PRINCIPALS, "5")),
     ("PUT", "/fhir/metadata"): (lambda r, t, w: Call("PUT", "/fhir/metadata"), dict.fromkeys(PRINCIPALS, "5")),
     ("PATCH", "/fhir/metadata"): (lambda r, t, w: Call("PATCH", "/fhir/metadata"), dict.fromkeys(PRINCIPALS, "5")),

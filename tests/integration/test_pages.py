@@ -260,3 +260,55 @@ def test_the_patients_own_browsing_does_not_crowd_the_clinician_out_of_who_viewe
         assert own.status_code == 200
     sign_in(browser, "portal", p1["client"], p1["secret"])
     assert "医生 B" in browser.get("/portal/access").text
+
+
+BTG = {
+    "Category": 'http://terminology.hl7.org/CodeSystem/v3-ActReason#BTG; scheme="http://hl7.org/fhir/tag/security"',
+    "X-Break-Glass-Reason": "emergency resuscitation",
+}
+
+
+def test_who_viewed_names_every_access_in_words_marks_break_glass_and_lists_notifications(
+    api: Api, browser: TestClient, two_patients: dict[str, Any]
+) -> None:
+    p1 = two_patients["p1"]
+    mrn = next(i["value"] for i in p1["patient"]["identifier"] if "mrn" in i["system"])
+    pix = api.get("/fhir/Patient/$ihe-pix", who="dr-b", params={"sourceIdentifier": f"http://hosp-a.example/mrn|{mrn}"})
+    r = api.get("/fhir/DiagnosticReport", who="dr-b", params={"patient": f"Patient/{p1['patient']['id']}"},
+                headers=BTG)  # fmt: skip
+    assert r.status_code == 200 and r.json().get("entry"), r.text  # outside B's care: opened by break-glass
+    sign_in(browser, "portal", p1["client"], p1["secret"])
+    page = browser.get("/portal/access").text
+    assert "执行了操作" not in page
+    if pix.status_code == 200:  # the PIXm look-up is in words a patient understands
+        assert "核对了您在各医院的身份和就诊号" in page
+    assert 'data-testid="break-glass-row"' in page and "理由：emergency resuscitation" in page
+    assert 'data-testid="break-glass-summary"' in page
+    assert 'data-testid="notifications"' in page and "还没有发给您的通知" in page
+    en = browser.get("/portal/access?lang=en").text
+    assert "Emergency access" in en and "Notifications sent to you" in en
+    # the header says whose records these are
+    assert re.search(r'data-testid="who">测试<', browser.get("/portal").text)
+
+
+def test_the_fhir_base_answers_a_browser_with_a_page_and_a_client_with_the_capability_statement(api: Api) -> None:
+    client = api.client
+    html = client.get("/fhir", headers={"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"})
+    assert html.status_code == 200 and html.headers["content-type"].startswith("text/html")
+    assert 'href="/fhir/metadata"' in html.text and 'href="/docs"' in html.text
+    for path in ("/fhir", "/fhir/"):
+        for accept in (None, "application/fhir+json"):
+            r = client.get(path, headers={"Accept": accept} if accept else {})
+            assert r.status_code == 200, (path, accept)
+            assert r.json()["resourceType"] == "CapabilityStatement"
+            assert r.headers["content-location"] == "/fhir/metadata"
+    assert client.get("/fhir", headers={"Accept": "application/xml"}).status_code == 406
+
+
+def test_statistics_dates_are_typed_in_the_pages_language(api: Api, browser: TestClient) -> None:
+    manager, secret = _new_client(api, PrincipalKind.ADMIN)
+    sign_in(browser, "stats", manager, secret)
+    zh = browser.get("/stats").text
+    assert 'type="date"' not in zh and 'placeholder="年-月-日"' in zh
+    en = browser.get("/stats?lang=en").text
+    assert 'placeholder="YYYY-MM-DD"' in en and "Dates as year-month-day" in en

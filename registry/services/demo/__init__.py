@@ -1,5 +1,6 @@
 """The synthetic demo region (``./scripts/serve`` loads it once): see :mod:`.region`."""
 
+from registry.services.demo.activity import DemoActivity
 from registry.services.demo.people import (
     DEMO_STATE_KEY,
     NATIONAL_ID,
@@ -15,6 +16,7 @@ __all__ = [
     "NATIONAL_ID",
     "ORG_CODE",
     "REGION_EXT",
+    "DemoActivity",
     "DemoRegion",
     "demo_principals",
     "first_patient_national_id",

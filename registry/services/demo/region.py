@@ -18,7 +18,15 @@ from catalog import Catalog
 from registry.auth import Principal
 from registry.services.administration import Administration
 from registry.services.audit import AuditContext
-from registry.services.demo.people import BEIJING, HOSPITALS, ORG_CODE, REGION_EXT, _hospital_principal, _patients
+from registry.services.demo.people import (
+    BEIJING,
+    HOSPITALS,
+    ORG_CODE,
+    REGION_EXT,
+    DemoPatient,
+    _hospital_principal,
+    _patients,
+)
 from registry.services.demo.records import DemoRecords
 from registry.services.ingest import Ingest
 from registry.services.namespaces import IdentifierNamespaces
@@ -108,6 +116,10 @@ class DemoRegion(DemoRecords):
                 bundle = {"resourceType": "Bundle", "type": "transaction", "entry": entries}
                 self.ingest.bundle(_hospital_principal(h), audit, orjson.dumps(bundle).decode(), representation=False)
         return counts
+
+    def people(self, patients: int = 50) -> list[DemoPatient]:
+        """The demo patients ``load`` writes (the same seed: the same people)."""
+        return _patients(random.Random(self.seed), patients)  # noqa: S311 - synthetic demo data, not security
 
     def _qualifications(self, admin: Principal) -> None:
         """EQA qualifications: every Beijing hospital for every group city-wide; the 京津冀鲁 members for the lab

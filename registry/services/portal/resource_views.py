@@ -8,6 +8,7 @@ from datetime import datetime, tzinfo
 from typing import Any
 
 from catalog import Item
+from catalog.body_parts import TERM_OF_SNOMED
 from registry.fhir.extract import held_range, parse_reference
 from registry.services.portal.views import ObservationView, StudyView, decimal_value, quantity_text
 from registry.services.result_index import ResultIndexer
@@ -128,7 +129,9 @@ class ResourceViews:
         for series in s.get("series") or []:
             site = series.get("bodySite") if isinstance(series, Mapping) else None
             if isinstance(site, Mapping):
-                text = str(site.get("display") or site.get("code") or "")
+                # the DICOM term when the code is one of PS3.16 Table L-1 (the pages name it), else the text sent
+                code = str(site.get("code") or "")
+                text = TERM_OF_SNOMED.get(code) or str(site.get("display") or code)
                 if text and text not in parts:
                     parts.append(text)
         viewer = None

@@ -34,6 +34,7 @@ from registry.services.portal.views import (
     Found,
     PatientCard,
     ReportView,
+    SentNotification,
     Trend,
     TrendPoint,
 )
@@ -262,7 +263,7 @@ class Portal(ResourceViews):
             TrendPoint(
                 when,
                 value,
-                f"{v.value} {v.unit}".strip(),
+                v.value,  # the pages add the unit (the trend's), as people write it
                 orgs[v.org_id].name if v.org_id in orgs else (v.org_id or "—"),
                 v.flags,
                 v.id,
@@ -343,6 +344,15 @@ class Portal(ResourceViews):
                     r.resource_type or "",
                     r.purpose,
                     r.purpose_reason,
+                    r.resource_id or "",
+                    r.detail or "",
                 )
             )
         return out
+
+    def sent_notifications(self, principal: Principal) -> list[SentNotification]:
+        """The notifications sent to this patient about accesses to their records, newest first — listed on "who
+        viewed my records". The hook for the patient notifications (their table and sender are not part of the
+        portal): nothing is sent yet, so the list is empty."""
+        del principal
+        return []

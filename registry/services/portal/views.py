@@ -111,6 +111,23 @@ class AccessView:
     resource_type: str = ""
     purpose: str | None = None  # BTG: break-glass
     purpose_reason: str | None = None
+    resource_id: str = ""  # for CDS Hooks rows: the service (hr-order-select, hr-patient-view…)
+    detail: str = ""  # the audit row's note, e.g. "decision recognized on card …"
+
+    @property
+    def break_glass(self) -> bool:
+        return self.purpose == "BTG"
+
+
+@dataclass(frozen=True, slots=True)
+class SentNotification:
+    """A notification the registry sent the patient (about an access to their records), as "who viewed my
+    records" lists it."""
+
+    when: datetime
+    channel: str  # e.g. sms, email, app
+    about: str  # what it told the patient, in the words it was sent with
+    status: str = "sent"
 
 
 @dataclass(frozen=True, slots=True)

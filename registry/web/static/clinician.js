@@ -48,7 +48,8 @@
   }
 
   async function call(method, path, body) {
-    const headers = { Authorization: `Bearer ${await token()}`, Accept: "application/fhir+json, application/json" };
+    // the cards come in the page's language (the CDS services read Accept-Language)
+    const headers = { Authorization: `Bearer ${await token()}`, Accept: "application/fhir+json, application/json", "Accept-Language": zh ? "zh-CN" : "en" };
     if (body !== undefined) headers["Content-Type"] = "application/json";
     const r = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
     const j = await r.json().catch(() => ({}));
@@ -258,7 +259,8 @@
     const select = el("select", { id: selId, required: true, "data-testid": "reason" }, el("option", { value: "", text: "—" }),
       ...(card.overrideReasons || reasons.map((r) => ({ code: r.code, display: r.display, system: REASON_SYSTEM }))).map((r) => {
         const known = reasons.find((x) => x.code === r.code) || {};
-        return el("option", { value: r.code, text: `${r.code} ${r.display}${known.counts === false ? `（${words.not_counted}）` : ""}` });
+        const display = known.display || r.display;
+        return el("option", { value: r.code, text: `${r.code} ${display}${known.counts === false ? T(`（${words.not_counted}）`, ` (${words.not_counted})`) : ""}` });
       }));
     const comment = el("input", { id: comId, maxlength: "500", "data-testid": "comment" });
     form.append(el("label", { for: selId, text: words.reason }), select, el("label", { for: comId, text: words.comment }), comment,
@@ -275,7 +277,7 @@
         order.decision = { outcome: "overridden", reason };
         order.state = "declined";
         renderOrders();
-        status(T(`不互认（${reason.code} ${reason.display || ""}），保留开单。`, `Not recognized (${reason.code}); the order stays.`));
+        status(T(`不互认（${reason.code} ${reason.display || ""}），保留开单。`, `Not recognized (${reason.code} ${reason.display || ""}); the order stays.`));
       } catch (e) { status(e.message, true); }
     });
     actions.append(accept, decline);
@@ -293,7 +295,7 @@
       const badge = {
         draft: T("核对中…", "checking…"), clear: T("无可互认结果", "nothing to recognize"), advised: T("有可互认结果", "recognizable result"),
         withdrawn: T("已互认，开单已撤销", "recognized — order withdrawn"), error: T("核对失败", "check failed"),
-        declined: o.decision && o.decision.reason ? T(`不互认：${o.decision.reason.code} ${o.decision.reason.display || ""}`, `not recognized: ${o.decision.reason.code}`) : "",
+        declined: o.decision && o.decision.reason ? T(`不互认：${o.decision.reason.code} ${o.decision.reason.display || ""}`, `not recognized: ${o.decision.reason.code} ${o.decision.reason.display || ""}`) : "",
         signed: T("已签署", "signed"), restricted: T("患者已限制共享", "the patient has restricted sharing"),
       }[o.state];
       head.append(el("span", { class: "badge", "data-testid": "order-state", text: badge }));

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given
 from hypothesis import strategies as st
 
-from registry.web.charts import bar_rows, column_chart, nice_ticks, trend_chart
+from registry.web.charts import bar_rows, nice_ticks, stacked_columns, trend_chart
 
 finite = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False)
 
@@ -51,10 +51,26 @@ def test_trend_of_one_value_and_of_none() -> None:
     assert trend_chart([], 1.0, 2.0).dots == []
 
 
-def test_columns_and_bars_scale_to_the_largest_value() -> None:
-    chart = column_chart([("2026-11-01", 2.0), ("2026-11-02", 0.0), ("2026-11-03", 4.0)])
-    heights = [b.height for b in chart.bars]
-    assert heights[1] == 0 and heights[2] == 2 * heights[0]
+def test_trend_labels_every_point_with_its_date() -> None:
+    start = datetime(2025, 12, 20, tzinfo=UTC)
+    points = [(start + timedelta(days=7 * i), 5.0 + i, "A", "", False) for i in range(4)]
+    chart = trend_chart(points, None, None)
+    assert [t.label for t in chart.x_ticks] == ["2025-12-20", "12-27", "2026-01-03", "01-10"]
+    assert [t.pos for t in chart.x_ticks] == [d.x for d in chart.dots]
+
+
+def test_daily_columns_stack_recognitions_and_declines_and_draw_no_empty_boxes() -> None:
+    series = [("recognized", "已互认"), ("declined", "不互认")]
+    chart = stacked_columns([("2026-11-01", (2.0, 1.0)), ("2026-11-03", (4.0, 0.0))], series)
+    assert chart.days == 3  # the day between is on the axis, with nothing drawn
+    assert [(b.label, b.series) for b in chart.bars] == [
+        ("2026-11-01", "recognized"), ("2026-11-01", "declined"), ("2026-11-03", "recognized")
+    ]  # fmt: skip
+    rec1, dec1, rec3 = chart.bars
+    assert rec3.height == 2 * rec1.height and dec1.height * 2 == rec1.height
+    assert dec1.y + dec1.height == rec1.y  # the decline sits on the recognitions of its day
+    assert all(b.height > 0 for b in chart.bars)
+    assert stacked_columns([], series).bars == []
     rows = bar_rows([("a", 1.0, "1"), ("b", 4.0, "4")])
     assert [r.fraction for r in rows] == [0.25, 1.0]
     assert [r.fraction for r in bar_rows([("rate", 0.5, "50%")], scale=1.0)] == [0.5]
