@@ -102,6 +102,7 @@ _TEXT: dict[str, tuple[str, str]] = {
     "channel_sms": ("短信", "SMS"),
     "channel_email": ("电子邮件", "email"),
     "channel_app": ("应用消息", "app message"),
+    "channel_push": ("应用推送", "app push"),
     "status_final": ("正式报告", "final"),
     "status_corrected": ("已更正", "corrected"),
     "status_amended": ("已修订", "amended"),

@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse, Response
 from registry.auth import Principal
 from registry.endpoint import audit_context, ctx_of
 from registry.errors import NotFoundError
-from registry.services.portal import ReportView
+from registry.services.portal import ReportView, SentNotification
 from registry.services.portal.views import ABNORMAL
 from registry.web import charts, display
 from registry.web.i18n import describe_access
@@ -134,7 +134,10 @@ def portal_access(request: Request) -> Response:
         "portal",
         principal,
         rows=ctx.portal.access_log(principal, audit=audit_context(request, principal, "search-type", "AuditEvent")),
-        notifications=ctx.portal.sent_notifications(principal),
+        notifications=[
+            SentNotification(m.sent or m.created, m.channel, m.text, m.status)
+            for m in ctx.notifications.sent(principal)
+        ],
         records_of=_records_of(request, principal),
         describe=lambda row: describe_access(
             row.interaction, row.resource_type, lang, row.purpose, resource_id=row.resource_id, detail=row.detail

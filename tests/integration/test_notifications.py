@@ -294,6 +294,11 @@ def test_the_portal_page_saves_the_choice_and_lists_what_was_sent(region: Region
     region.api.report("hosp-a", pid, unique("r"))
     page = browser.get("/portal/notifications")
     assert "Complete blood count panel lab report from A 医院 is ready" in page.text
+    # and "who viewed my records" lists what was sent, with its channel in words
+    access = browser.get("/portal/access?lang=en")
+    assert access.status_code == 200
+    listed = re.findall(r'<tr data-testid="notification">(.*?)</tr>', access.text)
+    assert len(listed) == 1 and "SMS" in listed[0] and "Complete blood count panel lab report" in listed[0]
 
 
 def test_the_cli_shows_dead_letters_and_retries_them(region: Region, monkeypatch: pytest.MonkeyPatch) -> None:

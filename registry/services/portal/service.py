@@ -34,7 +34,6 @@ from registry.services.portal.views import (
     Found,
     PatientCard,
     ReportView,
-    SentNotification,
     Trend,
     TrendPoint,
 )
@@ -349,10 +348,3 @@ class Portal(ResourceViews):
                 )
             )
         return out
-
-    def sent_notifications(self, principal: Principal) -> list[SentNotification]:
-        """The notifications sent to this patient about accesses to their records, newest first — listed on "who
-        viewed my records". The hook for the patient notifications (their table and sender are not part of the
-        portal): nothing is sent yet, so the list is empty."""
-        del principal
-        return []

@@ -121,11 +121,11 @@ class AccessView:
 
 @dataclass(frozen=True, slots=True)
 class SentNotification:
-    """A notification the registry sent the patient (about an access to their records), as "who viewed my
-    records" lists it."""
+    """A notification the registry sent the patient (a new report, a correction), as "who viewed my records" lists
+    it."""
 
     when: datetime
-    channel: str  # e.g. sms, email, app
+    channel: str  # sms, push
     about: str  # what it told the patient, in the words it was sent with
     status: str = "sent"
 
