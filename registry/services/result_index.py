@@ -293,10 +293,13 @@ class ResultIndexer:
         return [row], []
 
     # ------------------------------------------------------------------ maintenance
-    def reindex(self, repo: Repository, refs: Iterable[tuple[str, str]]) -> list[Unmapped]:
+    def reindex(
+        self, repo: Repository, refs: Iterable[tuple[str, str]], known: Mapping[tuple[str, str], Stored] | None = None
+    ) -> list[Unmapped]:
         """Recompute the rows of these resources (and of the results their reports list) inside the caller's
-        transaction; return the codes that mapped to nothing."""
-        pks, rows, unmapped = self._compute(repo, refs)
+        transaction; return the codes that mapped to nothing. ``known``: rows the caller holds as they now are
+        (what this transaction wrote), not read again (a deleted one is: its last body lists its former results)."""
+        pks, rows, unmapped = self._compute(repo, refs, known or {})
         if pks:
             repo.replace_index_rows(pks, [r.as_dict() for r in rows])
         return unmapped
@@ -317,12 +320,14 @@ class ResultIndexer:
         return rows
 
     def _compute(
-        self, repo: Repository, refs: Iterable[tuple[str, str]]
+        self, repo: Repository, refs: Iterable[tuple[str, str]], known: Mapping[tuple[str, str], Stored]
     ) -> tuple[list[int], list[IndexRow], list[Unmapped]]:
         targets = {r for r in refs if r[0] in INDEXED}
         if not targets:
             return [], [], []
-        current = repo.get_any(targets)
+        current = {k: known[k] for k in targets if k in known and not known[k].deleted}  # a deletion: its last body
+        if len(current) < len(targets):
+            current |= repo.get_any(targets - set(current))
         # A report's results inherit its mark and withdrawal: recompute them too (a deleted report keeps its last
         # body, so its former results are found as well).
         for stored in list(current.values()):

@@ -1,5 +1,6 @@
-"""The write engine (FHIR R4 §transaction processing order): identities looked up at once, current rows locked,
-resources prepared (what others refer to first), each write decided, then everything written together and the
+"""The write engine (FHIR R4 §transaction processing order): identities looked up at once, current rows read,
+resources prepared (what others refer to first), each write decided, the rows it replaces locked (their
+versions checked against what was read), then everything written together and the
 recognition index maintained in the same transaction."""
 
 from __future__ import annotations
@@ -107,9 +108,12 @@ class WriteEngine:
             if step.method in ("POST", "PUT") and step.done is None:
                 s.pending[(step.type, step.id)] = Pending(step.type, step.id)
 
-        # 2. the current rows of everything updated or deleted, locked for the transaction.
+        # 2. the current rows of everything updated or deleted — read, not yet locked: most updates a hospital
+        # repeats turn out unchanged (the patient of every report), and a lock held to the commit for those would
+        # queue every write about that patient behind each other. What is replaced is locked in step 4. A retry
+        # (the rows moved under the first attempt) locks as it reads, so writers of one resource take turns.
         targets = [(st.type, st.id) for st in steps if st.method in ("PUT", "DELETE") and st.done is None]
-        current = s.repo.get_for_write(targets) if targets else {}
+        current = (s.repo.get_for_write(targets) if s.locking else s.repo.get_any(targets)) if targets else {}
 
         # 3. prepare, what others refer to first (every stored reference checked in one query up front).
         stored_refs = [
@@ -157,6 +161,11 @@ class WriteEngine:
         for step in steps:
             if step.done is None:
                 guarded(step, self._plan, s, step, current.get((step.type, step.id)), holders, plan)
+        changed = [*(e for e, _c in plan.replaces), *plan.deletes]
+        if changed:  # locked until the commit; a version that moved since step 2 was decided on stale rows
+            locked = s.repo.get_for_write([(e.type, e.id) for e in changed])
+            if any((row := locked.get((e.type, e.id))) is None or row.version != e.version for e in changed):
+                raise RetryError
         written = s.repo.apply(plan, now=s.now, now_us=to_us(s.now)) if (plan.creates or plan.replaces or
                                                                           plan.deletes) else {}  # fmt: skip
         if written:
@@ -206,7 +215,7 @@ class WriteEngine:
                 systems = code_maps.sync(s.repo, stored, indexer.catalog)
                 if stored.org_id:
                     refs |= s.repo.results_with_codes(stored.org_id, systems)
-        unmapped = indexer.reindex(s.repo, refs)
+        unmapped = indexer.reindex(s.repo, refs, known=written)
         if unmapped:
             s.repo.count_unmapped(unmapped, now=s.now)
 

@@ -86,11 +86,11 @@ class Ingest:
 
     def _run(self, audit: AuditContext, principal: Principal, fn: Callable[[Session], T]) -> T:
         last: Exception | None = None
-        for _attempt in range(ATTEMPTS):
+        for attempt in range(ATTEMPTS):
             now = self.ctx.clock()
             try:
                 with self.ctx.uow.begin() as repo:
-                    s = Session(repo, principal, now)
+                    s = Session(repo, principal, now, locking=attempt > 0)
                     result = fn(s)
                     repo.add_audit(s.audit_rows)
                 for told in s.after_commit:

@@ -88,3 +88,4 @@ class Session:
     audit_rows: list[dict[str, Any]] = field(default_factory=list)
     owners: dict[str, str] = field(default_factory=dict)  # identifier system → the Organization owning it
     after_commit: list[Callable[[], None]] = field(default_factory=list)  # told once the transaction committed
+    locking: bool = False  # lock the current rows as they are read (a retry after a lost race), not only when replaced
