@@ -60,7 +60,6 @@ def _base_page(base: str) -> str:
 
 
 @base_router.get("", summary="The FHIR base: the CapabilityStatement (a browser gets a short page)")
-@base_router.get("/", include_in_schema=False)
 def fhir_base(request: Request) -> Response:
     ctx: AppContext = request.app.state.ctx
     if _wants_html(request):

@@ -274,7 +274,6 @@ CASES: dict[tuple[str, str], tuple[Build, dict[str, str]]] = {
     ("MOUNT", "/docs/assets"): (lambda r, t, w: Call("GET", "/docs/assets/swagger-ui.css"), OPEN),
     ("GET", "/fhir/metadata"): (lambda r, t, w: Call("GET", "/fhir/metadata"), OPEN),
     ("GET", "/fhir"): (lambda r, t, w: Call("GET", "/fhir"), OPEN),
-    ("GET", "/fhir/"): (lambda r, t, w: Call("GET", "/fhir/", headers={"Accept": "text/html"}), OPEN),
     ("POST", "/fhir/metadata"): (lambda r, t, w: Call("POST", "/fhir/metadata"), dict.fromkeys(PRINCIPALS, "5")),
     ("PUT", "/fhir/metadata"): (lambda r, t, w: Call("PUT", "/fhir/metadata"), dict.fromkeys(PRINCIPALS, "5")),
     ("PATCH", "/fhir/metadata"): (lambda r, t, w: Call("PATCH", "/fhir/metadata"), dict.fromkeys(PRINCIPALS, "5")),

@@ -51,6 +51,8 @@ def test_metadata_is_a_valid_r4_capability_statement(client: TestClient) -> None
         "ConceptMap",
         "OperationDefinition",
         "SearchParameter",
+        "Subscription",
+        "Consent",
     }
     assert [i.code for i in resources["CodeSystem"].interaction] == ["read"]
     report = resources["DiagnosticReport"]

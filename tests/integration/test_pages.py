@@ -296,6 +296,8 @@ def test_the_fhir_base_answers_a_browser_with_a_page_and_a_client_with_the_capab
     html = client.get("/fhir", headers={"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"})
     assert html.status_code == 200 and html.headers["content-type"].startswith("text/html")
     assert 'href="/fhir/metadata"' in html.text and 'href="/docs"' in html.text
+    slash = client.get("/fhir/", follow_redirects=False)  # one base: with a slash, every method is sent to it
+    assert slash.status_code == 307 and slash.headers["location"].endswith("/fhir")
     for path in ("/fhir", "/fhir/"):
         for accept in (None, "application/fhir+json"):
             r = client.get(path, headers={"Accept": accept} if accept else {})

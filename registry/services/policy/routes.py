@@ -72,7 +72,6 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("MOUNT", "/docs/assets"): _open("Swagger UI's files, from the installed package"),
     ("GET", "/fhir/metadata"): _open("CapabilityStatement"),
     ("GET", "/fhir"): _open("the FHIR base: the CapabilityStatement, or a short page for a browser"),
-    ("GET", "/fhir/"): _open("the FHIR base (with a slash)"),
     ("POST", "/fhir/metadata"): _open("refused: 405"),
     ("PUT", "/fhir/metadata"): _open("refused: 405"),
     ("PATCH", "/fhir/metadata"): _open("refused: 405"),
