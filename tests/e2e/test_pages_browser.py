@@ -424,11 +424,13 @@ def test_the_fhir_base_answers_a_browser_and_a_fhir_client(page: Any, demo: Demo
     page.get_by_test_id("fhir-links").get_by_role("link", name="CapabilityStatement").click()
     page.wait_for_url(re.compile(r"/fhir/metadata$"))
     assert "CapabilityStatement" in page.content()
+    page.wait_for_load_state("networkidle")  # the favicon request of the JSON document has been answered
     page.hr_errors.clear()  # the browser asks for /favicon.ico for a JSON document: a 404 it is meant to get
     r = httpx.get(f"{demo.base}/fhir", headers={"Accept": "application/fhir+json"}, timeout=10)
     assert r.status_code == 200 and r.json()["resourceType"] == "CapabilityStatement"
     assert r.headers["content-location"] == "/fhir/metadata"
-    assert httpx.get(f"{demo.base}/fhir/", timeout=10).json()["resourceType"] == "CapabilityStatement"
+    slash = httpx.get(f"{demo.base}/fhir/", timeout=10, follow_redirects=True)  # /fhir/ sends every method to /fhir
+    assert slash.history[0].status_code == 307 and slash.json()["resourceType"] == "CapabilityStatement"
 
 
 def test_pages_switch_to_english_and_fit_a_phone(browser: Any, demo: Demo) -> None:

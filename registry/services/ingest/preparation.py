@@ -4,7 +4,6 @@ it belongs to, who may write it, its business identifiers and search values."""
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl
@@ -21,6 +20,7 @@ from registry.errors import (
     ReferenceNotFoundError,
     UnprocessableError,
 )
+from registry.fhir.content_hash import content_hash
 from registry.fhir.extract import DateFormatError, extract, parse_reference
 from registry.fhir.json_text import DuplicateKeyError, loads_document
 from registry.fhir.search_params import PATIENT_COMPARTMENT
@@ -41,18 +41,6 @@ from registry.services.ingest.session import (
 from registry.services.search_query import SearchParser
 from registry.store.query import OrgClause, Query
 from registry.store.records import NewContent
-
-
-def _content_hash(resource: Mapping[str, Any]) -> str:
-    stripped = {k: v for k, v in resource.items() if k != "id"}
-    meta = stripped.get("meta")
-    if isinstance(meta, Mapping):
-        rest = {k: v for k, v in meta.items() if k not in ("versionId", "lastUpdated")}
-        if rest:
-            stripped["meta"] = rest
-        else:
-            stripped.pop("meta")
-    return hashlib.sha256(orjson.dumps(stripped, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 def _invalid(rtype: str, issues: list[tuple[str, str]]) -> InvalidResourceError:
@@ -201,14 +189,14 @@ class Preparer:
         index_view = _index_view(resource)
         for ident, _key in hashed:
             ident.pop("_key", None)
-        content_hash = _content_hash(resource)
+        digest = content_hash(resource)
         try:
             index = extract(index_view, self.ctx.local_tz, self.ctx.base_url)
         except DateFormatError as exc:  # a date without a time beyond the held range (validation passed the rest)
             raise UnprocessableError(f"{rtype}: {exc}", expression=[rtype]) from None
         meta_in = resource.get("meta") if isinstance(resource.get("meta"), dict) else {}
         meta = {k: v for k, v in (meta_in or {}).items() if k not in ("versionId", "lastUpdated")}
-        content = NewContent(rtype, rid, b"", content_hash, patient_key, org_id, index, identifiers)
+        content = NewContent(rtype, rid, b"", digest, patient_key, org_id, index, identifiers)
         return Prepared(rtype, rid, text, meta, content, governed)
 
     def _key_on_file(self, s: Session, rtype: str, rid: str, shown: str, where: str) -> str:

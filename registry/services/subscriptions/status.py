@@ -6,31 +6,16 @@ deliveries failed), written with the subscription row in one transaction, by the
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Mapping
 from datetime import datetime, tzinfo
-from typing import Any
 
 import orjson
 
 from registry.fhir.bundle import instant
+from registry.fhir.content_hash import content_hash
 from registry.fhir.extract import extract, to_us
 from registry.fhir.json_text import with_changed_members, with_server_members
 from registry.store.records import NewContent, WritePlan
 from registry.store.repository import Repository
-
-
-def _content_hash(resource: Mapping[str, Any]) -> str:
-    """As the write engine hashes content: without ``id`` and the server's ``meta`` members."""
-    stripped = {k: v for k, v in resource.items() if k != "id"}
-    meta = stripped.get("meta")
-    if isinstance(meta, Mapping):
-        rest = {k: v for k, v in meta.items() if k not in ("versionId", "lastUpdated")}
-        if rest:
-            stripped["meta"] = rest
-        else:
-            stripped.pop("meta")
-    return hashlib.sha256(orjson.dumps(stripped, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 def write_status(repo: Repository, sid: str, status: str, error: str | None, *, now: datetime, local_tz: tzinfo,
@@ -53,7 +38,7 @@ def write_status(repo: Repository, sid: str, status: str, error: str | None, *, 
     version = existing.version + 1
     meta = {**(before.get("meta") or {}), "versionId": str(version), "lastUpdated": instant(now)}
     body = with_server_members(with_changed_members(text, before, after), "Subscription", sid, meta).encode()
-    content = NewContent("Subscription", sid, body, _content_hash(after), None, existing.org_id,
+    content = NewContent("Subscription", sid, body, content_hash(after), None, existing.org_id,
                          extract(after, local_tz, base_url), set())  # fmt: skip
     repo.apply(WritePlan(replaces=[(existing, content)]), now=now, now_us=to_us(now))
     return True
