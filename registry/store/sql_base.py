@@ -56,8 +56,6 @@ class SqlBase:
     # once per process.
     def _type_id_in(self, pairs: Sequence[tuple[str, str]]) -> tuple[ColumnElement[bool], dict[str, Any]]:
         """``resource.(type, id)`` among ``pairs``, and the parameters to execute the statement with."""
-        from registry.store.records import R
-
         if not self.postgres:
             return tuple_(R.c.type, R.c.id).in_(list(pairs)), {}
         cond = tuple_(R.c.type, R.c.id).in_(_pg_type_id_pairs())
