@@ -22,7 +22,17 @@ from starlette.responses import Response
 
 from catalog import InvalidCatalogError
 from registry import openapi
-from registry.api import auth_token, codesystems, conformance, fhir_rest, health, metadata, operations, recognition
+from registry.api import (
+    auth_token,
+    codesystems,
+    conformance,
+    dicomweb,
+    fhir_rest,
+    health,
+    metadata,
+    operations,
+    recognition,
+)
 from registry.auth import utcnow
 from registry.catalog_file import load_catalog
 from registry.cds import routes as cds_routes
@@ -187,6 +197,7 @@ def _delivery_lifespan(
             async with _subscription_delivery(ctx):
                 yield
         finally:
+            await ctx.imaging.upstream.aclose()  # this event loop's connections to the PACS
             if notify_worker is not None:
                 notify_worker.stop()
 
@@ -243,6 +254,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
     app.include_router(recognition.stats_router)
     app.include_router(recognition.admin_router)
     app.include_router(fhir_rest.router)
+    app.include_router(dicomweb.router)
     openapi.install(app)
     pages.install(app)  # last: its /{area}/login routes must not shadow an API path
     missing = unguarded_routes(app)

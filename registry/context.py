@@ -30,6 +30,7 @@ from registry.services.consent import ConsentService
 from registry.services.decisions import Decisions
 from registry.services.feedback import Feedback
 from registry.services.identity import IdentityPolicy
+from registry.services.imaging import ImagingGateway, PacsDirectory
 from registry.services.ingest import Ingest, WriteContext
 from registry.services.namespaces import IdentifierNamespaces
 from registry.services.notifications import Notifications, Notifier
@@ -91,6 +92,7 @@ class AppContext:
     delivery: DeliveryPolicy
     notifications: Notifications
     consent: ConsentService
+    imaging: ImagingGateway
 
     @classmethod
     def build(
@@ -143,6 +145,15 @@ class AppContext:
             )
         )
         decisions = Decisions(uow, catalog, clock)
+        imaging = ImagingGateway(
+            reads,
+            uow,
+            PacsDirectory.parse(settings.dicomweb_endpoints),
+            clock,
+            decision_seconds=settings.dicomweb_decision_seconds,
+            image_max_age=settings.dicomweb_image_max_age_seconds,
+            timer=timer,
+        )
         return cls(
             settings=settings,
             catalog=catalog,
@@ -191,4 +202,5 @@ class AppContext:
             ),
             notifications=Notifications(uow, clock),
             consent=ConsentService(uow, catalog, clock, local_tz, settings.fhir_base_url),
+            imaging=imaging,
         )

@@ -141,3 +141,17 @@ class InvalidResourceError(RegistryError):
     def __init__(self, diagnostics: str, *, issues: list[tuple[str, str]]) -> None:
         super().__init__(diagnostics)
         self.issues = issues
+
+
+class BadGatewayError(RegistryError):
+    """The registry, as a gateway, got no usable answer from the system behind it (a hospital's PACS): 502."""
+
+    status = 502
+    code = "transient"
+
+
+class GatewayTimeoutError(RegistryError):
+    """The system behind the gateway did not answer within the configured time: 504."""
+
+    status = 504
+    code = "timeout"

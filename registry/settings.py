@@ -177,6 +177,32 @@ class Settings(BaseSettings):
         default=300.0, gt=0, description="A claimed batch is due again after this long if its process died."
     )
 
+    # ---------------------------------------------------------------- DICOMweb gateway (registry.services.imaging)
+    dicomweb_endpoints: str | None = Field(
+        default=None,
+        description="The PACS the DICOMweb gateway may forward to, as a JSON object or the path of a JSON file: "
+        'Endpoint id (or the Endpoint\'s exact address) -> {"organization": the hospital whose PACS it is, '
+        '"base": the DICOMweb root the registry calls, optional "authorization" header or '
+        '"username"/"password", "timeout", "connect_timeout", "read_timeout", "thumbnail"}. '
+        "Unset: no study's images are reachable through the registry (the hospitals' Endpoint addresses are never "
+        "fetched as such).",
+    )
+    dicomweb_decision_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        le=60,
+        description="How long one process reuses an access decision on a study for the next frames of the same "
+        "principal: a consent change or a withdrawn study reaches an open viewer within this many seconds. 0 decides "
+        "every request anew.",
+    )
+    dicomweb_image_max_age_seconds: int = Field(
+        default=300,
+        ge=0,
+        le=86_400,
+        description="Cache-Control max-age of rendered frames and thumbnails (private: the browser only; never under "
+        "break-glass). 0 = no-store.",
+    )
+
     @field_validator("notify_gateway_url")
     @classmethod
     def _check_gateway(cls, value: str | None) -> str | None:

@@ -21,6 +21,8 @@ agree.
   channel and the durable queue of messages to the notification gateway.
 - ``share_restriction`` / ``sensitive_share`` (``registry.store.consent_tables``): the projection of the patients'
   sharing consent.
+- ``imaging_study_open`` (``registry.store.imaging_tables``): the studies opened through the DICOMweb gateway, one row
+  per principal, study and hour (one AuditEvent per study opened).
 """
 
 from __future__ import annotations
@@ -390,7 +392,20 @@ class ConfigGenerationRow(SQLModel, table=True):
 
 # the patient-view cards, Subscriptions and their deliveries, patient notifications, sharing consent: on the
 # same metadata
-from registry.store import consent_tables, notification_tables, reminder_tables, subscription_tables  # noqa: E402
+from registry.store import (  # noqa: E402
+    consent_tables,
+    imaging_tables,
+    notification_tables,
+    reminder_tables,
+    subscription_tables,
+)
 
 metadata = SQLModel.metadata
-__all__ = ["consent_tables", "metadata", "notification_tables", "reminder_tables", "subscription_tables"]
+__all__ = [
+    "consent_tables",
+    "imaging_tables",
+    "metadata",
+    "notification_tables",
+    "reminder_tables",
+    "subscription_tables",
+]

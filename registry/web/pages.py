@@ -11,13 +11,23 @@ from fastapi import FastAPI
 from starlette.staticfiles import StaticFiles
 
 from registry.ratelimit import RateLimiter
-from registry.web import clinician_pages, consent_pages, notification_pages, portal_pages, signin, stats_pages
+from registry.web import (
+    clinician_pages,
+    consent_pages,
+    dicomweb_pages,
+    notification_pages,
+    portal_pages,
+    signin,
+    stats_pages,
+)
 from registry.web.rendering import STATIC_DIR
 
 
 def install(app: FastAPI) -> None:
     """Serve the pages and their assets on ``app`` (after the API routers: ``/{area}/login`` must not shadow them)."""
     app.mount("/assets", StaticFiles(directory=STATIC_DIR), name="assets")
+    app.include_router(dicomweb_pages.portal_router)  # the viewer's images, before the pages' own routes
+    app.include_router(dicomweb_pages.clinician_router)
     for module in (
         portal_pages,
         notification_pages,

@@ -136,6 +136,38 @@ ROUTES: dict[tuple[str, str], Route] = {
 }
 
 
+DICOMWEB_PATHS = (
+    "/studies",
+    "/studies/{study}",
+    "/studies/{study}/metadata",
+    "/studies/{study}/series",
+    "/studies/{study}/thumbnail",
+    "/studies/{study}/series/{series}",
+    "/studies/{study}/series/{series}/metadata",
+    "/studies/{study}/series/{series}/instances",
+    "/studies/{study}/series/{series}/thumbnail",
+    "/studies/{study}/series/{series}/instances/{instance}",
+    "/studies/{study}/series/{series}/instances/{instance}/metadata",
+    "/studies/{study}/series/{series}/instances/{instance}/rendered",
+    "/studies/{study}/series/{series}/instances/{instance}/thumbnail",
+    "/studies/{study}/series/{series}/instances/{instance}/frames/{frames}/rendered",
+    "/studies/{study}/series/{series}/instances/{instance}/frames/{frames}/thumbnail",
+)
+"""The DICOMweb gateway's sub-paths (PS3.18), served under ``/dicomweb`` (token), ``/portal/dicomweb`` and
+``/clinician/dicomweb`` (the pages' viewer). Every principal may call them: whether a study may be opened is the
+read policy's, per study (``policy.imaging``)."""
+
+for _path in DICOMWEB_PATHS:
+    _search = _path == "/studies"
+    ROUTES[("GET", f"/dicomweb{_path}")] = _token(
+        EVERYONE, "DICOMweb (QIDO-RS, WADO-RS, rendered)", "search-type" if _search else "read"
+    )
+    ROUTES[("GET", f"/portal/dicomweb{_path}")] = _page("portal", AREAS["portal"], "the viewer's images (patient)")
+    ROUTES[("GET", f"/clinician/dicomweb{_path}")] = _page(
+        "clinician", AREAS["clinician"], "the viewer's images (clinician)"
+    )
+
+
 def route_for(method: str, path: str) -> Route | None:
     """The rule of a route template (``HEAD`` is ``GET``'s)."""
     return ROUTES.get(("GET" if method == "HEAD" else method, path))
