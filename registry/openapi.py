@@ -39,7 +39,7 @@ ERRORS = {
     401: "No valid bearer token (OperationOutcome; WWW-Authenticate: Bearer)",
     403: "The access policy refuses this principal or target (OperationOutcome)",
     404: "No such resource, type, card or service (OperationOutcome)",
-    406: "Only application/fhir+json is served (Accept, _format)",
+    406: "The media type asked for is not served (FHIR: application/fhir+json; DICOMweb: see the operation)",
     409: "Conflict: a version, an identifier held elsewhere, a decision already on file",
     410: "The resource was deleted",
     412: "A precondition failed (If-Match, a conditional reference, the patient not registered here)",
@@ -47,7 +47,9 @@ ERRORS = {
     415: "The body is not application/fhir+json",
     422: "Valid but against the registry's rules (unknown patient, unresolvable reference, a required reason)",
     429: "Rate limited (Retry-After)",
+    502: "DICOMweb: the hospital's PACS is unreachable, failed, or not configured for the registry (OperationOutcome)",
     503: "The database is unreachable; retry later (Retry-After)",
+    504: "DICOMweb: the hospital's PACS did not answer within the configured time (OperationOutcome)",
 }
 _EVERYWHERE = (400, 413, 503)
 _TOKEN = (401, 403, 404, 429)
@@ -158,7 +160,20 @@ def _errors(method: str, path: str, rule: policy.Route | None) -> list[int]:
         codes |= set(_WRITES)
     if path.startswith(("/cds-services/", "/fhir/CodeSystem")):
         codes.add(404)
+    if path.startswith("/dicomweb"):
+        codes |= {404, 406, 502, 504}
     return sorted(codes)
+
+
+def _dicomweb_success(path: str) -> dict[str, Any]:
+    """The DICOMweb answers by resource (PS3.18): rendered images, DICOM JSON, multipart DICOM."""
+    if path.endswith(("/rendered", "/thumbnail")):
+        content: dict[str, Any] = {"image/jpeg": {}, "image/png": {}}
+    elif path.endswith(("/metadata", "/series", "/instances")) or path == "/dicomweb/studies":
+        content = {"application/dicom+json": {"schema": {"type": "array", "items": {"type": "object"}}}}
+    else:
+        content = {'multipart/related; type="application/dicom"': {}}
+    return {"description": "OK", "content": content}
 
 
 def _complete(method: str, path: str, op: dict[str, Any]) -> None:
@@ -178,6 +193,8 @@ def _complete(method: str, path: str, op: dict[str, Any]) -> None:
             responses[str(code)] = {"description": what}
         elif path.startswith("/fhir"):
             responses[str(code)] = {"description": what, "content": {FHIR_JSON: {"schema": _RESOURCE}}}
+        elif path.startswith("/dicomweb"):
+            responses[str(code)] = _dicomweb_success(path)
         else:
             responses[str(code)] = op.get("responses", {}).get(str(code)) or {"description": what}
     for code in _errors(method.upper(), path, rule):

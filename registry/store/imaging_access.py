@@ -29,7 +29,8 @@ class StudyOpens:
             from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
             stmt = sqlite_insert(OPEN).values(values).on_conflict_do_nothing()
-        created = self.conn.execute(stmt).rowcount == 1
+        # RETURNING, not rowcount: psycopg reports no row count for an INSERT … ON CONFLICT DO NOTHING here
+        created = self.conn.execute(stmt.returning(OPEN.c.hour)).first() is not None
         if created:
             self.conn.execute(delete(OPEN).where(OPEN.c.hour < hour - KEEP_HOURS))
         return created

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -34,23 +35,38 @@ class Orthanc:
     base: str  # REST API
     dicom_web: str  # DICOMweb root (QIDO-RS / WADO-RS)
     dicom_port: int
+    proc: subprocess.Popen[bytes] | None = None
 
     def upload(self, data: bytes) -> dict:
         r = httpx.post(f"{self.base}/instances", content=data, timeout=30)
         r.raise_for_status()
         return dict(r.json())
 
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGCONT)  # a paused Orthanc must run to stop
+        self.proc.terminate()
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
 
-@pytest.fixture(scope="module")
-def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orthanc]:
+
+def orthanc_or_skip() -> tuple[str, Path]:
     found = find_orthanc()
     if found is None:
         message = "Orthanc with the DICOMweb plugin is not installed (apt-get install orthanc orthanc-dicomweb)"
         if os.environ.get("CI"):
             pytest.fail(f"{message}: CI must have it (./scripts/test installs it)")
         pytest.skip(message)
-    binary, plugin = found
-    folder = tmp_path_factory.mktemp("orthanc")
+    return found
+
+
+def start_orthanc(folder: Path) -> Orthanc:
+    """A fresh Orthanc on loopback with its storage in ``folder``; returns once its REST API answers."""
+    binary, plugin = orthanc_or_skip()
     http_port, dicom_port = free_port(), free_port()
     config = {
         "Name": "RegistryTestPACS",
@@ -87,11 +103,13 @@ def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orthanc]:
             proc.kill()
             raise RuntimeError(f"Orthanc did not start:\n{(folder / 'orthanc.log').read_text()[-3000:]}")
         time.sleep(0.2)
+    return Orthanc(base, f"{base}/dicom-web", dicom_port, proc)
+
+
+@pytest.fixture(scope="module")
+def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orthanc]:
+    pacs = start_orthanc(tmp_path_factory.mktemp("orthanc"))
     try:
-        yield Orthanc(base, f"{base}/dicom-web", dicom_port)
+        yield pacs
     finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        pacs.stop()

@@ -9,7 +9,8 @@ request left an audit row with the right outcome — refusals included.
 
 The region: person P1 is registered at hospital A and at hospital B (the callers' hospital), P2 only at A, P3 only at
 C. Targets: ``own`` B's report of P1, ``care`` A's report of P1, ``out`` A's report of P2, ``other`` C's report of P3.
-The patient principal is P1.
+The patient principal is P1. Each target's hospital also holds an imaging study of the target's patient (CT_small.dcm
+with fresh UIDs, in a real Orthanc every hospital's Endpoint is configured to): the DICOMweb gateway's rows open it.
 """
 
 from __future__ import annotations
@@ -34,7 +35,10 @@ from registry.route_table import served_routes
 from registry.services import policy
 from registry.services.audit import AuditContext
 from registry.services.demo import REGION_EXT
+from registry.services.policy.routes import DICOMWEB_PATHS
 from registry.services.recognition import DraftOrder, PatientQuery
+from tests.e2e.imaging_samples import Study, endpoint, imaging_study, make_study
+from tests.e2e.orthanc import Orthanc, orthanc  # noqa: F401 - the fixture
 from tests.integration.conftest import NATIONAL, Database, make_settings, namespaces_of, resident_id
 from tests.integration.test_recognition import T0, Clock
 
@@ -82,6 +86,8 @@ class Target:
     cds_card: str = ""  # one issued by the hr-order-sign service (feedback is accepted only there)
     event: str = ""  # an AuditEvent id about the target's patient
     secrets: set[str] = field(default_factory=set)  # what no refusal may disclose
+    study: Study | None = None  # the target hospital's imaging study of the patient, in the PACS (None: no PACS)
+    study_id: str = ""  # its ImagingStudy resource id
 
 
 @dataclass
@@ -91,6 +97,7 @@ class Region:
     tokens: dict[str, str]
     targets: dict[str, Target]
     csrf: dict[str, str]
+    no_pacs: str = ""  # why the DICOMweb rows cannot run (no Orthanc here), else empty
 
 
 def _rid() -> str:
@@ -98,8 +105,18 @@ def _rid() -> str:
 
 
 @pytest.fixture(scope="module")
-def region(database: Database, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Region]:
-    app = create_app(make_settings(tmp_path_factory.mktemp("var"), database.url), clock=Clock(T0))
+def region(
+    database: Database, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[Region]:
+    pacs: Orthanc | None = None
+    no_pacs = ""
+    try:
+        pacs = request.getfixturevalue("orthanc")  # a real PACS for the DICOMweb rows (CI: required)
+    except pytest.skip.Exception as exc:
+        no_pacs = str(exc)
+    config = {f"{org}-wado": {"organization": org, "base": pacs.dicom_web} for org in ("hosp-a", "hosp-b", "hosp-c")}
+    extra = {"dicomweb_endpoints": orjson.dumps(config).decode()} if pacs is not None else {}
+    app = create_app(make_settings(tmp_path_factory.mktemp("var"), database.url, **extra), clock=Clock(T0))
     ctx: AppContext = app.state.ctx
     admin = ctx.principals.add(PrincipalKind.ADMIN, "admin", "Admin").principal
     audit = AuditContext("setup", admin, "update")
@@ -164,6 +181,19 @@ def region(database: Database, tmp_path_factory: pytest.TempPathFactory) -> Iter
         t.secrets = {t.report, t.patient, t.mrn[1], t.national_id, f"病人{TARGETS.index(name) + 1}号"} | (
             {t.org} if t.org != "hosp-b" else set()
         )
+    if pacs is not None:  # each hospital's PACS (one Orthanc), and a study of each target there
+        for org in ("hosp-a", "hosp-b", "hosp-c"):
+            hosp = ctx.principals.get(f"{org}-system")
+            assert hosp is not None
+            wado = orjson.dumps(endpoint(f"{org}-wado", org)).decode()
+            ctx.ingest.update(hosp, audit, "Endpoint", f"{org}-wado", wado, None)
+        for t in targets.values():
+            hosp = ctx.principals.get(f"{t.org}-system")
+            assert hosp is not None
+            t.study = make_study(pacs, t.mrn[1])
+            body = orjson.dumps(imaging_study(t.study, t.patient, f"{t.org}-wado")).decode()
+            t.study_id = ctx.ingest.create(hosp, audit, "ImagingStudy", body, None).stored.id
+            t.secrets.add(t.study_id)
     # cards: B's check on P1 (own), C's clinician's checks on its own P3 (for the other targets)
     for name, t in targets.items():
         who = "hosp-b-system" if name == "own" else "hosp-c-system"
@@ -204,7 +234,7 @@ def region(database: Database, tmp_path_factory: pytest.TempPathFactory) -> Iter
         assert found
         csrf[who] = found.group(1)
     csrf["none"] = ""
-    yield Region(ctx, clients, tokens, targets, csrf)
+    yield Region(ctx, clients, tokens, targets, csrf, no_pacs)
     for c in clients.values():
         c.__exit__(None, None, None)
     ctx.engine.dispose()
@@ -384,6 +414,42 @@ CASES: dict[tuple[str, str], tuple[Build, dict[str, str]]] = {
     ("GET", "/stats/export.csv"): (lambda r, t, w: Call("GET", "/stats/export.csv"), page("stats", "2")),
 }  # fmt: skip
 
+
+def _dicomweb(prefix: str, path: str) -> Build:
+    """A DICOMweb request about the target's study (its one series, instance and frame)."""
+
+    def build(r: Region, t: Target, w: str) -> Call:
+        study = t.study
+        if study is None:
+            pytest.skip(r.no_pacs)
+        one = study.instances[0]
+        url = path.format(study=study.uid, series=one.series, instance=one.sop, frames="1")
+        if path == "/studies":
+            url += f"?StudyInstanceUID={study.uid}"
+        return Call("GET", prefix + url)
+
+    return build
+
+
+def _dicomweb_cases() -> dict[tuple[str, str], tuple[Build, dict[str, str]]]:
+    unsigned = dict.fromkeys(PRINCIPALS, "1111")  # the pages' images answer 401 without a session of the area
+    out: dict[tuple[str, str], tuple[Build, dict[str, str]]] = {}
+    for path in DICOMWEB_PATHS:
+        search = path == "/studies"
+        out[("GET", f"/dicomweb{path}")] = (_dicomweb("/dicomweb", path), SEARCH if search else READ)
+        for area, kind in (("portal", "patient"), ("clinician", "clinician")):
+            allowed = (SEARCH if search else READ)[kind]
+            out[("GET", f"/{area}/dicomweb{path}")] = (_dicomweb(f"/{area}/dicomweb", path),
+                                                       {**unsigned, kind: allowed})  # fmt: skip
+    return out
+
+
+CASES.update(_dicomweb_cases())
+OPENS_STUDY = {route for route in CASES if "dicomweb/studies/" in route[1]}
+"""The DICOMweb routes that open a study: one AuditEvent per principal, study and hour (not one per request), so
+their successes are checked by that event rather than by the request's id."""
+
+
 UNAUDITED = {("GET", "/clinician"), ("POST", "/clinician/token"), ("GET", "/metrics")}
 """Routes that show no patient data leave no audit row when they answer: the order screen's frame and its token,
 and a metrics scrape (its refusals are audited like every refusal, by the token check)."""
@@ -413,13 +479,26 @@ def _send(region: Region, who: str, call: Call) -> Any:
 
 
 def _matches(r: Any) -> set[str] | None:
-    """The ids of a searchset's matches (None when the answer is not a searchset)."""
+    """The ids of a searchset's matches, or the StudyInstanceUIDs of a QIDO-RS answer (None: neither)."""
     if "json" not in r.headers.get("content-type", ""):
         return None
     body = r.json()
+    if r.headers["content-type"].startswith("application/dicom+json") and isinstance(body, list):
+        return {s["0020000D"]["Value"][0] for s in body if "0020000D" in s}
     if body.get("resourceType") != "Bundle" or body.get("type") != "searchset":
         return None
     return {e["resource"]["id"] for e in body.get("entry") or [] if (e.get("search") or {}).get("mode") == "match"}
+
+
+def _study_opened(region: Region, who: str, target: Target) -> bool:
+    client = {"admin": "admin", "hospital": "hosp-b-system", "clinician": "dr-b", "patient": "patient-p1"}[who]
+    with region.ctx.engine.connect() as conn:
+        found = conn.execute(
+            text("SELECT count(*) FROM audit_event WHERE client_id = :c AND resource_type = 'ImagingStudy' "
+                 "AND resource_id = :s AND interaction = 'read' AND outcome = '0'"),
+            {"c": client, "s": target.study_id},
+        )  # fmt: skip
+        return int(found.scalar_one()) > 0
 
 
 def _audit(region: Region, request_id: str) -> list[str]:
@@ -447,9 +526,10 @@ def test_access_matrix(region: Region, route: tuple[str, str]) -> None:
                     problems.append(f"{where}: {r.status_code} {r.text[:200]}")
                     continue
                 found = _matches(r)
-                if want == "e" and target.report in found:
+                keys = {target.report} | ({target.study.uid} if target.study else set())
+                if want == "e" and found is not None and keys & found:
                     problems.append(f"{where}: the target leaked into the result")
-                if want == "2" and len(plan) == 4 and found is not None and target.report not in found:
+                if want == "2" and len(plan) == 4 and found is not None and not keys & found:
                     problems.append(f"{where}: the target is missing from the result")
             elif r.status_code not in STATUS[want]:
                 problems.append(f"{where}: expected {STATUS[want]}, got {r.status_code} {r.text[:200]}")
@@ -463,7 +543,10 @@ def test_access_matrix(region: Region, route: tuple[str, str]) -> None:
             audited = (rule.gate is policy.Gate.TOKEN and (not ok or route not in UNAUDITED)) or (
                 rule.gate is policy.Gate.SESSION and r.status_code != 303 and route not in UNAUDITED
             )
-            if audited:
+            if audited and ok and route in OPENS_STUDY:
+                if not _study_opened(region, who, target):
+                    problems.append(f"{where}: no AuditEvent of the study opened")
+            elif audited:
                 outcomes = _audit(region, r.request.headers["X-Request-Id"])
                 wanted = "0" if ok else "4"
                 if not outcomes or (wanted not in outcomes) or (not ok and "0" in outcomes):
