@@ -29,6 +29,9 @@ JSON = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=3) | st.dict
         '{"entry": [{"resource": {"status": "final", "status" : "amended"}}]}',
         '[1, {"k": {"x": 1}, "k": 2}]',
         '{"a": "\\"b\\": 1", "a"\n:\t3}',  # a value that looks like a member, then the real duplicate
+        '{"a": ":x", "a": ":y"}',  # no backslash: the fast count, with values that begin with a colon
+        '{"a":{"b":":","b":":"}}',
+        '{"a" : 1, "a": 2}',  # a name spaced from its colon
     ],
 )
 def test_a_duplicate_member_name_is_refused_and_named(text: str) -> None:
@@ -42,6 +45,8 @@ def test_a_duplicate_member_name_is_refused_and_named(text: str) -> None:
         '{"a": "\\"a\\": 1", "b": ["a", "a"], "c": {"a": 1}}',  # the same name in other objects, strings like names
         '{"k": "x\\\\", "k2": ":"}',  # an escaped backslash ending a string, a colon as a value
         '{"\\u4e2d": 1, "中文": 2}',
+        '{"a": ":x", "b": [":", " :", "\\u003a"], ":": ":"}',
+        '{"a" : ":x", "b": ": y"}',
     ],
 )
 def test_names_that_only_look_alike_are_accepted(text: str) -> None:
@@ -64,6 +69,29 @@ def test_a_repeated_member_anywhere_is_found(members: dict[str, Any], data: st.D
     text = '{"outer": [{' + body + f", {json.dumps(key)}: 0" + "}]}"
     with pytest.raises(DuplicateKeyError):
         loads_document(text)
+
+
+PLAIN_KEYS = st.text(alphabet=st.sampled_from("ab: é中"), min_size=1, max_size=4)  # no quote, no backslash
+PLAIN = st.recursive(st.integers() | PLAIN_KEYS, lambda inner: st.lists(inner, max_size=3)
+                     | st.dictionaries(PLAIN_KEYS, inner, max_size=3), max_leaves=12)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(st.dictionaries(PLAIN_KEYS, PLAIN, min_size=1, max_size=4), st.data(), st.booleans())
+def test_without_escapes_a_repeated_member_is_found_and_none_is_imagined(
+    members: dict[str, Any], data: st.DataObject, repeat: bool
+) -> None:
+    key = data.draw(st.sampled_from(sorted(members)))
+    body = ",".join(f"{json.dumps(k, ensure_ascii=False)}:{json.dumps(v, ensure_ascii=False)}"
+                    for k, v in members.items())  # fmt: skip
+    extra = f',{json.dumps(key, ensure_ascii=False)}:":{key}"' if repeat else ""
+    text = "[{" + body + extra + "}]"
+    assert "\\" not in text
+    if repeat:
+        with pytest.raises(DuplicateKeyError):
+            loads_document(text)
+    else:
+        assert loads_document(text) == orjson.loads(text)
 
 
 def _bundle_text(resources: list[Any], indent: int | None) -> str:
