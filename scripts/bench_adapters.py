@@ -15,6 +15,10 @@ delivery rate into a live registry on PostgreSQL.
   batches of up to ``--batch-size`` messages per transaction Bundle; each with every message about one patient (the
   workload of the figure before batching), then about 500 patients (a hospital's backlog); new report numbers each
   time. Then the adapter's own cost: the same drains against a registry that answers at once.
+
+PostgreSQL: by default a cluster of its own (initdb's defaults, autovacuum on, as a fresh installation runs; see
+scripts/pg_cluster.py). ``--pg URL`` uses an existing server instead; the machine's shared test server runs with
+autovacuum off, so its planner statistics go stale as the tables grow and the figures there are lower.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import sys
 import tempfile
 import threading
 import time
+from contextlib import ExitStack
 from io import BytesIO
 from pathlib import Path
 
@@ -48,6 +53,7 @@ from adapters.push.client import RegistryClient  # noqa: E402
 from adapters.push.delivery import Deliverer  # noqa: E402
 from adapters.push.outbox import Outbox  # noqa: E402
 from scripts.bench_common import create_database, finish, machine, record, start_registry  # noqa: E402
+from scripts.pg_cluster import PgCluster  # noqa: E402
 
 DATA = ROOT / "tests" / "data" / "adapters"
 SAMPLE = (DATA / "hl7" / "oru_cbc_final.hl7").read_bytes()
@@ -249,10 +255,7 @@ def main() -> int:
     ap.add_argument("--files", type=int, default=2000)
     ap.add_argument("--deliver", type=int, default=2000)
     ap.add_argument("--batch-size", type=int, default=20, help="messages per transaction Bundle in the batched run")
-    ap.add_argument(
-        "--pg",
-        default=os.environ.get("REGISTRY_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"),
-    )
+    ap.add_argument("--pg", default=None, help="an existing server's URL (default: a cluster of the run's own)")
     ap.add_argument("--write-docs", action="store_true")
     args = ap.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="hr-bench-adapters-"))
@@ -261,7 +264,14 @@ def main() -> int:
         results = bench_hl7(args.messages, folder / "hl7")
         results |= bench_dicom(args.files, folder)
         load_before = os.getloadavg()[0]
-        results |= bench_delivery(args.deliver, folder, args.pg, args.batch_size)
+        with ExitStack() as stack:
+            pg = args.pg
+            if pg is None:
+                cluster = stack.enter_context(PgCluster.running(prefix="hr-bench-pg-"))
+                pg, pg_desc = cluster.server_url, f"a cluster of its own ({cluster.describe()})"
+            else:
+                pg_desc = f"the server at {pg.split('@')[-1]}"
+            results |= bench_delivery(args.deliver, folder, pg, args.batch_size)
         results |= bench_delivery_cost(args.deliver, folder, args.batch_size)
         load = f"{load_before:.1f} / {os.getloadavg()[0]:.1f}"
     finally:
@@ -271,10 +281,12 @@ def main() -> int:
     if args.write_docs:
         command = (
             f".venv/bin/python scripts/bench_adapters.py --messages {args.messages} --files {args.files} "
-            f"--deliver {args.deliver} --batch-size {args.batch_size} --write-docs"
+            f"--deliver {args.deliver} --batch-size {args.batch_size}"
+            f"{' --pg ' + args.pg if args.pg else ''} --write-docs"
         )
         body = (
-            f"\n### {time.strftime('%Y-%m-%d')}\n\n- machine: {machine()}\n- command: `{command}`\n\n"
+            f"\n### {time.strftime('%Y-%m-%d')}\n\n- machine: {machine()}\n- command: `{command}`\n"
+            f"- PostgreSQL for the delivery runs: {pg_desc}\n\n"
             "| figure | value |\n|---|---|\n"
             f"| HL7 ORU^R01 parsed + mapped to a Bundle (1 report, 5 results) | "
             f"{results['hl7_mapped_per_s']:.0f} messages/s |\n"

@@ -27,10 +27,22 @@ class Survey:
     unheld: list[tuple[str, str]] = field(default_factory=list)
 
 
+def _unheld(value: str, local: tzinfo) -> bool:
+    if not INSTANT_RE.match(value):
+        return False
+    try:
+        held_range(value, local)
+    except DateFormatError:
+        return True
+    return False
+
+
 def survey(resource: dict[str, Any], local: tzinfo) -> Survey:
     out = Survey()
     refs, idents, unheld = out.references, out.identifiers, out.unheld
 
+    # Strings are checked where they stand (no call per string, no path built unless one is unheld): most nodes of
+    # a resource are strings.
     def walk(node: Any, dotted: str, indexed: str, dates: bool, links: bool) -> None:
         if isinstance(node, dict):
             if links and dotted and isinstance(node.get("reference"), str):
@@ -38,19 +50,21 @@ def survey(resource: dict[str, Any], local: tzinfo) -> Survey:
             if isinstance(node.get("system"), str) and isinstance(node.get("value"), str):
                 idents.append((indexed, node))
             for key, value in node.items():
-                if isinstance(value, (dict, list)) or (dates and isinstance(value, str)):
+                if isinstance(value, str):
+                    if dates and key != "text" and _unheld(value, local):
+                        unheld.append((f"{indexed}.{key}" if indexed else key, value))
+                elif isinstance(value, (dict, list)):
                     text = key == "text"
                     walk(value, f"{dotted}.{key}" if dotted else key, f"{indexed}.{key}" if indexed else key,
                          dates and not text, links and not text and key != "contained")  # fmt: skip
-        elif isinstance(node, list):
+        else:
             for i, element in enumerate(node):
-                if isinstance(element, (dict, list)) or (dates and isinstance(element, str)):
+                if isinstance(element, str):
+                    if dates and _unheld(element, local):
+                        unheld.append((f"{indexed}[{i}]", element))
+                elif isinstance(element, (dict, list)):
                     walk(element, dotted, f"{indexed}[{i}]", dates, links)
-        elif dates and isinstance(node, str) and INSTANT_RE.match(node):
-            try:
-                held_range(node, local)
-            except DateFormatError:
-                unheld.append((indexed, node))
 
-    walk(resource, "", "", True, True)
+    if isinstance(resource, dict):
+        walk(resource, "", "", True, True)
     return out

@@ -88,12 +88,16 @@ class ResourceVersionRow(SQLModel, table=True):
     body: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
 
 
-def _res_fk() -> Column[int]:
-    return Column(PK, ForeignKey("resource.pk", ondelete="CASCADE"), primary_key=True)
+def _res_pk() -> Column[int]:
+    return Column(PK, primary_key=True)
 
 
 # The search tables are keyed for the searches themselves — (type, param, value…, res_pk) — with a narrow index on
-# res_pk for replacing a resource's rows; one wide index per table keeps ingest cheap.
+# res_pk for replacing a resource's rows; one wide index per table keeps ingest cheap. They and the result index are
+# derived from the resource rows, written and replaced in the same transaction by the write path (resources are never
+# deleted as rows: a deletion is a version), so they carry no foreign key to ``resource``: a key checked per index row
+# doubled PostgreSQL's cost of writing them (migration 0012); ``hr-registry index check`` compares the result index
+# with the resources it comes from.
 
 
 class TokenIndexRow(SQLModel, table=True):
@@ -104,7 +108,7 @@ class TokenIndexRow(SQLModel, table=True):
     param: str = Field(sa_column=Column(String(40), primary_key=True))
     code: str = Field(sa_column=Column(String(255), primary_key=True))
     system: str = Field(sa_column=Column(String(255), primary_key=True))
-    res_pk: int = Field(sa_column=_res_fk())
+    res_pk: int = Field(sa_column=_res_pk())
 
 
 class StringIndexRow(SQLModel, table=True):
@@ -114,7 +118,7 @@ class StringIndexRow(SQLModel, table=True):
     type: str = Field(sa_column=Column(String(40), primary_key=True))
     param: str = Field(sa_column=Column(String(40), primary_key=True))
     value: str = Field(sa_column=Column(String(255), primary_key=True))  # normalized
-    res_pk: int = Field(sa_column=_res_fk())
+    res_pk: int = Field(sa_column=_res_pk())
     exact: str = Field(sa_column=Column(String(255), nullable=False))
 
 
@@ -129,7 +133,7 @@ class DateIndexRow(SQLModel, table=True):
     param: str = Field(sa_column=Column(String(40), primary_key=True))
     low: int = Field(sa_column=Column(BigInteger, primary_key=True))
     high: int = Field(sa_column=Column(BigInteger, primary_key=True))
-    res_pk: int = Field(sa_column=_res_fk())
+    res_pk: int = Field(sa_column=_res_pk())
 
 
 class ReferenceIndexRow(SQLModel, table=True):
@@ -140,7 +144,7 @@ class ReferenceIndexRow(SQLModel, table=True):
     param: str = Field(sa_column=Column(String(40), primary_key=True))
     target_id: str = Field(sa_column=Column(String(64), primary_key=True))
     target_type: str = Field(sa_column=Column(String(40), primary_key=True))
-    res_pk: int = Field(sa_column=_res_fk())
+    res_pk: int = Field(sa_column=_res_pk())
 
 
 class IdentifierRow(SQLModel, table=True):
@@ -256,7 +260,7 @@ class ResultIndexRow(SQLModel, table=True):
     hr_mark: str | None = Field(default=None, sa_column=Column(String(20), nullable=True))  # "HR", "京HR"…
     res_type: str = Field(sa_column=Column(String(40), nullable=False))
     res_id: str = Field(sa_column=Column(String(64), nullable=False))
-    res_pk: int = Field(sa_column=Column(PK, ForeignKey("resource.pk", ondelete="CASCADE"), nullable=False))
+    res_pk: int = Field(sa_column=Column(PK, nullable=False))  # derived rows: no foreign key (see the search tables)
     report_id: str | None = Field(default=None, sa_column=Column(String(64), nullable=True))  # the DiagnosticReport
     value_text: str | None = Field(default=None, sa_column=Column(String(500), nullable=True))
     interpretation: str | None = Field(default=None, sa_column=Column(String(10), nullable=True))

@@ -12,7 +12,7 @@ from registry.errors import (
     InvalidResourceError,
     RegistryError,
 )
-from registry.fhir.json_text import JsonShapeError, elements, members
+from registry.fhir.json_text import JsonShapeError, array_elements, decoded_end, object_members
 from registry.fhir.patch import Patch, PatchSyntaxError, binary_json_patch, fhirpath_patch
 from registry.fhir.survey import Survey
 from registry.services.ingest.session import Prepared
@@ -169,16 +169,30 @@ def _entry_patch(resource: Any, where: str) -> Patch:
 
 
 def entry_resource_texts(text: str) -> dict[int, str]:
-    """The exact text of each ``entry[i].resource`` of a Bundle."""
+    """The exact text of each ``entry[i].resource`` of a Bundle, in one pass: each entry's members are decoded once
+    (by the C scanner, to find where each ends), the Bundle and its entry array never as a whole."""
     out: dict[int, str] = {}
+    count = 0
+
+    def entry_end(text: str, start: int) -> int:
+        nonlocal count
+        if text[start] != "{":
+            count += 1
+            return decoded_end(text, start)
+        spans, end = object_members(text, start)
+        for key, _m, r_start, r_end in spans:
+            if key == "resource":
+                out[count] = text[r_start:r_end]
+        count += 1
+        return end
+
+    def bundle_value_end(key: str, text: str, start: int) -> int:
+        if key == "entry" and text[start] == "[":
+            return array_elements(text, start, entry_end)[1]
+        return decoded_end(text, start)
+
     try:
-        for key, _m, v_start, _v_end in members(text):
-            if key != "entry":
-                continue
-            for i, (e_start, _e_end) in enumerate(elements(text, v_start)):
-                for ekey, _em, r_start, r_end in members(text, e_start):
-                    if ekey == "resource":
-                        out[i] = text[r_start:r_end]
+        object_members(text, 0, bundle_value_end)
     except JsonShapeError as exc:
         raise BadRequestError(f"the Bundle is not well-formed: {exc}") from None
     return out

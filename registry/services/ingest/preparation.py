@@ -186,7 +186,7 @@ class Preparer:
             and i.get("value")
             and not self.ctx.identity.is_national(i["system"])
         }
-        index_view = _index_view(resource)
+        index_view = _index_view(resource) if hashed else resource  # extract only reads
         for ident, _key in hashed:
             ident.pop("_key", None)
         digest = content_hash(resource)
