@@ -1,8 +1,8 @@
 """imaging gateway: the studies opened through the DICOMweb gateway, one row per principal, study, purpose and hour
 (one AuditEvent per study opened, across registry processes)
 
-Revision ID: 0012_imaging_gateway
-Revises: 0011_consent
+Revision ID: 0013_imaging_gateway
+Revises: 0012_derived_rows
 Create Date: 2026-12-02
 """
 
@@ -11,8 +11,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0012_imaging_gateway"
-down_revision = "0011_consent"
+revision = "0013_imaging_gateway"
+down_revision = "0012_derived_rows"
 branch_labels = None
 depends_on = None
 
