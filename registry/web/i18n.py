@@ -309,6 +309,8 @@ def describe_access(
         if detail.startswith("decision"):
             return _decision(detail, en)
         return "checked your earlier results while ordering a test" if en else "开单时核对了您的既往结果"
+    if resource_type == "ImagingStudy" and detail.startswith("DICOMweb"):  # the gateway: one row per study opened
+        return "viewed the images of your imaging study" if en else "查看了您的影像检查图像"
     zh_name, en_name = _RESOURCES.get(resource_type, (resource_type or "记录", resource_type or "records"))
     if interaction in ("read", "vread", "history-instance"):
         return f"opened your {en_name}" if en else f"查看了您的{zh_name}"

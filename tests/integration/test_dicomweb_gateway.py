@@ -376,7 +376,7 @@ def test_each_study_opened_is_one_audit_event_shown_to_the_patient(region: Regio
     # the patient sees who viewed the images
     page = _session(region, "portal", "patient-p1").get("/portal/access")
     assert page.status_code == 200
-    assert "医生 B" in page.text and "影像" in page.text
+    assert "医生 B" in page.text and "查看了您的影像检查图像" in page.text
 
 
 def test_the_pages_mirror_the_api_for_their_session(region: Region) -> None:
