@@ -11,6 +11,7 @@ from registry.cli import (  # noqa: F401 - each module registers its commands on
     client_commands,
     namespace_commands,
     notification_commands,
+    pacs_commands,
     recognition_commands,
     server_commands,
     subscription_commands,

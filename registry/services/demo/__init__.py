@@ -9,7 +9,7 @@ from registry.services.demo.people import (
     demo_principals,
     first_patient_national_id,
 )
-from registry.services.demo.region import DemoRegion
+from registry.services.demo.region import DemoRegion, demo_studies
 
 __all__ = [
     "DEMO_STATE_KEY",
@@ -19,5 +19,6 @@ __all__ = [
     "DemoActivity",
     "DemoRegion",
     "demo_principals",
+    "demo_studies",
     "first_patient_national_id",
 ]

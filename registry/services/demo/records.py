@@ -11,6 +11,7 @@ from typing import Any
 
 from catalog import Catalog, Coding
 from catalog.codes import BODY_PART_SNOMED, HR_MARK, LOINC
+from registry.services.demo.images import STACKS, series_size
 from registry.services.demo.people import (
     DCM,
     IMAGING,
@@ -193,7 +194,9 @@ class DemoRecords:
         series = []
         total = 0
         for s in range(series_n):
-            n = rng.randrange(1, 300) if modality in ("CT", "MR") else rng.randrange(1, 4)
+            # what the demo's local PACS holds for the series (registry.services.demo.images): the number drawn
+            # picks a stack's length, so the demo's other draws stay as they were
+            n = series_size(modality, rng.randrange(1, 300) if modality in STACKS else rng.randrange(1, 4))
             total += n
             series.append(
                 {

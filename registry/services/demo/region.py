@@ -18,6 +18,7 @@ from catalog import Catalog
 from registry.auth import Principal
 from registry.services.administration import Administration
 from registry.services.audit import AuditContext
+from registry.services.demo.images import DemoStudy, demo_study
 from registry.services.demo.people import (
     BEIJING,
     HOSPITALS,
@@ -31,6 +32,26 @@ from registry.services.demo.records import DemoRecords
 from registry.services.ingest import Ingest
 from registry.services.namespaces import IdentifierNamespaces
 
+SEED = 20261122
+"""The demo region's random seed: the same people, reports and studies at every load."""
+
+
+def demo_studies(catalog: Catalog, now: datetime, patients: int = 50, seed: int = SEED) -> list[DemoStudy]:
+    """The imaging studies ``DemoRegion.load`` writes, as their hospital's PACS holds them: the same seed draws the
+    same studies, series and UIDs (their dates follow ``now``, as the load's follow its clock)."""
+    records = DemoRecords()
+    records.catalog = catalog
+    rng = random.Random(seed)  # noqa: S311 - synthetic demo data, not security
+    counts = {"lab_reports": 0, "imaging_reports": 0}
+    out: list[DemoStudy] = []
+    for index, p in enumerate(_patients(rng, patients)):
+        for h in p.hospitals:
+            for entry in records._reports(rng, p, h, now.astimezone(BEIJING), scripted=index == 0, counts=counts):
+                r = entry["resource"]
+                if r["resourceType"] == "ImagingStudy":
+                    out.append(demo_study(r, h.id, h.name, p.mrns[h.id], (p.family, p.given), p.male, p.birth))
+    return out
+
 
 class DemoRegion(DemoRecords):
     def __init__(
@@ -41,7 +62,7 @@ class DemoRegion(DemoRecords):
         *,
         administration: Administration | None = None,
         namespaces: IdentifierNamespaces | None = None,
-        seed: int = 20261122,
+        seed: int = SEED,
     ):
         self.namespaces = namespaces
         self.ingest = ingest
