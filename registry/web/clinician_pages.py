@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Annotated
 
@@ -9,9 +10,11 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from catalog import REASONS
+from registry.auth import Principal
 from registry.endpoint import audit_context, ctx_of
 from registry.errors import ForbiddenError, NotFoundError
 from registry.services.policy.purpose import MAX_REASON, BreakGlass
+from registry.services.portal import ReportView
 from registry.web.rendering import render, to_sign_in
 from registry.web.session import (
     csrf_ok,
@@ -54,7 +57,12 @@ def clinician_token(request: Request) -> Response:
     )
 
 
-def _report(request: Request, rtype: str, rid: str, break_glass: BreakGlass | None) -> Response:
+Shown = Callable[[Request, Principal, ReportView, BreakGlass | None], Response]
+
+
+def open_result(request: Request, rtype: str, rid: str, break_glass: BreakGlass | None, shown: Shown) -> Response:
+    """A result as the clinician may read it (care context of their hospital, or by break-glass; audited), answered
+    by ``shown``; outside the care context the break-glass form, which posts back to the same path."""
     ctx = ctx_of(request)
     principal = signed_in(request, ctx, "clinician")
     if principal is None:
@@ -65,8 +73,30 @@ def _report(request: Request, rtype: str, rid: str, break_glass: BreakGlass | No
     except (NotFoundError, ForbiddenError):
         # the same answer whether the record does not exist or is outside the care context (it tells nothing)
         return render(request, "report_refused.html", "clinician", principal, status=404, action=request.url.path)
+    return shown(request, principal, report, break_glass)
+
+
+def break_glass_form(request: Request, reason: str, csrf: str) -> BreakGlass | Response:
+    """The break-glass a clinician's form asks for, or the page that says what is missing."""
+    ctx = ctx_of(request)
+    principal = signed_in(request, ctx, "clinician")
+    if principal is None:
+        return to_sign_in(request, "clinician")
+    if not csrf_ok(request, csrf) or not reason.strip():
+        return render(request, "report_refused.html", "clinician", principal, status=400, action=request.url.path,
+                      error_key="csrf" if reason.strip() else "break_glass_reason")  # fmt: skip
+    return BreakGlass(reason.strip())
+
+
+def _report_page(
+    request: Request, principal: Principal, report: ReportView, break_glass: BreakGlass | None
+) -> Response:
     return render(request, "report.html", "clinician", principal, report=report, back="/clinician",
                   break_glass=break_glass)  # fmt: skip
+
+
+def _report(request: Request, rtype: str, rid: str, break_glass: BreakGlass | None) -> Response:
+    return open_result(request, rtype, rid, break_glass, _report_page)
 
 
 @router.get("/clinician/reports/{rtype}/{rid}", response_class=HTMLResponse)
@@ -84,11 +114,5 @@ def clinician_report_break_glass(
     csrf: Annotated[str, Form(max_length=100)] = "",
 ) -> Response:
     """The same report opened by break-glass: an explicit reason, audited with purpose of use BTG (policy.purpose)."""
-    ctx = ctx_of(request)
-    principal = signed_in(request, ctx, "clinician")
-    if principal is None:
-        return to_sign_in(request, "clinician")
-    if not csrf_ok(request, csrf) or not reason.strip():
-        return render(request, "report_refused.html", "clinician", principal, status=400, action=request.url.path,
-                      error_key="csrf" if reason.strip() else "break_glass_reason")  # fmt: skip
-    return _report(request, rtype, rid, BreakGlass(reason.strip()))
+    asked = break_glass_form(request, reason, csrf)
+    return asked if isinstance(asked, Response) else _report(request, rtype, rid, asked)

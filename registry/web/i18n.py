@@ -77,7 +77,57 @@ _TEXT: dict[str, tuple[str, str]] = {
     "body_part": ("部位", "Body part"),
     "series": ("序列数", "Series"),
     "images": ("图像数", "Images"),
-    "viewer": ("在出具医院的影像系统中查看", "View images at the issuing hospital"),
+    "view_images": ("查看影像", "View images"),
+    "view_images_break_glass": ("查看影像（紧急授权）", "View images (emergency access)"),
+    # the image viewer (registry/web/viewer_pages.py, static/viewer.js)
+    "viewer_title": ("影像浏览", "Images"),
+    "back_to_report": ("返回报告", "Back to the report"),
+    "no_images": ("该报告没有影像检查。", "This report has no imaging study."),
+    "viewer_series": ("序列", "Series"),
+    "viewer_image": ("图像", "Image"),
+    "viewer_windows": ("窗宽窗位", "Window"),
+    "window_default": ("默认", "Default"),
+    "window_lung": ("肺窗", "Lung"),
+    "window_mediastinum": ("纵隔窗", "Mediastinum"),
+    "window_bone": ("骨窗", "Bone"),
+    "viewer_prev": ("上一张", "Previous image"),
+    "viewer_next": ("下一张", "Next image"),
+    "viewer_hint": (
+        "滚动鼠标滚轮、按 ↑ ↓ 键或在图像上上下滑动逐张浏览；PageUp / PageDown 每次 10 张，Home / End 到首张 / 末张。",
+        "Scroll with the mouse wheel, the ↑ ↓ keys or a swipe on the image; PageUp / PageDown move ten images, "
+        "Home / End go to the first / last.",
+    ),
+    "viewer_source": (
+        "图像由平台从出具医院的影像系统（PACS）实时调阅，平台不保存图像；每次查看都记入审计日志。",
+        "The registry fetches the images from the issuing hospital's PACS as you look; it keeps none, and every "
+        "viewing is in the audit trail.",
+    ),
+    "viewer_no_conclusion": ("尚无报告结论。", "No report conclusion yet."),
+    "viewer_loading": ("正在加载影像…", "Loading the images…"),
+    "viewer_err_401": (
+        "登录已过期，请重新登录后再查看影像。",
+        "Your session has expired: sign in again to see the images.",
+    ),
+    "viewer_err_403": ("您无权查看这些影像。", "You may not view these images."),
+    "viewer_err_404": (
+        "出具医院的影像系统中没有这些图像。",
+        "The issuing hospital's imaging system does not have these images.",
+    ),
+    "viewer_err_502": (
+        "影像暂时无法调阅：出具医院的影像系统（PACS）未接入本平台或无法连接。",
+        "The images are not reachable: the issuing hospital's imaging system (PACS) is not connected to the registry "
+        "or does not answer.",
+    ),
+    "viewer_err_504": (
+        "出具医院的影像系统响应超时，请稍后再试。",
+        "The hospital's imaging system took too long to answer; try again later.",
+    ),
+    "viewer_err_other": ("影像加载失败。", "The images could not be loaded."),
+    "viewer_no_series": ("该检查没有可显示的图像。", "This study has no images to show."),
+    "viewer_images_n": ("{n} 张", "{n} images"),
+    "viewer_series_n": ("序列 {n}", "Series {n}"),
+    "viewer_frame_of": ("第 {i} / {n} 张", "Image {i} of {n}"),
+    "viewer_thumb_failed": ("无缩略图", "no preview"),
     "issued": ("报告时间", "Issued"),
     "effective": ("检查检验时间", "Performed"),
     "points": ("个数据点", "points"),

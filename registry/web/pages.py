@@ -19,6 +19,7 @@ from registry.web import (
     portal_pages,
     signin,
     stats_pages,
+    viewer_pages,
 )
 from registry.web.rendering import STATIC_DIR
 
@@ -33,6 +34,7 @@ def install(app: FastAPI) -> None:
         notification_pages,
         consent_pages,
         clinician_pages,
+        viewer_pages,
         stats_pages,
         signin,
     ):  # /{area}/login last

@@ -121,6 +121,7 @@ ROUTES: dict[tuple[str, str], Route] = {
     # pages
     ("GET", "/portal"): _page("portal", AREAS["portal"], "the patient's reports"),
     ("GET", "/portal/reports/{rid}"): _page("portal", AREAS["portal"], "one report"),
+    ("GET", "/portal/reports/{rid}/images"): _page("portal", AREAS["portal"], "a report's image viewer"),
     ("GET", "/portal/trends/{item_id}"): _page("portal", AREAS["portal"], "a trend"),
     ("GET", "/portal/access"): _page("portal", AREAS["portal"], "who viewed my records"),
     ("GET", "/portal/notifications"): _page("portal", AREAS["portal"], "my notification settings and messages"),
@@ -131,6 +132,12 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("POST", "/clinician/token"): _page("clinician", AREAS["clinician"], "the order screen's token"),
     ("GET", "/clinician/reports/{rtype}/{rid}"): _page("clinician", AREAS["clinician"], "a card's report"),
     ("POST", "/clinician/reports/{rtype}/{rid}"): _page("clinician", AREAS["clinician"], "break-glass for a report"),
+    ("GET", "/clinician/reports/{rtype}/{rid}/images"): _page(
+        "clinician", AREAS["clinician"], "a card's report: its image viewer"
+    ),
+    ("POST", "/clinician/reports/{rtype}/{rid}/images"): _page(
+        "clinician", AREAS["clinician"], "break-glass for a report's images"
+    ),
     ("GET", "/stats"): _page("stats", AREAS["stats"], "statistics page"),
     ("GET", "/stats/export.csv"): _page("stats", AREAS["stats"], "statistics CSV"),
 }

@@ -115,7 +115,9 @@ class ResourceViews:
             note=notes,
         )
 
-    def _study(self, s: Mapping[str, Any], endpoints: Mapping[tuple[str, str], Mapping[str, Any]]) -> StudyView:
+    def _study(self, s: Mapping[str, Any]) -> StudyView:
+        """The study's facts; its images are the viewer's, through the registry's DICOMweb gateway — the page never
+        links the hospital's own ``Endpoint.address`` (a hospital's statement, not a URL the registry hands on)."""
         uid = next(
             (
                 str(i.get("value", "")).removeprefix("urn:oid:")
@@ -134,14 +136,6 @@ class ResourceViews:
                 text = TERM_OF_SNOMED.get(code) or str(site.get("display") or code)
                 if text and text not in parts:
                     parts.append(text)
-        viewer = None
-        for ref in s.get("endpoint") or []:
-            parsed = parse_reference(ref.get("reference", ""), None) if isinstance(ref, Mapping) else None
-            endpoint = endpoints.get(parsed) if parsed else None
-            if endpoint and isinstance(endpoint.get("address"), str):
-                base = endpoint["address"].rstrip("/")
-                viewer = f"{base}/studies/{uid}" if uid else base
-                break
         return StudyView(
             uid,
             modalities,
@@ -149,7 +143,6 @@ class ResourceViews:
             s.get("numberOfSeries"),
             s.get("numberOfInstances"),
             str(s.get("description") or ""),
-            viewer,
         )
 
     @staticmethod

@@ -120,17 +120,6 @@ class Portal(ResourceViews):
         org_ids = {o for r in bundle.matches if (o := self._org_of(r))}
         org_ids |= {o for r in bundle.included.values() if (o := self._org_of(r))}
         orgs, maps = self._context(org_ids)
-        endpoint_refs = {
-            p
-            for r in bundle.included.values()
-            if r.get("resourceType") == "ImagingStudy"
-            for ref in r.get("endpoint") or []
-            if isinstance(ref, Mapping) and (p := parse_reference(ref.get("reference", ""), None))
-        }
-        endpoints: dict[tuple[str, str], Mapping[str, Any]] = {}
-        if endpoint_refs:
-            with self.uow.begin(audit_only=True) as repo:  # infrastructure, not patient data
-                endpoints = {k: orjson.loads(v.body) for k, v in repo.get_many(endpoint_refs).items() if not v.deleted}
         standing = self._recognizability([(source, str(r.get("id"))) for r in bundle.matches])
         out: list[ReportView] = []
         for r in bundle.matches:
@@ -147,7 +136,7 @@ class Portal(ResourceViews):
                 parsed = parse_reference(ref.get("reference", ""), None) if isinstance(ref, Mapping) else None
                 s = bundle.included.get(parsed) if parsed else None
                 if s is not None:
-                    study = self._study(s, endpoints)
+                    study = self._study(s)
                     if item is None:
                         item = self.indexer.item_for(s, maps.get(org or ""))
                     break

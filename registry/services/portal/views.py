@@ -47,7 +47,6 @@ class StudyView:
     series: int | None
     instances: int | None
     description: str
-    viewer: str | None
 
 
 @dataclass(frozen=True, slots=True)
