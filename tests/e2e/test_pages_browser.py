@@ -11,9 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,131 +19,48 @@ import httpx
 import pytest
 
 from registry.services.notifications.local_gateway import LocalGateway
-from tests.conftest import ROOT, free_port, stop_process, wait_until_healthy
-from tests.e2e.support import client_token
-
-CHROMIUM = os.environ.get("HR_CHROMIUM", "/usr/bin/chromium")
-SHOTS = Path(os.environ.get("HR_SCREENSHOTS", ROOT / "build" / "screenshots"))
-FULL_NATIONAL_ID = re.compile(r"(?<![0-9A-Za-z])\d{17}[\dXx](?![0-9A-Za-z])")
+from tests.conftest import ROOT
+from tests.e2e.pages_support import (
+    Demo,
+    chromium,
+    demo_server,
+    need_chromium,
+    new_page,
+    no_full_national_id,
+    shot,
+    sign_in,
+)
 
 playwright_sync = pytest.importorskip("playwright.sync_api", reason="playwright is a dev dependency (./scripts/test)")
 expect = playwright_sync.expect
 
 
-def _need_chromium() -> None:
-    if Path(CHROMIUM).exists():
-        return
-    message = f"Chromium not found at {CHROMIUM} (Debian package chromium; ./scripts/test installs it)"
-    if os.environ.get("CI"):
-        pytest.fail(f"{message}: CI must have it")
-    pytest.skip(message)
-
-
-class Demo:
-    def __init__(self, base: str, var: Path, gateway: LocalGateway) -> None:
-        self.base = base
-        self.var = var
-        self.gateway = gateway
-        self.secrets: dict[str, str] = json.loads((var / "demo-credentials.json").read_text())
-
-    def token(self, client_id: str) -> str:
-        return client_token(self.base, client_id, self.secrets[client_id])
-
-    def get(self, client_id: str, path: str, **params: Any) -> Any:
-        r = httpx.get(
-            f"{self.base}{path}",
-            params=params,
-            headers={"Authorization": f"Bearer {self.token(client_id)}"},
-            timeout=30,
-        )
-        r.raise_for_status()
-        return r.json()
-
-    def search_all(self, client_id: str, path: str, **params: Any) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
-        doc = self.get(client_id, path, _count="200", **params)
-        while True:
-            out += [e["resource"] for e in doc.get("entry", []) if e.get("search", {}).get("mode", "match") == "match"]
-            nxt = next((lk["url"] for lk in doc.get("link", []) if lk["relation"] == "next"), None)
-            if nxt is None:
-                return out
-            r = httpx.get(nxt, headers={"Authorization": f"Bearer {self.token(client_id)}"}, timeout=30)
-            doc = r.json()
-
-
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
-    """``hr-registry serve`` with the demo region on an embedded SQLite file, as ./scripts/serve runs it."""
-    _need_chromium()
+    """``hr-registry serve`` with the demo region on an embedded SQLite file, as ./scripts/serve runs it (without the
+    local PACS: the viewer then says the images are not reachable; tests/e2e/test_viewer_browser.py has it)."""
+    need_chromium()
     var = tmp_path_factory.mktemp("pages-var")
-    port = free_port()
     gateway = LocalGateway(var / "notify-gateway.jsonl").start()  # the portal's notifications are really delivered
-    env = {**os.environ, "REGISTRY_VAR_DIR": str(var), "REGISTRY_RATE_LIMIT_PER_SECOND": "0",
+    env = {"REGISTRY_VAR_DIR": str(var), "REGISTRY_RATE_LIMIT_PER_SECOND": "0",
            "REGISTRY_NOTIFY_GATEWAY_URL": gateway.url, "REGISTRY_NOTIFY_POLL_SECONDS": "0.2"}  # fmt: skip
-    log = var / "serve.log"
-    exe = shutil.which("hr-registry", path=str(Path(sys.executable).parent)) or "hr-registry"
-    with log.open("ab") as fh:
-        proc = subprocess.Popen(  # noqa: S603 - fixed argv
-            [exe, "serve", "--port", str(port)],
-            cwd=ROOT,
-            env=env,
-            stdout=fh,
-            stderr=subprocess.STDOUT,
-        )
-    base = f"http://127.0.0.1:{port}"
     try:
-        wait_until_healthy(proc, base, log, timeout=240)  # the first start loads the demo region
-    except RuntimeError as exc:
-        pytest.fail(str(exc))
-    try:
-        yield Demo(base, var, gateway)
+        with demo_server(var, env) as (base, _proc):
+            yield Demo(base, var, gateway)
     finally:
-        stop_process(proc)
         gateway.stop()
 
 
 @pytest.fixture(scope="module")
 def browser(demo: Demo) -> Iterator[Any]:
-    with playwright_sync.sync_playwright() as pw:
-        b = pw.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
+    with chromium() as b:
         yield b
-        b.close()
 
 
 @pytest.fixture
 def page(browser: Any, demo: Demo) -> Iterator[Any]:
-    context = browser.new_context(base_url=demo.base, viewport={"width": 1200, "height": 900}, locale="zh-CN")
-    p = context.new_page()
-    errors: list[str] = []
-    p.on("pageerror", lambda exc: errors.append(str(exc)))
-    p.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
-    p.hr_errors = errors  # a test that provokes an error on purpose clears it
-    yield p
-    context.close()
-    assert not errors, f"the page logged errors: {errors}"
-
-
-def sign_in(page: Any, demo: Demo, area: str, client_id: str) -> None:
-    page.goto(f"/{area}")
-    assert f"/{area}/login" in page.url
-    page.get_by_label(re.compile("账号")).fill(client_id)
-    page.get_by_label(re.compile("密码")).fill(demo.secrets[client_id])
-    page.get_by_role("button", name="登录").click()
-    page.wait_for_url(re.compile(rf"/{area}(\?.*)?$"))
-
-
-def no_full_national_id(page: Any) -> None:
-    html = page.content()
-    assert not FULL_NATIONAL_ID.search(html), "a page showed a full national identifier"
-
-
-def shot(page: Any, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+    with new_page(browser, demo.base) as p:
+        yield p
 
 
 # ---------------------------------------------------------------------------------------------------- portal
@@ -209,14 +123,22 @@ def test_patient_sees_reports_from_two_hospitals_and_a_trend_with_every_value(pa
     no_full_national_id(page)
     shot(page, "portal-report")
 
-    # an imaging report: the study and a link to the issuing hospital's images
+    # an imaging report: the study and the registry's viewer (never a link to the hospital's own PACS)
     page.goto("/portal?kind=imaging")
     page.get_by_test_id("report-row").first.get_by_role("link").click()
     assert "CT" in page.get_by_test_id("study").inner_text() or "MR" in page.get_by_test_id("study").inner_text()
     part = page.get_by_test_id("body-part").inner_text()
     assert part in {"胸部", "颅脑", "腹部"}, part  # in Chinese, never "Chest"
-    assert page.get_by_test_id("viewer").get_attribute("href").startswith("http://hosp-")
+    rid = page.url.split("/portal/reports/")[1]
+    assert page.get_by_test_id("viewer").get_attribute("href") == f"/portal/reports/{rid}/images"
+    assert "example.cn/dicom-web" not in page.content()
     shot(page, "portal-imaging")
+    # this registry has no PACS configured: the viewer says so, in words, and shows no broken image
+    page.get_by_test_id("viewer").click()
+    expect(page.get_by_test_id("image-viewer")).to_have_attribute("data-error", "502", timeout=20_000)
+    assert "影像暂时无法调阅" in page.get_by_test_id("viewer-status").inner_text()
+    assert page.locator("img").count() == 0
+    page.hr_errors.clear()  # the browser logs the 502 it was meant to get
 
 
 def test_patient_cannot_open_another_patients_report_by_changing_the_url(page: Any, demo: Demo) -> None:

@@ -88,6 +88,7 @@ class Target:
     secrets: set[str] = field(default_factory=set)  # what no refusal may disclose
     study: Study | None = None  # the target hospital's imaging study of the patient, in the PACS (None: no PACS)
     study_id: str = ""  # its ImagingStudy resource id
+    imaging_report: str = ""  # the DiagnosticReport of that study (the image viewer's pages open it)
 
 
 @dataclass
@@ -194,6 +195,17 @@ def region(
             body = orjson.dumps(imaging_study(t.study, t.patient, f"{t.org}-wado")).decode()
             t.study_id = ctx.ingest.create(hosp, audit, "ImagingStudy", body, None).stored.id
             t.secrets.add(t.study_id)
+            rad = {"resourceType": "DiagnosticReport", "status": "final", "code": {"text": "CT"},
+                   "identifier": [{"system": f"http://{t.org}.example/report", "value": f"RAD-{t.study_id}"}],
+                   "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0074",
+                                             "code": "RAD"}]}],
+                   "subject": {"reference": f"Patient/{t.patient}"},
+                   "performer": [{"reference": f"Organization/{t.org}"}],
+                   "effectiveDateTime": "2026-03-01T09:00:00+08:00",
+                   "imagingStudy": [{"reference": f"ImagingStudy/{t.study_id}"}]}  # fmt: skip
+            rad_body = orjson.dumps(rad).decode()
+            t.imaging_report = ctx.ingest.create(hosp, audit, "DiagnosticReport", rad_body, None).stored.id
+            t.secrets.add(t.imaging_report)
     # cards: B's check on P1 (own), C's clinician's checks on its own P3 (for the other targets)
     for name, t in targets.items():
         who = "hosp-b-system" if name == "own" else "hosp-c-system"
@@ -410,9 +422,25 @@ CASES: dict[tuple[str, str], tuple[Build, dict[str, str]]] = {
     ("POST", "/clinician/reports/{rtype}/{rid}"): (
         lambda r, t, w: Call("POST", f"/clinician/reports/DiagnosticReport/{t.report}",
                              form={"reason": "急诊", "csrf": r.csrf.get(w, "")}), page("clinician", "2222")),
+    # the image viewer of the target's imaging report (its images come through the DICOMweb rows below)
+    ("GET", "/portal/reports/{rid}/images"): (lambda r, t, w: Call("GET", f"/portal/reports/{_imaging(r, t)}/images"),
+                                              page("portal", "2244")),
+    ("GET", "/clinician/reports/{rtype}/{rid}/images"): (
+        lambda r, t, w: Call("GET", f"/clinician/reports/DiagnosticReport/{_imaging(r, t)}/images"),
+        page("clinician", "2244")),
+    ("POST", "/clinician/reports/{rtype}/{rid}/images"): (
+        lambda r, t, w: Call("POST", f"/clinician/reports/DiagnosticReport/{_imaging(r, t)}/images",
+                             form={"reason": "急诊", "csrf": r.csrf.get(w, "")}), page("clinician", "2222")),
     ("GET", "/stats"): (lambda r, t, w: Call("GET", "/stats"), page("stats", "2")),
     ("GET", "/stats/export.csv"): (lambda r, t, w: Call("GET", "/stats/export.csv"), page("stats", "2")),
 }  # fmt: skip
+
+
+def _imaging(r: Region, t: Target) -> str:
+    """The target's imaging report (made with its study in the PACS: without one, the rows cannot run)."""
+    if not t.imaging_report:
+        pytest.skip(r.no_pacs)
+    return t.imaging_report
 
 
 def _dicomweb(prefix: str, path: str) -> Build:
