@@ -34,6 +34,7 @@
   }
   const first = (item, tag) => { const v = item && item[tag] && item[tag].Value; return v && v.length ? v[0] : undefined; };
   const number = (item, tag, otherwise) => { const v = Number(first(item, tag)); return Number.isFinite(v) && v > 0 ? v : otherwise; };
+  const real = (item, tag) => { const v = first(item, tag); return v === undefined || v === "" || !Number.isFinite(Number(v)) ? undefined : Number(v); };
 
   // ------------------------------------------------------------------------------------------------ the gateway
   class Failure extends Error {
@@ -65,10 +66,10 @@
   // at most four image requests at once; the frame asked for goes first, prefetches that are no longer near are dropped
   let active = 0;
   const waiting = [];
-  function queued(task, urgent) {
+  function queued(task, kind) { // kind: "now" (the frame asked for), "near" (a prefetch), "list" (a thumbnail)
     return new Promise((resolve, reject) => {
-      const job = { task, resolve, reject, urgent };
-      if (urgent) waiting.unshift(job); else waiting.push(job);
+      const job = { task, resolve, reject, kind };
+      if (kind === "now") waiting.unshift(job); else waiting.push(job);
       pump();
     });
   }
@@ -80,13 +81,13 @@
     }
   }
   function dropPrefetches() {
-    for (let i = waiting.length - 1; i >= 0; i--) if (!waiting[i].urgent) waiting.splice(i, 1)[0].reject(new Cancelled());
+    for (let i = waiting.length - 1; i >= 0; i--) if (waiting[i].kind === "near") waiting.splice(i, 1)[0].reject(new Cancelled());
   }
   const frames = new Map(); // path → Promise<ImageBitmap>, the 64 used last
   function frame(path, urgent) {
     let p = frames.get(path);
     if (p) { frames.delete(path); frames.set(path, p); return p; }
-    p = queued(() => picture(path), urgent);
+    p = queued(() => picture(path), urgent ? "now" : "near");
     frames.set(path, p);
     p.catch(() => { if (frames.get(path) === p) frames.delete(path); });
     while (frames.size > 64) {
@@ -100,10 +101,10 @@
   // ------------------------------------------------------------------------------------------------ status
   function say(text) {
     statusLine.replaceChildren(text);
-    statusLine.classList.remove("error");
+    statusLine.classList.remove("failed");
     statusLine.hidden = false;
   }
-  function quiet() { statusLine.hidden = true; statusLine.classList.remove("error"); delete root.dataset.error; }
+  function quiet() { statusLine.hidden = true; statusLine.classList.remove("failed"); delete root.dataset.error; }
   function failed(f) {
     if (f instanceof Cancelled) return;
     const status = f instanceof Failure ? f.status : 0;
@@ -113,7 +114,7 @@
     if (status === 401) parts.push(" ", el("a", { href: `/${area}/login?next=${encodeURIComponent(location.pathname)}`, text: "→" }));
     if (f.detail) parts.push(el("small", { class: "detail", text: f.detail }));
     statusLine.replaceChildren(...parts);
-    statusLine.classList.add("error");
+    statusLine.classList.add("failed");
     statusLine.hidden = false;
     root.dataset.error = String(status);
   }
@@ -144,11 +145,16 @@
   new ResizeObserver(paint).observe(stage);
 
   // ------------------------------------------------------------------------------------------------ frames
+  function windowOf(f) {
+    // a CT preset; else the image's own window (0028,1050 / 0028,1051), which Orthanc does not apply by itself
+    if (state.window && state.current.modality === "CT") return state.window;
+    return f.center !== undefined && f.width >= 1 ? `${f.center},${f.width}` : "";
+  }
   function framePath(f) {
     // Orthanc stretches a rendered image to the viewport it is given: ask for the image's own shape, at most the
     // stage's size in device pixels
     const [w, h] = fit(f.columns || state.box.w, f.rows || state.box.h, state.box.w, state.box.h);
-    const windowed = state.window && state.current.modality === "CT" ? `&window=${state.window},linear` : "";
+    const windowed = windowOf(f) ? `&window=${windowOf(f)},linear` : "";
     return `studies/${study}/series/${state.current.uid}/instances/${f.sop}/frames/${f.frame}/rendered?viewport=${w},${h}${windowed}`;
   }
 
@@ -175,7 +181,7 @@
     state.bitmap = bitmap;
     paint();
     quiet();
-    root.dataset.shown = `${state.current.uid}:${i + 1}:${state.preset}`;
+    root.dataset.shown = `${state.current.uid}:${i + 1}:${state.current.modality === "CT" ? state.preset : "default"}`;
     for (const d of [1, 2, 3, 4, -1, -2]) {
       const j = i + d;
       if (j >= 0 && j < state.frames.length) frame(framePath(state.frames[j]), false).catch(() => {});
@@ -201,7 +207,8 @@
     if (state.current !== s) return;
     const instances = meta
       .map((m) => ({ sop: first(m, "00080018"), number: number(m, "00200013", 0), frames: number(m, "00280008", 1),
-                     rows: number(m, "00280010", 0), columns: number(m, "00280011", 0) }))
+                     rows: number(m, "00280010", 0), columns: number(m, "00280011", 0),
+                     center: real(m, "00281050"), width: real(m, "00281051") }))
       .filter((m) => m.sop)
       .sort((a, b) => a.number - b.number || (a.sop < b.sop ? -1 : 1));
     state.frames = instances.flatMap((m) => Array.from({ length: m.frames }, (_, k) => ({ ...m, frame: k + 1 })));
@@ -219,7 +226,7 @@
       const one = (await dicomJson(`studies/${study}/series/${s.uid}/instances?limit=1`))[0];
       const aspect = number(one, "00280011", 1) / number(one, "00280010", 1);
       const [w, h] = fit(number(one, "00280011", 96), number(one, "00280010", 96), 128, 128);
-      const bitmap = await queued(() => picture(`studies/${study}/series/${s.uid}/thumbnail?viewport=${w},${h}`), false);
+      const bitmap = await queued(() => picture(`studies/${study}/series/${s.uid}/thumbnail?viewport=${w},${h}`), "list");
       draw(target, bitmap, aspect);
       bitmap.close();
     } catch (f) {
