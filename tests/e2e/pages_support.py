@@ -177,3 +177,15 @@ def pixels(png: bytes) -> tuple[int, float]:
 
     grey = Image.open(BytesIO(png)).convert("L")
     return len(grey.getcolors(256) or []), float(ImageStat.Stat(grey).stddev[0])
+
+
+AXE = ROOT / "tests" / "e2e" / "a11y" / "node_modules" / "axe-core" / "axe.min.js"
+WCAG = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
+
+
+def axe_violations(page: Any) -> list[str]:
+    """Run axe-core on the page as it is now; one line per WCAG 2.1 A/AA rule it violates."""
+    page.add_script_tag(path=str(AXE))
+    result = page.evaluate("tags => axe.run(document, {runOnly: {type: 'tag', values: tags}})", WCAG)
+    assert len(result["passes"]) > 10  # the audit really ran
+    return [f"{page.url}: {v['id']} ({v['impact']}) at {v['nodes'][0]['target']}" for v in result["violations"]]

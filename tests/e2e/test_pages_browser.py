@@ -19,9 +19,10 @@ import httpx
 import pytest
 
 from registry.services.notifications.local_gateway import LocalGateway
-from tests.conftest import ROOT
 from tests.e2e.pages_support import (
+    AXE,
     Demo,
+    axe_violations,
     chromium,
     demo_server,
     need_chromium,
@@ -374,18 +375,6 @@ def test_pages_switch_to_english_and_fit_a_phone(browser: Any, demo: Demo) -> No
 
 
 # ---------------------------------------------------------------------------------------------------- accessibility
-AXE = ROOT / "tests" / "e2e" / "a11y" / "node_modules" / "axe-core" / "axe.min.js"
-WCAG = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
-
-
-def axe_violations(page: Any) -> list[str]:
-    """Run axe-core on the page as it is now; one line per WCAG 2.1 A/AA rule it violates."""
-    page.add_script_tag(path=str(AXE))
-    result = page.evaluate("tags => axe.run(document, {runOnly: {type: 'tag', values: tags}})", WCAG)
-    assert len(result["passes"]) > 10  # the audit really ran
-    return [f"{page.url}: {v['id']} ({v['impact']}) at {v['nodes'][0]['target']}" for v in result["violations"]]
-
-
 def test_every_page_passes_an_automated_accessibility_audit(browser: Any, demo: Demo) -> None:
     """axe-core (the engine behind Lighthouse's and browsers' accessibility audits) on each page, with the state a
     user sees: signed in, a card shown inline on the order screen."""
@@ -403,6 +392,10 @@ def test_every_page_passes_an_automated_accessibility_audit(browser: Any, demo: 
     sign_in(p, demo, "portal", "demo-patient")
     found += axe_violations(p)
     p.goto(p.get_by_test_id("report-row").first.get_by_role("link").get_attribute("href"))
+    found += axe_violations(p)
+    p.goto("/portal?kind=imaging")  # the image viewer, here saying the images are not reachable (no PACS)
+    p.goto(p.get_by_test_id("report-row").first.get_by_role("link").get_attribute("href") + "/images")
+    expect(p.get_by_test_id("image-viewer")).to_have_attribute("data-error", "502", timeout=20_000)
     found += axe_violations(p)
     p.goto("/portal")
     p.goto(p.get_by_test_id("trend-link").first.get_attribute("href"))

@@ -12,6 +12,7 @@ build/screenshots/ for the README.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from io import BytesIO
@@ -21,7 +22,9 @@ import pytest
 
 from tests.e2e.orthanc import orthanc_or_skip
 from tests.e2e.pages_support import (
+    AXE,
     Demo,
+    axe_violations,
     chromium,
     demo_pacs,
     demo_server,
@@ -260,3 +263,22 @@ def test_on_a_phone_the_viewer_fits_its_presets_are_at_hand_and_a_swipe_scrolls(
         shown(page, one, int(number), "bone")
         real_image(canvas_png(page))
         shot(page, "viewer-phone")
+
+
+def test_the_viewer_passes_an_automated_accessibility_audit(browser: Any, demo: Demo) -> None:
+    """axe-core (WCAG 2.1 A/AA) on the viewer as a user sees it: series listed, a frame shown, in both languages."""
+    if not AXE.exists():
+        message = f"axe-core is not installed at {AXE} (./scripts/test runs npm ci in tests/e2e/a11y)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    report = demo.search_all("demo-patient", "/fhir/DiagnosticReport", code=f"http://loinc.org|{CT_CHEST}")[0]
+    # the audit injects a script, which the pages' Content-Security-Policy rightly refuses: this context bypasses it
+    with new_page(browser, demo.base, bypass_csp=True) as page:
+        sign_in(page, demo, "portal", "demo-patient")
+        found: list[str] = []
+        for lang in ("zh", "en"):
+            page.goto(f"/portal/reports/{report['id']}/images?lang={lang}")
+            shown(page, first_series(page), 1, "default")
+            found += axe_violations(page)
+        assert not found, "\n".join(found)

@@ -1,16 +1,19 @@
 """The demo region's months of order checks and decisions (registry.services.demo.activity): through the real order
 check and decisions, relative to the demo's ``now`` (a fixed instant here, never the wall clock), seeded, so the
 statistics page has a picture on first start: recognitions and declines on many days, every reason, duplicates,
-break-glass."""
+break-glass. And its imaging studies are exactly what the demo's local PACS is filled with (``demo_studies``)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import orjson
+
 from registry.app import create_app
 from registry.auth import Principal, PrincipalKind, parse_scopes
-from registry.services.demo import DemoActivity, DemoRegion
+from registry.services.audit import AuditContext
+from registry.services.demo import DemoActivity, DemoRegion, demo_studies
 from registry.services.stats import Period
 from tests.integration.conftest import make_settings
 
@@ -39,6 +42,22 @@ def test_the_demo_comes_with_months_of_decisions_with_every_reason(tmp_path: Pat
         assert min(days) >= local_now - timedelta(days=150) and max(days) <= local_now
         assert (max(days) - min(days)).days >= 60 and len(days) >= 20  # months of them, on many days
         assert len(ctx.catalog.items) and s["patients_benefited"] > 0
+
+        # the studies the local PACS holds are the ones loaded: same UIDs, series and sizes (whatever the PACS's now)
+        found = orjson.loads(ctx.reads.search(ADMIN, AuditContext("t", ADMIN, "search-type"), "ImagingStudy",
+                                              [("_count", "500")]).body)  # fmt: skip
+        loaded = {
+            next(i["value"] for i in r["identifier"] if i["system"] == "urn:dicom:uid").removeprefix("urn:oid:"): r
+            for r in (e["resource"] for e in found["entry"])
+        }
+        planned = demo_studies(ctx.catalog, NOW + timedelta(days=3), patients=30)
+        assert {p.uid for p in planned} == set(loaded) and len(planned) > 10
+        for p in planned:
+            stored = loaded[p.uid]
+            assert [(s.uid, s.instances) for s in p.series] == [
+                (s["uid"], s["numberOfInstances"]) for s in stored["series"]
+            ]
+            assert stored["numberOfInstances"] == p.instances
 
         # seeded: the same region and now give the same decisions
         again = DemoActivity(ctx.uow, ctx.catalog, ctx.identity, ctx.indexer).run(
