@@ -27,7 +27,7 @@ import orjson
 
 from registry.errors import BadGatewayError, BadRequestError, GatewayTimeoutError, NotAcceptableError, NotFoundError
 from registry.services.imaging.pacs import Pacs
-from registry.services.imaging.parameters import Forward
+from registry.services.imaging.parameters import Forward, Kind
 
 log = logging.getLogger("registry.imaging")
 HOSPITAL_PACS = "the PACS of the study's hospital"
@@ -144,6 +144,8 @@ class Upstream:
             connect=pacs.connect_timeout, read=pacs.read_timeout, write=pacs.read_timeout, pool=pacs.timeout
         )
         headers = [("Accept", forward.accept), *pacs.headers]
+        if forward.kind in (Kind.RENDERED, Kind.RETRIEVE):  # JPEG/PNG and DICOM: compressing again costs both ends
+            headers.append(("Accept-Encoding", "identity"))
         client = self._client()
         url = pacs.url(forward.path)
         if forward.params:  # commas as such: Orthanc 1.10 does not decode %2C in window=, viewport=, UID lists
