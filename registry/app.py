@@ -242,6 +242,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
     app.state.ctx = ctx
     _install_error_handlers(app)
 
+    app.include_router(dicomweb.router)  # first: one frame after another, each matched against the routes before it
     app.include_router(health.router)
     app.include_router(operations.router)
     app.include_router(metadata.router)
@@ -254,7 +255,6 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
     app.include_router(recognition.stats_router)
     app.include_router(recognition.admin_router)
     app.include_router(fhir_rest.router)
-    app.include_router(dicomweb.router)
     openapi.install(app)
     pages.install(app)  # last: its /{area}/login routes must not shadow an API path
     missing = unguarded_routes(app)

@@ -82,7 +82,9 @@ async def _serve(
     except RegistryError as exc:
         await _refused(request, audit, exc)
         raise
-    opened = await run_in_threadpool(ctx.imaging.open, principal, audit, study)
+    opened = ctx.imaging.decided(principal, audit, study)  # a decision of the last seconds: no thread, no query
+    if opened is None:
+        opened = await run_in_threadpool(ctx.imaging.open, principal, audit, study)
     forwarded = await ctx.imaging.forward(opened, ask, f"{ctx.settings.public_base_url}{prefix}")
     return _render(forwarded)
 

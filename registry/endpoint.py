@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from email.utils import format_datetime
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 from fastapi import Depends, Request
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from registry.auth import AuthError, Principal
@@ -110,9 +111,45 @@ def authenticate(request: Request) -> Principal:
         raise refusal
     wait = ctx.limiter.acquire(principal.client_id)
     if wait:
-        ctx_audit = audit_context(request, principal, "operation")
-        AuditTrail(ctx.uow).record([audit_row(ctx_audit, now=ctx.clock(), status=429, detail="rate limit")])
-        raise RateLimitedError(f"too many requests from {principal.client_id}; retry in {wait} s", retry_after=wait)
+        _rate_limited(request, principal, wait)
+    request.state.principal = principal
+    return principal
+
+
+def _rate_limited(request: Request, principal: Principal, wait: int) -> NoReturn:
+    ctx = ctx_of(request)
+    ctx_audit = audit_context(request, principal, "operation")
+    AuditTrail(ctx.uow).record([audit_row(ctx_audit, now=ctx.clock(), status=429, detail="rate limit")])
+    raise RateLimitedError(f"too many requests from {principal.client_id}; retry in {wait} s", retry_after=wait)
+
+
+def _remembered_principal(request: Request) -> Principal | None:
+    """The principal of the request's token when deciding on it needs no database (else None)."""
+    ctx = ctx_of(request)
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    rule = route_rule(request)
+    if scheme.lower() != "bearer" or not token.strip() or rule is None or rule.gate is not policy.Gate.TOKEN:
+        return None
+    try:
+        verified = ctx.tokens.verified(token.strip(), now=ctx.clock())
+        if verified.principal.kind not in rule.kinds or not ctx.principals.remembered(verified.principal.client_id):
+            return None
+        return ctx.principals.admit(verified)
+    except AuthError:
+        return None
+
+
+async def authenticate_in_loop(request: Request) -> Principal:
+    """:func:`authenticate` for async handlers that serve many small requests (the DICOMweb gateway's frames): when
+    the token verifies, its client's row is in this process's memory and the route admits its kind — nothing to read
+    or write — the principal is admitted on the event loop; anything else (a refusal to audit, a client row to
+    load) goes to :func:`authenticate` in a worker thread, as a sync dependency would."""
+    principal = _remembered_principal(request)
+    if principal is None:
+        return await run_in_threadpool(authenticate, request)
+    wait = ctx_of(request).limiter.acquire(principal.client_id)
+    if wait:
+        await run_in_threadpool(_rate_limited, request, principal, wait)
     request.state.principal = principal
     return principal
 

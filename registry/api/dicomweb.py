@@ -5,6 +5,6 @@ decides per study (``registry.dicomweb_routes``, ``registry.services.imaging``).
 from __future__ import annotations
 
 from registry.dicomweb_routes import dicomweb_router
-from registry.endpoint import authenticate
+from registry.endpoint import authenticate_in_loop
 
-router = dicomweb_router("/dicomweb", authenticate, include_in_schema=True, tags=["DICOMweb"])
+router = dicomweb_router("/dicomweb", authenticate_in_loop, include_in_schema=True, tags=["DICOMweb"])

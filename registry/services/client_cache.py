@@ -46,6 +46,13 @@ class ClientCache(Generic[T]):
                 self._entries[client_id] = value
         return value
 
+    def holds(self, client_id: str) -> bool:
+        """Whether :meth:`get` would answer from memory now (no database)."""
+        if self.ttl_seconds <= 0:
+            return False
+        with self._lock:
+            return client_id in self._entries
+
     def forget(self, client_id: str) -> None:
         with self._lock:
             self._generation += 1

@@ -221,6 +221,10 @@ class Principals:
         """The stored client (None: no such client), read through the per-process cache."""
         return self.cache.get(client_id, lambda: self._load(client_id))
 
+    def remembered(self, client_id: str) -> bool:
+        """Whether :meth:`admit` can decide on this client from memory, without the database."""
+        return self.cache.holds(client_id)
+
     def admit(self, token: Verified) -> Principal:
         """The token's principal if its client still stands behind it; ``AuthError`` otherwise (RFC 6750 §3.1
         ``invalid_token``: "revoked … or invalid for other reasons")."""

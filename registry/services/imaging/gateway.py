@@ -136,12 +136,24 @@ class ImagingGateway:
         )
 
     # ------------------------------------------------------------------------------------------ the decision
+    def _key(self, principal: Principal, audit: AuditContext, uid: str, now: datetime) -> tuple[str, str, str, int]:
+        purpose = audit.break_glass.code if audit.break_glass else ""
+        return (principal.client_id, uid, purpose, int(now.timestamp() // 3600))
+
+    def decided(self, principal: Principal, audit: AuditContext, uid: str) -> OpenedStudy | None:
+        """The decision this process took on the study for this principal in the last few seconds, if any (no I/O:
+        the event loop may ask it before it hands :meth:`open` to a thread)."""
+        if self._decisions is None:
+            return None
+        key = self._key(principal, audit, uid, self.clock())
+        with self._lock:
+            return self._decisions.get(key)
+
     def open(self, principal: Principal, audit: AuditContext, uid: str) -> OpenedStudy:
         """Whether ``principal`` may open the study ``uid`` through the gateway (module docstring, step 2)."""
         now = self.clock()
-        hour = int(now.timestamp() // 3600)
-        purpose = audit.break_glass.code if audit.break_glass else ""
-        key = (principal.client_id, uid, purpose, hour)
+        key = self._key(principal, audit, uid, now)
+        purpose, hour = key[2], key[3]
         if self._decisions is not None:
             with self._lock:
                 cached = self._decisions.get(key)

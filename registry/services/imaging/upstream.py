@@ -8,7 +8,7 @@
   registry's memory; every upstream response is closed when its answer ends, fails or the client goes away.
 - **Kept alive**: one ``httpx.AsyncClient`` (a connection pool) per event loop, so consecutive frames reuse their
   connections to the PACS. A kept-alive connection the PACS closed just as it was reused (Orthanc closes idle ones
-  after a second) is retried once: every request here is a GET.
+  after a second) is retried once — every request here is a GET — and idle connections are dropped after 0.5 s.
 """
 
 from __future__ import annotations
@@ -27,10 +27,13 @@ import orjson
 
 from registry.errors import BadGatewayError, BadRequestError, GatewayTimeoutError, NotAcceptableError, NotFoundError
 from registry.services.imaging.pacs import Pacs
-from registry.services.imaging.parameters import Forward
+from registry.services.imaging.parameters import Forward, Kind
 
 log = logging.getLogger("registry.imaging")
 HOSPITAL_PACS = "the PACS of the study's hospital"
+KEEPALIVE_SECONDS = 0.5
+"""An idle connection to a PACS is not reused after this long: Orthanc closes its idle ones after 1 s, and reusing
+one just as it closes fails the request (retried once, below, but better not raced at all)."""
 
 
 class StreamBrokenError(Exception):
@@ -124,7 +127,8 @@ class Upstream:
         with self._lock:
             client = self._clients.get(loop)
             if client is None or client.is_closed:
-                limits = httpx.Limits(max_connections=self.max_connections, max_keepalive_connections=32)
+                limits = httpx.Limits(max_connections=self.max_connections, max_keepalive_connections=32,
+                                      keepalive_expiry=KEEPALIVE_SECONDS)  # fmt: skip
                 client = httpx.AsyncClient(limits=limits, follow_redirects=False, trust_env=False)
                 self._clients[loop] = client
             return client
@@ -144,6 +148,8 @@ class Upstream:
             connect=pacs.connect_timeout, read=pacs.read_timeout, write=pacs.read_timeout, pool=pacs.timeout
         )
         headers = [("Accept", forward.accept), *pacs.headers]
+        if forward.kind in (Kind.RENDERED, Kind.RETRIEVE):  # JPEG/PNG and DICOM: compressing again costs both ends
+            headers.append(("Accept-Encoding", "identity"))
         client = self._client()
         url = pacs.url(forward.path)
         if forward.params:  # commas as such: Orthanc 1.10 does not decode %2C in window=, viewport=, UID lists
@@ -153,7 +159,7 @@ class Upstream:
             with anyio.fail_after(pacs.timeout):
                 try:
                     response = await client.send(request, stream=True)
-                except (httpx.RemoteProtocolError, httpx.ReadError):
+                except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError):
                     response = await client.send(request, stream=True)  # once: a kept-alive connection closed
         except (TimeoutError, httpx.ReadTimeout, httpx.PoolTimeout, httpx.WriteTimeout):
             raise GatewayTimeoutError(f"{HOSPITAL_PACS} did not answer within {pacs.timeout:g} s") from None
