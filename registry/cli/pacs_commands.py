@@ -3,6 +3,8 @@ run by ``./scripts/serve`` beside the registry (``registry.services.demo.local_p
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import threading
 from datetime import UTC, datetime
@@ -40,6 +42,8 @@ def demo_pacs(
         base.err.print(f"no local PACS: {why}", highlight=False)
         raise typer.Exit(MISSING)
     settings = Settings.from_env()
+    with contextlib.suppress(OSError):  # filling the PACS yields the CPU to the registry's own first start
+        os.nice(10)
     chosen = port if port and port_free(port) else free_port()
     pacs = LocalPacs(storage or settings.var_dir / "orthanc", chosen)
     if endpoints_file is not None:  # before Orthanc answers: the registry reads it as it starts

@@ -23,7 +23,7 @@ from registry.web.session import (
 router = APIRouter(include_in_schema=False)
 
 
-def _records_of(request: Request, principal: Principal) -> str:
+def records_of(request: Request, principal: Principal) -> str:
     """Whose records the portal shows — the patient's name as the hospitals registered it, which the header shows
     instead of the account's label (an account named "演示患者" above a card for 张三 reads as two people)."""
     ctx = ctx_of(request)
@@ -86,7 +86,7 @@ def portal_report(rid: str, request: Request) -> Response:
     except NotFoundError:
         return error_page(request, "portal", principal, 404, "not_found")
     return render(request, "report.html", "portal", principal, report=report, back="/portal",
-                  records_of=_records_of(request, principal))  # fmt: skip
+                  records_of=records_of(request, principal))  # fmt: skip
 
 
 @router.get("/portal/trends/{item_id}", response_class=HTMLResponse)
@@ -118,7 +118,7 @@ def portal_trend(item_id: str, request: Request) -> Response:
         trend.high,
     )
     return render(request, "portal_trend.html", "portal", principal, trend=trend, chart=chart,
-                  records_of=_records_of(request, principal))  # fmt: skip
+                  records_of=records_of(request, principal))  # fmt: skip
 
 
 @router.get("/portal/access", response_class=HTMLResponse)
@@ -138,7 +138,7 @@ def portal_access(request: Request) -> Response:
             SentNotification(m.sent or m.created, m.channel, m.text, m.status)
             for m in ctx.notifications.sent(principal)
         ],
-        records_of=_records_of(request, principal),
+        records_of=records_of(request, principal),
         describe=lambda row: describe_access(
             row.interaction, row.resource_type, lang, row.purpose, resource_id=row.resource_id, detail=row.detail
         ),

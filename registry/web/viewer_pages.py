@@ -26,6 +26,7 @@ from registry.services.policy.purpose import MAX_REASON, BreakGlass
 from registry.services.portal import ReportView
 from registry.web.clinician_pages import break_glass_form, open_result
 from registry.web.i18n import translator
+from registry.web.portal_pages import records_of
 from registry.web.rendering import error_page, render, to_sign_in
 from registry.web.session import language, signed_in
 
@@ -61,6 +62,7 @@ def _viewer(
         break_glass=break_glass,
         presets=WINDOW_PRESETS,
         words={key: t[key] for key in VIEWER_WORDS},
+        records_of=records_of(request, principal) if area == "portal" else None,
     )
 
 
