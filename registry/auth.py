@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import threading
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from enum import StrEnum
 from typing import Any
 
 import jwt
+from cachetools import LRUCache
 
 from registry.keys import SigningKey
 
@@ -153,10 +155,16 @@ class Verified:
 class TokenService:
     """Mints and verifies access tokens with the registry's signing key."""
 
-    def __init__(self, key: SigningKey, issuer: str, ttl_seconds: int) -> None:
+    def __init__(self, key: SigningKey, issuer: str, ttl_seconds: int, *, remembered: int = 4096) -> None:
         self.key = key
         self.issuer = issuer
         self.ttl_seconds = ttl_seconds
+        # The claims of tokens whose signature, issuer and audience checked out, by the token's text: a signature
+        # check is a pure function of the text and this service's one key, and a client presents its token on every
+        # call. Lifetime is still checked on every call against the caller's clock, and the client behind it by
+        # ``Principals.admit``; a text not remembered (or forged) is decoded again.
+        self._checked: LRUCache[str, dict[str, Any]] = LRUCache(maxsize=remembered)
+        self._lock = threading.Lock()
 
     def mint(self, principal: Principal, *, now: datetime, ttl_seconds: int | None = None) -> Issued:
         ttl = ttl_seconds or self.ttl_seconds
@@ -187,21 +195,12 @@ class TokenService:
     def verified(self, token: str, *, now: datetime | None = None) -> Verified:
         """Signature, issuer, audience and lifetime checked; the stored client is checked by ``Principals.admit``."""
         moment = (now or utcnow()).timestamp()
-        try:
-            claims = jwt.decode(
-                token,
-                self.key.public,
-                algorithms=["EdDSA"],
-                audience=self.issuer,
-                issuer=self.issuer,
-                options={"require": ["exp", "iat", "sub", "scope", "kind"], "verify_exp": False, "verify_iat": False},
-            )
-        except jwt.ExpiredSignatureError:  # not raised (exp is checked below on the registry's clock); kept exact
-            raise AuthError("the access token has expired") from None
-        except jwt.PyJWTError:
-            # The decoder's own message (which check failed, padding, segments…) stays out of the answer: RFC 6750
-            # §3.1 asks only for invalid_token, and details help a forger more than a client.
-            raise AuthError(INVALID_TOKEN) from None
+        with self._lock:
+            claims = self._checked.get(token)
+        if claims is None:
+            claims = self._decoded(token)
+            with self._lock:
+                self._checked[token] = claims
         if not isinstance(claims["exp"], int | float) or claims["exp"] + LEEWAY_SECONDS < moment:
             raise AuthError("the access token has expired")
         if not isinstance(claims["iat"], int | float) or claims["iat"] > moment + 60:
@@ -220,6 +219,25 @@ class TokenService:
             name=claims.get("name"),
         )
         return Verified(principal, int(claims["iat"]))
+
+    def _decoded(self, token: str) -> dict[str, Any]:
+        """The claims of a token whose signature, issuer and audience check out (lifetime: by the caller)."""
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                self.key.public,
+                algorithms=["EdDSA"],
+                audience=self.issuer,
+                issuer=self.issuer,
+                options={"require": ["exp", "iat", "sub", "scope", "kind"], "verify_exp": False, "verify_iat": False},
+            )
+        except jwt.ExpiredSignatureError:  # not raised (exp is checked on the registry's clock); kept exact
+            raise AuthError("the access token has expired") from None
+        except jwt.PyJWTError:
+            # The decoder's own message (which check failed, padding, segments…) stays out of the answer: RFC 6750
+            # §3.1 asks only for invalid_token, and details help a forger more than a client.
+            raise AuthError(INVALID_TOKEN) from None
+        return claims
 
 
 def utcnow() -> datetime:

@@ -5,13 +5,14 @@ Stored resources go in as :class:`orjson.Fragment` — their bytes exactly as st
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+
+from registry.fhir.ids import new_id
 
 
 def instant(moment: datetime) -> str:
@@ -60,7 +61,7 @@ def render(
         out.append(item)
     bundle: dict[str, Any] = {
         "resourceType": "Bundle",
-        "id": str(uuid.uuid4()),
+        "id": new_id(),
         "meta": {"lastUpdated": instant(now)},
         "type": bundle_type,
     }

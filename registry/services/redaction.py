@@ -18,6 +18,7 @@ import re
 from collections.abc import Iterable, Sequence
 from urllib.parse import parse_qsl, unquote_plus, urlencode
 
+from registry.fhir.ids import ID_SHAPED
 from registry.services.identity import IdentityPolicy, NationalIdError, masked
 
 HIDDEN = "***"
@@ -27,8 +28,7 @@ NAME_PARAMETERS = frozenset(
 )  # fmt: skip
 """Search parameters (FHIR R4 Patient, Practitioner) whose values are a person's name or contact details."""
 
-_ID_SHAPED = re.compile(r"(?<!\d)(\d(?:[\s+\-]?\d){16}[\s+\-]?[\dXx]|\d(?:[\s+\-]?\d){14})(?![\dXx])")
-"""15 or 18 characters of a resident ID number, alone or with a space, '+' or '-' between any two of them."""
+_ID_SHAPED = ID_SHAPED  # registry/fhir/ids.py: the ids the server assigns never have this shape
 _JSON_ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})")
 _URL_QUERY = re.compile(r"(?P<path>(?:https?://[^\s?\"'#]*|/[^\s?\"'#]*)?)\?(?P<query>[^\s\"'#=]*=[^\s\"'#]*)")
 

@@ -5,7 +5,6 @@ recognition index maintained in the same transaction."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import datetime
@@ -26,6 +25,7 @@ from registry.errors import (
 )
 from registry.fhir.bundle import instant
 from registry.fhir.extract import parse_reference, to_us
+from registry.fhir.ids import new_id
 from registry.fhir.json_text import JsonShapeError, with_changed_members, with_server_members
 from registry.fhir.patch import PatchFailedError, PatchSyntaxError, PatchUnsupportedError
 from registry.fhir.validation import ID_RE
@@ -301,9 +301,9 @@ class WriteEngine:
                 body_id = step.resource.get("id") if step.resource else None
                 if matches and body_id not in (None, matches[0]):
                     raise BadRequestError(f"the resource id {body_id!r} is not the matched {step.type}/{matches[0]}")
-                step.id = matches[0] if matches else str(body_id or uuid.uuid4())
+                step.id = matches[0] if matches else str(body_id or new_id())
         if step.method == "POST":
-            step.id = str(uuid.uuid4())
+            step.id = new_id()
         if not step.id or not ID_RE.match(step.id):
             raise BadRequestError(f"{step.id!r} is not a valid FHIR id")
 
