@@ -22,12 +22,12 @@ page is in English): the words and the catalog's names change, the data (hospita
 from __future__ import annotations
 
 import re
-import uuid
 from datetime import datetime, tzinfo
 from typing import Any
 
 from catalog import REASONS, Status, last_valid_day
 from catalog.codes import NONRECOGNITION_REASONS
+from registry.fhir.ids import new_id
 from registry.services.policy import RESTRICTED_EN, RESTRICTED_ZH
 from registry.services.recognition import Candidate, CheckedOrder
 
@@ -251,7 +251,7 @@ def restriction_card(base_url: str, item_name: str | None = None, lang: str = "z
     if lang == "en":
         what = f" ({item_name})" if item_name else ""
         return {
-            "uuid": str(uuid.uuid4()),
+            "uuid": new_id(),
             "summary": _clip(f"{RESTRICTED_EN}{what}: earlier results from other hospitals are not shared here"),
             "detail": "The patient has paused sharing other hospitals' exam and lab results with this hospital "
             "(Personal Information Protection Law). Order a new test as usual if needed; in an emergency, break-glass "
@@ -261,7 +261,7 @@ def restriction_card(base_url: str, item_name: str | None = None, lang: str = "z
         }
     what = f"（{item_name}）" if item_name else ""
     return {
-        "uuid": str(uuid.uuid4()),
+        "uuid": new_id(),
         "summary": _clip(f"{RESTRICTED_ZH}{what}：外院既往结果未向本院共享"),
         "detail": "患者已暂停向本院共享外院的检查检验结果（个人信息保护法）。如需重新检查请照常开单；"
         "紧急情况下可说明理由后破窗查看（留痕审计，患者可见）。",

@@ -13,7 +13,6 @@ order whose earlier results were withheld because sharing is paused is marked ``
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -39,6 +38,7 @@ from catalog.codes import RECOGNIZED_ITEMS
 from registry.auth import Principal, PrincipalKind, parse_scopes
 from registry.errors import RegistryError
 from registry.fhir.extract import to_us
+from registry.fhir.ids import new_id
 from registry.services import policy
 from registry.services.audit import AuditContext, AuditTrail, audit_row, rows_for_patients
 from registry.services.config_cache import ConfigCache
@@ -230,9 +230,9 @@ class RecognitionService:
                 Order(codes, key, ordering_facts, None, order.ref), priors, self.catalog, quals, now=now
             )
             candidates = self._candidates(decision, by_ref, orgs, members)
-            card = str(uuid.uuid4()) if decision.status in PASSED else None
+            card = new_id() if decision.status in PASSED else None
             related = {item.id, *self.catalog.panels_containing(item.id)} if item is not None else set()
-            out.append(CheckedOrder(order, decision, candidates, card, str(uuid.uuid4()) if card else None,
+            out.append(CheckedOrder(order, decision, candidates, card, new_id() if card else None,
                                     restricted=card is None and bool(related & paused)))  # fmt: skip
         return out
 
@@ -391,7 +391,7 @@ class RecognitionService:
                     and c.candidates
                     and c.candidates[0].effective >= now - timedelta(days=lookback_days)
                 ]
-                card = str(uuid.uuid4()) if checked else None
+                card = new_id() if checked else None
                 if card is not None:
                     store.add_reminder({"uuid": card, "issued": now, "source": source,
                                         "client_id": principal.client_id, "ordering_org": principal.org_id,
