@@ -52,7 +52,7 @@ from adapters.hl7v2.processor import Hl7Processor  # noqa: E402
 from adapters.push.client import RegistryClient  # noqa: E402
 from adapters.push.delivery import Deliverer  # noqa: E402
 from adapters.push.outbox import Outbox  # noqa: E402
-from scripts.bench_common import create_database, finish, machine, record, start_registry  # noqa: E402
+from scripts.bench_common import create_database, finish, machine, national_id, record, start_registry  # noqa: E402
 from scripts.pg_cluster import PgCluster  # noqa: E402
 
 DATA = ROOT / "tests" / "data" / "adapters"
@@ -64,11 +64,8 @@ def message(n: int, patients: int = 0) -> bytes:
     ID number by ``n``), as a hospital's backlog would be."""
     raw = SAMPLE.replace(b"R-2025-0001", f"R-B{n:07d}".encode()).replace(b"A0001", f"B{n:07d}".encode())
     if patients:
-        from registry.services.identity import resident_id_check_char
-
-        body = f"11010519850312{n % patients:03d}"
         raw = raw.replace(b"A-123", f"M-{n % patients:03d}".encode())
-        raw = raw.replace(b"110105198503120020", (body + resident_id_check_char(body)).encode())
+        raw = raw.replace(b"110105198503120020", national_id(n % patients).encode())
     return raw
 
 

@@ -37,18 +37,11 @@ from registry.auth import PrincipalKind  # noqa: E402
 from registry.fhir.extract import to_us  # noqa: E402
 from registry.services.audit import AuditContext  # noqa: E402
 from registry.services.demo import REGION_EXT  # noqa: E402
-from registry.services.identity import resident_id_check_char  # noqa: E402
 from registry.settings import Settings  # noqa: E402
-from scripts.bench_common import create_database, finish, machine, percentile, record, start_registry  # noqa: E402
+from scripts.bench_common import create_database, finish, machine, national_id, percentile, record, start_registry  # noqa: E402
 
 NATIONAL = "https://hr-registry.org.cn/fhir/sid/cn-resident-id"
 ORGS = ["hosp-a", "hosp-b", "hosp-c", "hosp-d"]
-
-
-def national_id(n: int) -> str:
-    body = f"1101{n // 10**7 % 100:02d}{1940 + n % 60:04d}{n % 12 + 1:02d}{n % 28 + 1:02d}{n % 1000:03d}"
-    body = body[:14] + f"{(n // 1000) % 1000:03d}"
-    return body + resident_id_check_char(body)
 
 
 def main() -> int:

@@ -49,9 +49,8 @@ from pydicom.uid import generate_uid  # noqa: E402
 from registry.app import build_context  # noqa: E402
 from registry.auth import PrincipalKind  # noqa: E402
 from registry.services.audit import AuditContext  # noqa: E402
-from registry.services.identity import resident_id_check_char  # noqa: E402
 from registry.settings import Settings  # noqa: E402
-from scripts.bench_common import machine, percentile, record, start_registry  # noqa: E402
+from scripts.bench_common import machine, national_id, percentile, record, start_registry  # noqa: E402
 from scripts.orthanc_pacs import OrthancPacs, available  # noqa: E402
 
 NATIONAL = "https://hr-registry.org.cn/fhir/sid/cn-resident-id"
@@ -95,11 +94,6 @@ def make_study(pacs: OrthancPacs, instances: int, size: int) -> tuple[str, str, 
             total += buffer.tell()
             sops.append(ds.SOPInstanceUID)
     return study, series, sops, total
-
-
-def national_id(n: int) -> str:
-    body = f"110101{1970 + n:04d}0101{n:03d}"
-    return body + resident_id_check_char(body)
 
 
 def prepare_registry(var: Path, base: str, pacs: OrthancPacs, study: str, series: str) -> tuple[str, str]:

@@ -34,19 +34,13 @@ sys.path.insert(0, str(ROOT))
 from registry.app import build_context  # noqa: E402
 from registry.auth import PrincipalKind  # noqa: E402
 from registry.services.audit import AuditContext  # noqa: E402
-from registry.services.identity import resident_id_check_char  # noqa: E402
 from registry.services.notifications.local_gateway import LocalGateway  # noqa: E402
 from registry.settings import Settings  # noqa: E402
 from registry.store.notification_sql import NotificationSql, Preference  # noqa: E402
-from scripts.bench_common import create_database, finish, machine, record, start_registry  # noqa: E402
+from scripts.bench_common import create_database, finish, machine, national_id, record, start_registry  # noqa: E402
 
 NATIONAL = "https://hr-registry.org.cn/fhir/sid/cn-resident-id"
 BASE = "http://hosp-a.example"
-
-
-def national_id(n: int) -> str:
-    body = f"110101{1940 + n % 60:04d}{n % 12 + 1:02d}{n % 28 + 1:02d}{(n // 1000) % 1000:03d}"
-    return body + resident_id_check_char(body)
 
 
 def patient_entry(p: int) -> dict[str, Any]:

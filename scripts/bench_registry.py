@@ -36,9 +36,8 @@ sys.path.insert(0, str(ROOT))
 
 from registry.app import build_context  # noqa: E402
 from registry.auth import PrincipalKind  # noqa: E402
-from registry.services.identity import resident_id_check_char  # noqa: E402
 from registry.settings import Settings  # noqa: E402
-from scripts.bench_common import create_database, finish, machine, percentile, record, start_registry  # noqa: E402
+from scripts.bench_common import create_database, finish, machine, national_id, percentile, record, start_registry  # noqa: E402
 
 NATIONAL = "https://hr-registry.org.cn/fhir/sid/cn-resident-id"
 BASE = "http://hosp-a.example"
@@ -49,12 +48,6 @@ ANALYTES = [
     ("4544-3", "%", 40, 50),
     ("777-3", "10*9/L", 125, 350),
 ]
-
-
-def national_id(n: int) -> str:
-    body = f"110101{1940 + n % 60:04d}{n % 12 + 1:02d}{n % 28 + 1:02d}{n % 1000:03d}"
-    body = body[:6] + f"{1940 + n % 60:04d}{n % 12 + 1:02d}{n % 28 + 1:02d}" + f"{(n // 1000) % 1000:03d}"
-    return body + resident_id_check_char(body)
 
 
 def report_entries(n: int, patient: int, first: bool, rng: random.Random) -> list[dict[str, Any]]:
