@@ -300,7 +300,7 @@ class ImagingGateway:
             if "content-length" in answer.headers and "content-encoding" not in answer.headers:
                 headers["Content-Length"] = answer.headers["content-length"]
             return Forwarded(media, headers, chunks=answer.chunks(), answer=answer)
-        if answer.response.status_code == 204:  # QIDO-RS: no match (PS3.18 §10.6.3.2)
+        if answer.status == 204:  # QIDO-RS: no match (PS3.18 §10.6.3.2)
             await answer.close()
             return Forwarded(DICOM_JSON, headers, body=b"[]")
         chunks = rewritten(answer.chunks(), self._rewrite_roots(opened.pacs), f"{gateway_base}/".encode())
