@@ -40,6 +40,14 @@ def multiframe(source: Dataset, frames: int) -> Dataset:
     return ds
 
 
+def cropped(source: Dataset, rows: int) -> Dataset:
+    """``source`` (one 16-bit frame) cut to its first ``rows`` rows: an image wider than it is high."""
+    ds = source.copy()
+    ds.PixelData = bytes(source.PixelData)[: rows * int(source.Columns) * 2]
+    ds.Rows = rows
+    return ds
+
+
 def encoded(ds: Dataset) -> bytes:
     buffer = BytesIO()
     ds.save_as(buffer, enforce_file_format=True)
@@ -70,15 +78,20 @@ class Study:
         return f"studies/{self.uid}/series/{instance.series}/instances/{instance.sop}"
 
 
-def make_study(orthanc: Orthanc, patient_id: str, *, ct: int = 1, mr_frames: int = 0, extra_series: int = 0) -> Study:
-    """A study of ``ct`` CT instances in one series (plus ``extra_series`` more series of one CT instance each) and,
-    with ``mr_frames``, one multi-frame MR instance in a series of its own — all uploaded to ``orthanc``."""
+def make_study(
+    orthanc: Orthanc, patient_id: str, *, ct: int = 1, mr_frames: int = 0, extra_series: int = 0, wide: bool = False
+) -> Study:
+    """A study of ``ct`` CT instances in one series (plus ``extra_series`` more series of one CT instance each),
+    with ``mr_frames`` one multi-frame MR instance in a series of its own, and with ``wide`` a series of one CT
+    instance of 128 columns × 64 rows — all uploaded to ``orthanc``."""
     study = Study(generate_uid(), patient_id)
     ct_series = generate_uid()
     plan: list[tuple[str, Dataset]] = [(ct_series, dataset("CT_small.dcm")) for _ in range(ct)]
     plan += [(generate_uid(), dataset("CT_small.dcm")) for _ in range(extra_series)]
     if mr_frames:
         plan.append((generate_uid(), multiframe(dataset("MR_small.dcm"), mr_frames)))
+    if wide:
+        plan.append((generate_uid(), cropped(dataset("CT_small.dcm"), 64)))
     for number, (series, ds) in enumerate(plan, start=1):
         ds.PatientID = patient_id
         ds.StudyInstanceUID = study.uid

@@ -95,7 +95,7 @@ def region(
         _put(api, endpoint("hosp-a-unlisted", "hosp-a"), "hosp-a-system")
         studies = {
             "ct": make_study(orthanc, "A-701", ct=2, extra_series=1),
-            "mr": make_study(orthanc, "A-701", ct=0, mr_frames=3),
+            "mr": make_study(orthanc, "A-701", ct=0, mr_frames=3, wide=True),
             "other": make_study(orthanc, "A-702", ct=1),
             "unlisted": make_study(orthanc, "A-701", ct=1),
             "flaky": make_study(flaky, "B-701", ct=1),
@@ -232,6 +232,14 @@ def test_rendered_frames_decode_to_images_of_the_right_size(region: Region) -> N
                  f"/series/{one.series}/instances/{one.sop}/frames/1/thumbnail"):  # fmt: skip
         thumb = _image(api.get(gw(ct, rest), who="dr-b"))
         assert max(thumb.size) <= 128 and thumb.format == "JPEG", rest
+    # a thumbnail keeps the image's shape (Orthanc stretches a rendered image to the viewport it is given)
+    wide = mr.instances[-1]
+    assert (wide.columns, wide.rows) == (128, 64)
+    for rest in (f"/series/{wide.series}/thumbnail", f"/series/{wide.series}/instances/{wide.sop}/thumbnail",
+                 f"/series/{wide.series}/instances/{wide.sop}/frames/1/thumbnail"):  # fmt: skip
+        assert _image(api.get(gw(mr, rest), who="dr-b")).size == (128, 64), rest
+    asked = _image(api.get(gw(mr, f"/series/{wide.series}/instances/{wide.sop}/thumbnail?viewport=50,50"), who="dr-b"))
+    assert asked.size == (50, 50)  # a viewport the caller gives is forwarded as given
 
 
 @pytest.mark.parametrize(

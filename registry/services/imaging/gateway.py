@@ -40,7 +40,7 @@ from registry.auth import Principal
 from registry.errors import BadGatewayError, GatewayTimeoutError, NotFoundError, RegistryError
 from registry.services.audit import AuditContext, AuditTrail, audit_row
 from registry.services.imaging.pacs import Pacs, PacsDirectory
-from registry.services.imaging.parameters import DICOM_JSON, Forward, Kind, Target
+from registry.services.imaging.parameters import DICOM_JSON, Forward, Kind, Target, shaped
 from registry.services.imaging.rewriting import rewritten
 from registry.services.imaging.upstream import Answer, Upstream
 from registry.services.policy import BreakGlass
@@ -132,6 +132,9 @@ class ImagingGateway:
             TTLCache(maxsize=10_000, ttl=self.decision_seconds, timer=self.timer) if self.decision_seconds else None
         )
         self._members: TTLCache[tuple[str, str, str], _Members] = TTLCache(
+            maxsize=20_000, ttl=MEMBERS_SECONDS, timer=self.timer
+        )
+        self._shapes: TTLCache[tuple[str, str, str, str], tuple[int, int]] = TTLCache(
             maxsize=20_000, ttl=MEMBERS_SECONDS, timer=self.timer
         )
 
@@ -269,6 +272,34 @@ class ImagingGateway:
                 container = "study" if what == "series" else "series"
                 raise NotFoundError(f"{what} {child} is not part of {container} {parent.series or parent.study}")
 
+    async def _shape(self, pacs: Pacs, where: Target) -> tuple[int, int] | None:
+        """(Rows, Columns) of the instance a thumbnail of ``where`` shows (a series' or study's first), from the
+        PACS's QIDO-RS; None when it does not say (the thumbnail is then square)."""
+        key = (pacs.key, where.study, where.series or "", where.instance or "")
+        with self._lock:
+            cached = self._shapes.get(key)
+        if cached is not None:
+            return cached
+        fields = (("includefield", "00280010"), ("includefield", "00280011"))
+        if where.series is None:
+            path, pick = f"studies/{where.study}/instances", (("limit", "1"),)
+        else:
+            path = f"{Target(where.study, where.series).path}/instances"
+            pick = (("SOPInstanceUID", where.instance),) if where.instance else (("limit", "1"),)
+        try:
+            answer = await self.upstream.get(pacs, Forward(Kind.QIDO, where, path, pick + fields, DICOM_JSON), "shape")
+            doc = orjson.loads(await answer.read(MAX_IMAGE_BYTES) or b"[]")
+        except (RegistryError, orjson.JSONDecodeError):
+            return None
+        first = doc[0] if isinstance(doc, list) and doc and isinstance(doc[0], dict) else {}
+        values = [(first.get(tag) or {}).get("Value") for tag in ("00280010", "00280011")]
+        if not all(isinstance(v, list) and v and isinstance(v[0], int) for v in values):
+            return None
+        shape = (int(values[0][0]), int(values[1][0]))  # type: ignore[index]
+        with self._lock:
+            self._shapes[key] = shape
+        return shape
+
     # ------------------------------------------------------------------------------------------ forwarding
     def _rewrite_roots(self, pacs: Pacs) -> list[bytes]:
         return [f"{root}/".encode() for root in pacs.advertised]
@@ -282,6 +313,8 @@ class ImagingGateway:
         await self._require_members(opened.pacs, where)
         if ask.thumbnail and opened.pacs.thumbnail == "native":
             ask = ask.native_thumbnail()
+        elif not ask.sized and (shape := await self._shape(opened.pacs, where)) is not None:
+            ask = shaped(ask, *shape)
         answer = await self.upstream.get(opened.pacs, ask, f"{ask.kind.value} of {where.path}")
         headers = {"Vary": "Authorization, Cookie", "X-Content-Type-Options": "nosniff"}
         image = ask.kind is Kind.RENDERED

@@ -37,7 +37,8 @@ MAX_UID = 64
 MAX_VIEWPORT = 4096
 MAX_QIDO_LIMIT = 1000
 MAX_VALUE = 256
-THUMBNAIL_VIEWPORT = "128,128"
+THUMBNAIL_SIDE = 128
+THUMBNAIL_VIEWPORT = f"{THUMBNAIL_SIDE},{THUMBNAIL_SIDE}"
 """The size of a thumbnail made from ``/rendered`` (the origin server chooses a thumbnail's size: Supplement 203)."""
 WINDOW_FUNCTIONS = ("linear", "linear-exact", "sigmoid")
 RENDERED_TYPES = ("image/jpeg", "image/png")
@@ -89,13 +90,14 @@ class Forward:
     params: tuple[tuple[str, str], ...]
     accept: str
     thumbnail: bool = False  # a thumbnail, asked as ``/rendered`` at a small viewport unless the PACS has its own
+    sized: bool = True  # False: a thumbnail at the gateway's default size, to be shaped like the image
 
     def native_thumbnail(self) -> Forward:
         """The same thumbnail asked of the PACS's own ``/thumbnail`` (its size then the PACS's, unless given)."""
         if not self.thumbnail or self.target is None:
             return self
-        params = tuple(p for p in self.params if p != ("viewport", THUMBNAIL_VIEWPORT))
-        return replace(self, path=f"{self.target.path}/thumbnail", params=params)
+        params = self.params if self.sized else tuple(p for p in self.params if p[0] != "viewport")
+        return replace(self, path=f"{self.target.path}/thumbnail", params=params, sized=True)
 
 
 def uid(value: str, what: str) -> str:
@@ -256,9 +258,22 @@ def rendered(where: Target, params: Sequence[tuple[str, str]], accept: str | Non
             raise BadRequestError(f"{name} is given more than once")
         out[name] = check(value)
     media = rendered_type(accept)
+    sized = "viewport" in out
     if thumbnail:
         out.setdefault("viewport", THUMBNAIL_VIEWPORT)
-    return Forward(Kind.RENDERED, where, f"{where.path}/rendered", tuple(sorted(out.items())), media, thumbnail)
+    path = f"{where.path}/rendered"
+    return Forward(Kind.RENDERED, where, path, tuple(sorted(out.items())), media, thumbnail, sized or not thumbnail)
+
+
+def shaped(forward: Forward, rows: int, columns: int) -> Forward:
+    """A default-sized thumbnail with the image's own shape: its longer side :data:`THUMBNAIL_SIDE`, as PS3.18 leaves
+    a thumbnail's size to the origin server (Orthanc stretches an image to the viewport it is given)."""
+    if forward.sized or rows < 1 or columns < 1:
+        return forward
+    scale = THUMBNAIL_SIDE / max(rows, columns)
+    size = f"{max(1, round(columns * scale))},{max(1, round(rows * scale))}"
+    params = tuple((k, size if k == "viewport" else v) for k, v in forward.params)
+    return replace(forward, params=params, sized=True)
 
 
 def metadata(where: Target, params: Sequence[tuple[str, str]], accept: str | None) -> Forward:

@@ -92,6 +92,21 @@ def test_a_thumbnail_is_a_small_rendered_image_unless_the_pacs_has_its_own() -> 
     assert native.path == "studies/1.2.3/series/1.2.3.4/thumbnail" and native.params == ()
     sized = parameters.rendered(WHERE, [("viewport", "64,64")], None, thumbnail=True).native_thumbnail()
     assert sized.params == (("viewport", "64,64"),)
+    square = parameters.rendered(WHERE, [("viewport", "128,128")], None, thumbnail=True).native_thumbnail()
+    assert square.params == (("viewport", "128,128"),)  # asked for as such: kept
+
+
+@pytest.mark.parametrize(("rows", "columns", "size"), [(64, 128, "128,64"), (512, 256, "64,128"), (128, 128, "128,128"),
+                                                       (3000, 2, "1,128"), (0, 10, "128,128")])  # fmt: skip
+def test_a_default_thumbnail_takes_the_images_shape(rows: int, columns: int, size: str) -> None:
+    thumb = parameters.rendered(WHERE, [("window", "40,400,linear")], None, thumbnail=True)
+    assert not thumb.sized
+    out = parameters.shaped(thumb, rows, columns)
+    assert dict(out.params) == {"viewport": size, "window": "40,400,linear"}
+    given = parameters.rendered(WHERE, [("viewport", "50,50")], None, thumbnail=True)
+    assert parameters.shaped(given, rows, columns) == given  # the caller's viewport is the caller's
+    frame = parameters.rendered(WHERE, [], None, thumbnail=False)
+    assert frame.sized and parameters.shaped(frame, rows, columns) == frame
 
 
 def test_qido_keys_cannot_leave_the_study_in_the_path() -> None:
