@@ -260,7 +260,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
     missing = unguarded_routes(app)
     if missing:  # a route nobody decided about is a hole: refuse to start
         raise RuntimeError(f"routes without an access policy (registry/services/policy/routes.py): {missing}")
-    app.add_middleware(HeadMiddleware)  # HEAD on /fhir is the GET without its body
+    app.add_middleware(HeadMiddleware)  # HEAD on /fhir and /dicomweb is the GET without its body
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(UnexpectedErrorMiddleware)  # what no handler took is a 500 that closes (the body limit's own
     # refusal is inside it)

@@ -108,20 +108,21 @@ class RequestIdMiddleware:
 
 
 class HeadMiddleware:
-    """``HEAD`` on the FHIR API (RFC 9110 §9.3.2; FHIR R4 http.html: read, vread and search answer it): the ``GET``
-    of the same URL — the same access decision, audit row, status and headers (``Content-Length`` included) — sent
-    without its body. The access policy already folds ``HEAD`` into ``GET`` (``policy.route_for``)."""
+    """``HEAD`` on the FHIR API and the DICOMweb gateway (RFC 9110 §9.3.2: a server that answers ``GET`` answers
+    ``HEAD``; FHIR R4 http.html: read, vread and search answer it): the ``GET`` of the same URL — the same access
+    decision, audit row, status and headers (``Content-Length`` included) — sent without its body. The access policy
+    already folds ``HEAD`` into ``GET`` (``policy.route_for``)."""
 
-    def __init__(self, app: ASGIApp, prefix: str = "/fhir") -> None:
+    def __init__(self, app: ASGIApp, prefixes: tuple[str, ...] = ("/fhir", "/dicomweb")) -> None:
         self.app = app
-        self.prefix = prefix
+        self.prefixes = prefixes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = str(scope.get("path", ""))
         if (
             scope["type"] != "http"
             or scope.get("method") != "HEAD"
-            or not (path == self.prefix or path.startswith(self.prefix + "/"))
+            or not any(path == p or path.startswith(p + "/") for p in self.prefixes)
         ):
             await self.app(scope, receive, send)
             return

@@ -594,8 +594,13 @@ def test_break_glass_is_counted_where_it_opened_a_record(region: Region) -> None
     assert _send(region, "clinician", Call("GET", "/fhir/DiagnosticReport", headers=BTG)).status_code == 400
 
 
+FRAME_RENDERED = "/studies/{study}/series/{series}/instances/{instance}/frames/{frames}/rendered"
+
+
 @pytest.mark.parametrize("route", [("GET", "/fhir/{rtype}/{rid}"), ("GET", "/fhir/{rtype}/{rid}/_history/{vid}"),
-                                   ("GET", "/fhir/{rtype}")], ids=lambda r: f"HEAD {r[1]}")  # fmt: skip
+                                   ("GET", "/fhir/{rtype}"), ("GET", "/dicomweb/studies"),
+                                   ("GET", "/dicomweb" + FRAME_RENDERED)],
+                         ids=lambda r: f"HEAD {r[1]}")  # fmt: skip
 def test_head_is_decided_like_get(region: Region, route: tuple[str, str]) -> None:
     """HEAD is GET without a body (the policy folds it into GET's rule): the same status for every principal and
     target, nothing disclosed in a body."""

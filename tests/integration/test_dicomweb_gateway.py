@@ -242,6 +242,21 @@ def test_rendered_frames_decode_to_images_of_the_right_size(region: Region) -> N
     assert asked.size == (50, 50)  # a viewport the caller gives is forwarded as given
 
 
+def test_head_is_the_get_without_its_body(region: Region) -> None:
+    ct, api = region.studies["ct"], region.api
+    one = ct.instances[0]
+    path = f"/dicomweb/{ct.path(one)}/frames/1/rendered"
+    got = api.get(path, who="dr-b")
+    head = api.client.head(path, headers=api.headers("dr-b"))
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["content-type"] == got.headers["content-type"] == "image/jpeg"
+    assert head.headers["content-length"] == str(len(got.content))
+    series = api.client.head(gw(ct, "/series"), headers=api.headers("dr-b"))
+    assert series.status_code == 200 and series.headers["content-type"].startswith("application/dicom+json")
+    assert api.client.head(path).status_code == 401  # the same access decision as GET
+    assert api.client.head(path, headers=api.headers("patient-p2")).status_code == 403
+
+
 @pytest.mark.parametrize(
     ("query", "accept", "status", "says"),
     [
