@@ -14,10 +14,8 @@ import contextlib
 import ctypes
 import json
 import os
-import shutil
 import signal
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -29,28 +27,12 @@ from typing import Any
 import httpx
 
 from registry.services.demo.images import DemoStudy, instances
+from registry.services.demo.orthanc_process import OrthancProcess, free_port, missing
 
-PLUGIN_DIRS = ("/usr/share/orthanc/plugins", "/usr/lib/orthanc")
-BINARIES = ("Orthanc", "/usr/sbin/Orthanc")
+__all__ = ["LocalPacs", "Uploaded", "free_port", "missing", "port_free", "write_endpoints"]
+
 IMAGES_VERSION = 1
 """Raised when the demo's images change, so a PACS stored by an older release is filled again."""
-
-
-def _binary() -> str | None:
-    return next((found for b in BINARIES if (found := shutil.which(b))), None)
-
-
-def _plugin() -> Path | None:
-    return next((p for d in PLUGIN_DIRS for p in sorted(Path(d).glob("libOrthancDicomWeb.so*"))), None)
-
-
-def missing() -> str | None:
-    """Why a local PACS cannot run here, or None."""
-    if _binary() is None:
-        return "Orthanc is not installed (apt-get install orthanc orthanc-dicomweb)"
-    if _plugin() is None:
-        return "Orthanc's DICOMweb plugin is not installed (apt-get install orthanc-dicomweb)"
-    return None
 
 
 def port_free(port: int) -> bool:
@@ -60,12 +42,6 @@ def port_free(port: int) -> bool:
         except OSError:
             return False
     return True
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
@@ -83,68 +59,18 @@ class Uploaded:
     seconds: float
 
 
-class LocalPacs:
+class LocalPacs(OrthancProcess):
     def __init__(self, folder: Path, port: int) -> None:
-        self.folder = folder
-        self.port = port
-        self.rest = f"http://127.0.0.1:{port}"
-        self.dicom_web = f"{self.rest}/dicom-web"
-        self.proc: subprocess.Popen[bytes] | None = None
+        # the demo's names are Chinese: UTF-8 (Orthanc's default is Latin-1)
+        settings = {"OverwriteInstances": True, "SaveJobs": False, "DefaultEncoding": "Utf8"}
+        super().__init__(folder, port, name="HR Registry demo PACS", settings=settings)
 
     def endpoints(self, hospitals: Iterable[str]) -> dict[str, dict[str, Any]]:
         """``REGISTRY_DICOMWEB_ENDPOINTS`` for the demo: each hospital's Endpoint (``{id}-wado``) → this PACS."""
         return {f"{h}-wado": {"organization": h, "base": self.dicom_web, "timeout": 15} for h in hospitals}
 
-    def start(self, timeout: float = 30) -> None:
-        binary, plugin = _binary(), _plugin()
-        if binary is None or plugin is None:
-            raise RuntimeError(missing())
-        self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        config = {
-            "Name": "HR Registry demo PACS",
-            "StorageDirectory": str(self.folder / "db"),
-            "IndexDirectory": str(self.folder / "db"),
-            "HttpPort": self.port,
-            "DicomServerEnabled": False,
-            "RemoteAccessAllowed": False,  # this machine only
-            "AuthenticationEnabled": False,
-            "OverwriteInstances": True,
-            "SaveJobs": False,
-            "DefaultEncoding": "Utf8",  # the demo's names are Chinese (Orthanc's default is Latin-1)
-            "Plugins": [str(plugin)],
-            "DicomWeb": {"Enable": True, "Root": "/dicom-web/", "EnableWado": False,
-                         "Host": f"127.0.0.1:{self.port}", "Ssl": False},
-        }  # fmt: skip
-        (self.folder / "config.json").write_text(json.dumps(config, indent=2))
-        with (self.folder / "orthanc.log").open("ab") as log:
-            self.proc = subprocess.Popen(  # noqa: S603 - a fixed argv
-                [binary, str(self.folder / "config.json")],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent,  # only prctl: no lock is taken in the child
-            )
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                if httpx.get(f"{self.rest}/system", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                tail = (self.folder / "orthanc.log").read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"Orthanc did not start on port {self.port}:\n{tail}")
-            time.sleep(0.1)
-
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
+    def start(self, timeout: float = 30, preexec_fn: Callable[[], None] | None = None) -> None:
+        super().start(timeout, preexec_fn or _die_with_parent)  # only prctl in the child: no lock is taken there
 
     # ------------------------------------------------------------------------------------------------ the images
     def _held(self, client: httpx.Client) -> set[str]:
