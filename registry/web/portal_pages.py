@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -76,6 +77,17 @@ def portal(request: Request, hospital: str = "", kind: str = "", item: str = "")
 
 @router.get("/portal/reports/{rid}", response_class=HTMLResponse)
 def portal_report(rid: str, request: Request) -> Response:
+    return open_own_report(request, rid, _report_page)
+
+
+def _report_page(request: Request, principal: Principal, report: ReportView) -> Response:
+    return render(request, "report.html", "portal", principal, report=report, back="/portal",
+                  records_of=records_of(request, principal))  # fmt: skip
+
+
+def open_own_report(request: Request, rid: str, show: Callable[[Request, Principal, ReportView], Response]) -> Response:
+    """One of the signed-in patient's own reports, shown by ``show`` (its page, its images); the sign-in page
+    without a session, 404 for a report that is not theirs (as for one that does not exist)."""
     ctx = ctx_of(request)
     principal = signed_in(request, ctx, "portal")
     if principal is None:
@@ -85,8 +97,7 @@ def portal_report(rid: str, request: Request) -> Response:
         report = ctx.portal.report(principal, audit, rid)
     except NotFoundError:
         return error_page(request, "portal", principal, 404, "not_found")
-    return render(request, "report.html", "portal", principal, report=report, back="/portal",
-                  records_of=records_of(request, principal))  # fmt: skip
+    return show(request, principal, report)
 
 
 @router.get("/portal/trends/{item_id}", response_class=HTMLResponse)

@@ -20,15 +20,13 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
 
 from registry.auth import Principal
-from registry.endpoint import audit_context, ctx_of
-from registry.errors import NotFoundError
 from registry.services.policy.purpose import MAX_REASON, BreakGlass
 from registry.services.portal import ReportView
 from registry.web.clinician_pages import break_glass_form, open_result
 from registry.web.i18n import translator
-from registry.web.portal_pages import records_of
-from registry.web.rendering import error_page, render, to_sign_in
-from registry.web.session import language, signed_in
+from registry.web.portal_pages import open_own_report, records_of
+from registry.web.rendering import error_page, render
+from registry.web.session import language
 
 router = APIRouter(include_in_schema=False)
 
@@ -69,16 +67,7 @@ def _viewer(
 @router.get("/portal/reports/{rid}/images", response_class=HTMLResponse)
 def portal_images(rid: str, request: Request) -> Response:
     """The images of one of the patient's own imaging reports."""
-    ctx = ctx_of(request)
-    principal = signed_in(request, ctx, "portal")
-    if principal is None:
-        return to_sign_in(request, "portal")
-    audit = audit_context(request, principal, "search-type", "DiagnosticReport")
-    try:
-        report = ctx.portal.report(principal, audit, rid)
-    except NotFoundError:
-        return error_page(request, "portal", principal, 404, "not_found")
-    return _viewer(request, "portal", principal, report, None)
+    return open_own_report(request, rid, lambda r, p, report: _viewer(r, "portal", p, report, None))
 
 
 def _clinician_viewer(
