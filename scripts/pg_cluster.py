@@ -40,14 +40,21 @@ class PgCluster:
     """One cluster: ``init()`` creates and starts it (with ``database`` created), ``stop``/``start`` as a crash or a
     restart would, ``remove()`` stops it and deletes its files."""
 
-    def __init__(self, *, database: str = "registry", settings: dict[str, str] | None = None, prefix: str = "hr-pg-"):
+    def __init__(
+        self,
+        *,
+        database: str = "registry",
+        settings: dict[str, str] | None = None,
+        prefix: str = "hr-pg-",
+        port: int | None = None,
+    ):
         self.bin = Path(BINARIES[-1]).parent
         self.dir = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
         self._as_postgres = os.geteuid() == 0
         if self._as_postgres:
             shutil.chown(self.dir, "postgres", "postgres")
         self.data = self.dir / "data"
-        self.port = _free_port()
+        self.port = port or _free_port()
         self.database = database
         self.settings = settings or {}
         self.server_url = f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"

@@ -1,0 +1,209 @@
+"""Load generators the benchmarks share, chosen so that the client is never what is measured: Debian's ``wrk`` (C,
+kept-alive connections, a Lua script cycling through prepared bodies) for HTTP saturation, ``pgbench`` for the bare
+SQL baseline at the same concurrency, and, where wrk is not installed, keep-alive clients in separate processes.
+Each returns the client's own CPU time so that a reader can see how much of the machine the load took."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import multiprocessing
+import os
+import re
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+_LUA = r"""
+local bodies = {}
+local i = 0
+init = function(args)
+  for line in io.lines(args[1]) do bodies[#bodies + 1] = line end
+  i = math.random(#bodies)
+end
+request = function()
+  i = i % #bodies + 1
+  return wrk.format(nil, nil, nil, bodies[i])
+end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format('RESULT {"requests": %d, "duration_us": %d, "errors": %d, "non2xx": %d, '
+    .. '"p50_us": %d, "p99_us": %d}\n', summary.requests, summary.duration,
+    e.connect + e.read + e.write + e.timeout, e.status, latency:percentile(50), latency:percentile(99)))
+end
+"""
+
+
+def wrk_binary() -> str | None:
+    return shutil.which("wrk")
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def http_load(
+    url: str, bodies: list[bytes], headers: dict[str, str], *, clients: int, seconds: float, method: str = "POST"
+) -> dict[str, float]:
+    """``clients`` kept-alive connections sending ``bodies`` in turn for ``seconds``: calls/s, p50/p99 (ms), errors and
+    the load generator's CPU seconds per call (``client_cpu_ms``). wrk where installed, else one process per client."""
+    if wrk_binary():
+        return _wrk(url, bodies, headers, clients=clients, seconds=seconds, method=method)
+    return _processes(url, bodies, headers, clients=clients, seconds=seconds, method=method)
+
+
+def _wrk(
+    url: str, bodies: list[bytes], headers: dict[str, str], *, clients: int, seconds: float, method: str
+) -> dict[str, float]:
+    with tempfile.TemporaryDirectory(prefix="hr-wrk-") as tmp:
+        script = Path(tmp) / "load.lua"
+        lua = f"wrk.method = {json.dumps(method)}\n" + "".join(
+            f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}\n" for k, v in headers.items()
+        )
+        script.write_text(lua + _LUA)
+        data = Path(tmp) / "bodies.txt"
+        data.write_bytes(b"\n".join(b.replace(b"\n", b" ") for b in bodies) + b"\n")
+        threads = max(1, min(2, clients))
+        argv = [wrk_binary() or "wrk", "-t", str(threads), "-c", str(clients), "-d", f"{seconds:.0f}s",
+                "--timeout", "10s", "-s", str(script), url, "--", str(data)]  # fmt: skip
+        before = _children_cpu()
+        out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout  # noqa: S603 - fixed argv
+        cpu = _children_cpu() - before
+    found = re.search(r"^RESULT (\{.*\})$", out, re.MULTILINE)
+    if found is None:
+        raise RuntimeError(f"wrk printed no result:\n{out}")
+    r = json.loads(found.group(1))
+    calls = max(1, r["requests"])
+    return {
+        "calls_per_s": r["requests"] / (r["duration_us"] / 1e6),
+        "p50_ms": r["p50_us"] / 1000,
+        "p99_ms": r["p99_us"] / 1000,
+        "errors": float(r["errors"] + r["non2xx"]),
+        "client_cpu_ms": cpu / calls * 1000,
+        "tool": 0.0,
+    }
+
+
+def _one_client(args: tuple[str, list[bytes], dict[str, str], float, str, int]) -> tuple[int, int, list[float], float]:
+    url, bodies, headers, seconds, method, seed = args
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port or 80, timeout=30)
+    path = parts.path + (f"?{parts.query}" if parts.query else "")
+    done = errors = 0
+    latencies: list[float] = []
+    cpu = time.process_time()
+    stop = time.perf_counter() + seconds
+    i = seed
+    while time.perf_counter() < stop:
+        body = bodies[i % len(bodies)]
+        i += 1
+        t = time.perf_counter()
+        conn.request(method, path, body=body if method != "GET" else None, headers=headers)
+        response = conn.getresponse()
+        response.read()
+        latencies.append(time.perf_counter() - t)
+        done += 1
+        errors += response.status >= 300
+    conn.close()
+    return done, errors, latencies, time.process_time() - cpu
+
+
+def _processes(
+    url: str, bodies: list[bytes], headers: dict[str, str], *, clients: int, seconds: float, method: str
+) -> dict[str, float]:
+    t = time.perf_counter()
+    with multiprocessing.get_context("spawn").Pool(clients) as pool:
+        parts = pool.map(_one_client, [(url, bodies, headers, seconds, method, k * 7919) for k in range(clients)])
+    wall = time.perf_counter() - t - 0.0
+    done = sum(p[0] for p in parts)
+    latencies = sorted(x for p in parts for x in p[2])
+    return {
+        "calls_per_s": done / min(wall, seconds + 0.5),
+        "p50_ms": latencies[len(latencies) // 2] * 1000 if latencies else 0.0,
+        "p99_ms": latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))] * 1000 if latencies else 0.0,
+        "errors": float(sum(p[1] for p in parts)),
+        "client_cpu_ms": sum(p[3] for p in parts) / max(1, done) * 1000,
+        "tool": 1.0,
+    }
+
+
+def pgbench(dsn: str, script: str, *, clients: int, seconds: float, variables: dict[str, Any]) -> dict[str, float]:
+    """The bare SQL baseline: pgbench running ``script`` (prepared statements, ``clients`` connections and as many
+    threads, capped at 2) for ``seconds``: transactions/s, mean latency and pgbench's CPU per transaction."""
+    if shutil.which("pgbench") is None:
+        raise RuntimeError("pgbench is not installed (Debian: postgresql-client or postgresql)")
+    parts = urlsplit(dsn.replace("postgresql+psycopg://", "postgresql://"))
+    with tempfile.TemporaryDirectory(prefix="hr-pgbench-") as tmp:
+        path = Path(tmp) / "bare.sql"
+        path.write_text(script)
+        argv = ["pgbench", "-n", "-M", "prepared", "-f", str(path), "-c", str(clients), "-j", str(min(2, clients)),
+                "-T", f"{seconds:.0f}", "-h", parts.hostname or "127.0.0.1", "-p", str(parts.port or 5432),
+                "-U", parts.username or "postgres", *[f"-D{k}={v}" for k, v in variables.items()],
+                parts.path.lstrip("/")]  # fmt: skip
+        before = _children_cpu()
+        out = subprocess.run(argv, capture_output=True, text=True, check=True, env={**os.environ}).stdout  # noqa: S603
+        cpu = _children_cpu() - before
+    tps = re.search(r"tps = ([\d.]+)", out)
+    latency = re.search(r"latency average = ([\d.]+) ms", out)
+    done = re.search(r"number of transactions actually processed: (\d+)", out)
+    if tps is None or latency is None or done is None:
+        raise RuntimeError(f"pgbench printed no result:\n{out}")
+    return {
+        "calls_per_s": float(tps.group(1)),
+        "mean_ms": float(latency.group(1)),
+        "client_cpu_ms": cpu / max(1, int(done.group(1))) * 1000,
+    }
+
+
+@contextmanager
+def profiled(pid: int, out: Path | None, *, rate: int = 400) -> Iterator[None]:
+    """py-spy sampling ``pid`` and its children (the uvicorn workers) while the block runs, collapsed stacks written to
+    ``out``; nothing when ``out`` is None or py-spy is not installed."""
+    binary = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if out is None or not Path(binary).exists():
+        yield
+        return
+    argv = [binary, "record", "--pid", str(pid), "--subprocesses", "--format", "raw", "--rate", str(rate),
+            "--nonblocking", "-o", str(out)]  # fmt: skip
+    spy = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: S603
+    time.sleep(1.0)
+    try:
+        yield
+    finally:
+        spy.send_signal(signal.SIGINT)
+        spy.wait(60)
+
+
+def top_entries(raw: Path, n: int = 15) -> list[tuple[str, float, float]]:
+    """The ``n`` functions with the most samples on the stack in py-spy's collapsed output: (function, share of the
+    samples with it anywhere on the stack, share with it on top), idle event-loop waits left out."""
+    total_samples = 0
+    inclusive: Counter[str] = Counter()
+    own: Counter[str] = Counter()
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        frames = [re.sub(r":\d+\)$", ")", f.strip()) for f in stack.split(";") if not f.startswith("process ")]
+        if not frames or frames[-1].startswith(("select (selectors.py", "run_once (asyncio", "wait (threading.py")):
+            continue
+        weight = int(count)
+        total_samples += weight
+        for f in set(frames):
+            inclusive[f] += weight
+        own[frames[-1]] += weight
+    if not total_samples:
+        return []
+    ranked = sorted(inclusive, key=lambda f: (-own[f], -inclusive[f]))[:n]
+    return [(f, inclusive[f] / total_samples, own[f] / total_samples) for f in ranked]
