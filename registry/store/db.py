@@ -55,6 +55,12 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
+        # Every execution planned for its own parameters and the table as it is now. psycopg prepares a statement
+        # after a few runs, and PostgreSQL may then keep one generic plan for the connection's life: one made while
+        # a table was small (a sequential scan, ``res_pk = ANY(…)`` tested row by row) stayed in use as the table
+        # grew until the next ANALYZE — 1 ms per Bundle became 18 ms within 60 Bundles on a server without
+        # autovacuum. Planning these short statements costs tens of microseconds.
+        connect_args={"options": "-c plan_cache_mode=force_custom_plan"},
         hide_parameters=True,
         json_serializer=_dumps,
         json_deserializer=orjson.loads,
