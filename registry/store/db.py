@@ -128,10 +128,14 @@ def limit_statements(engine: Engine, seconds: float) -> None:
     if is_postgres(engine):
         milliseconds = max(1, round(seconds * 1000))
 
-        @event.listens_for(engine, "begin")
-        def _statement_timeout(conn: Any) -> None:
-            conn.exec_driver_sql(f"SET LOCAL statement_timeout = {milliseconds}")
+        @event.listens_for(engine, "connect")
+        def _statement_timeout(dbapi_connection: Any, _record: Any) -> None:
+            # once per connection (``SET LOCAL`` per transaction was one more round trip on every request)
+            with dbapi_connection.cursor() as cursor:
+                cursor.execute(f"SET statement_timeout = {milliseconds}")
+            dbapi_connection.commit()
 
+        engine.dispose()  # connections opened before (the migrations') have no limit: open new ones
         return
 
     @event.listens_for(engine, "connect")
