@@ -15,13 +15,16 @@ multi-row INSERT per table on SQLite.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, cast
 
+import psycopg
 from psycopg.rows import namedtuple_row
 from sqlalchemy import ColumnElement, Connection, String, any_, bindparam, insert
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.sql import Executable
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.sql import ClauseElement, Executable
 
 POSTGRES = "postgresql"
 
@@ -46,7 +49,7 @@ class Compiled:
 
     def _pg_text(self, conn: Connection) -> str:
         if self._text is None:
-            compiled = self._statement(POSTGRES).compile(dialect=conn.dialect)
+            compiled = cast(ClauseElement, self._statement(POSTGRES)).compile(dialect=conn.dialect)
             self._defaults = dict(compiled.params)  # the expression's own literals, bound as parameters
             self._text = str(compiled)
         return self._text
@@ -55,10 +58,12 @@ class Compiled:
         """Every row, each with its columns as attributes."""
         if conn.dialect.name != POSTGRES:
             return conn.execute(self._statement(conn.dialect.name), dict(params)).all()
-        with _driver(conn).cursor(row_factory=namedtuple_row) as cur:
-            text = self._pg_text(conn)
-            cur.execute(text, {**self._defaults, **params})
-            return cur.fetchall()
+        text = self._pg_text(conn)
+        bound = {**self._defaults, **params}
+        with _driver_errors(conn, text, bound), _driver(conn).cursor(row_factory=namedtuple_row) as cur:
+            cur.execute(text, bound)
+            rows: list[Any] = cur.fetchall()
+            return rows
 
     def first(self, conn: Connection, params: Mapping[str, Any]) -> Any | None:
         rows = self.all(conn, params)
@@ -83,12 +88,29 @@ def insert_rows(conn: Connection, batches: Sequence[tuple[Any, Sequence[Mapping[
             conn.execute(insert(table), [dict(r) for r in rows])
         return
     raw = _driver(conn)
-    with raw.pipeline(), raw.cursor() as cur:
+    with _driver_errors(conn, "INSERT (check log)", {}), raw.pipeline(), raw.cursor() as cur:
         for table, rows in batches:
             columns = list(rows[0])
             names = ", ".join(f'"{c}"' for c in columns)
             values = ", ".join(f"%({c})s" for c in columns)
             cur.executemany(f'INSERT INTO "{table.name}" ({names}) VALUES ({values})', rows)  # noqa: S608 - names from the metadata
+
+
+@contextmanager
+def _driver_errors(conn: Connection, statement: str, params: Mapping[str, Any]) -> Iterator[None]:
+    """The driver's errors as SQLAlchemy raises them (IntegrityError, OperationalError, …: what the registry's
+    handlers answer 409 or 503 for), parameters hidden; a connection the server dropped is invalidated, so the pool
+    does not hand it out again."""
+    try:
+        yield
+    except psycopg.Error as exc:
+        gone = conn.dialect.is_disconnect(cast(Any, exc), _driver(conn), None)
+        if gone:
+            conn.invalidate(exc)
+        raise DBAPIError.instance(
+            statement, dict(params), exc, psycopg.Error, hide_parameters=True, connection_invalidated=gone,
+            dialect=conn.dialect,
+        ) from exc  # fmt: skip
 
 
 def _driver(conn: Connection) -> Any:
