@@ -315,10 +315,12 @@ def http_push(
     method: str = "POST",
     progress: Callable[[int, float], None] | None = None,
     every: float = 5.0,
+    on_start: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     """Send every one of ``bodies`` exactly once, in order, from ``clients`` processes, each with one kept-alive
     ``http.client`` connection opened before the clock starts; the next body goes to whichever client is free.
-    ``progress(sent, seconds)`` is called about every ``every`` seconds while the push runs. Returns seconds (from
+    ``on_start()`` is called once every connection is open and the clock has started, ``progress(sent, seconds)``
+    about every ``every`` seconds while the push runs. Returns seconds (from
     the start signal to the last answer), calls, errors with the first error's text, p50/p99 (ms) and the clients'
     CPU: ``client_cpu_s`` in the send loops (process_time) and ``children_cpu_s`` of the whole processes
     (RUSAGE_CHILDREN: interpreter start included)."""
@@ -344,6 +346,8 @@ def http_push(
                 raise RuntimeError("a pushing client did not start")
         started = time.monotonic()
         go.set()
+        if on_start is not None:
+            on_start()
         parts: list[tuple[int, int, str, list[float], float, float]] = []
         last = started
         while len(parts) < clients:

@@ -18,11 +18,15 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import os
 import random
+import re
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections import Counter
@@ -290,6 +294,25 @@ def sequential(port: int, paths: list[str], headers: dict[str, str]) -> tuple[li
     return latencies, answers
 
 
+def worker_connections(port: int) -> str:
+    """How the established connections to ``port`` are spread over the server's processes, e.g. ``"3+1"`` (a
+    kept-alive connection stays with the uvicorn worker that accepted it); ``"?"`` without ``ss``."""
+    if shutil.which("ss") is None:
+        return "?"
+    argv = ["ss", "-Htnp", "state", "established", f"( sport = :{port} )"]
+    out = subprocess.run(argv, capture_output=True, text=True, check=False).stdout  # noqa: S603 - fixed argv
+    owners = Counter(m.group(1) for line in out.splitlines() if (m := re.search(r"pid=(\d+)", line)))
+    return "+".join(str(n) for n in sorted(owners.values(), reverse=True)) or "0"
+
+
+def later(seconds: float, fn: Any, out: list[Any]) -> threading.Timer:
+    """``fn()``'s result appended to ``out`` ``seconds`` from now, on a timer thread (started)."""
+    timer = threading.Timer(seconds, lambda: out.append(fn()))
+    timer.daemon = True
+    timer.start()
+    return timer
+
+
 def run(args: argparse.Namespace, server_url: str, described: str) -> int:
     # imported here, not at the top: the pushing clients are spawned processes that import this module, and need
     # none of the registry
@@ -346,14 +369,18 @@ def run(args: argparse.Namespace, server_url: str, described: str) -> int:
                     pg.execute("ANALYZE")
                 analyzed_at[0] = done
 
+        spread: list[str] = []
         with profiled(server.pid, args.profile):
-            push = http_push(f"{base}/fhir", bodies, headers, clients=args.clients, progress=progress)
+            push = http_push(f"{base}/fhir", bodies, headers, clients=args.clients, progress=progress,
+                             on_start=lambda: spread.append(worker_connections(args.port)))  # fmt: skip
+        load_after_ingest = os.getloadavg()[0]
         if push["errors"]:
             print(f"{push['errors']} failed Bundles, e.g. {push['first_error']}", file=sys.stderr)
             return 1
         ingest_rate = reports / push["seconds"]
         print(f"ingest: {reports} reports in {push['seconds']:.1f} s = {ingest_rate:.0f} reports/s "
-              f"(Bundle p50 {push['p50_ms']:.0f} ms, p99 {push['p99_ms']:.0f} ms)", flush=True)  # fmt: skip
+              f"(Bundle p50 {push['p50_ms']:.0f} ms, p99 {push['p99_ms']:.0f} ms; connections per worker "
+              f"{(spread or ['?'])[0]}; load average {load_after_ingest:.1f})", flush=True)  # fmt: skip
         profile = top_entries(args.profile) if args.profile and args.profile.exists() else []
         for name, anywhere, on_top in profile:
             print(f"  {on_top * 100:5.1f} % own  {anywhere * 100:5.1f} % on the stack  {name}")
@@ -394,7 +421,14 @@ def run(args: argparse.Namespace, server_url: str, described: str) -> int:
         loads = {}
         for kind, paths in (("search", search_paths), ("read", read_paths)):
             for clients in (1, args.search_clients):
+                seen: list[str] = []
+                later(min(2.0, args.seconds / 2), lambda: worker_connections(args.port), seen)
                 load = http_load_paths(base, paths, get_headers, clients=clients, seconds=args.seconds)
+                load["spread"] = (seen or ["?"])[0]  # type: ignore[assignment]
+                load["loadavg"] = os.getloadavg()[0]
+                print(f"  {kind}, {clients} clients: p50 {load['p50_ms']:.1f} ms, p99 {load['p99_ms']:.1f} ms, "
+                      f"{load['calls_per_s']:.0f} calls/s, connections per worker {load['spread']}, "
+                      f"load average {load['loadavg']:.1f}", flush=True)  # fmt: skip
                 if load["errors"]:
                     print(f"{kind}, {clients} clients: {load['errors']:.0f} errors", file=sys.stderr)
                     return 1
@@ -414,7 +448,9 @@ def run(args: argparse.Namespace, server_url: str, described: str) -> int:
             "client_cpu_ms_per_report": push["client_cpu_s"] / reports * 1000,
             "client_processes_cpu_ms_per_report": push["children_cpu_s"] / reports * 1000,
             "stored_rows_per_report": sum(rows.values()) / reports,
+            "loadavg_ingest": load_after_ingest,
         }
+        spreads = {"ingest": (spread or ["?"])[0]}
         for kind, seq in (("search", seq_search), ("read", seq_read)):
             r[f"{kind}_seq_p50_ms"] = statistics.median(seq)
             r[f"{kind}_seq_p99_ms"] = percentile(seq, 0.99)
@@ -424,11 +460,14 @@ def run(args: argparse.Namespace, server_url: str, described: str) -> int:
                 r[f"{kind}_{clients}c_p99_ms"] = load["p99_ms"]
                 r[f"{kind}_{clients}c_calls_per_s"] = load["calls_per_s"]
                 r[f"{kind}_{clients}c_client_cpu_ms"] = load["client_cpu_ms"]
+                r[f"{kind}_{clients}c_loadavg"] = load["loadavg"]
+                spreads[f"{kind}_{clients}c"] = str(load["spread"])
             r[f"{kind}_ratio_p99"] = r[f"{kind}_{args.search_clients}c_p99_ms"] / r[f"{kind}_1c_p99_ms"]
         for k, v in r.items():
             print(f"{k}: {v:.3f}" if v < 10 else f"{k}: {v:.1f}")
+        print("connections per worker: " + ", ".join(f"{k} {v}" for k, v in spreads.items()))
         if args.write_docs:
-            write_docs(args, r, rows, described, tool, profile)
+            write_docs(args, r, spreads, rows, described, tool, profile)
     finally:
         finish(server, server_url, db)
         shutil.rmtree(var, ignore_errors=True)
@@ -438,6 +477,7 @@ def run(args: argparse.Namespace, server_url: str, described: str) -> int:
 def write_docs(
     args: argparse.Namespace,
     r: dict[str, float],
+    spreads: dict[str, str],
     rows: dict[str, int],
     described: str,
     tool: str,
@@ -460,7 +500,8 @@ def write_docs(
         + ")\n\n"
         "| figure | registry | baseline | ratio | aim |\n|---|---|---|---|---|\n"
         f"| ingest, {args.clients} kept-alive client processes | {r['ingest_reports_per_s']:.0f} reports/s "
-        f"({r['ingest_seconds']:.0f} s; Bundle p50 {r['bundle_p50_ms']:.0f} ms, p99 {r['bundle_p99_ms']:.0f} ms) | "
+        f"({r['ingest_seconds']:.0f} s; Bundle p50 {r['bundle_p50_ms']:.0f} ms, p99 {r['bundle_p99_ms']:.0f} ms; "
+        f"connections per worker {spreads['ingest']}; load average {r['loadavg_ingest']:.1f}) | "
         f"`COPY … FROM STDIN` of the same rows into empty copies (same indexes): {r['copy_reports_per_s']:.0f} "
         f"reports/s ({r['copy_seconds']:.1f} s) | {r['ratio_ingest_copy']:.3f} | ≥ 1,000 reports/s |\n"
         f"| ingest vs validation | {r['ingest_reports_per_s']:.0f} reports/s | fhir.resources R4B `model_validate` "
@@ -479,7 +520,8 @@ def write_docs(
             f"{'p99 < 20 ms' if kind == 'search' else ''} |\n"
             f"| {label} p50 / p99, {c} clients ({tool}) | {r[f'{kind}_{c}c_p50_ms']:.1f} / "
             f"{r[f'{kind}_{c}c_p99_ms']:.1f} ms ({r[f'{kind}_{c}c_calls_per_s']:.0f} calls/s, "
-            f"{r[f'{kind}_{c}c_client_cpu_ms']:.3f} ms client CPU per call) | one client's p99 | "
+            f"{r[f'{kind}_{c}c_client_cpu_ms']:.3f} ms client CPU per call; connections per worker "
+            f"{spreads[f'{kind}_{c}c']}; load average {r[f'{kind}_{c}c_loadavg']:.1f}) | one client's p99 | "
             f"{r[f'{kind}_ratio_p99']:.1f}× | ≤ 3× |\n"
         )
     body += (
