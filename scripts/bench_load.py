@@ -415,3 +415,53 @@ def _push_client(
     ended = time.monotonic()
     conn.close()
     results.put((done, errors, first_error, latencies, cpu, ended))
+
+
+def _busy_ticks() -> int:
+    """Clock ticks the machine's cores spent busy since boot (``/proc/stat``: user, nice, system, irq, softirq; not
+    idle, iowait, steal, nor guest, which user already holds)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return fields[0] + fields[1] + fields[2] + sum(fields[5:7])
+
+
+def _tree_ticks(roots: list[int]) -> int:
+    """CPU ticks of the processes under ``roots`` (the roots too): each live one's own time plus what its reaped
+    children used, so a child that ended meanwhile still counts (in its parent's)."""
+    stats: dict[int, tuple[int, int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            raw = (entry / "stat").read_text()
+        except OSError:
+            continue
+        rest = raw[raw.rindex(")") + 2 :].split()
+        # after the command: state ppid ... utime(14) stime(15) cutime(16) cstime(17) — fields 3… of ``rest``
+        stats[int(entry.name)] = (int(rest[1]), int(rest[11]) + int(rest[12]) + int(rest[13]) + int(rest[14]))
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _ticks) in stats.items():
+        children.setdefault(ppid, []).append(pid)
+    seen: set[int] = set()
+    todo = [r for r in roots if r in stats]
+    while todo:
+        pid = todo.pop()
+        if pid not in seen:
+            seen.add(pid)
+            todo.extend(children.get(pid, []))
+    return sum(stats[p][1] for p in seen)
+
+
+@contextmanager
+def cpu_split(roots: list[int]) -> Iterator[dict[str, float]]:
+    """How busy the machine was while the block ran, split into the processes under ``roots`` (the server, the
+    database, the load generator) and everything else on the machine: ``ours`` and ``others`` in cores (CPU seconds
+    per second), ``cores`` the machine has, filled in when the block ends."""
+    hz = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    busy, ours, t = _busy_ticks(), _tree_ticks(roots), time.monotonic()
+    try:
+        yield out
+    finally:
+        wall = max(1e-6, time.monotonic() - t)
+        busy, ours = _busy_ticks() - busy, _tree_ticks(roots) - ours
+        out.update(ours=ours / hz / wall, others=max(0, busy - ours) / hz / wall, cores=float(os.cpu_count() or 1))
