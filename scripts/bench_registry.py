@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from scripts.bench_common import create_database, finish, machine, national_id, percentile, record, start_registry  # noqa: E402
-from scripts.bench_load import http_load_paths, http_push, profiled, top_entries  # noqa: E402
+from scripts.bench_load import cpu_split, http_load_paths, http_push, profiled, top_entries  # noqa: E402
 from scripts.pg_cluster import PgCluster  # noqa: E402
 
 NATIONAL = "https://hr-registry.org.cn/fhir/sid/cn-resident-id"
@@ -170,11 +170,12 @@ def main() -> int:
         ap.error("--patients must be at least 2 × --clients × --per-bundle (a Patient is created before it is named)")
     with ExitStack() as stack:
         if args.pg:
-            server_url, described = args.pg, "the given server"
+            server_url, described, pg_pid = args.pg, "the given server", None
         else:
             cluster = stack.enter_context(PgCluster.running(database="postgres_bench", port=args.pg_port))
             server_url, described = cluster.server_url, f"its own cluster ({cluster.describe()})"
-        return run(args, server_url, described)
+            pg_pid = int((cluster.data / "postmaster.pid").read_text().split()[0])
+        return run(args, server_url, described, pg_pid)
     return 1
 
 
@@ -313,7 +314,7 @@ def later(seconds: float, fn: Any, out: list[Any]) -> threading.Timer:
     return timer
 
 
-def run(args: argparse.Namespace, server_url: str, described: str) -> int:
+def run(args: argparse.Namespace, server_url: str, described: str, pg_pid: int | None) -> int:
     # imported here, not at the top: the pushing clients are spawned processes that import this module, and need
     # none of the registry
     from registry.app import build_context
@@ -369,8 +370,11 @@ def run(args: argparse.Namespace, server_url: str, described: str) -> int:
                     pg.execute("ANALYZE")
                 analyzed_at[0] = done
 
+        # the machine's CPU split into ours (registry, PostgreSQL unless --pg, this process and its load generators)
+        # and everything else running meanwhile (the machine is shared)
+        roots = [server.pid, os.getpid()] + ([pg_pid] if pg_pid else [])
         spread: list[str] = []
-        with profiled(server.pid, args.profile):
+        with profiled(server.pid, args.profile), cpu_split(roots) as ingest_cpu:
             push = http_push(f"{base}/fhir", bodies, headers, clients=args.clients, progress=progress,
                              on_start=lambda: spread.append(worker_connections(args.port)))  # fmt: skip
         load_after_ingest = os.getloadavg()[0]
@@ -380,7 +384,8 @@ def run(args: argparse.Namespace, server_url: str, described: str) -> int:
         ingest_rate = reports / push["seconds"]
         print(f"ingest: {reports} reports in {push['seconds']:.1f} s = {ingest_rate:.0f} reports/s "
               f"(Bundle p50 {push['p50_ms']:.0f} ms, p99 {push['p99_ms']:.0f} ms; connections per worker "
-              f"{(spread or ['?'])[0]}; load average {load_after_ingest:.1f})", flush=True)  # fmt: skip
+              f"{(spread or ['?'])[0]}; load average {load_after_ingest:.1f}; cores busy: ours "
+              f"{ingest_cpu['ours']:.2f}, others {ingest_cpu['others']:.2f})", flush=True)  # fmt: skip
         profile = top_entries(args.profile) if args.profile and args.profile.exists() else []
         for name, anywhere, on_top in profile:
             print(f"  {on_top * 100:5.1f} % own  {anywhere * 100:5.1f} % on the stack  {name}")
@@ -423,12 +428,15 @@ def run(args: argparse.Namespace, server_url: str, described: str) -> int:
             for clients in (1, args.search_clients):
                 seen: list[str] = []
                 later(min(2.0, args.seconds / 2), lambda: worker_connections(args.port), seen)
-                load = http_load_paths(base, paths, get_headers, clients=clients, seconds=args.seconds)
+                with cpu_split(roots) as busy:
+                    load = http_load_paths(base, paths, get_headers, clients=clients, seconds=args.seconds)
+                load["ours"], load["others"] = busy["ours"], busy["others"]
                 load["spread"] = (seen or ["?"])[0]  # type: ignore[assignment]
                 load["loadavg"] = os.getloadavg()[0]
                 print(f"  {kind}, {clients} clients: p50 {load['p50_ms']:.1f} ms, p99 {load['p99_ms']:.1f} ms, "
                       f"{load['calls_per_s']:.0f} calls/s, connections per worker {load['spread']}, "
-                      f"load average {load['loadavg']:.1f}", flush=True)  # fmt: skip
+                      f"load average {load['loadavg']:.1f}, cores busy: ours {load['ours']:.2f}, others "
+                      f"{load['others']:.2f}", flush=True)  # fmt: skip
                 if load["errors"]:
                     print(f"{kind}, {clients} clients: {load['errors']:.0f} errors", file=sys.stderr)
                     return 1
@@ -449,6 +457,8 @@ def run(args: argparse.Namespace, server_url: str, described: str) -> int:
             "client_processes_cpu_ms_per_report": push["children_cpu_s"] / reports * 1000,
             "stored_rows_per_report": sum(rows.values()) / reports,
             "loadavg_ingest": load_after_ingest,
+            "ingest_cores_ours": ingest_cpu["ours"],
+            "ingest_cores_others": ingest_cpu["others"],
         }
         spreads = {"ingest": (spread or ["?"])[0]}
         for kind, seq in (("search", seq_search), ("read", seq_read)):
@@ -461,6 +471,8 @@ def run(args: argparse.Namespace, server_url: str, described: str) -> int:
                 r[f"{kind}_{clients}c_calls_per_s"] = load["calls_per_s"]
                 r[f"{kind}_{clients}c_client_cpu_ms"] = load["client_cpu_ms"]
                 r[f"{kind}_{clients}c_loadavg"] = load["loadavg"]
+                r[f"{kind}_{clients}c_cores_ours"] = load["ours"]
+                r[f"{kind}_{clients}c_cores_others"] = load["others"]
                 spreads[f"{kind}_{clients}c"] = str(load["spread"])
             r[f"{kind}_ratio_p99"] = r[f"{kind}_{args.search_clients}c_p99_ms"] / r[f"{kind}_1c_p99_ms"]
         for k, v in r.items():
@@ -501,7 +513,8 @@ def write_docs(
         "| figure | registry | baseline | ratio | aim |\n|---|---|---|---|---|\n"
         f"| ingest, {args.clients} kept-alive client processes | {r['ingest_reports_per_s']:.0f} reports/s "
         f"({r['ingest_seconds']:.0f} s; Bundle p50 {r['bundle_p50_ms']:.0f} ms, p99 {r['bundle_p99_ms']:.0f} ms; "
-        f"connections per worker {spreads['ingest']}; load average {r['loadavg_ingest']:.1f}) | "
+        f"connections per worker {spreads['ingest']}; load average {r['loadavg_ingest']:.1f}; cores busy: ours "
+        f"{r['ingest_cores_ours']:.2f}, others {r['ingest_cores_others']:.2f}) | "
         f"`COPY … FROM STDIN` of the same rows into empty copies (same indexes): {r['copy_reports_per_s']:.0f} "
         f"reports/s ({r['copy_seconds']:.1f} s) | {r['ratio_ingest_copy']:.3f} | ≥ 1,000 reports/s |\n"
         f"| ingest vs validation | {r['ingest_reports_per_s']:.0f} reports/s | fhir.resources R4B `model_validate` "
@@ -515,13 +528,15 @@ def write_docs(
         body += (
             f"| {label} p50 / p99, one client ({tool}) | {r[f'{kind}_1c_p50_ms']:.1f} / "
             f"{r[f'{kind}_1c_p99_ms']:.1f} ms "
-            f"({r[f'{kind}_1c_calls_per_s']:.0f} calls/s; each call checked, in Python: "
+            f"({r[f'{kind}_1c_calls_per_s']:.0f} calls/s; cores busy: ours {r[f'{kind}_1c_cores_ours']:.2f}, others "
+            f"{r[f'{kind}_1c_cores_others']:.2f}; each call checked, in Python: "
             f"{r[f'{kind}_seq_p50_ms']:.1f} / {r[f'{kind}_seq_p99_ms']:.1f} ms) | | | "
             f"{'p99 < 20 ms' if kind == 'search' else ''} |\n"
             f"| {label} p50 / p99, {c} clients ({tool}) | {r[f'{kind}_{c}c_p50_ms']:.1f} / "
             f"{r[f'{kind}_{c}c_p99_ms']:.1f} ms ({r[f'{kind}_{c}c_calls_per_s']:.0f} calls/s, "
             f"{r[f'{kind}_{c}c_client_cpu_ms']:.3f} ms client CPU per call; connections per worker "
-            f"{spreads[f'{kind}_{c}c']}; load average {r[f'{kind}_{c}c_loadavg']:.1f}) | one client's p99 | "
+            f"{spreads[f'{kind}_{c}c']}; load average {r[f'{kind}_{c}c_loadavg']:.1f}; cores busy: ours "
+            f"{r[f'{kind}_{c}c_cores_ours']:.2f}, others {r[f'{kind}_{c}c_cores_others']:.2f}) | one client's p99 | "
             f"{r[f'{kind}_ratio_p99']:.1f}× | ≤ 3× |\n"
         )
     body += (
@@ -529,7 +544,10 @@ def write_docs(
         "are made before the clock starts). The COPY baseline is the rows the run added to every table whose row count "
         "grew, dumped with `COPY (SELECT …) TO STDOUT` after the ingest and loaded in one transaction; it is the floor "
         "of writing what the registry writes, without parsing, validation, look-ups or the per-Bundle transactions. "
-        "PostgreSQL was ANALYZEd and CHECKPOINTed before the latency runs.\n"
+        "PostgreSQL was ANALYZEd and CHECKPOINTed before the latency runs. The “cores busy” figures split the "
+        "machine's CPU during each run into ours (the registry's processes, PostgreSQL's when it is the benchmark's "
+        "own cluster, the benchmark and its load generators) and everything else running on the shared machine "
+        "meanwhile.\n"
     )
     if profile:
         body += (
