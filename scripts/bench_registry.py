@@ -310,6 +310,16 @@ def worker_connections(port: int) -> str:
     return "+".join(str(n) for n in sorted(owners.values(), reverse=True)) or "0"
 
 
+def autovacuum_now(raw_url: str) -> str:
+    """What autovacuum is doing right now in the run's database: ``"none"`` or its workers' commands."""
+    with psycopg.connect(raw_url, autocommit=True) as pg:
+        rows = pg.execute(
+            "SELECT query FROM pg_stat_activity "
+            "WHERE backend_type = 'autovacuum worker' AND datname = current_database()"
+        ).fetchall()
+    return "; ".join(r[0] for r in rows) or "none"
+
+
 def later(seconds: float, fn: Any, out: list[Any]) -> threading.Timer:
     """``fn()``'s result appended to ``out`` ``seconds`` from now, on a timer thread (started)."""
     timer = threading.Timer(seconds, lambda: out.append(fn()))
@@ -407,8 +417,10 @@ def run(args: argparse.Namespace, server_url: str, described: str, pg_pid: int |
         print(f"COPY of the same rows: {copy_s:.1f} s = {copy_rate:.0f} reports/s", flush=True)
 
         with psycopg.connect(raw_url, autocommit=True) as pg:
-            pg.execute("ANALYZE")
-            # flush the load's dirty pages now, so the latency runs measure steady state, not a checkpoint
+            # what autovacuum would do after the load (the insert-triggered vacuum as well as the analyze), done now
+            # rather than during the latency runs; and the load's dirty pages flushed, so that the latency runs
+            # measure steady state, not a vacuum or a checkpoint
+            pg.execute("VACUUM (ANALYZE)")
             pg.execute("CHECKPOINT")
 
         # ------------------------------------------------------------ search and read latency
@@ -432,15 +444,18 @@ def run(args: argparse.Namespace, server_url: str, described: str, pg_pid: int |
             for clients in (1, args.search_clients):
                 seen: list[str] = []
                 later(min(2.0, args.seconds / 2), lambda: worker_connections(args.port), seen)
+                vacuums: list[str] = []
+                later(args.seconds / 2, lambda: autovacuum_now(raw_url), vacuums)
                 with cpu_split(roots) as busy:
                     load = http_load_paths(base, paths, get_headers, clients=clients, seconds=args.seconds)
                 load["ours"], load["others"] = busy["ours"], busy["others"]
                 load["spread"] = (seen or ["?"])[0]  # type: ignore[assignment]
+                load["autovacuum"] = (vacuums or ["?"])[0]  # type: ignore[assignment]
                 load["loadavg"] = os.getloadavg()[0]
                 print(f"  {kind}, {clients} clients: p50 {load['p50_ms']:.1f} ms, p99 {load['p99_ms']:.1f} ms, "
                       f"{load['calls_per_s']:.0f} calls/s, connections per worker {load['spread']}, "
                       f"load average {load['loadavg']:.1f}, cores busy: ours {load['ours']:.2f}, others "
-                      f"{load['others']:.2f}", flush=True)  # fmt: skip
+                      f"{load['others']:.2f}, autovacuum at half time: {load['autovacuum']}", flush=True)  # fmt: skip
                 if load["errors"]:
                     print(f"{kind}, {clients} clients: {load['errors']:.0f} errors", file=sys.stderr)
                     return 1
@@ -464,7 +479,7 @@ def run(args: argparse.Namespace, server_url: str, described: str, pg_pid: int |
             "ingest_cores_ours": ingest_cpu["ours"],
             "ingest_cores_others": ingest_cpu["others"],
         }
-        spreads = {"ingest": (spread or ["?"])[0]}
+        notes = {"ingest": (spread or ["?"])[0]}
         for kind, seq in (("search", seq_search), ("read", seq_read)):
             r[f"{kind}_seq_p50_ms"] = statistics.median(seq)
             r[f"{kind}_seq_p99_ms"] = percentile(seq, 0.99)
@@ -477,13 +492,14 @@ def run(args: argparse.Namespace, server_url: str, described: str, pg_pid: int |
                 r[f"{kind}_{clients}c_loadavg"] = load["loadavg"]
                 r[f"{kind}_{clients}c_cores_ours"] = load["ours"]
                 r[f"{kind}_{clients}c_cores_others"] = load["others"]
-                spreads[f"{kind}_{clients}c"] = str(load["spread"])
+                notes[f"{kind}_{clients}c"] = str(load["spread"])
+                notes[f"{kind}_{clients}c_autovacuum"] = str(load["autovacuum"])
             r[f"{kind}_ratio_p99"] = r[f"{kind}_{args.search_clients}c_p99_ms"] / r[f"{kind}_1c_p99_ms"]
         for k, v in r.items():
             print(f"{k}: {v:.3f}" if v < 10 else f"{k}: {v:.1f}")
-        print("connections per worker: " + ", ".join(f"{k} {v}" for k, v in spreads.items()))
+        print("connections per worker, autovacuum: " + ", ".join(f"{k} {v}" for k, v in notes.items()))
         if args.write_docs:
-            write_docs(args, r, spreads, rows, described, tool, profile)
+            write_docs(args, r, notes, rows, described, tool, profile)
     finally:
         finish(server, server_url, db)
         shutil.rmtree(var, ignore_errors=True)
@@ -493,7 +509,7 @@ def run(args: argparse.Namespace, server_url: str, described: str, pg_pid: int |
 def write_docs(
     args: argparse.Namespace,
     r: dict[str, float],
-    spreads: dict[str, str],
+    notes: dict[str, str],
     rows: dict[str, int],
     described: str,
     tool: str,
@@ -517,7 +533,7 @@ def write_docs(
         "| figure | registry | baseline | ratio | aim |\n|---|---|---|---|---|\n"
         f"| ingest, {args.clients} kept-alive client processes | {r['ingest_reports_per_s']:.0f} reports/s "
         f"({r['ingest_seconds']:.0f} s; Bundle p50 {r['bundle_p50_ms']:.0f} ms, p99 {r['bundle_p99_ms']:.0f} ms; "
-        f"connections per worker {spreads['ingest']}; load average {r['loadavg_ingest']:.1f}; cores busy: ours "
+        f"connections per worker {notes['ingest']}; load average {r['loadavg_ingest']:.1f}; cores busy: ours "
         f"{r['ingest_cores_ours']:.2f}, others {r['ingest_cores_others']:.2f}) | "
         f"`COPY … FROM STDIN` of the same rows into empty copies (same indexes): {r['copy_reports_per_s']:.0f} "
         f"reports/s ({r['copy_seconds']:.1f} s) | {r['ratio_ingest_copy']:.3f} | ≥ 1,000 reports/s |\n"
@@ -539,8 +555,9 @@ def write_docs(
             f"| {label} p50 / p99, {c} clients ({tool}) | {r[f'{kind}_{c}c_p50_ms']:.1f} / "
             f"{r[f'{kind}_{c}c_p99_ms']:.1f} ms ({r[f'{kind}_{c}c_calls_per_s']:.0f} calls/s, "
             f"{r[f'{kind}_{c}c_client_cpu_ms']:.3f} ms client CPU per call; connections per worker "
-            f"{spreads[f'{kind}_{c}c']}; load average {r[f'{kind}_{c}c_loadavg']:.1f}; cores busy: ours "
-            f"{r[f'{kind}_{c}c_cores_ours']:.2f}, others {r[f'{kind}_{c}c_cores_others']:.2f}) | one client's p99 | "
+            f"{notes[f'{kind}_{c}c']}; load average {r[f'{kind}_{c}c_loadavg']:.1f}; cores busy: ours "
+            f"{r[f'{kind}_{c}c_cores_ours']:.2f}, others {r[f'{kind}_{c}c_cores_others']:.2f}; autovacuum at half "
+            f"time: {notes[f'{kind}_{c}c_autovacuum']}) | one client's p99 | "
             f"{r[f'{kind}_ratio_p99']:.1f}× | ≤ 3× |\n"
         )
     body += (
@@ -548,10 +565,10 @@ def write_docs(
         "are made before the clock starts). The COPY baseline is the rows the run added to every table whose row count "
         "grew, dumped with `COPY (SELECT …) TO STDOUT` after the ingest and loaded in one transaction after a "
         "CHECKPOINT; it is the floor of writing what the registry writes, without parsing, validation, look-ups or the "
-        "per-Bundle transactions. PostgreSQL was ANALYZEd and CHECKPOINTed before the latency runs. The “cores busy” "
-        "figures split the machine's CPU during each run into ours (the registry's processes, PostgreSQL's when it is "
-        "the benchmark's own cluster, the benchmark and its load generators) and everything else running on the "
-        "shared machine meanwhile.\n"
+        "per-Bundle transactions. PostgreSQL was VACUUM ANALYZEd and CHECKPOINTed before the latency runs. The "
+        "“cores busy” figures split the machine's CPU during each run into ours (the registry's processes, "
+        "PostgreSQL's when it is the benchmark's own cluster, the benchmark and its load generators) and everything "
+        "else running on the shared machine meanwhile.\n"
     )
     if profile:
         body += (
