@@ -417,11 +417,11 @@ def _push_client(
     results.put((done, errors, first_error, latencies, cpu, ended))
 
 
-def _busy_ticks() -> int:
+def _busy_ticks() -> tuple[int, int]:
     """Clock ticks the machine's cores spent busy since boot (``/proc/stat``: user, nice, system, irq, softirq; not
-    idle, iowait, steal, nor guest, which user already holds)."""
+    idle, iowait, nor guest, which user already holds), and the ticks the hypervisor took from them (steal)."""
     fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    return fields[0] + fields[1] + fields[2] + sum(fields[5:7])
+    return fields[0] + fields[1] + fields[2] + sum(fields[5:7]), fields[7] if len(fields) > 7 else 0
 
 
 def _tree_ticks(roots: list[int]) -> int:
@@ -455,13 +455,16 @@ def _tree_ticks(roots: list[int]) -> int:
 def cpu_split(roots: list[int]) -> Iterator[dict[str, float]]:
     """How busy the machine was while the block ran, split into the processes under ``roots`` (the server, the
     database, the load generator) and everything else on the machine: ``ours`` and ``others`` in cores (CPU seconds
-    per second), ``cores`` the machine has, filled in when the block ends."""
+    per second), ``steal`` the cores' time a virtual machine's hypervisor gave to others outside it, ``cores`` the
+    machine has; filled in when the block ends."""
     hz = os.sysconf("SC_CLK_TCK")
     out: dict[str, float] = {}
-    busy, ours, t = _busy_ticks(), _tree_ticks(roots), time.monotonic()
+    (busy, steal), ours, t = _busy_ticks(), _tree_ticks(roots), time.monotonic()
     try:
         yield out
     finally:
         wall = max(1e-6, time.monotonic() - t)
-        busy, ours = _busy_ticks() - busy, _tree_ticks(roots) - ours
-        out.update(ours=ours / hz / wall, others=max(0, busy - ours) / hz / wall, cores=float(os.cpu_count() or 1))
+        (busy_now, steal_now), ours = _busy_ticks(), _tree_ticks(roots) - ours
+        busy, steal = busy_now - busy, steal_now - steal
+        out.update(ours=ours / hz / wall, others=max(0, busy - ours) / hz / wall, steal=steal / hz / wall,
+                   cores=float(os.cpu_count() or 1))  # fmt: skip

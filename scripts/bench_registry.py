@@ -399,7 +399,8 @@ def run(args: argparse.Namespace, server_url: str, described: str, pg_pid: int |
         print(f"ingest: {reports} reports in {push['seconds']:.1f} s = {ingest_rate:.0f} reports/s "
               f"(Bundle p50 {push['p50_ms']:.0f} ms, p99 {push['p99_ms']:.0f} ms; connections per worker "
               f"{(spread or ['?'])[0]}; load average {load_after_ingest:.1f}; cores busy: ours "
-              f"{ingest_cpu['ours']:.2f}, others {ingest_cpu['others']:.2f})", flush=True)  # fmt: skip
+              f"{ingest_cpu['ours']:.2f}, others {ingest_cpu['others']:.2f}, steal {ingest_cpu['steal']:.2f})",
+              flush=True)  # fmt: skip
         profile = top_entries(args.profile) if args.profile and args.profile.exists() else []
         for name, anywhere, on_top in profile:
             print(f"  {on_top * 100:5.1f} % own  {anywhere * 100:5.1f} % on the stack  {name}")
@@ -448,14 +449,15 @@ def run(args: argparse.Namespace, server_url: str, described: str, pg_pid: int |
                 later(args.seconds / 2, lambda: autovacuum_now(raw_url), vacuums)
                 with cpu_split(roots) as busy:
                     load = http_load_paths(base, paths, get_headers, clients=clients, seconds=args.seconds)
-                load["ours"], load["others"] = busy["ours"], busy["others"]
+                load["ours"], load["others"], load["steal"] = busy["ours"], busy["others"], busy["steal"]
                 load["spread"] = (seen or ["?"])[0]  # type: ignore[assignment]
                 load["autovacuum"] = (vacuums or ["?"])[0]  # type: ignore[assignment]
                 load["loadavg"] = os.getloadavg()[0]
                 print(f"  {kind}, {clients} clients: p50 {load['p50_ms']:.1f} ms, p99 {load['p99_ms']:.1f} ms, "
                       f"{load['calls_per_s']:.0f} calls/s, connections per worker {load['spread']}, "
                       f"load average {load['loadavg']:.1f}, cores busy: ours {load['ours']:.2f}, others "
-                      f"{load['others']:.2f}, autovacuum at half time: {load['autovacuum']}", flush=True)  # fmt: skip
+                      f"{load['others']:.2f}, steal {load['steal']:.2f}, autovacuum at half time: "
+                      f"{load['autovacuum']}", flush=True)  # fmt: skip
                 if load["errors"]:
                     print(f"{kind}, {clients} clients: {load['errors']:.0f} errors", file=sys.stderr)
                     return 1
@@ -478,6 +480,7 @@ def run(args: argparse.Namespace, server_url: str, described: str, pg_pid: int |
             "loadavg_ingest": load_after_ingest,
             "ingest_cores_ours": ingest_cpu["ours"],
             "ingest_cores_others": ingest_cpu["others"],
+            "ingest_cores_steal": ingest_cpu["steal"],
         }
         notes = {"ingest": (spread or ["?"])[0]}
         for kind, seq in (("search", seq_search), ("read", seq_read)):
@@ -492,6 +495,7 @@ def run(args: argparse.Namespace, server_url: str, described: str, pg_pid: int |
                 r[f"{kind}_{clients}c_loadavg"] = load["loadavg"]
                 r[f"{kind}_{clients}c_cores_ours"] = load["ours"]
                 r[f"{kind}_{clients}c_cores_others"] = load["others"]
+                r[f"{kind}_{clients}c_cores_steal"] = load["steal"]
                 notes[f"{kind}_{clients}c"] = str(load["spread"])
                 notes[f"{kind}_{clients}c_autovacuum"] = str(load["autovacuum"])
             r[f"{kind}_ratio_p99"] = r[f"{kind}_{args.search_clients}c_p99_ms"] / r[f"{kind}_1c_p99_ms"]
@@ -534,7 +538,8 @@ def write_docs(
         f"| ingest, {args.clients} kept-alive client processes | {r['ingest_reports_per_s']:.0f} reports/s "
         f"({r['ingest_seconds']:.0f} s; Bundle p50 {r['bundle_p50_ms']:.0f} ms, p99 {r['bundle_p99_ms']:.0f} ms; "
         f"connections per worker {notes['ingest']}; load average {r['loadavg_ingest']:.1f}; cores busy: ours "
-        f"{r['ingest_cores_ours']:.2f}, others {r['ingest_cores_others']:.2f}) | "
+        f"{r['ingest_cores_ours']:.2f}, others {r['ingest_cores_others']:.2f}, steal {r['ingest_cores_steal']:.2f}) "
+        "| "
         f"`COPY … FROM STDIN` of the same rows into empty copies (same indexes): {r['copy_reports_per_s']:.0f} "
         f"reports/s ({r['copy_seconds']:.1f} s) | {r['ratio_ingest_copy']:.3f} | ≥ 1,000 reports/s |\n"
         f"| ingest vs validation | {r['ingest_reports_per_s']:.0f} reports/s | fhir.resources R4B `model_validate` "
@@ -549,15 +554,17 @@ def write_docs(
             f"| {label} p50 / p99, one client ({tool}) | {r[f'{kind}_1c_p50_ms']:.1f} / "
             f"{r[f'{kind}_1c_p99_ms']:.1f} ms "
             f"({r[f'{kind}_1c_calls_per_s']:.0f} calls/s; cores busy: ours {r[f'{kind}_1c_cores_ours']:.2f}, others "
-            f"{r[f'{kind}_1c_cores_others']:.2f}; each call checked, in Python: "
+            f"{r[f'{kind}_1c_cores_others']:.2f}, steal {r[f'{kind}_1c_cores_steal']:.2f}; each call checked, in "
+            "Python: "
             f"{r[f'{kind}_seq_p50_ms']:.1f} / {r[f'{kind}_seq_p99_ms']:.1f} ms) | | | "
             f"{'p99 < 20 ms' if kind == 'search' else ''} |\n"
             f"| {label} p50 / p99, {c} clients ({tool}) | {r[f'{kind}_{c}c_p50_ms']:.1f} / "
             f"{r[f'{kind}_{c}c_p99_ms']:.1f} ms ({r[f'{kind}_{c}c_calls_per_s']:.0f} calls/s, "
             f"{r[f'{kind}_{c}c_client_cpu_ms']:.3f} ms client CPU per call; connections per worker "
             f"{notes[f'{kind}_{c}c']}; load average {r[f'{kind}_{c}c_loadavg']:.1f}; cores busy: ours "
-            f"{r[f'{kind}_{c}c_cores_ours']:.2f}, others {r[f'{kind}_{c}c_cores_others']:.2f}; autovacuum at half "
-            f"time: {notes[f'{kind}_{c}c_autovacuum']}) | one client's p99 | "
+            f"{r[f'{kind}_{c}c_cores_ours']:.2f}, others {r[f'{kind}_{c}c_cores_others']:.2f}, steal "
+            f"{r[f'{kind}_{c}c_cores_steal']:.2f}; autovacuum at half time: {notes[f'{kind}_{c}c_autovacuum']}) | "
+            "one client's p99 | "
             f"{r[f'{kind}_ratio_p99']:.1f}× | ≤ 3× |\n"
         )
     body += (
@@ -567,8 +574,9 @@ def write_docs(
         "CHECKPOINT; it is the floor of writing what the registry writes, without parsing, validation, look-ups or the "
         "per-Bundle transactions. PostgreSQL was VACUUM ANALYZEd and CHECKPOINTed before the latency runs. The "
         "“cores busy” figures split the machine's CPU during each run into ours (the registry's processes, "
-        "PostgreSQL's when it is the benchmark's own cluster, the benchmark and its load generators) and everything "
-        "else running on the shared machine meanwhile.\n"
+        "PostgreSQL's when it is the benchmark's own cluster, the benchmark and its load generators), everything "
+        "else running on the shared machine meanwhile, and steal: time the hypervisor gave the virtual cores to "
+        "others outside this machine.\n"
     )
     if profile:
         body += (
