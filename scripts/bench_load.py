@@ -227,20 +227,38 @@ end
 done = function(summary, latency, requests)
   local e = summary.errors
   io.write(string.format('RESULT {"requests": %d, "duration_us": %d, "errors": %d, "non2xx": %d, '
-    .. '"p50_us": %d, "p99_us": %d}\n', summary.requests, summary.duration,
-    e.connect + e.read + e.write + e.timeout, e.status, latency:percentile(50), latency:percentile(99)))
+    .. '"p50_us": %d, "p99_us": %d, "mean_us": %d, "max_us": %d}\n', summary.requests, summary.duration,
+    e.connect + e.read + e.write + e.timeout, e.status, latency:percentile(50), latency:percentile(99),
+    latency.mean, latency.max))
 end
 """
 
 
 def http_load_paths(
-    base: str, paths: list[str], headers: dict[str, str], *, clients: int, seconds: float, method: str = "GET"
+    base: str,
+    paths: list[str],
+    headers: dict[str, str],
+    *,
+    clients: int,
+    seconds: float,
+    method: str = "GET",
+    tool: str = "auto",
 ) -> dict[str, float]:
     """Like :func:`http_load` for requests without a body whose path (with its query) changes per request:
     ``clients`` kept-alive connections to ``base`` (``http://host:port``) going through ``paths`` in turn for
-    ``seconds``: calls/s, p50/p99 (ms), errors, the load generator's CPU per call. wrk (a Lua script picking the next
-    path) where installed, else one process per client."""
-    if wrk_binary():
+    ``seconds``: calls/s, p50/p99/mean/max (ms), errors, the load generator's CPU per call.
+
+    ``tool``: ``"wrk"`` (a Lua script picking the next path), ``"processes"`` (one ``http.client`` process per
+    client), ``"auto"`` wrk where installed. They differ in the latency figures, not only in their CPU: wrk corrects
+    its latency histogram for coordinated omission (after the run, every request that took at least twice the mean
+    interval between one connection's requests adds samples at that latency less one, two… intervals, as if an
+    open-loop client had kept sending during the stall), so its percentiles and mean are not those of the requests
+    made; the processes time every request as made."""
+    if tool not in ("auto", "wrk", "processes"):
+        raise ValueError(f"unknown load generator {tool!r}")
+    if tool == "wrk" and not wrk_binary():
+        raise RuntimeError("wrk is not installed (Debian: wrk)")
+    if tool != "processes" and wrk_binary():
         with tempfile.TemporaryDirectory(prefix="hr-wrk-") as tmp:
             script = Path(tmp) / "paths.lua"
             lua = f"wrk.method = {json.dumps(method)}\n" + "".join(
@@ -263,6 +281,8 @@ def http_load_paths(
             "calls_per_s": r["requests"] / (r["duration_us"] / 1e6),
             "p50_ms": r["p50_us"] / 1000,
             "p99_ms": r["p99_us"] / 1000,
+            "mean_ms": r["mean_us"] / 1000,
+            "max_ms": r["max_us"] / 1000,
             "errors": float(r["errors"] + r["non2xx"]),
             "client_cpu_ms": cpu / max(1, r["requests"]) * 1000,
             "tool": 0.0,
@@ -277,6 +297,8 @@ def http_load_paths(
         "calls_per_s": done / min(wall, seconds + 0.5),
         "p50_ms": latencies[len(latencies) // 2] * 1000 if latencies else 0.0,
         "p99_ms": latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))] * 1000 if latencies else 0.0,
+        "mean_ms": sum(latencies) / len(latencies) * 1000 if latencies else 0.0,
+        "max_ms": latencies[-1] * 1000 if latencies else 0.0,
         "errors": float(sum(p[1] for p in parts)),
         "client_cpu_ms": sum(p[3] for p in parts) / max(1, done) * 1000,
         "tool": 1.0,
