@@ -155,6 +155,8 @@ async def authenticate_in_loop(request: Request) -> Principal:
 
 
 CurrentPrincipal = Annotated[Principal, Depends(authenticate)]
+# for async handlers of many small calls (DICOMweb frames, CDS Hooks): no thread hop when the client is in memory
+LoopPrincipal = Annotated[Principal, Depends(authenticate_in_loop)]
 
 
 def prefer(request: Request) -> dict[str, str]:

@@ -210,6 +210,29 @@ def top_entries(raw: Path, n: int = 15) -> list[tuple[str, float, float]]:
     return [(f, inclusive[f] / total_samples, own[f] / total_samples) for f in ranked]
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) used so far by ``pid`` and every live descendant (uvicorn's workers, a
+    postmaster's backends) — per call, a steadier figure than latency on a machine others share."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    parents: dict[int, int] = {}
+    used: dict[int, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(entry.name)] = int(fields[1])
+        used[int(entry.name)] = (int(fields[11]) + int(fields[12])) / ticks
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        total += used.get(current, 0.0)
+        todo += [child for child, parent in parents.items() if parent == current]
+    return total
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # GET load over many paths (a different URL per request), and pushing a fixed set of bodies exactly once.
 

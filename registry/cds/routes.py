@@ -27,8 +27,9 @@ from starlette.concurrency import run_in_threadpool
 
 from catalog import Coding
 from registry.cds.cards import history_card, language, order_card, restriction_card
-from registry.endpoint import CurrentPrincipal, audit_context, ctx_of
+from registry.endpoint import CurrentPrincipal, LoopPrincipal, audit_context, ctx_of
 from registry.errors import BadRequestError, NotFoundError
+from registry.fhir.response import JsonResponse
 from registry.services.feedback import FeedbackInput
 from registry.services.recognition import DraftOrder, PatientQuery
 
@@ -136,7 +137,7 @@ def _draft_orders(body: dict[str, Any], hook: str) -> list[DraftOrder]:
 
 
 @router.post("/{service_id}", summary="Call a CDS service")
-async def call(service_id: str, request: Request, principal: CurrentPrincipal) -> JSONResponse:
+async def call(service_id: str, request: Request, principal: LoopPrincipal) -> JsonResponse:
     ctx = ctx_of(request)
     service = _service(service_id)
     body = await _json(request)
@@ -158,7 +159,7 @@ async def call(service_id: str, request: Request, principal: CurrentPrincipal) -
         if card is not None:
             ctx.metrics.reminders.labels(service["hook"]).inc()
         notice = [restriction_card(base, lang=lang)] if reminder.restricted else []
-        return JSONResponse({"cards": ([card] if card else []) + notice})
+        return JsonResponse({"cards": ([card] if card else []) + notice})
     orders = _draft_orders(body, service["hook"])
     checked = await run_in_threadpool(
         ctx.recognition.check, principal, audit, query, orders, source=service["hook"],
@@ -171,7 +172,7 @@ async def call(service_id: str, request: Request, principal: CurrentPrincipal) -
         if (card := order_card(c, base, tz, lang) or (restriction_card(base, c.item.name_zh if c.item else None, lang)
                                                       if c.restricted else None)) is not None
     ]  # fmt: skip
-    return JSONResponse({"cards": cards})
+    return JsonResponse({"cards": cards})
 
 
 def _feedback_item(item: Any) -> FeedbackInput:

@@ -21,6 +21,15 @@ class FhirResponse(Response):
         return orjson.dumps(content)
 
 
+class JsonResponse(Response):
+    """``application/json`` (CDS Hooks and other plain JSON APIs), serialized with orjson."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
 def etag_of(body: bytes) -> str:
     """A strong validator derived from the exact bytes served."""
     return '"' + hashlib.sha256(body).hexdigest()[:32] + '"'

@@ -13,6 +13,7 @@ from datetime import datetime
 from registry.auth import Principal
 from registry.errors import BadRequestError, ConflictError, NotFoundError
 from registry.services import policy
+from registry.services.config_cache import ConfigCache
 from registry.store.namespaces import SEPARATORS, Namespace, NamespaceStore
 from registry.store.repository import UnitOfWork
 
@@ -57,6 +58,8 @@ class IdentifierNamespaces:
                 now = self.clock()
                 store.add(pattern, org_id, now)
                 added.append(Namespace(pattern, org_id, now))
+            if added:
+                ConfigCache.changed(repo.conn)  # the order check keeps who owns which system per generation
         return added
 
     def remove(self, principal: Principal, pattern: str) -> None:
@@ -64,6 +67,7 @@ class IdentifierNamespaces:
         with self.uow.begin() as repo:
             if not NamespaceStore(repo.conn).remove(pattern.strip()):
                 raise NotFoundError(f"no namespace {pattern!r}")
+            ConfigCache.changed(repo.conn)
 
     def list(self, org_id: str | None = None) -> list[Namespace]:
         with self.uow.begin(audit_only=True) as repo:

@@ -139,13 +139,19 @@ class RecognitionService:
         """Whom the check is about, decided by the policy's care-context rule (policy.care); a Patient the check
         registers (the hospital's own MRN with the full national ID) is written first, audited as such."""
         with self.uow.begin(audit_only=True) as repo:
-            owners = NamespaceStore(repo.conn).owners(s for s, _v in query.identifiers)
-            found = policy.check_subject(
-                principal, repo, self.identity, owners, query.identifiers, query.patient_id, audit.break_glass
-            )
-        if found.registration is not None and self.ingest is not None:
+            found = self._subject(repo, principal, audit, query, self.cache.generation(repo.conn))
+        if found.registration is not None:
             self._register(principal, audit, found.registration)
         return found
+
+    def _subject(
+        self, repo: Repository, principal: Principal, audit: AuditContext, query: PatientQuery, generation: int
+    ) -> policy.CheckSubject:
+        systems = tuple(sorted({s for s, _v in query.identifiers}))
+        owners = self.cache.get(generation, ("owners", systems), lambda: NamespaceStore(repo.conn).owners(systems))
+        return policy.check_subject(
+            principal, repo, self.identity, owners, query.identifiers, query.patient_id, audit.break_glass
+        )
 
     def _register(self, principal: Principal, audit: AuditContext, reg: policy.Registration) -> None:
         registrar = Principal(principal.client_id, PrincipalKind.HOSPITAL, parse_scopes("system/Patient.write"),
@@ -161,7 +167,8 @@ class RecognitionService:
         note = "Patient registered by the order check: the hospital's MRN presented with the national identifier"
         writing = AuditContext(audit.request_id, audit.principal, "update", "Patient", note=note)
         condition = urlencode({"identifier": f"{reg.mrn_system}|{reg.mrn_value}"})
-        assert self.ingest is not None  # noqa: S101 - checked by the caller
+        if self.ingest is None:
+            return  # a service built without the write path (tests of the rule): nothing to register with
         self.ingest.conditional_update(registrar, writing, "Patient", condition, orjson.dumps(patient).decode())
 
     # ------------------------------------------------------------------ the check
@@ -177,17 +184,43 @@ class RecognitionService:
     ) -> list[CheckedOrder]:
         now = self.clock()
         try:
-            found = self.subject(principal, audit, patient)
-            key = found.patient_key
+            # One transaction for the usual case — who the patient is, their results, the check log, cards and
+            # audit, committed before the answer; a patient the check must register first is written in its own
+            # (the ingest's) transaction, and the check then runs in a second.
             with self.uow.begin() as repo:
-                checked = self._check(repo, principal, key, orders, now, found.break_glass)
-                self._log(repo, principal, key, checked, now, source, hook_instance)
-                repo.add_audit(rows_for_patients(audit, now=now, status=200, patient_keys=[key],
-                                                 detail=f"order check ({found.grounds})"))  # fmt: skip
-            return checked
+                generation = self.cache.generation(repo.conn)
+                found = self._subject(repo, principal, audit, patient, generation)
+                if found.registration is None:
+                    return self._checked(repo, generation, principal, audit, found, orders, now, source,
+                                         hook_instance)  # fmt: skip
+                registration = found.registration
+            self._register(principal, audit, registration)
+            with self.uow.begin() as repo:
+                return self._checked(repo, self.cache.generation(repo.conn), principal, audit, found, orders, now,
+                                     source, hook_instance)  # fmt: skip
         except RegistryError as exc:
             self.audit.record([audit_row(audit, now=now, status=exc.status, detail=exc.diagnostics)])
             raise
+
+    def _checked(
+        self,
+        repo: Repository,
+        generation: int,
+        principal: Principal,
+        audit: AuditContext,
+        found: policy.CheckSubject,
+        orders: Sequence[DraftOrder],
+        now: datetime,
+        source: str,
+        hook_instance: str | None,
+    ) -> list[CheckedOrder]:
+        key = found.patient_key
+        checked = self._check(repo, principal, key, orders, now, found.break_glass, generation)
+        checks, cards = self._log_rows(principal, key, checked, now, source, hook_instance)
+        audited = rows_for_patients(audit, now=now, status=200, patient_keys=[key],
+                                    detail=f"order check ({found.grounds})")  # fmt: skip
+        RecognitionStore(repo.conn).add_check_log(checks, cards, audited)
+        return checked
 
     def _check(
         self,
@@ -197,9 +230,10 @@ class RecognitionService:
         orders: Sequence[DraftOrder],
         now: datetime,
         break_glass: policy.BreakGlass | None,
+        generation: int | None = None,
     ) -> list[CheckedOrder]:
         store = RecognitionStore(repo.conn)
-        generation = self.cache.generation(repo.conn)
+        generation = self.cache.generation(repo.conn) if generation is None else generation
         ordering = principal.org_id or ""
         code_map = (
             self.cache.get(
@@ -325,17 +359,16 @@ class RecognitionService:
             )
         return tuple(out)
 
-    def _log(
-        self,
-        repo: Repository,
+    @staticmethod
+    def _log_rows(
         principal: Principal,
         key: str,
         checked: Sequence[CheckedOrder],
         now: datetime,
         source: str,
         hook_instance: str | None,
-    ) -> None:
-        store = RecognitionStore(repo.conn)
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The check log's rows (one per order) and the cards' (one per piece of advice)."""
         cards: list[dict[str, Any]] = []
         checks: list[dict[str, Any]] = []
         ordering = principal.org_id
@@ -358,8 +391,7 @@ class RecognitionService:
                     "issuer_org": best.issuer.id if best and best.issuer else None,
                     "suggestion_uuid": c.suggestion_uuid,
                 })  # fmt: skip
-        store.add_checks(checks)
-        store.add_cards(cards)
+        return checks, cards
 
     # ------------------------------------------------------------------ patient-view (接诊历史提醒)
     def recognizable_history(

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 
+from registry.store.compiled import Compiled
 from registry.store.tables import metadata
 
 GEN = cast(Any, metadata.tables["config_generation"])
 RECOGNITION = "recognition"
+_CURRENT = Compiled(lambda _d: select(GEN.c.generation).where(GEN.c.name == bindparam("name")))
 
 
 class ConfigGenerations:
@@ -22,8 +24,8 @@ class ConfigGenerations:
         self.conn = conn
 
     def current(self, name: str = RECOGNITION) -> int:
-        found = self.conn.execute(select(GEN.c.generation).where(GEN.c.name == name)).scalar_one_or_none()
-        return int(found or 0)
+        found = _CURRENT.first(self.conn, {"name": name})
+        return int(found.generation if found is not None else 0)
 
     def bump(self, name: str = RECOGNITION) -> None:
         """One more generation, committed with the caller's transaction (on PostgreSQL the row stays locked until

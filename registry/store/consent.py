@@ -9,8 +9,22 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Connection, and_, delete, exists, false, insert, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    and_,
+    bindparam,
+    delete,
+    exists,
+    false,
+    insert,
+    null,
+    or_,
+    select,
+    union_all,
+)
 
+from registry.store.compiled import Compiled
 from registry.store.consent_tables import ALL_HOSPITALS
 from registry.store.records import RIX
 from registry.store.tables import metadata
@@ -51,16 +65,23 @@ def is_sensitive(res: Any, sensitive_items: Sequence[str]) -> ColumnElement[bool
     )  # fmt: skip
 
 
+_SHARING = Compiled(
+    lambda _d: union_all(
+        select(SR.c.org_id).where(SR.c.patient_key == bindparam("key")),
+        select(null().label("org_id")).where(SS.c.patient_key == bindparam("key")),
+    )
+)
+
+
 class ConsentStore:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
 
     def sharing(self, patient_key: str) -> SharingRows:
-        paused = frozenset(
-            self.conn.execute(select(SR.c.org_id).where(SR.c.patient_key == patient_key)).scalars().all()
-        )
-        shared = self.conn.execute(select(SS.c.patient_key).where(SS.c.patient_key == patient_key)).first()
-        return SharingRows(paused, shared is not None)
+        # one round trip: the hospitals sharing is paused for, and (a row with no hospital) sensitive sharing
+        rows = _SHARING.all(self.conn, {"key": patient_key})
+        paused = frozenset(r.org_id for r in rows if r.org_id is not None)
+        return SharingRows(paused, any(r.org_id is None for r in rows))
 
     def replace(
         self, patient_key: str, paused: Iterable[str], sensitive: bool, consent_id: str, *, now: datetime

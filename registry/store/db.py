@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
 
 
 def make_engine(url: str, *, pool_size: int = 10) -> Engine:
@@ -54,12 +55,43 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
+        # Every execution planned for its own parameters and the table as it is now. psycopg prepares a statement
+        # after a few runs, and PostgreSQL may then keep one generic plan for the connection's life: one made while
+        # a table was small (a sequential scan, ``res_pk = ANY(…)`` tested row by row) stayed in use as the table
+        # grew until the next ANALYZE — 1 ms per Bundle became 18 ms within 60 Bundles on a server without
+        # autovacuum. Planning these short statements costs tens of microseconds.
+        connect_args={"options": "-c plan_cache_mode=force_custom_plan"},
         hide_parameters=True,
         json_serializer=_dumps,
         json_deserializer=orjson.loads,
     )
+    _ping_when_idle(engine)
     return engine
+
+
+IDLE_PING_SECONDS = 1.0
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Pre-ping a pooled connection only when it sat idle longer than ``IDLE_PING_SECONDS`` (SQLAlchemy's
+    "pessimistic disconnect handling" recipe, with a threshold): a connection handed back and taken again within a
+    second was just seen working, and under load a ping before every transaction was one round trip in four of the
+    order check. A failed ping raises ``DisconnectionError``, and the pool replaces the connection (and every other
+    connection of the pool, as a restarted server invalidates them all) before the caller sees it."""
+
+    @event.listens_for(engine, "checkin")
+    def _checked_in(_dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checked_out(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("idle_since")
+        if since is None or time.monotonic() - since <= IDLE_PING_SECONDS:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:
+            raise DisconnectionError("the pooled connection is gone") from exc
 
 
 def private_database_file(path: Path) -> None:
@@ -96,10 +128,14 @@ def limit_statements(engine: Engine, seconds: float) -> None:
     if is_postgres(engine):
         milliseconds = max(1, round(seconds * 1000))
 
-        @event.listens_for(engine, "begin")
-        def _statement_timeout(conn: Any) -> None:
-            conn.exec_driver_sql(f"SET LOCAL statement_timeout = {milliseconds}")
+        @event.listens_for(engine, "connect")
+        def _statement_timeout(dbapi_connection: Any, _record: Any) -> None:
+            # once per connection (``SET LOCAL`` per transaction was one more round trip on every request)
+            with dbapi_connection.cursor() as cursor:
+                cursor.execute(f"SET statement_timeout = {milliseconds}")
+            dbapi_connection.commit()
 
+        engine.dispose()  # connections opened before (the migrations') have no limit: open new ones
         return
 
     @event.listens_for(engine, "connect")

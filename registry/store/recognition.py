@@ -11,9 +11,10 @@ from datetime import datetime
 from typing import Any, cast
 
 import orjson
-from sqlalchemy import Connection, and_, delete, insert, or_, select, tuple_, update
+from sqlalchemy import Connection, and_, bindparam, delete, insert, or_, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 
+from registry.store.compiled import Compiled, insert_rows, one_of
 from registry.store.records import clip
 from registry.store.tables import metadata
 
@@ -27,7 +28,22 @@ UNM = cast(Any, metadata.tables["unmapped_code"])
 REM = cast(Any, metadata.tables["reminder_card"])
 REMF = cast(Any, metadata.tables["reminder_feedback"])
 
+AUD = cast(Any, metadata.tables["audit_event"])
+
 REGION_EXT = "https://hr-registry.org.cn/fhir/StructureDefinition/recognition-region"
+
+_RESULTS_FOR = Compiled(
+    lambda d: select(RIX)
+    .where(RIX.c.patient_key == bindparam("key"), one_of(RIX.c.item_id, "items", d),
+           RIX.c.effective_us >= bindparam("since"))
+    .order_by(RIX.c.effective_us.desc())
+)  # fmt: skip
+_REPORT_MEMBERS = Compiled(
+    lambda d: select(RIX)
+    .where(RIX.c.patient_key == bindparam("key"), one_of(RIX.c.report_id, "reports", d),
+           RIX.c.res_type == "Observation")
+    .order_by(RIX.c.item_id)
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,13 +62,7 @@ class RecognitionStore:
         """Index rows of one patient for these items, effective since ``since_us``, newest first."""
         if not item_ids:
             return []
-        return list(
-            self.conn.execute(
-                select(RIX)
-                .where(RIX.c.patient_key == patient_key, RIX.c.item_id.in_(item_ids), RIX.c.effective_us >= since_us)
-                .order_by(RIX.c.effective_us.desc())
-            )
-        )
+        return list(_RESULTS_FOR.all(self.conn, {"key": patient_key, "items": list(item_ids), "since": since_us}))
 
     def results_of_patient(self, patient_key: str, since_us: int) -> list[Any]:
         return list(
@@ -67,15 +77,7 @@ class RecognitionStore:
         """The Observation rows a report lists (the values of a panel)."""
         if not report_ids:
             return []
-        return list(
-            self.conn.execute(
-                select(RIX)
-                .where(
-                    RIX.c.patient_key == patient_key, RIX.c.report_id.in_(report_ids), RIX.c.res_type == "Observation"
-                )
-                .order_by(RIX.c.item_id)
-            )
-        )
+        return list(_REPORT_MEMBERS.all(self.conn, {"key": patient_key, "reports": list(report_ids)}))
 
     def result_rows(self, patient_key: str, ref: str) -> list[Any]:
         """The index rows of one result (``Type/id``) of this patient — none once it is withdrawn or deleted."""
@@ -164,6 +166,12 @@ class RecognitionStore:
     def add_checks(self, rows: Sequence[dict[str, Any]]) -> None:
         if rows:
             self.conn.execute(insert(CHECK), list(rows))
+
+    def add_check_log(
+        self, checks: Sequence[dict[str, Any]], cards: Sequence[dict[str, Any]], audit: Sequence[dict[str, Any]]
+    ) -> None:
+        """An order check's log, cards and audit rows, in one round trip on PostgreSQL."""
+        insert_rows(self.conn, [(CHECK, checks), (CARD, cards), (AUD, audit)])
 
     def card(self, uuid: str) -> Any | None:
         return self.conn.execute(select(CARD).where(CARD.c.uuid == uuid)).first()

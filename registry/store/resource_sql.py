@@ -25,6 +25,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 
+from registry.store.compiled import Compiled
 from registry.store.records import (
     DAT,
     IDN,
@@ -42,6 +43,13 @@ from registry.store.records import (
     utc,
 )
 from registry.store.sql_base import SqlBase
+
+_CARE_CONTEXT = Compiled(
+    lambda _d: select(R.c.pk)
+    .where(R.c.type == "Patient", R.c.org_id == bindparam("org"), R.c.patient_key == bindparam("key"),
+           R.c.deleted.is_(False))
+    .limit(1)
+)  # fmt: skip
 
 # The business identifiers a write claims, each once: the rows inserted are those not already held. (An
 # ``INSERT … ON CONFLICT DO NOTHING RETURNING`` of many rows in parameter order is sent one row per statement.)
@@ -324,16 +332,7 @@ class ResourceSql(SqlBase):
         return [self._stored(r) for r in rows]
 
     def has_care_context(self, org_id: str, patient_key: str) -> bool:
-        return (
-            self.conn.execute(
-                select(R.c.pk)
-                .where(
-                    R.c.type == "Patient", R.c.org_id == org_id, R.c.patient_key == patient_key, R.c.deleted.is_(False)
-                )
-                .limit(1)
-            ).first()
-            is not None
-        )
+        return _CARE_CONTEXT.first(self.conn, {"org": org_id, "key": patient_key}) is not None
 
     def max_pk(self) -> int:
         return int(self.conn.execute(select(func.coalesce(func.max(R.c.pk), 0))).scalar_one())

@@ -139,3 +139,21 @@ def test_an_outage_is_503_everywhere_the_database_is_needed_and_a_push_succeeds_
         held = conn.execute(text("SELECT count(*) FROM resource_identifier WHERE system = :s AND value = :v"),
                             reports).scalar_one()  # fmt: skip
     assert held == 1
+
+
+def test_a_pooled_connection_idle_past_the_threshold_is_pinged_and_replaced_after_a_restart(
+    outage: tuple[Cluster, TestClient, AppContext], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Connections are pinged on checkout only after sitting idle (registry.store.db): one the restarted server
+    dropped is then found dead before a statement is sent, and replaced, so the caller sees no error."""
+    from registry.store import db
+
+    cluster, _client, ctx = outage
+    with ctx.engine.connect() as conn:
+        assert conn.execute(text("SELECT 1")).scalar_one() == 1
+    cluster.stop("immediate")
+    cluster.start()
+    monkeypatch.setattr(db, "IDLE_PING_SECONDS", 0.0)  # every pooled connection counts as idle
+    for _ in range(3):
+        with ctx.engine.connect() as conn:
+            assert conn.execute(text("SELECT 1")).scalar_one() == 1

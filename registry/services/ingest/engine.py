@@ -100,6 +100,11 @@ class WriteEngine:
         ]
         by_identifier = s.repo.by_identifiers(wanted) if wanted else {}
         s.by_identifier.update({key: by_identifier.get(key) for key in wanted})
+        for found in by_identifier.values():  # what they name is known now: not read again per entry
+            if not found.deleted:
+                s.live.setdefault((found.type, found.id), (found.patient_key, found.org_id))
+                if found.type == "Patient":
+                    s.subjects.setdefault((found.type, found.id), found)
         for step in steps:
             guarded(step, self._resolve_target, s, step, by_identifier)
         for step in steps:
