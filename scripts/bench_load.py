@@ -269,7 +269,7 @@ def http_load_paths(
 ) -> dict[str, float]:
     """Like :func:`http_load` for requests without a body whose path (with its query) changes per request:
     ``clients`` kept-alive connections to ``base`` (``http://host:port``) going through ``paths`` in turn for
-    ``seconds``: calls/s, p50/p99/mean/max (ms), errors, the load generator's CPU per call.
+    ``seconds``: calls and calls/s, p50/p99/mean/max (ms), errors, the load generator's CPU per call.
 
     ``tool``: ``"wrk"`` (a Lua script picking the next path), ``"processes"`` (one ``http.client`` process per
     client), ``"auto"`` wrk where installed. They differ in the latency figures, not only in their CPU: wrk corrects
@@ -301,6 +301,7 @@ def http_load_paths(
             raise RuntimeError(f"wrk printed no result:\n{out}")
         r = json.loads(found.group(1))
         return {
+            "calls": float(r["requests"]),
             "calls_per_s": r["requests"] / (r["duration_us"] / 1e6),
             "p50_ms": r["p50_us"] / 1000,
             "p99_ms": r["p99_us"] / 1000,
@@ -317,6 +318,7 @@ def http_load_paths(
     done = sum(p[0] for p in parts)
     latencies = sorted(x for p in parts for x in p[2])
     return {
+        "calls": float(done),
         "calls_per_s": done / min(wall, seconds + 0.5),
         "p50_ms": latencies[len(latencies) // 2] * 1000 if latencies else 0.0,
         "p99_ms": latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))] * 1000 if latencies else 0.0,
@@ -497,14 +499,17 @@ def _tree_ticks(roots: list[int]) -> int:
 
 
 @contextmanager
-def cpu_split(roots: list[int]) -> Iterator[dict[str, float]]:
+def cpu_split(roots: list[int], parts: dict[str, list[int]] | None = None) -> Iterator[dict[str, float]]:
     """How busy the machine was while the block ran, split into the processes under ``roots`` (the server, the
     database, the load generator) and everything else on the machine: ``ours`` and ``others`` in cores (CPU seconds
     per second), ``steal`` the cores' time a virtual machine's hypervisor gave to others outside it, ``cores`` the
-    machine has; filled in when the block ends."""
+    machine has, and for each of ``parts`` (a name: its roots) ``<name>_cpu_s``, the CPU seconds of the processes
+    under them (children that ended meanwhile included); filled in when the block ends."""
     hz = os.sysconf("SC_CLK_TCK")
     out: dict[str, float] = {}
+    parts = parts or {}
     (busy, steal), ours, t = _busy_ticks(), _tree_ticks(roots), time.monotonic()
+    before = {name: _tree_ticks(r) for name, r in parts.items()}
     try:
         yield out
     finally:
@@ -513,3 +518,5 @@ def cpu_split(roots: list[int]) -> Iterator[dict[str, float]]:
         busy, steal = busy_now - busy, steal_now - steal
         out.update(ours=ours / hz / wall, others=max(0, busy - ours) / hz / wall, steal=steal / hz / wall,
                    cores=float(os.cpu_count() or 1))  # fmt: skip
+        for name, r in parts.items():
+            out[f"{name}_cpu_s"] = (_tree_ticks(r) - before[name]) / hz

@@ -387,8 +387,9 @@ def run(args: argparse.Namespace, server_url: str, described: str, pg_pid: int |
         # the machine's CPU split into ours (registry, PostgreSQL unless --pg, this process and its load generators)
         # and everything else running meanwhile (the machine is shared)
         roots = [server.pid, os.getpid()] + ([pg_pid] if pg_pid else [])
+        parts = {"registry": [server.pid]} | ({"postgres": [pg_pid]} if pg_pid else {})
         spread: list[str] = []
-        with profiled(server.pid, args.profile), cpu_split(roots) as ingest_cpu:
+        with profiled(server.pid, args.profile), cpu_split(roots, parts) as ingest_cpu:
             push = http_push(f"{base}/fhir", bodies, headers, clients=args.clients, progress=progress,
                              on_start=lambda: spread.append(worker_connections(args.port)))  # fmt: skip
         load_after_ingest = os.getloadavg()[0]
@@ -399,8 +400,9 @@ def run(args: argparse.Namespace, server_url: str, described: str, pg_pid: int |
         print(f"ingest: {reports} reports in {push['seconds']:.1f} s = {ingest_rate:.0f} reports/s "
               f"(Bundle p50 {push['p50_ms']:.0f} ms, p99 {push['p99_ms']:.0f} ms; connections per worker "
               f"{(spread or ['?'])[0]}; load average {load_after_ingest:.1f}; cores busy: ours "
-              f"{ingest_cpu['ours']:.2f}, others {ingest_cpu['others']:.2f}, steal {ingest_cpu['steal']:.2f})",
-              flush=True)  # fmt: skip
+              f"{ingest_cpu['ours']:.2f}, others {ingest_cpu['others']:.2f}, steal {ingest_cpu['steal']:.2f}; CPU per "
+              f"report: registry {ingest_cpu['registry_cpu_s'] / reports * 1000:.2f} ms, PostgreSQL "
+              f"{ingest_cpu.get('postgres_cpu_s', float('nan')) / reports * 1000:.2f} ms)", flush=True)  # fmt: skip
         profile = top_entries(args.profile) if args.profile and args.profile.exists() else []
         for name, anywhere, on_top in profile:
             print(f"  {on_top * 100:5.1f} % own  {anywhere * 100:5.1f} % on the stack  {name}")
@@ -451,7 +453,7 @@ def run(args: argparse.Namespace, server_url: str, described: str, pg_pid: int |
                 later(min(2.0, args.seconds / 2), lambda: worker_connections(args.port), seen)
                 vacuums: list[str] = []
                 later(args.seconds / 2, lambda: autovacuum_now(raw_url), vacuums)
-                with cpu_split(roots) as busy:
+                with cpu_split(roots, parts) as busy:
                     load: dict[str, Any] = dict(http_load_paths(base, paths, get_headers, clients=clients,
                                                                 seconds=args.seconds, tool="processes"))  # fmt: skip
                 load.update(busy, spread=(seen or ["?"])[0], autovacuum=(vacuums or ["?"])[0],
@@ -461,7 +463,10 @@ def run(args: argparse.Namespace, server_url: str, described: str, pg_pid: int |
                       f"calls/s, client CPU {load['client_cpu_ms']:.3f} ms per call, connections per worker "
                       f"{load['spread']}, load average {load['loadavg']:.1f}, cores busy: ours {load['ours']:.2f}, "
                       f"others {load['others']:.2f}, steal {load['steal']:.2f}, autovacuum at half time: "
-                      f"{load['autovacuum']}", flush=True)  # fmt: skip
+                      f"{load['autovacuum']}, CPU per call: registry "
+                      f"{load['registry_cpu_s'] / max(1, load['calls']) * 1000:.2f} ms, PostgreSQL "
+                      f"{load.get('postgres_cpu_s', float('nan')) / max(1, load['calls']) * 1000:.2f} ms",
+                      flush=True)  # fmt: skip
                 if load["errors"]:
                     print(f"{kind}, {clients} clients: {load['errors']:.0f} errors", file=sys.stderr)
                     return 1
@@ -494,6 +499,8 @@ def run(args: argparse.Namespace, server_url: str, described: str, pg_pid: int |
             "ingest_cores_ours": ingest_cpu["ours"],
             "ingest_cores_others": ingest_cpu["others"],
             "ingest_cores_steal": ingest_cpu["steal"],
+            "ingest_registry_cpu_ms": ingest_cpu["registry_cpu_s"] / reports * 1000,
+            "ingest_postgres_cpu_ms": ingest_cpu.get("postgres_cpu_s", float("nan")) / reports * 1000,
         }
         notes = {"ingest": (spread or ["?"])[0]}
         for kind, seq in (("search", seq_search), ("read", seq_read)):
@@ -511,6 +518,10 @@ def run(args: argparse.Namespace, server_url: str, described: str, pg_pid: int |
                 r[f"{kind}_{clients}c_cores_steal"] = load["steal"]
                 r[f"{kind}_{clients}c_mean_ms"] = load["mean_ms"]
                 r[f"{kind}_{clients}c_max_ms"] = load["max_ms"]
+                r[f"{kind}_{clients}c_registry_cpu_ms"] = load["registry_cpu_s"] / max(1, load["calls"]) * 1000
+                r[f"{kind}_{clients}c_postgres_cpu_ms"] = (
+                    load.get("postgres_cpu_s", float("nan")) / max(1, load["calls"]) * 1000
+                )
                 if (kind, clients) in corrected:
                     w = corrected[kind, clients]
                     for name in ("p50_ms", "p99_ms", "mean_ms", "calls_per_s"):
@@ -563,6 +574,8 @@ def write_docs(
         f"| ingest vs validation | {r['ingest_reports_per_s']:.0f} reports/s | fhir.resources R4B `model_validate` "
         f"of the same resources, one core: {r['validation_reports_per_s']:.0f} reports/s | "
         f"{r['ratio_ingest_validation']:.3f} | |\n"
+        f"| CPU per report: the registry's workers / PostgreSQL's backends | {r['ingest_registry_cpu_ms']:.2f} ms / "
+        f"{r['ingest_postgres_cpu_ms']:.2f} ms | | | |\n"
         f"| the load generator's CPU per report | {r['client_cpu_ms_per_report']:.3f} ms in the send loops "
         f"({r['client_processes_cpu_ms_per_report']:.3f} ms with the processes' start) | | | |\n"
     )
@@ -573,7 +586,9 @@ def write_docs(
             cell = (
                 f"p50 {r[f'{k}_p50_ms']:.1f} ms, **p99 {r[f'{k}_p99_ms']:.1f} ms** (mean {r[f'{k}_mean_ms']:.1f}, "
                 f"max {r[f'{k}_max_ms']:.0f} ms; {r[f'{k}_calls_per_s']:.0f} calls/s; client CPU "
-                f"{r[f'{k}_client_cpu_ms']:.3f} ms per call; connections per worker {notes[k]}; load average "
+                f"{r[f'{k}_client_cpu_ms']:.3f} ms per call; CPU per call: registry "
+                f"{r[f'{k}_registry_cpu_ms']:.2f} ms, PostgreSQL {r[f'{k}_postgres_cpu_ms']:.2f} ms; connections per "
+                f"worker {notes[k]}; load average "
                 f"{r[f'{k}_loadavg']:.1f}; cores busy: ours {r[f'{k}_cores_ours']:.2f}, others "
                 f"{r[f'{k}_cores_others']:.2f}, steal {r[f'{k}_cores_steal']:.2f}; autovacuum at half time: "
                 f"{notes[f'{k}_autovacuum']})"
