@@ -9,6 +9,7 @@ import http.client
 import json
 import multiprocessing
 import os
+import queue
 import re
 import resource
 import shutil
@@ -18,7 +19,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -230,3 +231,292 @@ def tree_cpu_seconds(pid: int) -> float:
         total += used.get(current, 0.0)
         todo += [child for child, parent in parents.items() if parent == current]
     return total
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# GET load over many paths (a different URL per request), and pushing a fixed set of bodies exactly once.
+
+_PATHS_LUA = r"""
+local paths = {}
+local i = 0
+init = function(args)
+  for line in io.lines(args[1]) do paths[#paths + 1] = line end
+  i = math.random(#paths)
+end
+request = function()
+  i = i % #paths + 1
+  return wrk.format(nil, paths[i])
+end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format('RESULT {"requests": %d, "duration_us": %d, "errors": %d, "non2xx": %d, '
+    .. '"p50_us": %d, "p99_us": %d, "mean_us": %d, "max_us": %d}\n', summary.requests, summary.duration,
+    e.connect + e.read + e.write + e.timeout, e.status, latency:percentile(50), latency:percentile(99),
+    latency.mean, latency.max))
+end
+"""
+
+
+def http_load_paths(
+    base: str,
+    paths: list[str],
+    headers: dict[str, str],
+    *,
+    clients: int,
+    seconds: float,
+    method: str = "GET",
+    tool: str = "auto",
+) -> dict[str, float]:
+    """Like :func:`http_load` for requests without a body whose path (with its query) changes per request:
+    ``clients`` kept-alive connections to ``base`` (``http://host:port``) going through ``paths`` in turn for
+    ``seconds``: calls and calls/s, p50/p99/mean/max (ms), errors, the load generator's CPU per call.
+
+    ``tool``: ``"wrk"`` (a Lua script picking the next path), ``"processes"`` (one ``http.client`` process per
+    client), ``"auto"`` wrk where installed. They differ in the latency figures, not only in their CPU: wrk corrects
+    its latency histogram for coordinated omission (after the run, every request that took at least twice the mean
+    interval between one connection's requests adds samples at that latency less one, two… intervals, as if an
+    open-loop client had kept sending during the stall), so its percentiles and mean are not those of the requests
+    made; the processes time every request as made."""
+    if tool not in ("auto", "wrk", "processes"):
+        raise ValueError(f"unknown load generator {tool!r}")
+    if tool == "wrk" and not wrk_binary():
+        raise RuntimeError("wrk is not installed (Debian: wrk)")
+    if tool != "processes" and wrk_binary():
+        with tempfile.TemporaryDirectory(prefix="hr-wrk-") as tmp:
+            script = Path(tmp) / "paths.lua"
+            lua = f"wrk.method = {json.dumps(method)}\n" + "".join(
+                f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}\n" for k, v in headers.items()
+            )
+            script.write_text(lua + _PATHS_LUA)
+            data = Path(tmp) / "paths.txt"
+            data.write_text("\n".join(paths) + "\n")
+            threads = max(1, min(2, clients))
+            argv = [wrk_binary() or "wrk", "-t", str(threads), "-c", str(clients), "-d", f"{seconds:.0f}s",
+                    "--timeout", "10s", "-s", str(script), base.rstrip("/") + "/", "--", str(data)]  # fmt: skip
+            before = _children_cpu()
+            out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout  # noqa: S603 - fixed argv
+            cpu = _children_cpu() - before
+        found = re.search(r"^RESULT (\{.*\})$", out, re.MULTILINE)
+        if found is None:
+            raise RuntimeError(f"wrk printed no result:\n{out}")
+        r = json.loads(found.group(1))
+        return {
+            "calls": float(r["requests"]),
+            "calls_per_s": r["requests"] / (r["duration_us"] / 1e6),
+            "p50_ms": r["p50_us"] / 1000,
+            "p99_ms": r["p99_us"] / 1000,
+            "mean_ms": r["mean_us"] / 1000,
+            "max_ms": r["max_us"] / 1000,
+            "errors": float(r["errors"] + r["non2xx"]),
+            "client_cpu_ms": cpu / max(1, r["requests"]) * 1000,
+            "tool": 0.0,
+        }
+    t = time.perf_counter()
+    with multiprocessing.get_context("spawn").Pool(clients) as pool:
+        parts = pool.map(_paths_client, [(base, paths, headers, seconds, method, k * 7919) for k in range(clients)])
+    wall = time.perf_counter() - t
+    done = sum(p[0] for p in parts)
+    latencies = sorted(x for p in parts for x in p[2])
+    return {
+        "calls": float(done),
+        "calls_per_s": done / min(wall, seconds + 0.5),
+        "p50_ms": latencies[len(latencies) // 2] * 1000 if latencies else 0.0,
+        "p99_ms": latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))] * 1000 if latencies else 0.0,
+        "mean_ms": sum(latencies) / len(latencies) * 1000 if latencies else 0.0,
+        "max_ms": latencies[-1] * 1000 if latencies else 0.0,
+        "errors": float(sum(p[1] for p in parts)),
+        "client_cpu_ms": sum(p[3] for p in parts) / max(1, done) * 1000,
+        "tool": 1.0,
+    }
+
+
+def _paths_client(args: tuple[str, list[str], dict[str, str], float, str, int]) -> tuple[int, int, list[float], float]:
+    base, paths, headers, seconds, method, seed = args
+    parts = urlsplit(base)
+    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port or 80, timeout=30)
+    done = errors = 0
+    latencies: list[float] = []
+    cpu = time.process_time()
+    stop = time.perf_counter() + seconds
+    i = seed
+    while time.perf_counter() < stop:
+        path = paths[i % len(paths)]
+        i += 1
+        t = time.perf_counter()
+        conn.request(method, path, headers=headers)
+        response = conn.getresponse()
+        response.read()
+        latencies.append(time.perf_counter() - t)
+        done += 1
+        errors += response.status >= 300
+    conn.close()
+    return done, errors, latencies, time.process_time() - cpu
+
+
+def http_push(
+    url: str,
+    bodies: list[bytes],
+    headers: dict[str, str],
+    *,
+    clients: int,
+    method: str = "POST",
+    progress: Callable[[int, float], None] | None = None,
+    every: float = 5.0,
+    on_start: Callable[[], None] | None = None,
+) -> dict[str, Any]:
+    """Send every one of ``bodies`` exactly once, in order, from ``clients`` processes, each with one kept-alive
+    ``http.client`` connection opened before the clock starts; the next body goes to whichever client is free.
+    ``on_start()`` is called once every connection is open and the clock has started, ``progress(sent, seconds)``
+    about every ``every`` seconds while the push runs. Returns seconds (from
+    the start signal to the last answer), calls, errors with the first error's text, p50/p99 (ms) and the clients'
+    CPU: ``client_cpu_s`` in the send loops (process_time) and ``children_cpu_s`` of the whole processes
+    (RUSAGE_CHILDREN: interpreter start included)."""
+    ctx = multiprocessing.get_context("spawn")
+    with tempfile.TemporaryDirectory(prefix="hr-push-") as tmp:
+        data = Path(tmp) / "bodies.bin"
+        offsets = [0]
+        with data.open("wb") as f:
+            for body in bodies:
+                f.write(body)
+                offsets.append(offsets[-1] + len(body))
+        counter = ctx.Value("q", 0)
+        ready = ctx.Semaphore(0)
+        go = ctx.Event()
+        results = ctx.Queue()
+        argv = (url, str(data), offsets, headers, method, counter, ready, go, results)
+        before = _children_cpu()
+        procs = [ctx.Process(target=_push_client, args=argv, daemon=True) for _ in range(clients)]
+        for p in procs:
+            p.start()
+        for _ in procs:
+            if not ready.acquire(timeout=120):
+                raise RuntimeError("a pushing client did not start")
+        started = time.monotonic()
+        go.set()
+        if on_start is not None:
+            on_start()
+        parts: list[tuple[int, int, str, list[float], float, float]] = []
+        last = started
+        while len(parts) < clients:
+            try:
+                parts.append(results.get(timeout=0.5))
+            except queue.Empty:
+                if any(p.exitcode not in (None, 0) for p in procs):
+                    raise RuntimeError("a pushing client died") from None
+            now = time.monotonic()
+            if progress is not None and now - last >= every and len(parts) < clients:
+                last = now
+                progress(min(counter.value, len(bodies)), now - started)
+        for p in procs:
+            p.join(30)
+        children = _children_cpu() - before
+    ended = max(p[5] for p in parts)
+    latencies = sorted(x for p in parts for x in p[3])
+    first_error = next((p[2] for p in parts if p[2]), "")
+    return {
+        "seconds": ended - started,
+        "calls": sum(p[0] for p in parts),
+        "errors": sum(p[1] for p in parts),
+        "first_error": first_error,
+        "p50_ms": latencies[len(latencies) // 2] * 1000 if latencies else 0.0,
+        "p99_ms": latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))] * 1000 if latencies else 0.0,
+        "client_cpu_s": sum(p[4] for p in parts),
+        "children_cpu_s": children,
+    }
+
+
+def _push_client(
+    url: str, data: str, offsets: list[int], headers: dict[str, str], method: str, counter: Any, ready: Any, go: Any,
+    results: Any,
+) -> None:  # fmt: skip
+    import mmap
+
+    parts = urlsplit(url)
+    path = parts.path + (f"?{parts.query}" if parts.query else "")
+    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port or 80, timeout=600)
+    conn.connect()
+    done = errors = 0
+    first_error = ""
+    latencies: list[float] = []
+    with open(data, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+        ready.release()
+        go.wait()
+        cpu = time.process_time()
+        while True:
+            with counter.get_lock():
+                n = counter.value
+                counter.value = n + 1
+            if n >= len(offsets) - 1:
+                break
+            body = m[offsets[n] : offsets[n + 1]]
+            t = time.monotonic()
+            conn.request(method, path, body=body, headers=headers)
+            response = conn.getresponse()
+            text = response.read()
+            latencies.append(time.monotonic() - t)
+            done += 1
+            if response.status >= 300:
+                errors += 1
+                first_error = first_error or f"{response.status}: {text[:300].decode(errors='replace')}"
+        cpu = time.process_time() - cpu
+    ended = time.monotonic()
+    conn.close()
+    results.put((done, errors, first_error, latencies, cpu, ended))
+
+
+def _busy_ticks() -> tuple[int, int]:
+    """Clock ticks the machine's cores spent busy since boot (``/proc/stat``: user, nice, system, irq, softirq; not
+    idle, iowait, nor guest, which user already holds), and the ticks the hypervisor took from them (steal)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return fields[0] + fields[1] + fields[2] + sum(fields[5:7]), fields[7] if len(fields) > 7 else 0
+
+
+def _tree_ticks(roots: list[int]) -> int:
+    """CPU ticks of the processes under ``roots`` (the roots too): each live one's own time plus what its reaped
+    children used, so a child that ended meanwhile still counts (in its parent's)."""
+    stats: dict[int, tuple[int, int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            raw = (entry / "stat").read_text()
+        except OSError:
+            continue
+        rest = raw[raw.rindex(")") + 2 :].split()
+        # after the command: state ppid ... utime(14) stime(15) cutime(16) cstime(17) — fields 3… of ``rest``
+        stats[int(entry.name)] = (int(rest[1]), int(rest[11]) + int(rest[12]) + int(rest[13]) + int(rest[14]))
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _ticks) in stats.items():
+        children.setdefault(ppid, []).append(pid)
+    seen: set[int] = set()
+    todo = [r for r in roots if r in stats]
+    while todo:
+        pid = todo.pop()
+        if pid not in seen:
+            seen.add(pid)
+            todo.extend(children.get(pid, []))
+    return sum(stats[p][1] for p in seen)
+
+
+@contextmanager
+def cpu_split(roots: list[int], parts: dict[str, list[int]] | None = None) -> Iterator[dict[str, float]]:
+    """How busy the machine was while the block ran, split into the processes under ``roots`` (the server, the
+    database, the load generator) and everything else on the machine: ``ours`` and ``others`` in cores (CPU seconds
+    per second), ``steal`` the cores' time a virtual machine's hypervisor gave to others outside it, ``cores`` the
+    machine has, and for each of ``parts`` (a name: its roots) ``<name>_cpu_s``, the CPU seconds of the processes
+    under them (children that ended meanwhile included); filled in when the block ends."""
+    hz = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    parts = parts or {}
+    (busy, steal), ours, t = _busy_ticks(), _tree_ticks(roots), time.monotonic()
+    before = {name: _tree_ticks(r) for name, r in parts.items()}
+    try:
+        yield out
+    finally:
+        wall = max(1e-6, time.monotonic() - t)
+        (busy_now, steal_now), ours = _busy_ticks(), _tree_ticks(roots) - ours
+        busy, steal = busy_now - busy, steal_now - steal
+        out.update(ours=ours / hz / wall, others=max(0, busy - ours) / hz / wall, steal=steal / hz / wall,
+                   cores=float(os.cpu_count() or 1))  # fmt: skip
+        for name, r in parts.items():
+            out[f"{name}_cpu_s"] = (_tree_ticks(r) - before[name]) / hz

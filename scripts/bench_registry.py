@@ -1,43 +1,50 @@
 #!/usr/bin/env python3
-"""Registry benchmark (not a test): ingest rate and search/read latency on PostgreSQL.
+"""Registry benchmark (not a test): ingest rate and search/read latency on PostgreSQL, each beside a baseline.
 
-Starts the registry (uvicorn, --workers N) on a fresh PostgreSQL database, pushes transaction Bundles — each report a
-DiagnosticReport with 5 Observations, patients created on their first report — from concurrent clients, then measures
-``DiagnosticReport?patient.identifier=<national id>`` and ``DiagnosticReport/<id>`` latency from one client.
+Starts the registry (uvicorn, --workers N) on a fresh database of a PostgreSQL cluster of its own (or --pg), pushes
+transaction Bundles — each report a DiagnosticReport with 5 Observations, patients created on their first report —
+once each from --clients kept-alive client processes, then measures ``DiagnosticReport?patient.identifier=<national
+id>`` and ``DiagnosticReport/<id>`` latency with one client and with --search-clients concurrent ones.
 
-    .venv/bin/python scripts/bench_registry.py --reports 100000 --patients 10000 --write-docs
+Baselines from the same run: PostgreSQL ``COPY … FROM STDIN`` of exactly the rows the ingest stored (every table it
+wrote into, into empty copies with the same indexes), and fhir.resources validation alone of the same resources.
 
-Figures go to docs/benchmarks.md with the machine and the command when --write-docs is given.
+    .venv/bin/python scripts/bench_registry.py --reports 20000 --patients 5000 --write-docs
+
+Figures go to docs/benchmarks.md with the machine, the command and the PostgreSQL settings when --write-docs is given.
 """
 
 from __future__ import annotations
 
 import argparse
+import http.client
 import os
 import random
+import re
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
-import httpx
 import orjson
-from sqlalchemy import create_engine, text
+import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from registry.app import build_context  # noqa: E402
-from registry.auth import PrincipalKind  # noqa: E402
-from registry.settings import Settings  # noqa: E402
 from scripts.bench_common import create_database, finish, machine, national_id, percentile, record, start_registry  # noqa: E402
+from scripts.bench_load import cpu_split, http_load_paths, http_push, profiled, top_entries, wrk_binary  # noqa: E402
+from scripts.pg_cluster import PgCluster  # noqa: E402
 
 NATIONAL = "https://hr-registry.org.cn/fhir/sid/cn-resident-id"
 BASE = "http://hosp-a.example"
@@ -144,166 +151,481 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--reports", type=int, default=100_000)
     ap.add_argument("--patients", type=int, default=10_000)
-    ap.add_argument("--per-bundle", type=int, default=1, help="reports per transaction Bundle")
-    ap.add_argument("--clients", type=int, default=8, help="concurrent pushing clients")
+    ap.add_argument("--per-bundle", type=int, default=20, help="reports per transaction Bundle")
+    ap.add_argument("--clients", type=int, default=8, help="kept-alive client processes pushing the Bundles")
     ap.add_argument("--workers", type=int, default=2, help="uvicorn worker processes")
-    ap.add_argument("--queries", type=int, default=2000)
-    ap.add_argument(
-        "--pg",
-        default=os.environ.get("REGISTRY_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"),
-    )
+    ap.add_argument("--queries", type=int, default=2000, help="sequential searches (and as many reads), one client")
+    ap.add_argument("--search-clients", type=int, default=4, help="concurrent kept-alive clients for the loaded run")
+    ap.add_argument("--seconds", type=int, default=10, help="length of each fixed-concurrency search/read run")
+    ap.add_argument("--port", type=int, default=18470, help="the registry's loopback port")
+    ap.add_argument("--pg-port", type=int, default=18433, help="the port of the benchmark's own PostgreSQL cluster")
+    ap.add_argument("--database", default="hr_bench_registry", help="name prefix of the run's database (dropped after)")
+    ap.add_argument("--pg", default="", help="an existing PostgreSQL server URL instead of a cluster of its own")
+    ap.add_argument("--profile", type=Path, help="py-spy's collapsed stacks of the registry during the ingest")
     ap.add_argument("--write-docs", action="store_true", help="record the figures in docs/benchmarks.md")
     args = ap.parse_args()
+    if args.patients < 2 * args.clients * args.per_bundle:
+        # A patient's later reports name it by a conditional reference to the Patient its first report created: the
+        # Bundles creating the patients must be in before the ones naming them are sent.
+        ap.error("--patients must be at least 2 × --clients × --per-bundle (a Patient is created before it is named)")
+    with ExitStack() as stack:
+        if args.pg:
+            server_url, described, pg_pid = args.pg, "the given server", None
+        else:
+            cluster = stack.enter_context(PgCluster.running(database="postgres_bench", port=args.pg_port))
+            server_url, described = cluster.server_url, f"its own cluster ({cluster.describe()})"
+            pg_pid = int((cluster.data / "postmaster.pid").read_text().split()[0])
+        return run(args, server_url, described, pg_pid)
+    return 1
 
-    db, url = create_database(args.pg, "hr_bench")
-    var = Path(tempfile.mkdtemp(prefix="hr-bench-"))
-    port = 18000 + os.getpid() % 1000
-    base = f"http://127.0.0.1:{port}"
-    settings = Settings(
-        var_dir=var,
-        database_url=url,
-        public_base_url=base,
-        identity_secret="bench",
-        rate_limit_per_second=0,
-        max_bundle_entries=5000,
-        token_ttl_seconds=86_400,
+
+# ---------------------------------------------------------------------------------------------------------------- rows
+
+
+def _tables(cur: psycopg.Cursor[Any]) -> list[str]:
+    cur.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename")
+    return [r[0] for r in cur.fetchall()]
+
+
+def _columns(cur: psycopg.Cursor[Any], table: str) -> str:
+    """The table's columns that COPY can write (generated ones left out), quoted, in order."""
+    cur.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_schema = 'public' AND table_name = %s "
+        "AND is_generated = 'NEVER' ORDER BY ordinal_position",
+        (table,),
     )
-    ctx = build_context(settings)
+    return ", ".join(f'"{r[0]}"' for r in cur.fetchall())
+
+
+def _dump(cur: psycopg.Cursor[Any], table: str, columns: str) -> list[bytes]:
+    """Every row of ``table`` in COPY's text format, one line each."""
+    with cur.copy(f'COPY (SELECT {columns} FROM "{table}") TO STDOUT') as copy:
+        data = b"".join(bytes(chunk) for chunk in copy)
+    return data.splitlines(keepends=True)
+
+
+def snapshot(raw_url: str) -> dict[str, Counter[bytes]]:
+    """Every table's rows before the ingest (the set-up's few), to tell the run's rows from them afterwards."""
+    with psycopg.connect(raw_url) as pg, pg.cursor() as cur:
+        return {t: Counter(_dump(cur, t, _columns(cur, t))) for t in _tables(cur)}
+
+
+def stored_rows(raw_url: str, before: dict[str, Counter[bytes]]) -> dict[str, tuple[str, bytes, int]]:
+    """The rows the ingest stored: for every table whose row count grew, its rows now less the rows it had before,
+    as (columns, COPY text, rows)."""
+    out: dict[str, tuple[str, bytes, int]] = {}
+    with psycopg.connect(raw_url) as pg, pg.cursor() as cur:
+        for table in _tables(cur):
+            cur.execute(f'SELECT count(*) FROM "{table}"')
+            count = cur.fetchone()[0]  # type: ignore[index]
+            old = before.get(table, Counter())
+            if count <= sum(old.values()):
+                continue
+            columns = _columns(cur, table)
+            left = Counter(old)
+            kept: list[bytes] = []
+            for line in _dump(cur, table, columns):
+                if left[line] > 0:
+                    left[line] -= 1
+                else:
+                    kept.append(line)
+            out[table] = (columns, b"".join(kept), len(kept))
+    return out
+
+
+def copy_baseline(raw_url: str, stored: dict[str, tuple[str, bytes, int]]) -> float:
+    """Seconds for ``COPY … FROM STDIN`` of ``stored`` into empty copies of its tables (``LIKE … INCLUDING ALL``:
+    defaults, constraints and indexes) in the same database, in one transaction, committed, after a CHECKPOINT; the
+    copies are dropped afterwards."""
+    chunk = 1 << 20
+    with psycopg.connect(raw_url) as pg:
+        with pg.cursor() as cur:
+            for table in stored:
+                cur.execute(f'CREATE TABLE "bench_copy_{table}" (LIKE "{table}" INCLUDING ALL)')
+        pg.commit()
+        # start from clean shared buffers, as the ingest did on its fresh database: the ingest's dirty pages are not
+        # the COPY's to write out
+        pg.execute("CHECKPOINT")
+        started = time.perf_counter()
+        with pg.cursor() as cur:
+            for table, (columns, data, _rows) in stored.items():
+                with cur.copy(f'COPY "bench_copy_{table}" ({columns}) FROM STDIN') as copy:
+                    view = memoryview(data)
+                    for at in range(0, len(view), chunk):
+                        copy.write(view[at : at + chunk])
+        pg.commit()
+        seconds = time.perf_counter() - started
+        with pg.cursor() as cur:
+            for table in stored:
+                cur.execute(f'DROP TABLE "bench_copy_{table}"')
+        pg.commit()
+    return seconds
+
+
+def validation_seconds(bodies: list[bytes]) -> tuple[float, int]:
+    """Wall seconds (one thread) for the fhir.resources R4B model's ``model_validate`` of every resource in
+    ``bodies`` — what the registry's structural validation calls — and how many resources."""
+    from registry.fhir.models import model_class
+
+    resources = [(model_class(e["resource"]["resourceType"]), e["resource"]) for b in bodies
+                 for e in orjson.loads(b)["entry"]]  # fmt: skip
+    started = time.perf_counter()
+    for model, resource in resources:
+        model.model_validate(resource)
+    return time.perf_counter() - started, len(resources)
+
+
+# ------------------------------------------------------------------------------------------------------------- latency
+
+
+def sequential(port: int, paths: list[str], headers: dict[str, str]) -> tuple[list[float], list[bytes]]:
+    """One kept-alive client, each GET after the last (50 warm-up calls first): latencies (ms) and answers."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    for path in paths[:50]:
+        conn.request("GET", path, headers=headers)
+        conn.getresponse().read()
+    latencies: list[float] = []
+    answers: list[bytes] = []
+    for path in paths:
+        t = time.perf_counter()
+        conn.request("GET", path, headers=headers)
+        response = conn.getresponse()
+        data = response.read()
+        latencies.append((time.perf_counter() - t) * 1000)
+        if response.status != 200:
+            raise RuntimeError(f"GET {path}: {response.status} {data[:300]!r}")
+        answers.append(data)
+    conn.close()
+    return latencies, answers
+
+
+def worker_connections(port: int) -> str:
+    """How the established connections to ``port`` are spread over the server's processes, e.g. ``"3+1"`` (a
+    kept-alive connection stays with the uvicorn worker that accepted it); ``"?"`` without ``ss``."""
+    if shutil.which("ss") is None:
+        return "?"
+    argv = ["ss", "-Htnp", "state", "established", f"( sport = :{port} )"]
+    out = subprocess.run(argv, capture_output=True, text=True, check=False).stdout  # noqa: S603 - fixed argv
+    owners = Counter(m.group(1) for line in out.splitlines() if (m := re.search(r"pid=(\d+)", line)))
+    return "+".join(str(n) for n in sorted(owners.values(), reverse=True)) or "0"
+
+
+def autovacuum_now(raw_url: str) -> str:
+    """What autovacuum is doing right now in the run's database: ``"none"`` or its workers' commands."""
+    with psycopg.connect(raw_url, autocommit=True) as pg:
+        rows = pg.execute(
+            "SELECT query FROM pg_stat_activity "
+            "WHERE backend_type = 'autovacuum worker' AND datname = current_database()"
+        ).fetchall()
+    return "; ".join(r[0] for r in rows) or "none"
+
+
+def later(seconds: float, fn: Any, out: list[Any]) -> threading.Timer:
+    """``fn()``'s result appended to ``out`` ``seconds`` from now, on a timer thread (started)."""
+    timer = threading.Timer(seconds, lambda: out.append(fn()))
+    timer.daemon = True
+    timer.start()
+    return timer
+
+
+def run(args: argparse.Namespace, server_url: str, described: str, pg_pid: int | None) -> int:
+    # imported here, not at the top: the pushing clients are spawned processes that import this module, and need
+    # none of the registry
+    from registry.app import build_context
+    from registry.auth import PrincipalKind
     from registry.services.audit import AuditContext
+    from registry.settings import Settings
 
-    admin_p = ctx.principals.add(PrincipalKind.ADMIN, "bench-admin", "bench").principal
-    ctx.ingest.update(
-        admin_p,
-        AuditContext("bench", admin_p, "update"),
-        "Organization",
-        "hosp-a",
-        orjson.dumps({"resourceType": "Organization", "name": "A"}).decode(),
-        None,
-    )
-    ctx.namespaces.declare(admin_p, "hosp-a", [f"{BASE}/*"])
-    hosp = ctx.principals.add(PrincipalKind.HOSPITAL, "hosp-a-system", "A", org_id="hosp-a").principal
-    token = ctx.principals.token(hosp, ttl_seconds=86_400).access_token
-    ctx.engine.dispose()
-    server = start_registry(
-        var=var,
-        database_url=url,
-        port=port,
-        workers=args.workers,
-        extra_env={"REGISTRY_MAX_BUNDLE_ENTRIES": "5000"},
-    )
-    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/fhir+json"}
+    db, url = create_database(server_url, args.database)
+    raw_url = url.replace("postgresql+psycopg://", "postgresql://")
+    var = Path(tempfile.mkdtemp(prefix="hr-bench-registry-"))
+    base = f"http://127.0.0.1:{args.port}"
+    settings = Settings(var_dir=var, database_url=url, public_base_url=base, identity_secret="bench",
+                        rate_limit_per_second=0, max_bundle_entries=5000, token_ttl_seconds=86_400)  # fmt: skip
+    server = None
     try:
-        # ---------------------------------------------------------------- ingest
-        lock = threading.Lock()
-        done = [0]
-        errors: list[str] = []
-        source = bundles(args.reports, args.patients, args.per_bundle)
+        ctx = build_context(settings)
+        admin = ctx.principals.add(PrincipalKind.ADMIN, "bench-admin", "bench").principal
+        body = orjson.dumps({"resourceType": "Organization", "id": "hosp-a", "name": "A"}).decode()
+        ctx.ingest.update(admin, AuditContext("bench", admin, "update"), "Organization", "hosp-a", body, None)
+        ctx.namespaces.declare(admin, "hosp-a", [f"{BASE}/*"])
+        hosp = ctx.principals.add(PrincipalKind.HOSPITAL, "hosp-a-system", "A", org_id="hosp-a").principal
+        token = ctx.principals.token(hosp, ttl_seconds=86_400).access_token
+        ctx.engine.dispose()
 
-        def pusher(_: int) -> None:
-            while True:
-                with lock:
-                    body = next(source, None)
-                if body is None:
-                    return
-                # a connection per Bundle, so the workers share the load as behind a load balancer (a kept-alive
-                # connection stays with the worker that accepted it)
-                with httpx.Client(timeout=120) as client:
-                    r = client.post(f"{base}/fhir", content=body, headers=headers)
-                if r.status_code != 200:
-                    errors.append(r.text[:300])
-                with lock:
-                    done[0] += 1
+        t = time.perf_counter()
+        bodies = list(bundles(args.reports, args.patients, args.per_bundle))
+        reports = min(args.reports, max(1, args.reports // args.patients) * args.patients)
+        print(f"{len(bodies)} Bundles of {args.per_bundle} reports ({reports} reports, "
+              f"{sum(map(len, bodies)) / len(bodies) / 1024:.0f} KiB each) made in {time.perf_counter() - t:.1f} s",
+              flush=True)  # fmt: skip
 
-        # This machine's PostgreSQL runs with autovacuum off. Production runs it on (the default), and without
-        # statistics the planner picks scans over the search tables; so analyze as autovacuum would, whenever the
-        # data has grown by 10% (autovacuum_analyze_scale_factor) since the last time.
-        analyze = create_engine(url, isolation_level="AUTOCOMMIT")
+        # ------------------------------------------------------------ baseline: validation alone, one core
+        valid_s, resources = validation_seconds(bodies)
+        print(f"validation alone: {resources} resources in {valid_s:.1f} s = {reports / valid_s:.0f} reports/s",
+              flush=True)  # fmt: skip
+
+        # ------------------------------------------------------------ ingest through the registry
+        before = snapshot(raw_url)
+        server = start_registry(var=var, database_url=url, port=args.port, workers=args.workers,
+                                extra_env={"REGISTRY_MAX_BUNDLE_ENTRIES": "5000"})  # fmt: skip
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/fhir+json"}
+        with psycopg.connect(raw_url, autocommit=True) as pg:
+            autovacuum = pg.execute("SELECT current_setting('autovacuum')").fetchone()[0]  # type: ignore[index]
         analyzed_at = [0]
 
-        def autoanalyze(reports_done: int) -> None:
-            if reports_done >= max(500, analyzed_at[0] * 1.1):
-                with analyze.connect() as conn:
-                    conn.execute(text("ANALYZE"))
-                analyzed_at[0] = reports_done
+        def progress(sent: int, seconds: float) -> None:
+            done = sent * args.per_bundle
+            print(f"  ingest: {done}/{reports} reports sent, {done / seconds:.0f}/s", flush=True)
+            # Without autovacuum the planner has no statistics and picks scans over the search tables: analyze as
+            # autovacuum would, whenever the data has grown by 10 % (autovacuum_analyze_scale_factor).
+            if autovacuum == "off" and done >= max(500, analyzed_at[0] * 1.1):
+                with psycopg.connect(raw_url, autocommit=True) as pg:
+                    pg.execute("ANALYZE")
+                analyzed_at[0] = done
 
-        started = time.perf_counter()
-        with ThreadPoolExecutor(args.clients) as pool:
-            futures = [pool.submit(pusher, i) for i in range(args.clients)]
-            while not all(f.done() for f in futures):
-                time.sleep(5)
-                autoanalyze(done[0] * args.per_bundle)
-                rate = done[0] * args.per_bundle / (time.perf_counter() - started)
-                print(f"  ingest: {done[0] * args.per_bundle}/{args.reports} reports, {rate:.0f}/s", flush=True)
-        elapsed = time.perf_counter() - started
-        if errors:
-            print(f"{len(errors)} failed bundles, e.g. {errors[0]}", file=sys.stderr)
+        # the machine's CPU split into ours (registry, PostgreSQL unless --pg, this process and its load generators)
+        # and everything else running meanwhile (the machine is shared)
+        roots = [server.pid, os.getpid()] + ([pg_pid] if pg_pid else [])
+        parts = {"registry": [server.pid]} | ({"postgres": [pg_pid]} if pg_pid else {})
+        spread: list[str] = []
+        with profiled(server.pid, args.profile), cpu_split(roots, parts) as ingest_cpu:
+            push = http_push(f"{base}/fhir", bodies, headers, clients=args.clients, progress=progress,
+                             on_start=lambda: spread.append(worker_connections(args.port)))  # fmt: skip
+        load_after_ingest = os.getloadavg()[0]
+        if push["errors"]:
+            print(f"{push['errors']} failed Bundles, e.g. {push['first_error']}", file=sys.stderr)
             return 1
-        ingest_rate = args.reports / elapsed
-        print(f"ingest: {args.reports} reports in {elapsed:.1f} s = {ingest_rate:.0f} reports/s")
-        with analyze.connect() as conn:
-            conn.execute(text("ANALYZE"))
-            # flush the load's dirty pages now, so the latency run measures steady state, not a checkpoint
-            conn.execute(text("CHECKPOINT"))
-        analyze.dispose()
+        ingest_rate = reports / push["seconds"]
+        print(f"ingest: {reports} reports in {push['seconds']:.1f} s = {ingest_rate:.0f} reports/s "
+              f"(Bundle p50 {push['p50_ms']:.0f} ms, p99 {push['p99_ms']:.0f} ms; connections per worker "
+              f"{(spread or ['?'])[0]}; load average {load_after_ingest:.1f}; cores busy: ours "
+              f"{ingest_cpu['ours']:.2f}, others {ingest_cpu['others']:.2f}, steal {ingest_cpu['steal']:.2f}; CPU per "
+              f"report: registry {ingest_cpu['registry_cpu_s'] / reports * 1000:.2f} ms, PostgreSQL "
+              f"{ingest_cpu.get('postgres_cpu_s', float('nan')) / reports * 1000:.2f} ms)", flush=True)  # fmt: skip
+        profile = top_entries(args.profile) if args.profile and args.profile.exists() else []
+        for name, anywhere, on_top in profile:
+            print(f"  {on_top * 100:5.1f} % own  {anywhere * 100:5.1f} % on the stack  {name}")
 
-        # ---------------------------------------------------------------- latency
+        # ------------------------------------------------------------ baseline: COPY of the same rows
+        stored = stored_rows(raw_url, before)
+        del before
+        rows = {t: n for t, (_c, _d, n) in stored.items()}
+        size = sum(len(d) for _c, d, _n in stored.values())
+        print(f"stored: {sum(rows.values())} rows ({size / 2**20:.0f} MiB as COPY text) in " + ", ".join(
+            f"{t} {n}" for t, n in rows.items()), flush=True)  # fmt: skip
+        copy_s = copy_baseline(raw_url, stored)
+        del stored
+        copy_rate = reports / copy_s
+        print(f"COPY of the same rows: {copy_s:.1f} s = {copy_rate:.0f} reports/s", flush=True)
+
+        with psycopg.connect(raw_url, autocommit=True) as pg:
+            # what autovacuum would do after the load (the insert-triggered vacuum as well as the analyze), done now
+            # rather than during the latency runs; and the load's dirty pages flushed, so that the latency runs
+            # measure steady state, not a vacuum or a checkpoint
+            pg.execute("VACUUM (ANALYZE)")
+            pg.execute("CHECKPOINT")
+
+        # ------------------------------------------------------------ search and read latency
         rng = random.Random(11)
-        search_ms: list[float] = []
-        read_ms: list[float] = []
-        report_ids: list[str] = []
-        with httpx.Client(timeout=30) as client:
-            for _ in range(args.queries):
-                patient = rng.randrange(args.patients)
-                t = time.perf_counter()
-                r = client.get(
-                    f"{base}/fhir/DiagnosticReport",
-                    params={"patient.identifier": f"{NATIONAL}|{national_id(patient)}"},
-                    headers=headers,
-                )
-                search_ms.append((time.perf_counter() - t) * 1000)
-                assert r.status_code == 200, r.text
-                entries = r.json().get("entry", [])
-                assert entries, f"no reports for patient {patient}"
-                report_ids.append(entries[0]["resource"]["id"])
-            for rid in report_ids:
-                t = time.perf_counter()
-                r = client.get(f"{base}/fhir/DiagnosticReport/{rid}", headers=headers)
-                read_ms.append((time.perf_counter() - t) * 1000)
-                assert r.status_code == 200
-        results = {
+        get_headers = {"Authorization": f"Bearer {token}", "Accept": "application/fhir+json"}
+        search_paths = [
+            "/fhir/DiagnosticReport?"
+            + urlencode({"patient.identifier": f"{NATIONAL}|{national_id(rng.randrange(min(args.patients, reports)))}"})
+            for _ in range(args.queries)
+        ]
+        seq_search, answers = sequential(args.port, search_paths, get_headers)
+        read_paths = []
+        for path, answer in zip(search_paths, answers, strict=True):
+            entries = orjson.loads(answer).get("entry", [])
+            if not entries:
+                raise RuntimeError(f"no reports found by {path}")
+            read_paths.append(f"/fhir/DiagnosticReport/{rng.choice(entries)['resource']['id']}")
+        seq_read, _ = sequential(args.port, read_paths, get_headers)
+        # Each figure from client processes timing every request as made (``processes``), and, where wrk is installed,
+        # from wrk too: wrk's percentiles are corrected for coordinated omission (see http_load_paths), a different
+        # figure from the same load, printed beside.
+        loads: dict[tuple[str, int], dict[str, Any]] = {}
+        corrected: dict[tuple[str, int], dict[str, float]] = {}
+        for kind, paths in (("search", search_paths), ("read", read_paths)):
+            for clients in (1, args.search_clients):
+                seen: list[str] = []
+                later(min(2.0, args.seconds / 2), lambda: worker_connections(args.port), seen)
+                vacuums: list[str] = []
+                later(args.seconds / 2, lambda: autovacuum_now(raw_url), vacuums)
+                with cpu_split(roots, parts) as busy:
+                    load: dict[str, Any] = dict(http_load_paths(base, paths, get_headers, clients=clients,
+                                                                seconds=args.seconds, tool="processes"))  # fmt: skip
+                load.update(busy, spread=(seen or ["?"])[0], autovacuum=(vacuums or ["?"])[0],
+                            loadavg=os.getloadavg()[0])  # fmt: skip
+                print(f"  {kind}, {clients} clients: p50 {load['p50_ms']:.1f} ms, p99 {load['p99_ms']:.1f} ms, "
+                      f"mean {load['mean_ms']:.1f} ms, max {load['max_ms']:.0f} ms, {load['calls_per_s']:.0f} "
+                      f"calls/s, client CPU {load['client_cpu_ms']:.3f} ms per call, connections per worker "
+                      f"{load['spread']}, load average {load['loadavg']:.1f}, cores busy: ours {load['ours']:.2f}, "
+                      f"others {load['others']:.2f}, steal {load['steal']:.2f}, autovacuum at half time: "
+                      f"{load['autovacuum']}, CPU per call: registry "
+                      f"{load['registry_cpu_s'] / max(1, load['calls']) * 1000:.2f} ms, PostgreSQL "
+                      f"{load.get('postgres_cpu_s', float('nan')) / max(1, load['calls']) * 1000:.2f} ms",
+                      flush=True)  # fmt: skip
+                if load["errors"]:
+                    print(f"{kind}, {clients} clients: {load['errors']:.0f} errors", file=sys.stderr)
+                    return 1
+                loads[kind, clients] = load
+                if wrk_binary():
+                    w = http_load_paths(base, paths, get_headers, clients=clients, seconds=args.seconds, tool="wrk")
+                    print(f"    wrk (corrected for coordinated omission): p50 {w['p50_ms']:.1f} ms, p99 "
+                          f"{w['p99_ms']:.1f} ms, mean {w['mean_ms']:.1f} ms, max {w['max_ms']:.0f} ms, "
+                          f"{w['calls_per_s']:.0f} calls/s, client CPU {w['client_cpu_ms']:.3f} ms per call",
+                          flush=True)  # fmt: skip
+                    if w["errors"]:
+                        print(f"{kind}, {clients} clients, wrk: {w['errors']:.0f} errors", file=sys.stderr)
+                        return 1
+                    corrected[kind, clients] = w
+
+        r: dict[str, float] = {
             "ingest_reports_per_s": ingest_rate,
-            "search_p50_ms": statistics.median(search_ms),
-            "search_p99_ms": percentile(search_ms, 0.99),
-            "read_p50_ms": statistics.median(read_ms),
-            "read_p99_ms": percentile(read_ms, 0.99),
+            "copy_reports_per_s": copy_rate,
+            "ratio_ingest_copy": ingest_rate / copy_rate,
+            "validation_reports_per_s": reports / valid_s,
+            "ratio_ingest_validation": ingest_rate * valid_s / reports,
+            "ingest_seconds": push["seconds"],
+            "copy_seconds": copy_s,
+            "bundle_p50_ms": push["p50_ms"],
+            "bundle_p99_ms": push["p99_ms"],
+            "client_cpu_ms_per_report": push["client_cpu_s"] / reports * 1000,
+            "client_processes_cpu_ms_per_report": push["children_cpu_s"] / reports * 1000,
+            "stored_rows_per_report": sum(rows.values()) / reports,
+            "loadavg_ingest": load_after_ingest,
+            "ingest_cores_ours": ingest_cpu["ours"],
+            "ingest_cores_others": ingest_cpu["others"],
+            "ingest_cores_steal": ingest_cpu["steal"],
+            "ingest_registry_cpu_ms": ingest_cpu["registry_cpu_s"] / reports * 1000,
+            "ingest_postgres_cpu_ms": ingest_cpu.get("postgres_cpu_s", float("nan")) / reports * 1000,
         }
-        for k, v in results.items():
-            print(f"{k}: {v:.1f}")
+        notes = {"ingest": (spread or ["?"])[0]}
+        for kind, seq in (("search", seq_search), ("read", seq_read)):
+            r[f"{kind}_seq_p50_ms"] = statistics.median(seq)
+            r[f"{kind}_seq_p99_ms"] = percentile(seq, 0.99)
+            for clients in (1, args.search_clients):
+                load = loads[kind, clients]
+                r[f"{kind}_{clients}c_p50_ms"] = load["p50_ms"]
+                r[f"{kind}_{clients}c_p99_ms"] = load["p99_ms"]
+                r[f"{kind}_{clients}c_calls_per_s"] = load["calls_per_s"]
+                r[f"{kind}_{clients}c_client_cpu_ms"] = load["client_cpu_ms"]
+                r[f"{kind}_{clients}c_loadavg"] = load["loadavg"]
+                r[f"{kind}_{clients}c_cores_ours"] = load["ours"]
+                r[f"{kind}_{clients}c_cores_others"] = load["others"]
+                r[f"{kind}_{clients}c_cores_steal"] = load["steal"]
+                r[f"{kind}_{clients}c_mean_ms"] = load["mean_ms"]
+                r[f"{kind}_{clients}c_max_ms"] = load["max_ms"]
+                r[f"{kind}_{clients}c_registry_cpu_ms"] = load["registry_cpu_s"] / max(1, load["calls"]) * 1000
+                r[f"{kind}_{clients}c_postgres_cpu_ms"] = (
+                    load.get("postgres_cpu_s", float("nan")) / max(1, load["calls"]) * 1000
+                )
+                if (kind, clients) in corrected:
+                    w = corrected[kind, clients]
+                    for name in ("p50_ms", "p99_ms", "mean_ms", "calls_per_s"):
+                        r[f"{kind}_{clients}c_wrk_{name}"] = w[name]
+                notes[f"{kind}_{clients}c"] = str(load["spread"])
+                notes[f"{kind}_{clients}c_autovacuum"] = str(load["autovacuum"])
+            r[f"{kind}_ratio_p99"] = r[f"{kind}_{args.search_clients}c_p99_ms"] / r[f"{kind}_1c_p99_ms"]
+        for k, v in r.items():
+            print(f"{k}: {v:.3f}" if v < 10 else f"{k}: {v:.1f}")
+        print("connections per worker, autovacuum: " + ", ".join(f"{k} {v}" for k, v in notes.items()))
         if args.write_docs:
-            write_docs(args, results)
+            write_docs(args, r, notes, rows, described, profile)
     finally:
-        finish(server, args.pg, db)
+        finish(server, server_url, db)
         shutil.rmtree(var, ignore_errors=True)
     return 0
 
 
-def write_docs(args: argparse.Namespace, r: dict[str, float]) -> None:
+def write_docs(
+    args: argparse.Namespace,
+    r: dict[str, float],
+    notes: dict[str, str],
+    rows: dict[str, int],
+    described: str,
+    profile: list[tuple[str, float, float]],
+) -> None:
     section = "## Registry: ingest and search (scripts/bench_registry.py)"
     command = (
         f".venv/bin/python scripts/bench_registry.py --reports {args.reports} --patients {args.patients} "
-        f"--per-bundle {args.per_bundle} --clients {args.clients} --workers {args.workers} --write-docs"
+        f"--per-bundle {args.per_bundle} --clients {args.clients} --workers {args.workers} --queries {args.queries} "
+        f"--search-clients {args.search_clients} --seconds {args.seconds} --write-docs"
     )
+    c = args.search_clients
     body = (
-        f"\n### {time.strftime('%Y-%m-%d')} — {args.reports} reports, {args.patients} patients, "
-        f"{args.per_bundle} report(s) per Bundle\n\n"
-        f"- machine: {machine()}\n- command: `{command}`\n\n"
-        "| figure | value | aim |\n|---|---|---|\n"
-        f"| ingest (transaction Bundles, {args.clients} clients, {args.workers} workers) | "
-        f"{r['ingest_reports_per_s']:.0f} reports/s | ≥ 1,000 |\n"
-        f"| `DiagnosticReport?patient.identifier=…` p50 / p99 | {r['search_p50_ms']:.1f} / {r['search_p99_ms']:.1f} ms "
-        "| p99 < 20 ms |\n"
-        f"| `DiagnosticReport/<id>` read p50 / p99 | {r['read_p50_ms']:.1f} / {r['read_p99_ms']:.1f} ms | |\n"
+        f"\n### {time.strftime('%Y-%m-%d %H:%M')} UTC — {args.reports:,} reports, {args.patients:,} patients, "
+        f"{args.per_bundle} reports per Bundle, with baselines\n\n"
+        f"- machine: {machine()}\n- command: `{command}`\n- PostgreSQL: {described}\n"
+        f"- registry: {args.workers} uvicorn workers; the registry, PostgreSQL and the load generator share the cores\n"
+        f"- stored per report: {r['stored_rows_per_report']:.1f} rows ("
+        + ", ".join(f"`{t}` {n:,}" for t, n in rows.items())
+        + ")\n\n"
+        "| figure | registry | baseline | ratio | aim |\n|---|---|---|---|---|\n"
+        f"| ingest, {args.clients} kept-alive client processes | {r['ingest_reports_per_s']:.0f} reports/s "
+        f"({r['ingest_seconds']:.0f} s; Bundle p50 {r['bundle_p50_ms']:.0f} ms, p99 {r['bundle_p99_ms']:.0f} ms; "
+        f"connections per worker {notes['ingest']}; load average {r['loadavg_ingest']:.1f}; cores busy: ours "
+        f"{r['ingest_cores_ours']:.2f}, others {r['ingest_cores_others']:.2f}, steal {r['ingest_cores_steal']:.2f}) "
+        "| "
+        f"`COPY … FROM STDIN` of the same rows into empty copies (same indexes): {r['copy_reports_per_s']:.0f} "
+        f"reports/s ({r['copy_seconds']:.1f} s) | {r['ratio_ingest_copy']:.3f} | ≥ 1,000 reports/s |\n"
+        f"| ingest vs validation | {r['ingest_reports_per_s']:.0f} reports/s | fhir.resources R4B `model_validate` "
+        f"of the same resources, one core: {r['validation_reports_per_s']:.0f} reports/s | "
+        f"{r['ratio_ingest_validation']:.3f} | |\n"
+        f"| CPU per report: the registry's workers / PostgreSQL's backends | {r['ingest_registry_cpu_ms']:.2f} ms / "
+        f"{r['ingest_postgres_cpu_ms']:.2f} ms | | | |\n"
+        f"| the load generator's CPU per report | {r['client_cpu_ms_per_report']:.3f} ms in the send loops "
+        f"({r['client_processes_cpu_ms_per_report']:.3f} ms with the processes' start) | | | |\n"
     )
+    for kind, label in (("search", "`DiagnosticReport?patient.identifier=<system>\\|<national id>`"),
+                        ("read", "`DiagnosticReport/<id>`")):  # fmt: skip
+        for n in (1, c):
+            k = f"{kind}_{n}c"
+            cell = (
+                f"p50 {r[f'{k}_p50_ms']:.1f} ms, **p99 {r[f'{k}_p99_ms']:.1f} ms** (mean {r[f'{k}_mean_ms']:.1f}, "
+                f"max {r[f'{k}_max_ms']:.0f} ms; {r[f'{k}_calls_per_s']:.0f} calls/s; client CPU "
+                f"{r[f'{k}_client_cpu_ms']:.3f} ms per call; CPU per call: registry "
+                f"{r[f'{k}_registry_cpu_ms']:.2f} ms, PostgreSQL {r[f'{k}_postgres_cpu_ms']:.2f} ms; connections per "
+                f"worker {notes[k]}; load average "
+                f"{r[f'{k}_loadavg']:.1f}; cores busy: ours {r[f'{k}_cores_ours']:.2f}, others "
+                f"{r[f'{k}_cores_others']:.2f}, steal {r[f'{k}_cores_steal']:.2f}; autovacuum at half time: "
+                f"{notes[f'{k}_autovacuum']})"
+            )
+            if f"{k}_wrk_p99_ms" in r:
+                cell += (
+                    f"; wrk, corrected for coordinated omission: p50 {r[f'{k}_wrk_p50_ms']:.1f} ms, p99 "
+                    f"{r[f'{k}_wrk_p99_ms']:.1f} ms, {r[f'{k}_wrk_calls_per_s']:.0f} calls/s"
+                )
+            if n == 1:
+                cell += (
+                    f"; sequential, each answer checked: p50 {r[f'{kind}_seq_p50_ms']:.1f} ms, p99 "
+                    f"{r[f'{kind}_seq_p99_ms']:.1f} ms"
+                )
+                body += f"| {label}, one client | {cell} | | | {'p99 < 20 ms' if kind == 'search' else ''} |\n"
+            else:
+                body += f"| {label}, {c} clients | {cell} | one client's p99 | {r[f'{kind}_ratio_p99']:.1f}× | ≤ 3× |\n"
+    body += (
+        "\nThe ingest pushes every Bundle once, each from a client process with one kept-alive connection (the Bundles "
+        "are made before the clock starts). The COPY baseline is the rows the run added to every table whose row count "
+        "grew, dumped with `COPY (SELECT …) TO STDOUT` after the ingest and loaded in one transaction after a "
+        "CHECKPOINT; it is the floor of writing what the registry writes, without parsing, validation, look-ups or the "
+        "per-Bundle transactions. PostgreSQL was VACUUM ANALYZEd and CHECKPOINTed before the latency runs. The "
+        "“cores busy” figures split the machine's CPU during each run into ours (the registry's processes, "
+        "PostgreSQL's when it is the benchmark's own cluster, the benchmark and its load generators), everything "
+        "else running on the shared machine meanwhile, and steal: time the hypervisor gave the virtual cores to "
+        "others outside this machine. Latency is timed per request by keep-alive client processes (`http.client`, "
+        "one per client, each request after the last); wrk's figures beside them are corrected for coordinated "
+        "omission — it adds samples for the requests an open-loop client would have sent during a stall — and so are "
+        "not the requests made.\n"
+    )
+    if profile:
+        body += (
+            "\nWhere the registry's time goes during the ingest (py-spy, the workers' samples; idle waits left "
+            "out):\n\n| function | own | on the stack |\n|---|---|---|\n"
+            + "".join(f"| `{name}` | {own * 100:.1f} % | {anywhere * 100:.1f} % |\n" for name, anywhere, own in profile)
+        )
     record(section, body)
 
 
