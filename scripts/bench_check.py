@@ -37,7 +37,8 @@ from registry.services.audit import AuditContext  # noqa: E402
 from registry.services.demo import REGION_EXT  # noqa: E402
 from registry.settings import Settings  # noqa: E402
 from scripts.bench_common import create_database, finish, machine, national_id, percentile, record, start_registry  # noqa: E402
-from scripts.bench_load import http_load, pgbench, profiled, top_entries, tree_cpu_seconds  # noqa: E402
+from scripts.bench_cpu import profiled, top_entries, tree_cpu_seconds  # noqa: E402
+from scripts.bench_load import http_load, pgbench  # noqa: E402
 from scripts.pg_cluster import PgCluster  # noqa: E402
 
 NATIONAL = "https://hr-registry.org.cn/fhir/sid/cn-resident-id"

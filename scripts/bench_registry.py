@@ -28,9 +28,7 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections import Counter
-from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -42,109 +40,12 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from scripts.bench_baselines import copy_baseline, snapshot, stored_rows, validation_seconds  # noqa: E402
+from scripts.bench_bundles import BASE, NATIONAL, bundles  # noqa: E402
 from scripts.bench_common import create_database, finish, machine, national_id, percentile, record, start_registry  # noqa: E402
-from scripts.bench_load import cpu_split, http_load_paths, http_push, profiled, top_entries, wrk_binary  # noqa: E402
+from scripts.bench_cpu import cpu_split, profiled, top_entries  # noqa: E402
+from scripts.bench_load import http_load_paths, http_push, wrk_binary  # noqa: E402
 from scripts.pg_cluster import PgCluster  # noqa: E402
-
-NATIONAL = "https://hr-registry.org.cn/fhir/sid/cn-resident-id"
-BASE = "http://hosp-a.example"
-ANALYTES = [
-    ("6690-2", "10*9/L", 4.0, 10.0),
-    ("789-8", "10*12/L", 4.3, 5.8),
-    ("718-7", "g/L", 130, 175),
-    ("4544-3", "%", 40, 50),
-    ("777-3", "10*9/L", 125, 350),
-]
-
-
-def report_entries(n: int, patient: int, first: bool, rng: random.Random) -> list[dict[str, Any]]:
-    mrn = f"A{patient:07d}"
-    p_url = f"urn:uuid:{uuid.UUID(int=patient + 1)}"
-    entries: list[dict[str, Any]] = []
-    if first:
-        entries.append(
-            {
-                "fullUrl": p_url,
-                "resource": {
-                    "resourceType": "Patient",
-                    "identifier": [
-                        {"system": f"{BASE}/mrn", "value": mrn},
-                        {"system": NATIONAL, "value": national_id(patient)},
-                    ],
-                    "gender": "female",
-                    "managingOrganization": {"reference": "Organization/hosp-a"},
-                },
-                "request": {"method": "PUT", "url": f"Patient?identifier={BASE}/mrn|{mrn}"},
-            }
-        )
-        subject = p_url
-    else:
-        subject = f"Patient?identifier={BASE}/mrn|{mrn}"
-    when = f"2025-{n % 12 + 1:02d}-{n % 28 + 1:02d}T08:{n % 60:02d}:00+08:00"
-    results = []
-    for k, (code, unit, lo, hi) in enumerate(ANALYTES):
-        o_url = f"urn:uuid:{uuid.UUID(int=(n << 8) + k + (1 << 100))}"
-        results.append({"reference": o_url})
-        entries.append(
-            {
-                "fullUrl": o_url,
-                "resource": {
-                    "resourceType": "Observation",
-                    "identifier": [{"system": f"{BASE}/obs", "value": f"R{n}-{k}"}],
-                    "status": "final",
-                    "code": {"coding": [{"system": "http://loinc.org", "code": code}]},
-                    "subject": {"reference": subject},
-                    "effectiveDateTime": when,
-                    "valueQuantity": {
-                        "value": round(rng.uniform(lo, hi), 2),
-                        "unit": unit,
-                        "system": "http://unitsofmeasure.org",
-                        "code": unit,
-                    },
-                    "performer": [{"reference": "Organization/hosp-a"}],
-                },
-                "request": {"method": "PUT", "url": f"Observation?identifier={BASE}/obs|R{n}-{k}"},
-            }
-        )
-    entries.append(
-        {
-            "fullUrl": f"urn:uuid:{uuid.UUID(int=(n << 8) + 255 + (1 << 101))}",
-            "resource": {
-                "resourceType": "DiagnosticReport",
-                "identifier": [{"system": f"{BASE}/report", "value": f"R{n}"}],
-                "status": "final",
-                "meta": {"tag": [{"system": "https://hr-registry.org.cn/fhir/CodeSystem/hr-mark", "code": "HR"}]},
-                "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0074", "code": "LAB"}]}],
-                "code": {"coding": [{"system": "http://loinc.org", "code": "58410-2"}]},
-                "subject": {"reference": subject},
-                "effectiveDateTime": when,
-                "issued": when,
-                "performer": [{"reference": "Organization/hosp-a"}],
-                "result": results,
-            },
-            "request": {"method": "PUT", "url": f"DiagnosticReport?identifier={BASE}/report|R{n}"},
-        }
-    )
-    return entries
-
-
-def bundles(reports: int, patients: int, per_bundle: int) -> Iterator[bytes]:
-    """Reports in patient-major order so a patient's first report carries the Patient."""
-    rng = random.Random(7)
-    per_patient = max(1, reports // patients)
-    batch: list[dict[str, Any]] = []
-    n = 0
-    for round_ in range(per_patient):
-        for patient in range(patients):
-            if n >= reports:
-                break
-            batch += report_entries(n, patient, round_ == 0, rng)
-            n += 1
-            if n % per_bundle == 0:
-                yield orjson.dumps({"resourceType": "Bundle", "type": "transaction", "entry": batch})
-                batch = []
-    if batch:
-        yield orjson.dumps({"resourceType": "Bundle", "type": "transaction", "entry": batch})
 
 
 def main() -> int:
@@ -177,102 +78,6 @@ def main() -> int:
             pg_pid = int((cluster.data / "postmaster.pid").read_text().split()[0])
         return run(args, server_url, described, pg_pid)
     return 1
-
-
-# ---------------------------------------------------------------------------------------------------------------- rows
-
-
-def _tables(cur: psycopg.Cursor[Any]) -> list[str]:
-    cur.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename")
-    return [r[0] for r in cur.fetchall()]
-
-
-def _columns(cur: psycopg.Cursor[Any], table: str) -> str:
-    """The table's columns that COPY can write (generated ones left out), quoted, in order."""
-    cur.execute(
-        "SELECT column_name FROM information_schema.columns WHERE table_schema = 'public' AND table_name = %s "
-        "AND is_generated = 'NEVER' ORDER BY ordinal_position",
-        (table,),
-    )
-    return ", ".join(f'"{r[0]}"' for r in cur.fetchall())
-
-
-def _dump(cur: psycopg.Cursor[Any], table: str, columns: str) -> list[bytes]:
-    """Every row of ``table`` in COPY's text format, one line each."""
-    with cur.copy(f'COPY (SELECT {columns} FROM "{table}") TO STDOUT') as copy:
-        data = b"".join(bytes(chunk) for chunk in copy)
-    return data.splitlines(keepends=True)
-
-
-def snapshot(raw_url: str) -> dict[str, Counter[bytes]]:
-    """Every table's rows before the ingest (the set-up's few), to tell the run's rows from them afterwards."""
-    with psycopg.connect(raw_url) as pg, pg.cursor() as cur:
-        return {t: Counter(_dump(cur, t, _columns(cur, t))) for t in _tables(cur)}
-
-
-def stored_rows(raw_url: str, before: dict[str, Counter[bytes]]) -> dict[str, tuple[str, bytes, int]]:
-    """The rows the ingest stored: for every table whose row count grew, its rows now less the rows it had before,
-    as (columns, COPY text, rows)."""
-    out: dict[str, tuple[str, bytes, int]] = {}
-    with psycopg.connect(raw_url) as pg, pg.cursor() as cur:
-        for table in _tables(cur):
-            cur.execute(f'SELECT count(*) FROM "{table}"')
-            count = cur.fetchone()[0]  # type: ignore[index]
-            old = before.get(table, Counter())
-            if count <= sum(old.values()):
-                continue
-            columns = _columns(cur, table)
-            left = Counter(old)
-            kept: list[bytes] = []
-            for line in _dump(cur, table, columns):
-                if left[line] > 0:
-                    left[line] -= 1
-                else:
-                    kept.append(line)
-            out[table] = (columns, b"".join(kept), len(kept))
-    return out
-
-
-def copy_baseline(raw_url: str, stored: dict[str, tuple[str, bytes, int]]) -> float:
-    """Seconds for ``COPY … FROM STDIN`` of ``stored`` into empty copies of its tables (``LIKE … INCLUDING ALL``:
-    defaults, constraints and indexes) in the same database, in one transaction, committed, after a CHECKPOINT; the
-    copies are dropped afterwards."""
-    chunk = 1 << 20
-    with psycopg.connect(raw_url) as pg:
-        with pg.cursor() as cur:
-            for table in stored:
-                cur.execute(f'CREATE TABLE "bench_copy_{table}" (LIKE "{table}" INCLUDING ALL)')
-        pg.commit()
-        # start from clean shared buffers, as the ingest did on its fresh database: the ingest's dirty pages are not
-        # the COPY's to write out
-        pg.execute("CHECKPOINT")
-        started = time.perf_counter()
-        with pg.cursor() as cur:
-            for table, (columns, data, _rows) in stored.items():
-                with cur.copy(f'COPY "bench_copy_{table}" ({columns}) FROM STDIN') as copy:
-                    view = memoryview(data)
-                    for at in range(0, len(view), chunk):
-                        copy.write(view[at : at + chunk])
-        pg.commit()
-        seconds = time.perf_counter() - started
-        with pg.cursor() as cur:
-            for table in stored:
-                cur.execute(f'DROP TABLE "bench_copy_{table}"')
-        pg.commit()
-    return seconds
-
-
-def validation_seconds(bodies: list[bytes]) -> tuple[float, int]:
-    """Wall seconds (one thread) for the fhir.resources R4B model's ``model_validate`` of every resource in
-    ``bodies`` — what the registry's structural validation calls — and how many resources."""
-    from registry.fhir.models import model_class
-
-    resources = [(model_class(e["resource"]["resourceType"]), e["resource"]) for b in bodies
-                 for e in orjson.loads(b)["entry"]]  # fmt: skip
-    started = time.perf_counter()
-    for model, resource in resources:
-        model.model_validate(resource)
-    return time.perf_counter() - started, len(resources)
 
 
 # ------------------------------------------------------------------------------------------------------------- latency
