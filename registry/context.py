@@ -20,7 +20,7 @@ from registry.auth import TokenService, utcnow
 from registry.fhir.response import etag_of
 from registry.keys import load_identity_secret, load_signing_key
 from registry.metrics import Metrics
-from registry.ratelimit import RateLimiter
+from registry.ratelimit import Limiter
 from registry.services.administration import Administration
 from registry.services.bundle_reads import BundleReads
 from registry.services.capability import capability_statement, conformance_resources
@@ -43,6 +43,7 @@ from registry.services.search_query import SearchLimits
 from registry.services.stats import Statistics
 from registry.services.subscriptions import CriteriaParser, DeliveryPolicy, SubscriptionMatcher
 from registry.settings import Settings
+from registry.shared_ratelimit import rate_limiter
 from registry.store.db import make_engine
 from registry.store.repository import UnitOfWork
 
@@ -75,7 +76,8 @@ class AppContext:
     reads: Reads
     bundle_reads: BundleReads
     ingest: Ingest
-    limiter: RateLimiter
+    limiter: Limiter
+    sign_in_limiter: Limiter
     clock: Callable[[], datetime]
     indexer: ResultIndexer
     recognition: RecognitionService
@@ -178,8 +180,21 @@ class AppContext:
             reads=reads,
             bundle_reads=BundleReads(reads),
             ingest=ingest,
-            limiter=RateLimiter(
-                settings.rate_limit_per_second, settings.rate_limit_burst, max_keys=settings.rate_limit_max_keys
+            limiter=rate_limiter(
+                settings.rate_limit_storage_url,
+                settings.rate_limit_per_second,
+                settings.rate_limit_burst,
+                max_keys=settings.rate_limit_max_keys,
+                secret=secret,
+                name="api",
+            ),
+            sign_in_limiter=rate_limiter(  # per account: 10 attempts at once, then one every 5 s
+                settings.rate_limit_storage_url,
+                0.2,
+                10,
+                max_keys=settings.rate_limit_max_keys,
+                secret=secret,
+                name="sign-in",
             ),
             clock=clock,
             indexer=indexer,

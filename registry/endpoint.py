@@ -147,7 +147,9 @@ async def authenticate_in_loop(request: Request) -> Principal:
     principal = _remembered_principal(request)
     if principal is None:
         return await run_in_threadpool(authenticate, request)
-    wait = ctx_of(request).limiter.acquire(principal.client_id)
+    limiter = ctx_of(request).limiter
+    key = principal.client_id
+    wait = await run_in_threadpool(limiter.acquire, key) if limiter.blocking else limiter.acquire(key)
     if wait:
         await run_in_threadpool(_rate_limited, request, principal, wait)
     request.state.principal = principal

@@ -14,8 +14,20 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from cachetools import TTLCache
+
+
+class Limiter(Protocol):
+    """What a route asks of a rate limiter. ``blocking``: whether :meth:`acquire` may wait on the network (a
+    shared store), so the event loop must hand it to a thread."""
+
+    blocking: bool
+
+    def acquire(self, key: str) -> int:
+        """0 when the request may proceed; otherwise the seconds to wait (for ``Retry-After``)."""
+        ...
 
 
 @dataclass(slots=True)
@@ -25,6 +37,8 @@ class _Bucket:
 
 
 class RateLimiter:
+    blocking = False
+
     def __init__(
         self, rate_per_second: float, burst: int, *, max_keys: int = 10_000, timer: Callable[[], float] = time.monotonic
     ) -> None:

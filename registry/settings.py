@@ -132,6 +132,12 @@ class Settings(BaseSettings):
         description="Rate-limit buckets one process keeps at most (per client, per claimed client id at /auth/token, "
         "per sign-in account); idle ones expire once refilled, the least recently used go first past this.",
     )
+    rate_limit_storage_url: str | None = Field(
+        default=None,
+        description="Where rate limits are counted when several registry nodes serve one region: a Redis URL "
+        "(redis://host:6379/0) every node shares, so a client's rate is its rate across nodes. Unset: each process "
+        "counts on its own (one machine). If the store is unreachable a node counts on its own until it is back.",
+    )
     readiness_timeout_seconds: float = Field(
         default=2.0, gt=0, le=30, description="How long GET /readyz waits for the database before answering 503."
     )

@@ -10,7 +10,6 @@ from __future__ import annotations
 from fastapi import FastAPI
 from starlette.staticfiles import StaticFiles
 
-from registry.ratelimit import RateLimiter
 from registry.web import (
     clinician_pages,
     consent_pages,
@@ -39,5 +38,3 @@ def install(app: FastAPI) -> None:
         signin,
     ):  # /{area}/login last
         app.include_router(module.router)
-    # per account: 10 attempts at once, then one every 5 s
-    app.state.sign_in_limiter = RateLimiter(0.2, 10, max_keys=app.state.ctx.settings.rate_limit_max_keys)

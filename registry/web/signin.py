@@ -10,7 +10,6 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from registry.context import AppContext
 from registry.endpoint import audit_context, ctx_of
 from registry.errors import NotFoundError
-from registry.ratelimit import RateLimiter
 from registry.services import policy
 from registry.services.audit import AuditTrail, audit_row
 from registry.web.rendering import render, safe_next
@@ -56,8 +55,7 @@ def login(
     values = {"title_key": SIGN_IN_TITLES[area], "next": safe_next(area, next), "account": account}
     if not csrf_ok(request, csrf):
         return render(request, "login.html", area, None, status=400, error_key="csrf", **values)
-    limiter: RateLimiter = request.app.state.sign_in_limiter
-    if limiter.acquire(f"{area}:{account}"):
+    if ctx.sign_in_limiter.acquire(f"{area}:{account}"):
         return render(request, "login.html", area, None, status=429, error_key="too_many", **values)
     audit = audit_context(request, None, "operation", None, None)
     try:

@@ -27,6 +27,7 @@ from registry.app import create_app
 from registry.auth import DEFAULT_SCOPES, PrincipalKind
 from registry.context import AppContext
 from registry.fhir.models import OperationOutcome
+from registry.ratelimit import RateLimiter
 from tests.integration.conftest import NATIONAL, Api, make_settings, resident_id, setup_region, unique
 
 PASSPORT = "https://hr-registry.org.cn/fhir/sid/passport"
@@ -815,6 +816,7 @@ def test_made_up_client_ids_at_the_token_endpoint_leave_the_limiter_bounded(tmp_
     ctx = app.state.ctx
     setup_region(ctx)
     secret = ctx.principals.rotate_secret("hosp-a-system")
+    assert isinstance(ctx.limiter, RateLimiter)  # in-process: no shared store configured
     with TestClient(app) as client:
         for n in range(60):  # a bucket per claimed client id, before it is authenticated (each costs a hash)
             r = client.post("/auth/token", data={"grant_type": "client_credentials", "client_id": f"bogus-{n}",
