@@ -50,7 +50,13 @@ from registry.fhir.outcome import operation_outcome
 from registry.fhir.response import fhir_response
 from registry.log_filter import install_log_masking
 from registry.metrics import MetricsMiddleware
-from registry.middleware import BodyLimitMiddleware, CORSPolicyMiddleware, HeadMiddleware, RequestIdMiddleware
+from registry.middleware import (
+    BodyLimitMiddleware,
+    CORSPolicyMiddleware,
+    HeadMiddleware,
+    ReadYourWritesMiddleware,
+    RequestIdMiddleware,
+)
 from registry.route_table import allowed_methods, unguarded_routes
 from registry.services.notifications import Worker as NotificationWorker
 from registry.services.notifications import worker_for
@@ -264,6 +270,8 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(UnexpectedErrorMiddleware)  # what no handler took is a 500 that closes (the body limit's own
     # refusal is inside it)
+    if ctx.replica is not None:  # a write's mark is kept before its answer goes out
+        app.add_middleware(ReadYourWritesMiddleware, replica=ctx.replica)
     app.add_middleware(RequestIdMiddleware)
     app.add_middleware(
         SessionMiddleware,  # the pages' sign-in only; API calls carry bearer tokens and ignore it

@@ -45,6 +45,7 @@ from registry.services.subscriptions import CriteriaParser, DeliveryPolicy, Subs
 from registry.settings import Settings
 from registry.shared_ratelimit import rate_limiter
 from registry.store.db import make_engine
+from registry.store.replica import ReplicaReads, WriteMarks
 from registry.store.repository import UnitOfWork
 
 
@@ -59,6 +60,15 @@ class Published:
     def of(cls, resource: dict[str, object]) -> Published:
         body = orjson.dumps(resource)
         return cls(body, etag_of(body))
+
+
+def replica_reads(settings: Settings, primary: UnitOfWork, secret: bytes) -> ReplicaReads | None:
+    """Reads from the standby at ``REGISTRY_DATABASE_REPLICA_URL``, if one is configured (registry.store.replica)."""
+    if not settings.database_replica_url:
+        return None
+    region = hmac.new(secret, b"hr-registry write marks", hashlib.sha256).hexdigest()[:16]
+    marks = WriteMarks(settings.shared_state_url, settings.read_your_writes_seconds, prefix=region)
+    return ReplicaReads(primary, make_engine(settings.database_replica_url), marks)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +105,7 @@ class AppContext:
     notifications: Notifications
     consent: ConsentService
     imaging: ImagingGateway
+    replica: ReplicaReads | None
 
     @classmethod
     def build(
@@ -113,6 +124,7 @@ class AppContext:
         identity = IdentityPolicy(dict(settings.national_id_systems), secret)
         cursor_key = hmac.new(secret, b"hr-registry paging cursor", hashlib.sha256).digest()
         tokens = TokenService(load_signing_key(settings), settings.public_base_url, settings.token_ttl_seconds)
+        replica = replica_reads(settings, uow, secret)
         local_tz = catalog.timezone if catalog.timezone is not None else timezone(timedelta(hours=8))
         reads = Reads(
             ReadContext(
@@ -126,6 +138,7 @@ class AppContext:
                 cursor_key,
                 SearchLimits(settings.search_max_params, settings.search_max_values, settings.search_max_length),
                 sensitive_items=frozenset(i.id for i in catalog.items if i.sensitive),
+                replica=replica,
             )
         )
         indexer = ResultIndexer(catalog, local_tz, settings.fhir_base_url, frozenset(settings.hr_mark_codes))
@@ -181,7 +194,7 @@ class AppContext:
             bundle_reads=BundleReads(reads),
             ingest=ingest,
             limiter=rate_limiter(
-                settings.rate_limit_storage_url,
+                settings.shared_state_url,
                 settings.rate_limit_per_second,
                 settings.rate_limit_burst,
                 max_keys=settings.rate_limit_max_keys,
@@ -189,7 +202,7 @@ class AppContext:
                 name="api",
             ),
             sign_in_limiter=rate_limiter(  # per account: 10 attempts at once, then one every 5 s
-                settings.rate_limit_storage_url,
+                settings.shared_state_url,
                 0.2,
                 10,
                 max_keys=settings.rate_limit_max_keys,
@@ -218,4 +231,5 @@ class AppContext:
             notifications=Notifications(uow, clock),
             consent=ConsentService(uow, catalog, clock, local_tz, settings.fhir_base_url),
             imaging=imaging,
+            replica=replica,
         )

@@ -1,10 +1,12 @@
-"""ASGI middleware: request ids, the request body size limit and CORS (log masking: registry/log_filter.py)."""
+"""ASGI middleware: request ids, the request body size limit, CORS and the read-your-writes marks (log masking:
+registry/log_filter.py)."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
 
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import Response
@@ -12,6 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from registry.fhir.outcome import operation_outcome
 from registry.fhir.response import fhir_response
+from registry.store.replica import ReplicaReads
 
 
 class BodyLimitMiddleware:
@@ -188,3 +191,29 @@ class CORSPolicyMiddleware(CORSMiddleware):
             await send(message)
             return
         await super().send(message, send, request_headers)
+
+
+class ReadYourWritesMiddleware:
+    """With reads from a standby (``registry.store.replica``): once a client's write has been handled — any request
+    but GET/HEAD/OPTIONS answered below 400 — the primary's WAL position is kept as the client's mark *before* the
+    answer starts, so the client's next read, on whichever node, is served by a standby that has replayed it."""
+
+    SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
+
+    def __init__(self, app: ASGIApp, replica: ReplicaReads) -> None:
+        self.app = app
+        self.replica = replica
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in self.SAFE:
+            await self.app(scope, receive, send)
+            return
+
+        async def marking_send(message: Message) -> None:
+            if message["type"] == "http.response.start" and message["status"] < 400:
+                principal = (scope.get("state") or {}).get("principal")
+                if principal is not None:
+                    await run_in_threadpool(self.replica.mark, principal.client_id)
+            await send(message)
+
+        await self.app(scope, receive, marking_send)

@@ -132,11 +132,21 @@ class Settings(BaseSettings):
         description="Rate-limit buckets one process keeps at most (per client, per claimed client id at /auth/token, "
         "per sign-in account); idle ones expire once refilled, the least recently used go first past this.",
     )
-    rate_limit_storage_url: str | None = Field(
+    shared_state_url: str | None = Field(
         default=None,
-        description="Where rate limits are counted when several registry nodes serve one region: a Redis URL "
-        "(redis://host:6379/0) every node shares, so a client's rate is its rate across nodes. Unset: each process "
-        "counts on its own (one machine). If the store is unreachable a node counts on its own until it is back.",
+        description="What several registry nodes of one region must share, when they do: a Redis URL "
+        "(redis://host:6379/0) holding the rate-limit counts (a client's rate is its rate across nodes) and the "
+        "read-your-writes marks of replica reads. Unset: each process keeps its own (one machine). A node that "
+        "cannot reach it counts rates on its own and reads from the primary until it is back.",
+    )
+    database_replica_url: str | None = Field(
+        default=None,
+        description="A streaming standby of the PostgreSQL primary for FHIR reads and searches (off when unset). "
+        "A client that just wrote reads from the primary until the standby has replayed its write (its WAL "
+        "position, kept in REGISTRY_SHARED_STATE_URL across nodes); the read's audit rows go to the primary.",
+    )
+    read_your_writes_seconds: float = Field(
+        default=60.0, gt=0, le=3600, description="How long a client's last write position is kept for replica reads."
     )
     readiness_timeout_seconds: float = Field(
         default=2.0, gt=0, le=30, description="How long GET /readyz waits for the database before answering 503."

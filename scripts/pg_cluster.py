@@ -74,6 +74,15 @@ class PgCluster:
             conn.execute(text(f'CREATE DATABASE "{self.database}"'))
         admin.dispose()
 
+    def standby(self, **kwargs: object) -> PgCluster:
+        """A streaming standby of this (running) cluster: ``pg_basebackup -R`` into a cluster of its own, started
+        (hot standby, read-only). Remove it with ``remove()`` like any cluster."""
+        other = type(self)(database=self.database, **kwargs)  # type: ignore[arg-type]
+        self._run(str(self.bin / "pg_basebackup"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
+                  "-D", str(other.data), "-R", "-X", "stream", "-c", "fast")  # fmt: skip
+        other.start()
+        return other
+
     def start(self) -> None:
         extra = "".join(f" -c {k}={v}" for k, v in self.settings.items())
         options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1{extra}"

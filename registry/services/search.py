@@ -28,6 +28,7 @@ from registry.services.search_query import ParsedSearch, SearchLimits, SearchPar
 from registry.services.sharing import check_shared_read
 from registry.store.query import Clause, DateValue, PatientKeyClause, Query, ReferenceClause
 from registry.store.records import Stored, StoredVersion
+from registry.store.replica import ReplicaReads
 from registry.store.repository import Repository, UnitOfWork
 
 SUPPORTED_TYPES = frozenset(SEARCH_PARAMS)
@@ -46,6 +47,7 @@ class ReadContext:
     cursor_key: bytes = b""
     limits: SearchLimits = field(default_factory=SearchLimits)
     sensitive_items: frozenset[str] = frozenset()  # catalog items shared only with separate consent (policy.consent)
+    replica: ReplicaReads | None = None  # reads from a standby (registry.store.replica); None: all on the primary
     audit: AuditTrail = field(init=False)
 
     def __post_init__(self) -> None:
@@ -77,6 +79,14 @@ class Reads:
         """Run a read in one transaction with its audit rows; a refusal or error is audited on its own."""
         now = self.ctx.clock()
         try:
+            if (
+                self.ctx.replica is not None
+            ):  # read on the standby (when it has the reader's writes), audit on the primary
+                reader = audit.principal.client_id if audit.principal else None
+                with self.ctx.replica.begin(reader) as repo:
+                    result, patient_keys = fn(repo)
+                self.ctx.audit.record(rows_for_patients(audit, now=now, status=200, patient_keys=patient_keys))
+                return result
             with self.ctx.uow.begin(audit_only=True) as repo:
                 result, patient_keys = fn(repo)
                 repo.add_audit(rows_for_patients(audit, now=now, status=200, patient_keys=patient_keys))

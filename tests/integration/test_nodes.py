@@ -62,14 +62,14 @@ def _nodes(database: Database, var: Path, stack: ExitStack, **overrides: Any) ->
 @pytest.fixture
 def nodes(database: Database, tmp_path: Path) -> Iterator[Nodes]:
     with ExitStack() as stack:
-        yield _nodes(database, tmp_path, stack, rate_limit_storage_url=REDIS)
+        yield _nodes(database, tmp_path, stack, shared_state_url=REDIS)
 
 
 @pytest.fixture
 def strict_nodes(database: Database, tmp_path: Path) -> Iterator[Nodes]:
     with ExitStack() as stack:
         yield _nodes(database, tmp_path, stack, rate_limit_per_second=1, rate_limit_burst=3,
-                     rate_limit_storage_url=REDIS)  # fmt: skip
+                     shared_state_url=REDIS)  # fmt: skip
 
 
 def test_a_clients_rate_is_counted_across_nodes(strict_nodes: Nodes) -> None:
@@ -98,7 +98,7 @@ def test_a_node_whose_store_is_unreachable_counts_on_its_own(database: Database,
         closed = s.getsockname()[1]  # nothing listens there once the socket is closed
     with ExitStack() as stack:
         nodes = _nodes(database, tmp_path, stack, rate_limit_per_second=1, rate_limit_burst=3,
-                       rate_limit_storage_url=f"redis://127.0.0.1:{closed}/0")  # fmt: skip
+                       shared_state_url=f"redis://127.0.0.1:{closed}/0")  # fmt: skip
         path = "/fhir/Organization/hosp-a"
         statuses = [nodes.a.get(path, who="hosp-a-system").status_code for _ in range(4)]
         assert statuses == [200, 200, 200, 429]  # served, and still limited, by the node itself

@@ -1,0 +1,176 @@
+"""Reads from a streaming standby, with read-your-writes (docs/deploy.md "Read scaling"; off unless
+``REGISTRY_DATABASE_REPLICA_URL`` is set).
+
+- **Read-your-writes.** After a client's write is answered, the WAL position of the primary at that moment
+  (``pg_current_wal_lsn()``, read after the commit, so at or past the commit record) is kept as the client's *mark*
+  (:class:`WriteMarks`: in the shared Redis when nodes share one, so a push answered by one node and a search sent to
+  the other agree; else in this process). A read of that client opens its standby transaction with
+  ``pg_last_wal_replay_lsn() >= mark``: a standby that has not replayed the write yet is not used, the primary is.
+  Other clients may read a standby that is a moment behind (the usual replica semantics).
+- **Nothing unsafe on failure.** A standby that cannot be reached or is not in recovery any more (it was promoted,
+  or the URL is wrong) is not used for ``retry_seconds``; a mark that could not be read (the shared store down) sends
+  the read to the primary. A mark that could not be *written* is logged, and for ``retry_seconds`` every read goes to
+  the primary.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import redis
+from cachetools import TTLCache
+from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import DBAPIError
+
+from registry.store.repository import Repository, UnitOfWork
+
+log = logging.getLogger("registry.replica")
+UNKNOWN = "unknown"
+"""A mark that could not be read: the primary answers."""
+
+
+class WriteMarks:
+    """The WAL position of each client's last answered write (module docstring)."""
+
+    def __init__(
+        self,
+        url: str | None,
+        ttl_seconds: float,
+        *,
+        prefix: str,
+        retry_seconds: float = 5.0,
+        timer: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.ttl = ttl_seconds
+        self.prefix = prefix
+        self.retry_seconds = retry_seconds
+        self._timer = timer
+        self._local: TTLCache[str, str] = TTLCache(maxsize=100_000, ttl=ttl_seconds, timer=timer)
+        self._redis = redis.Redis.from_url(url, socket_timeout=0.25, socket_connect_timeout=0.25) if url else None
+        self._down_until = 0.0
+        self._lock = threading.Lock()
+
+    def _key(self, client: str) -> str:
+        return f"hr-registry:{self.prefix}:lsn:{client}"
+
+    def unavailable(self, exc: Exception) -> None:
+        """The marks cannot be trusted for ``retry_seconds``: every read goes to the primary."""
+        with self._lock:
+            first = self._timer() >= self._down_until
+            self._down_until = self._timer() + self.retry_seconds
+        if first:
+            log.warning("read-your-writes store unreachable (%s); reads go to the primary", type(exc).__name__)
+
+    def wrote(self, client: str, lsn: str) -> None:
+        if self._redis is None:
+            with self._lock:
+                self._local[client] = lsn
+            return
+        try:
+            self._redis.set(self._key(client), lsn, px=int(self.ttl * 1000))
+        except redis.RedisError as exc:
+            self.unavailable(exc)
+
+    def last(self, client: str) -> str | None:
+        """The client's mark; None when it has none; :data:`UNKNOWN` when it cannot be known now."""
+        with self._lock:
+            if self._timer() < self._down_until:
+                return UNKNOWN
+            if self._redis is None:
+                return self._local.get(client)
+        try:
+            value = self._redis.get(self._key(client))
+        except redis.RedisError as exc:
+            self.unavailable(exc)
+            return UNKNOWN
+        return value.decode() if isinstance(value, bytes) else None
+
+
+class ReplicaReads:
+    """Read transactions on the standby when it has what the reader wrote, else on the primary."""
+
+    def __init__(
+        self,
+        primary: UnitOfWork,
+        standby: Engine,
+        marks: WriteMarks,
+        *,
+        retry_seconds: float = 5.0,
+        timer: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.primary = primary
+        self.standby = standby
+        self.marks = marks
+        self.retry_seconds = retry_seconds
+        self._timer = timer
+        self._skip_until = 0.0
+        self._lock = threading.Lock()
+        self.served = {"standby": 0, "primary": 0}  # counts, for tests and metrics
+
+    def mark(self, client: str) -> None:
+        """Record the primary's WAL position as ``client``'s mark (call after its write committed, before the
+        answer goes out)."""
+        try:
+            with self.primary.engine.connect() as conn:
+                lsn = conn.exec_driver_sql("SELECT pg_current_wal_lsn()::text").scalar_one()
+        except DBAPIError as exc:  # the write is committed and answered; only its mark is missing
+            self.marks.unavailable(exc)
+            return
+        self.marks.wrote(client, str(lsn))
+
+    def _standby_usable(self) -> bool:
+        with self._lock:
+            return self._timer() >= self._skip_until
+
+    def _skip(self, why: str) -> None:
+        with self._lock:
+            first = self._timer() >= self._skip_until
+            self._skip_until = self._timer() + self.retry_seconds
+        if first:
+            log.warning("standby not used for %g s: %s", self.retry_seconds, why)
+
+    def _standby_for(self, mark: str | None) -> Connection | None:
+        """A standby connection in a transaction that sees ``mark``, or None (the standby cannot answer this read)."""
+        conn: Connection | None = None
+        try:
+            conn = self.standby.connect()
+            conn.begin()
+            in_recovery, caught_up = conn.exec_driver_sql(
+                "SELECT pg_is_in_recovery(), %(mark)s::pg_lsn IS NULL OR pg_last_wal_replay_lsn() >= %(mark)s::pg_lsn",
+                {"mark": mark},
+            ).one()
+        except DBAPIError as exc:
+            if conn is not None:
+                conn.close()
+            self._skip(f"unreachable ({type(exc.orig).__name__})")
+            return None
+        if not in_recovery:
+            conn.close()
+            self._skip("it is not in recovery (promoted, or not a standby)")
+            return None
+        if not caught_up:
+            conn.close()
+            return None
+        return conn
+
+    @contextmanager
+    def begin(self, reader: str | None) -> Iterator[Repository]:
+        """A read transaction for ``reader`` (a client id; None: no mark to honour) on the standby if it may
+        answer, else on the primary. What the block writes must go to the primary on its own."""
+        mark = self.marks.last(reader) if reader else None
+        conn = self._standby_for(mark) if mark != UNKNOWN and self._standby_usable() else None
+        if conn is not None:
+            with conn:
+                try:
+                    self.served["standby"] += 1
+                    yield Repository(conn)
+                finally:
+                    conn.rollback()  # a read: nothing to commit
+            return
+        self.served["primary"] += 1
+        with self.primary.begin() as repo:
+            yield repo
