@@ -354,7 +354,9 @@ def test_nothing_is_lost_across_a_registry_restart_with_the_receiver_down(live: 
     try:
         live.start()
         wait_for(lambda: len(receiver.delivered()) == 1)
-        time.sleep(0.5)
+        # the receiver answered; the worker records it once its exchange has ended (not at the same instant)
+        wait_for(lambda: [d.state for d in live.deliveries(sid)] == ["delivered"])
+        time.sleep(0.5)  # and nothing is sent again
         assert [x.path for x in receiver.requests] == [f"/hook/DiagnosticReport/{created['id']}"]
         assert [d.state for d in live.deliveries(sid)] == ["delivered"]
         unsubscribe(live, "hosp-b-system", sid)
