@@ -560,6 +560,7 @@ class Topology:
         self.wait_for_sync_standby(timeout=90)
         self.haproxy.start()
         self.haproxy.wait_ready(15)
+        self.wait_for_routes(timeout=30)
         self.wait_for_writes(timeout=30)
         self.create_database()
         self.seed()
@@ -661,6 +662,23 @@ class Topology:
             time.sleep(0.3)
         raise RuntimeError(f"no synchronous standby within {timeout:.0f} s: {self.cluster()}\n"
                            + "\n".join(n.tail(15) for n in self.pg))  # fmt: skip
+
+    def wait_for_routes(self, timeout: float = 30) -> None:
+        """Until HAProxy has checked every PostgreSQL member: the leader alone UP behind ``pg_rw``, the others behind
+        ``pg_ro`` (HAProxy starts with every server UP, before its first check)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            leader = self.leader()
+            states = self.haproxy.servers()
+            if leader is not None and all(
+                states.get(("pg_rw", n.member)) == ("UP" if n is leader else "DOWN")
+                and states.get(("pg_ro", n.member)) == ("DOWN" if n is leader else "UP")
+                for n in self.pg
+                if n.alive
+            ):
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"HAProxy did not route to the leader alone: {self.haproxy.servers()}")
 
     def wait_for_writes(self, timeout: float = 60) -> float:
         """Seconds until a write through HAProxy's read-write frontend commits (raises past ``timeout``)."""
