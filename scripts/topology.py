@@ -432,7 +432,10 @@ listen registry
     retry-on conn-failure
     option httpchk GET /readyz
     http-check expect status 200
-    default-server inter 1s fall 2 rise 2
+    default-server inter 1s fall 2 rise 1
+    # no node ready (the database is failing over): the registry's own 503 shape, a FHIR OperationOutcome and
+    # Retry-After, rather than HAProxy's HTML page
+    http-error status 503 content-type "application/fhir+json" string "{self._no_node}" hdr Retry-After 2
 {registries}
 listen stats
     bind 127.0.0.1:{self.stats_port}
@@ -442,6 +445,11 @@ listen stats
     stats enable
     stats uri /stats
 """
+
+    _no_node = (
+        '{\\"resourceType\\":\\"OperationOutcome\\",\\"issue\\":[{\\"severity\\":\\"fatal\\",'
+        '\\"code\\":\\"transient\\",\\"diagnostics\\":\\"no registry node is ready; retry later\\"}]}'
+    )
 
     def start(self) -> None:
         self.config.write_text(self.config_text())
