@@ -764,7 +764,12 @@ def main(argv: list[str] | None = None) -> int:
     if why:
         print(f"cannot start: {why}", file=sys.stderr)
         return 2
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+
+    def interrupted(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupted)
+    signal.signal(signal.SIGINT, interrupted)  # also where the shell started this with SIGINT ignored (``cmd &``)
     topo = Topology(args.registries, keep=args.keep)
     try:
         print("starting etcd, Patroni × 2, HAProxy, registries …", flush=True)
