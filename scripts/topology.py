@@ -515,14 +515,43 @@ class Seed:
     mrn_system: str = "http://hosp-a.example/mrn"
 
 
+def reap_abandoned(parent: Path | None = None) -> list[Path]:
+    """Remove the directories of topologies whose harness died without tearing down (``kill -9``): its etcd, Patroni,
+    HAProxy and registries die with it (PR_SET_PDEATHSIG), but each postmaster runs in a session of its own and stays.
+    Kills only a postmaster whose command line names that directory's data dir; returns the directories removed."""
+    removed = []
+    for root in (parent or Path(tempfile.gettempdir())).glob("hr-topology-*"):
+        try:
+            owner = int((root / "harness.pid").read_text())
+        except (OSError, ValueError):
+            continue
+        if Path(f"/proc/{owner}").exists():
+            continue  # its harness still runs
+        for data in root.glob("pg*/data"):
+            try:
+                pid = int((data / "postmaster.pid").read_text().split()[0])
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            except (OSError, ValueError, IndexError):
+                continue
+            if str(data).encode() in cmdline:
+                for victim in [pid, *_children(pid)]:
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.kill(victim, signal.SIGKILL)
+        shutil.rmtree(root, ignore_errors=True)
+        removed.append(root)
+    return removed
+
+
 class Topology:
     """etcd, two Patroni nodes, HAProxy and ``registries`` registry nodes, under one temporary directory.
     ``start`` brings them up in order (each waited for), ``close`` takes everything down and removes the directory;
     as a context manager, ``close`` runs whatever happened in between."""
 
     def __init__(self, registries: int = 2, *, keep: bool = False) -> None:
-        self.root = Path(tempfile.mkdtemp(prefix="hr-topology-", dir="/tmp"))
+        reap_abandoned()
+        self.root = Path(tempfile.mkdtemp(prefix="hr-topology-"))
         self.root.chmod(0o755)  # the postgres user walks into its nodes' directories
+        (self.root / "harness.pid").write_text(str(os.getpid()))
         self.keep = keep
         ports = free_ports(10 + registries)
         self.etcd = Etcd(self.root / "etcd", ports[0], ports[1])
