@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import uuid
+
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from sqlalchemy import create_engine, text
 
 from registry.store import migrate, partitions
 from registry.store.db import make_engine
 from registry.store.tables import metadata
-from tests.integration.conftest import Database
+from tests.integration.conftest import PG_ADMIN_URL, Database
 
 
 def test_migrations_match_the_models_and_are_idempotent(database: Database) -> None:
@@ -50,3 +56,27 @@ def test_patient_scoped_hot_tables_are_hash_partitioned_by_patient_on_postgresql
         assert kinds == dict.fromkeys(partitions.PARTITIONED, "p")
     finally:
         engine.dispose()
+
+
+def test_nodes_migrating_one_fresh_database_at_once_all_succeed(database: Database) -> None:
+    """Registry nodes started together each migrate on start: one migrates, the others wait and find it done."""
+    if not database.url.startswith("postgresql"):
+        pytest.skip("SQLite: one file, one writer at a time already (BEGIN IMMEDIATE); nodes share PostgreSQL")
+    name = f"hr_test_fresh_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
+    env = {**os.environ, "REGISTRY_DATABASE_URL": url}
+    cli = [sys.executable, "-c", "from registry.cli import app; app()", "db", "upgrade"]
+    try:
+        nodes = [subprocess.Popen(cli, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for _ in range(3)]
+        outputs = [node.communicate(timeout=120)[0].decode() for node in nodes]
+        assert [node.returncode for node in nodes] == [0, 0, 0], outputs
+        engine = make_engine(url, pool_size=1)
+        assert migrate.current_revision(engine) == migrate.head_revision()
+        engine.dispose()
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        admin.dispose()

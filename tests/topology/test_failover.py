@@ -24,6 +24,7 @@ from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -31,7 +32,9 @@ import pytest
 
 from catalog.codes import HR_MARK
 from scripts.bench_common import national_id
-from scripts.topology import Topology, missing
+from scripts.topology import Topology
+from scripts.topology_processes import missing
+from tests.topology.outbox_feed import REPORT_NUMBERS, OutboxFeed
 
 pytestmark = [
     pytest.mark.topology,
@@ -295,8 +298,26 @@ def test_a_killed_registry_node_is_routed_around(topo: Topology) -> None:
     topo.wait_for_balancer(30)
 
 
-def test_a_killed_primary_is_replaced_and_no_acknowledged_write_is_lost(topo: Topology) -> None:
+def assert_every_report_is_there_once(topo: Topology, numbers: list[str]) -> None:
+    """Each report an adapter accepted, searched by its number through the balancer: exactly one."""
+    headers = {"Authorization": f"Bearer {topo.seed_data.tokens['hosp-a-system']}", "Accept": FHIR_JSON}
+
+    def count(number: str) -> tuple[str, int]:
+        with httpx.Client(base_url=topo.balancer, timeout=15) as http:
+            r = http.get("/fhir/DiagnosticReport", params={"identifier": f"{REPORT_NUMBERS}|{number}",
+                                                           "_summary": "count"}, headers=headers)  # fmt: skip
+            assert r.status_code == 200, r.text
+            return number, int(r.json()["total"])
+
+    with ThreadPoolExecutor(4) as pool:
+        counts = dict(pool.map(count, numbers))
+    assert not [n for n, c in counts.items() if c == 0], "accepted reports missing from the registry"
+    assert not [n for n, c in counts.items() if c > 1], "reports delivered twice"
+
+
+def test_a_killed_primary_is_replaced_and_no_acknowledged_write_is_lost(topo: Topology, tmp_path: Path) -> None:
     load = Load(topo.balancer, topo.seed_data.tokens, prefix="p").start()
+    feed = OutboxFeed(tmp_path / "adapter", topo.balancer, topo.seed_data.adapter_secret).start()
     try:
         time.sleep(4)
         assert load.acked, "no write was acknowledged before the kill"
@@ -308,8 +329,10 @@ def test_a_killed_primary_is_replaced_and_no_acknowledged_write_is_lost(topo: To
         while time.monotonic() < deadline and len(load.acks_after(promoted)) < 30:
             time.sleep(0.5)
         time.sleep(2)
+        drained = feed.drain(timeout=90)
     finally:
         load.stop()
+        feed.close()
     # The pause: from the start of the first write that failed once the primary was gone to the acknowledgement of
     # the first write started after the kill (none started after it can commit before a standby is promoted).
     writes = load.writes()
@@ -330,3 +353,9 @@ def test_a_killed_primary_is_replaced_and_no_acknowledged_write_is_lost(topo: To
     assert pause < 45, f"writes paused {pause:.1f} s"
     assert load.acks_after(promoted, "check"), "order checks did not resume"
     assert_every_ack_is_there_once(topo, load.acked)
+    # the adapter's outbox rode through it: every message it accepted delivered, once
+    _report(f"adapter outbox: {len(feed.accepted)} messages accepted, {drained.delivered} delivered, "
+            f"{drained.dead} dead, {drained.pending} pending")  # fmt: skip
+    assert feed.accepted and drained.pending == 0 and drained.dead == 0 and feed.dead_letters() == 0, drained
+    assert drained.delivered == len(feed.accepted), drained
+    assert_every_report_is_there_once(topo, feed.accepted)

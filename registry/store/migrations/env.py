@@ -7,6 +7,7 @@ from alembic import context
 from registry.store.db import make_engine
 from registry.store.tables import metadata
 
+MIGRATION_LOCK = 0x48525247  # "HRRG": the advisory lock key the migrations hold on PostgreSQL
 config = context.config
 url = config.get_main_option("sqlalchemy.url")
 if not url:
@@ -21,4 +22,8 @@ else:
     with engine.connect() as connection:
         context.configure(connection=connection, target_metadata=metadata, render_as_batch=True)
         with context.begin_transaction():
+            if connection.dialect.name == "postgresql":
+                # Registry nodes starting together each migrate on start (REGISTRY_AUTO_MIGRATE): one at a time, the
+                # others waiting here and then finding nothing left to do (the lock ends with the transaction).
+                connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
             context.run_migrations()
