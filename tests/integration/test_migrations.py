@@ -70,7 +70,8 @@ def test_nodes_migrating_one_fresh_database_at_once_all_succeed(database: Databa
     env = {**os.environ, "REGISTRY_DATABASE_URL": url}
     cli = [sys.executable, "-c", "from registry.cli import app; app()", "db", "upgrade"]
     try:
-        nodes = [subprocess.Popen(cli, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for _ in range(3)]
+        nodes = [subprocess.Popen(cli, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # noqa: S603
+                 for _ in range(3)]  # fmt: skip
         outputs = [node.communicate(timeout=120)[0].decode() for node in nodes]
         assert [node.returncode for node in nodes] == [0, 0, 0], outputs
         engine = make_engine(url, pool_size=1)
