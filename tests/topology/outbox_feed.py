@@ -32,6 +32,7 @@ class OutboxFeed:
     _stop_delivery: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
     result: DrainResult | None = None
+    dead_letters: int = 0  # in the outbox's dead letters once drained
 
     def start(self) -> OutboxFeed:
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -75,13 +76,11 @@ class OutboxFeed:
             time.sleep(0.2)
         self._stop_delivery.set()
         self._threads[1].join(30)
+        self.dead_letters = len(self.outbox.dead_letters())
         self.deliverer.release()
         self.client.close()
         assert self.result is not None, "the deliverer did not finish"
         return self.result
-
-    def dead_letters(self) -> int:
-        return len(self.outbox.dead_letters())
 
     def close(self) -> None:
         self._stop_feeding.set()
