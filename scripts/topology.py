@@ -101,7 +101,7 @@ class Topology:
     ``start`` brings them up in order (each waited for), ``close`` takes everything down and removes the directory;
     as a context manager, ``close`` runs whatever happened in between."""
 
-    def __init__(self, registries: int = 2, *, keep: bool = False) -> None:
+    def __init__(self, registries: int = 2, *, keep: bool = False, registry_env: dict[str, str] | None = None) -> None:
         reap_abandoned()
         self.root = Path(tempfile.mkdtemp(prefix="hr-topology-"))
         self.root.chmod(0o755)  # the postgres user walks into its nodes' directories
@@ -126,7 +126,7 @@ class Topology:
             "REGISTRY_PUBLIC_BASE_URL": self.balancer,
             "REGISTRY_AUTO_MIGRATE": "false",  # migrated once by ``seed``, not raced by N nodes
             "REGISTRY_RATE_LIMIT_PER_SECOND": "0",
-        }
+        } | (registry_env or {})
         self.registries = [RegistryNode(self.root / f"registry-{i}", i, p, env) for i, p in enumerate(registry_ports)]
         self.seed_data = Seed()
 
@@ -172,6 +172,17 @@ class Topology:
                     service.kill()
         if not self.keep:
             shutil.rmtree(self.root, ignore_errors=True)
+
+    def restart_registries(self, env: dict[str, str]) -> None:
+        """Every registry node stopped, then started again with ``env`` added to its environment (e.g. replica reads
+        on: ``REGISTRY_DATABASE_REPLICA_URL`` = :attr:`standby_url`); back once the balancer routes to them."""
+        for node in self.registries:
+            node.stop()
+            node.extra_env = env
+            node.start()
+        for node in self.registries:
+            node.wait_ready(90)
+        self.wait_for_balancer(timeout=30)
 
     # ---------------------------------------------------------------- the database and the region
     def create_database(self) -> None:

@@ -145,6 +145,7 @@ class RegistryNode(Service):
         self.name = f"registry-{index}"
         super().__init__(directory)
         self.index, self.port, self._env = index, port, env
+        self.extra_env: dict[str, str] = {}  # added on the next start (Topology.restart_registries)
         self.cwd = ROOT
         self.url = f"http://127.0.0.1:{port}"
 
@@ -154,7 +155,7 @@ class RegistryNode(Service):
 
     def env(self) -> dict[str, str]:
         keep = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
-        return keep | {"PYTHONPATH": str(ROOT)} | self._env
+        return keep | {"PYTHONPATH": str(ROOT)} | self._env | self.extra_env
 
     def ready(self) -> bool:
         r = get_quietly(f"{self.url}/readyz", timeout=3)
