@@ -24,6 +24,7 @@ from typing import IO, Any
 
 import orjson
 from pydicom import dcmread
+from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.valuerep import DA, TM
@@ -263,6 +264,31 @@ def facts_from_dataset(ds: Dataset, where: str = "dataset") -> InstanceFacts:
         raise DicomInputError(f"{where}: the DICOM header cannot be read ({type(exc).__name__}: {exc})") from None
 
 
+HEADER_KEYWORDS = (
+    *REQUIRED,
+    *_TAGS,
+    "OtherPatientIDsSequence",
+    "ProcedureCodeSequence",
+    "IssuerOfAccessionNumberSequence",
+    "PatientName",
+    "InstanceNumber",
+    "SeriesNumber",
+    "SeriesDescription",
+    "BodyPartExamined",
+    "Laterality",
+    "AccessionNumber",
+    "StudyID",
+    "StudyDescription",
+    "ReferringPhysicianName",
+    "PatientID",
+    "IssuerOfPatientID",
+    "PatientSex",
+    "ContrastBolusAgent",
+)
+"""The top-level attributes ``facts_from_dataset`` reads (a sequence is read whole, its items' attributes with it)."""
+_HEADER_TAGS: list[int] | None = [t for t in map(tag_for_keyword, HEADER_KEYWORDS) if t is not None]
+
+
 def read_file(source: Path | IO[bytes], where: str | None = None) -> InstanceFacts:
     """Read one DICOM Part 10 file's header (not its pixels), and check that the file holds the whole Pixel Data
     element it declares: a file cut short in transit is refused, not sent as a valid instance."""
@@ -270,7 +296,9 @@ def read_file(source: Path | IO[bytes], where: str | None = None) -> InstanceFac
     try:
         with ExitStack() as stack:
             fp = stack.enter_context(source.open("rb")) if isinstance(source, Path) else source
-            ds = dcmread(fp, stop_before_pixels=True, force=False)
+            # only the attributes read (the rest are skipped, not decoded); the reader still walks every element's
+            # header up to the Pixel Data, where the check below takes over
+            ds = dcmread(fp, stop_before_pixels=True, force=False, specific_tags=_HEADER_TAGS)
             problem = _pixel_data_problem(fp, ds)
     except InvalidDicomError:
         raise DicomInputError(f"{label}: not a DICOM file (no DICM preamble)") from None
