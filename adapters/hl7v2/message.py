@@ -105,10 +105,11 @@ class OruMessage:
 _get = segments.get
 _reps = segments.reps
 _components = segments.components
+_get_components = segments.get_components
 
 
 def _ce(seg: Segment, field_no: int, rep: int = 1) -> CE:
-    return CE(*(_get(seg, field_no, rep, c) for c in range(1, 7)))
+    return CE(*_get_components(seg, field_no, rep, 6))
 
 
 # ---------------------------------------------------------------------------------------------------- parse

@@ -137,6 +137,29 @@ def get(seg: Segment, field_no: int, rep: int = 1, comp: int = 1, sub: int = 1) 
     return value.strip()
 
 
+def get_components(seg: Segment, field_no: int, rep: int, count: int) -> list[str]:
+    """``[get(seg, field_no, rep, c) for c in 1..count]`` with the field split once: where the path leaves the tree
+    ``get`` gives "" (for a first subcomponent the library's leaf cases come to the same as splitting the text)."""
+    d = seg.delimiters
+    field_no, rep = field_no or 1, rep or 1
+    if field_no >= len(seg.fields):
+        return [""] * count
+    reps = seg.fields[field_no].split(d.repetition)
+    if rep > len(reps):
+        return [""] * count
+    parts = reps[rep - 1].split(d.component)
+    out: list[str] = []
+    for c in range(count):
+        if c >= len(parts):
+            out.append("")
+            continue
+        try:
+            out.append(str(_unescape(d, parts[c].split(d.subcomponent)[0])).strip())
+        except (IndexError, KeyError, TypeError, ValueError):
+            out.append("")
+    return out
+
+
 def raw(seg: Segment, field_no: int) -> str:
     return seg.fields[field_no] if field_no < len(seg.fields) else ""
 

@@ -40,7 +40,8 @@ PRIMITIVES: dict[str, Any] = {
 }
 """Primitive type name → the fhir.resources annotation its elements carry."""
 
-_ADAPTERS = {name: TypeAdapter(annotation) for name, annotation in PRIMITIVES.items()}
+_VALIDATORS = {name: TypeAdapter(annotation).validator for name, annotation in PRIMITIVES.items()}
+"""The pydantic-core validators of the fhir.resources primitive types (what ``TypeAdapter.validate_python`` calls)."""
 
 
 @dataclass(frozen=True)
@@ -179,7 +180,7 @@ def proven(resource: dict[str, Any]) -> bool:
 
 
 def _fits(node: Any, shape: Shape) -> bool:
-    if not isinstance(node, dict) or not node:
+    if type(node) is not dict or not node:
         return False
     elements = shape.elements
     for key, value in node.items():
@@ -190,7 +191,7 @@ def _fits(node: Any, shape: Shape) -> bool:
             return False
         kind, repeated = spec
         if repeated:
-            if not isinstance(value, list) or not value:
+            if type(value) is not list or not value:
                 return False
             for item in value:
                 if not _value_fits(item, kind):
@@ -199,14 +200,13 @@ def _fits(node: Any, shape: Shape) -> bool:
             return False
     if shape.resource and node.get("resourceType") != shape.name:
         return False
-    keys = node.keys()
-    if not shape.required <= keys:
+    if shape.required and not shape.required <= node.keys():
         return False
-    return all(len(group & keys) <= 1 for group in shape.choices)
+    return not shape.choices or all(len(group & node.keys()) <= 1 for group in shape.choices)
 
 
 def _value_fits(value: Any, kind: str | Shape) -> bool:
-    if isinstance(kind, Shape):
+    if type(kind) is Shape:
         return _fits(value, kind)
     if kind == "decimal":
         if isinstance(value, Decimal):
@@ -218,10 +218,10 @@ def _value_fits(value: Any, kind: str | Shape) -> bool:
                 return False
         if type(value) not in (int, float):
             return False
-    elif not isinstance(value, str) or _CONTROL.search(value):
+    elif type(value) is not str or _CONTROL.search(value):
         return False
     try:
-        _ADAPTERS[kind].validate_python(value)
+        _VALIDATORS[kind].validate_python(value)  # type: ignore[index]
     except (ValidationError, ValueError, TypeError):
         return False
     return True

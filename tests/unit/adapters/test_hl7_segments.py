@@ -85,10 +85,14 @@ def lib_components(seg: LibSegment, field_no: int, rep: int) -> list[str]:
 @contextmanager
 def with_the_library() -> Iterator[None]:
     """message.py reading through ``hl7.parse`` and ``extract_field``, as it did."""
-    saved = {name: getattr(message_module, name) for name in ("_get", "_reps", "_components", "segments")}
+    names = ("_get", "_reps", "_components", "_get_components", "segments")
+    saved = {name: getattr(message_module, name) for name in names}
     message_module._get = lib_get  # type: ignore[assignment]
     message_module._reps = lib_reps  # type: ignore[assignment]
     message_module._components = lib_components  # type: ignore[assignment]
+    message_module._get_components = lambda seg, field_no, rep, count: [  # type: ignore[assignment]
+        lib_get(seg, field_no, rep, c) for c in range(1, count + 1)
+    ]
     message_module.segments = SimpleNamespace(  # type: ignore[assignment]
         split_message=lambda text: [LibSegment(s) for s in hl7.parse(text)]
     )
@@ -149,6 +153,9 @@ def test_every_field_path_reads_as_with_the_library(text: str) -> None:
             assert segments.reps(mine, field_no) == lib_reps(wrapped, field_no)
             for rep in range(1, 4):
                 assert segments.components(mine, field_no, rep) == lib_components(wrapped, field_no, rep)
+                assert segments.get_components(mine, field_no, rep, 7) == [
+                    lib_get(wrapped, field_no, rep, comp) for comp in range(1, 8)
+                ]
                 for comp in range(1, 6):
                     for sub in range(1, 4):
                         assert outcome(mine, field_no, rep, comp, sub, False) == outcome(
