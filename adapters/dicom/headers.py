@@ -13,7 +13,6 @@ descriptive, the identifiers are what matters (README "DICOM").
 
 from __future__ import annotations
 
-import os
 import re
 import struct
 import zlib
@@ -29,6 +28,8 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.valuerep import DA, TM
 
+from adapters.dicom import elements
+from adapters.dicom.pixels import pixel_data_problem
 from adapters.errors import DicomInputError
 
 REQUIRED = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID", "Modality")
@@ -120,13 +121,7 @@ class StudyFacts:
         return sum(s.count if s.count is not None else len(s.instances) for s in self.series.values())
 
 
-def _text(ds: Dataset, keyword: str) -> str:
-    value = ds.get(keyword)
-    if value is None:
-        return ""
-    if isinstance(value, list | tuple) or (hasattr(value, "__iter__") and not isinstance(value, str | bytes)):
-        value = value[0] if len(value) else ""
-    return str(value).strip()
+_text = elements.text
 
 
 def _int(ds: Dataset, keyword: str) -> int | None:
@@ -182,7 +177,7 @@ def checked_time(text: str) -> tuple[str, str | None]:
 
 
 def _checked(ds: Dataset, keyword: str, warnings: list[str]) -> str:
-    text = _text(ds, keyword)
+    text = elements.plain_text(ds, keyword)
     if keyword == "TimezoneOffsetFromUTC":
         m = _OFFSET.match(text)
         ok = not text or (m is not None and int(m.group(1)) <= 14 and int(m.group(2)) < 60)
@@ -199,8 +194,9 @@ def _checked(ds: Dataset, keyword: str, warnings: list[str]) -> str:
 
 def facts_from_dataset(ds: Dataset, where: str = "dataset") -> InstanceFacts:
     """The facts of one instance; ``DicomInputError`` names a missing identifying attribute or an unreadable header."""
+    top = elements.plain_text
     try:
-        missing = [k for k in REQUIRED if not _text(ds, k)]
+        missing = [k for k in REQUIRED if not top(ds, k)]
         if missing:
             raise DicomInputError(f"{where}: required DICOM attribute(s) missing or empty: {', '.join(missing)}")
         other: list[OtherId] = []
@@ -227,35 +223,35 @@ def facts_from_dataset(ds: Dataset, where: str = "dataset") -> InstanceFacts:
         for item in ds.get("IssuerOfAccessionNumberSequence") or []:
             accession_issuer = _text(item, "LocalNamespaceEntityID") or _text(item, "UniversalEntityID")
         return InstanceFacts(
-            study_uid=_text(ds, "StudyInstanceUID"),
-            series_uid=_text(ds, "SeriesInstanceUID"),
-            sop_uid=_text(ds, "SOPInstanceUID"),
-            sop_class=_text(ds, "SOPClassUID"),
-            modality=_text(ds, "Modality").upper(),
+            study_uid=top(ds, "StudyInstanceUID"),
+            series_uid=top(ds, "SeriesInstanceUID"),
+            sop_uid=top(ds, "SOPInstanceUID"),
+            sop_class=top(ds, "SOPClassUID"),
+            modality=top(ds, "Modality").upper(),
             instance_number=_int(ds, "InstanceNumber"),
             series_number=_int(ds, "SeriesNumber"),
-            series_description=_text(ds, "SeriesDescription"),
-            body_part=_text(ds, "BodyPartExamined").upper(),
-            laterality=_text(ds, "Laterality").upper(),
+            series_description=top(ds, "SeriesDescription"),
+            body_part=top(ds, "BodyPartExamined").upper(),
+            laterality=top(ds, "Laterality").upper(),
             series_date=dated["SeriesDate"],
             series_time=dated["SeriesTime"],
             study_date=dated["StudyDate"],
             study_time=dated["StudyTime"],
             tz_offset=dated["TimezoneOffsetFromUTC"],
-            accession=_text(ds, "AccessionNumber"),
+            accession=top(ds, "AccessionNumber"),
             accession_issuer=accession_issuer,
-            study_id=_text(ds, "StudyID"),
-            study_description=_text(ds, "StudyDescription"),
+            study_id=top(ds, "StudyID"),
+            study_description=top(ds, "StudyDescription"),
             referring=str(ds.get("ReferringPhysicianName") or "").split("=")[0].replace("^", " ").strip(),
-            patient_id=_text(ds, "PatientID"),
-            patient_id_issuer=_text(ds, "IssuerOfPatientID"),
+            patient_id=top(ds, "PatientID"),
+            patient_id_issuer=top(ds, "IssuerOfPatientID"),
             other_ids=tuple(other),
             family=family,
             given=given,
             birth_date=dated["PatientBirthDate"],
-            sex=_text(ds, "PatientSex").upper(),
+            sex=top(ds, "PatientSex").upper(),
             procedure_codes=procedures,
-            contrast_agent=_text(ds, "ContrastBolusAgent"),
+            contrast_agent=top(ds, "ContrastBolusAgent"),
             warnings=tuple(warnings),
         )
     except DicomInputError:
@@ -299,7 +295,7 @@ def read_file(source: Path | IO[bytes], where: str | None = None) -> InstanceFac
             # only the attributes read (the rest are skipped, not decoded); the reader still walks every element's
             # header up to the Pixel Data, where the check below takes over
             ds = dcmread(fp, stop_before_pixels=True, force=False, specific_tags=_HEADER_TAGS)
-            problem = _pixel_data_problem(fp, ds)
+            problem = pixel_data_problem(fp, ds)
     except InvalidDicomError:
         raise DicomInputError(f"{label}: not a DICOM file (no DICM preamble)") from None
     except (EOFError, struct.error, ValueError, TypeError, KeyError, OverflowError, LookupError, zlib.error) as exc:
@@ -309,59 +305,6 @@ def read_file(source: Path | IO[bytes], where: str | None = None) -> InstanceFac
     if problem:
         raise DicomInputError(f"{label}: truncated DICOM file: {problem}")
     return facts_from_dataset(ds, label)
-
-
-_LONG_VRS = {b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"UN", b"SQ", b"UT", b"UC", b"UR"}
-_ITEM, _SEQUENCE_END = 0xFFFEE000, 0xFFFEE0DD
-
-
-def _pixel_data_problem(fp: IO[bytes], ds: Dataset) -> str | None:
-    """What is missing of the Pixel Data element at the stream's position (where ``stop_before_pixels`` left it), or
-    None. Native pixel data must fit its declared length; encapsulated pixel data (PS3.5 A.4) must reach its
-    sequence delimiter. Only the element headers are read (the fragments are skipped), so this costs a few seeks."""
-    if not fp.seekable() or ds.original_encoding[0] is None:
-        return None
-    ts = getattr(ds.file_meta, "TransferSyntaxUID", None) if hasattr(ds, "file_meta") else None
-    if ts is not None and ts.is_deflated:
-        return None  # the dataset was inflated into memory: a cut stream already failed to inflate
-    implicit, little = ds.original_encoding
-    end = "<" if little else ">"
-    start = fp.tell()
-    size = fp.seek(0, os.SEEK_END)
-    fp.seek(start)
-    head = fp.read(8)
-    if not head:
-        return None  # no pixel data (a structured report, a presentation state)
-    if len(head) < 8:
-        return "the file ends inside the Pixel Data element's header"
-    if implicit:
-        length, body = struct.unpack(f"{end}L", head[4:8])[0], start + 8
-    elif head[4:6] in _LONG_VRS:
-        more = fp.read(4)
-        if len(more) < 4:
-            return "the file ends inside the Pixel Data element's header"
-        length, body = struct.unpack(f"{end}L", more)[0], start + 12
-    else:
-        length, body = struct.unpack(f"{end}H", head[6:8])[0], start + 8
-    if length != 0xFFFFFFFF:
-        if body + length > size:
-            return f"Pixel Data (7FE0,0010) declares {length} bytes, the file holds {max(size - body, 0)}"
-        return None
-    position = body
-    while True:
-        fp.seek(position)
-        item = fp.read(8)
-        if len(item) < 8:
-            return "encapsulated Pixel Data (7FE0,0010) ends before its sequence delimiter"
-        group, element, item_length = struct.unpack("<HHL", item)  # items are little endian (PS3.5 A.4)
-        tag = (group << 16) | element
-        if tag == _SEQUENCE_END:
-            return None
-        if tag != _ITEM:
-            return f"encapsulated Pixel Data (7FE0,0010) holds ({group:04X},{element:04X}) where an item belongs"
-        position += 8 + item_length
-        if position > size:
-            return f"a Pixel Data fragment declares {item_length} bytes past the end of the file"
 
 
 def group(instances: list[InstanceFacts]) -> dict[str, StudyFacts]:

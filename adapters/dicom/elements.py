@@ -1,0 +1,63 @@
+"""A DICOM attribute's first value as text, the one way the header facts read one (headers.py), and the same read
+without pydicom's value conversion where that conversion comes to nothing but decoding ASCII.
+
+pydicom converts an element the first time it is read (``Dataset.__getitem__``: the VR, the character set, the
+value's type, its validation), which costs more per attribute than reading the header did. For an element read
+from a file and not yet converted, whose VR is one of UI, CS, SH, LO, DA and TM, whose bytes are printable ASCII
+(with a trailing NUL or space as padding), in a character set that reads ASCII as ASCII, pydicom's conversion is
+the ASCII text, its padding stripped, split at backslashes (``pydicom.values.multi_string``, ``convert_text``,
+``convert_UI``): that is what :func:`plain_text` takes, and anything else — another VR, a byte outside printable
+ASCII, an escape sequence, another character set, pydicom configured to convert dates or to raise on invalid values
+— is read through pydicom as :func:`text` reads it. (What is skipped is pydicom's warning on a value its VR does not
+allow; the facts check the values they use themselves.) tests/unit/adapters/test_dicom_elements.py compares both
+on generated files.
+"""
+
+from __future__ import annotations
+
+import re
+
+from pydicom import config
+from pydicom.datadict import tag_for_keyword
+from pydicom.dataelem import RawDataElement
+from pydicom.dataset import Dataset
+
+_VRS = frozenset({"UI", "CS", "SH", "LO", "DA", "TM"})
+_PLAIN = re.compile(rb"[\x20-\x7e]*\x00?")
+_ASCII_CODECS = frozenset({"iso8859", "latin_1", "utf_8", "GB18030", "GBK"})
+"""pydicom's Python codecs (``pydicom.charset.python_encoding``) of ISO_IR 6, ISO_IR 100, ISO_IR 192, GB18030 and
+GBK, each of which decodes ASCII bytes as ASCII."""
+
+
+def text(ds: Dataset, keyword: str) -> str:
+    """The attribute's (first) value as text, stripped; "" when absent or empty."""
+    value = ds.get(keyword)
+    if value is None:
+        return ""
+    if isinstance(value, list | tuple) or (hasattr(value, "__iter__") and not isinstance(value, str | bytes)):
+        value = value[0] if len(value) else ""
+    return str(value).strip()
+
+
+def plain_text(ds: Dataset, keyword: str) -> str:
+    """:func:`text`, without pydicom's conversion where it would only decode ASCII (see the module's note)."""
+    tag = tag_for_keyword(keyword)
+    # a RawDataElement until something converts it (pydicom's annotation says DataElement)
+    elem: object = ds.get_item(tag) if tag is not None else None
+    if (
+        isinstance(elem, RawDataElement)
+        and elem.VR in _VRS
+        and elem.value is not None
+        and _PLAIN.fullmatch(elem.value)
+        and not config.datetime_conversion
+        and config.settings.reading_validation_mode != config.RAISE
+        and _ascii_charset(ds)
+    ):
+        return elem.value.decode("ascii").rstrip(" \x00").split("\\")[0].strip()
+    return text(ds, keyword)
+
+
+def _ascii_charset(ds: Dataset) -> bool:
+    charset = ds.original_character_set or ds._character_set
+    names = [charset] if isinstance(charset, str) else list(charset)
+    return bool(names) and all(n in _ASCII_CODECS for n in names)
