@@ -3,14 +3,14 @@ without pydicom's value conversion where that conversion comes to nothing but de
 
 pydicom converts an element the first time it is read (``Dataset.__getitem__``: the VR, the character set, the
 value's type, its validation), which costs more per attribute than reading the header did. For an element read
-from a file and not yet converted, whose VR is one of UI, CS, SH, LO, DA and TM, whose bytes are printable ASCII
-(with a trailing NUL or space as padding), in a character set that reads ASCII as ASCII, pydicom's conversion is
-the ASCII text, its padding stripped, split at backslashes (``pydicom.values.multi_string``, ``convert_text``,
-``convert_UI``): that is what :func:`plain_text` takes, and anything else — another VR, a byte outside printable
-ASCII, an escape sequence, another character set, pydicom configured to convert dates or to raise on invalid values
-— is read through pydicom as :func:`text` reads it. (What is skipped is pydicom's warning on a value its VR does not
-allow; the facts check the values they use themselves.) tests/unit/adapters/test_dicom_elements.py compares both
-on generated files.
+from a file and not yet converted, whose VR is one of UI, CS, SH, LO, DA and TM and whose bytes are printable
+ASCII (with a trailing NUL or space as padding), or an IS of at most 9 digits (which pydicom prints as sent), in a
+character set that reads ASCII as ASCII, pydicom's conversion is the ASCII text, its padding stripped, split at
+backslashes (``pydicom.values.multi_string``, ``convert_text``, ``convert_UI``, ``convert_IS_string``): that is
+what :func:`plain_text` takes. Anything else (another VR, a byte outside printable ASCII, an escape sequence,
+another character set, pydicom configured to convert dates or to raise on invalid values) is read through pydicom
+as :func:`text` reads it. What is skipped is pydicom's warning on a value its VR does not allow; the facts check
+the values they use themselves. tests/unit/adapters/test_dicom_elements.py compares both on generated files.
 """
 
 from __future__ import annotations
@@ -22,8 +22,9 @@ from pydicom.datadict import tag_for_keyword
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 
-_VRS = frozenset({"UI", "CS", "SH", "LO", "DA", "TM"})
 _PLAIN = re.compile(rb"[\x20-\x7e]*\x00?")
+_INTEGER = re.compile(rb" *[+-]?[0-9]{1,9} *\x00?")  # an IS pydicom reads as the int it writes, and prints as sent
+_FORMS = {"UI": _PLAIN, "CS": _PLAIN, "SH": _PLAIN, "LO": _PLAIN, "DA": _PLAIN, "TM": _PLAIN, "IS": _INTEGER}
 _ASCII_CODECS = frozenset({"iso8859", "latin_1", "utf_8", "GB18030", "GBK"})
 """pydicom's Python codecs (``pydicom.charset.python_encoding``) of ISO_IR 6, ISO_IR 100, ISO_IR 192, GB18030 and
 GBK, each of which decodes ASCII bytes as ASCII."""
@@ -46,9 +47,9 @@ def plain_text(ds: Dataset, keyword: str) -> str:
     elem: object = ds.get_item(tag) if tag is not None else None
     if (
         isinstance(elem, RawDataElement)
-        and elem.VR in _VRS
         and elem.value is not None
-        and _PLAIN.fullmatch(elem.value)
+        and (form := _FORMS.get(elem.VR or "")) is not None
+        and form.fullmatch(elem.value)
         and not config.datetime_conversion
         and config.settings.reading_validation_mode != config.RAISE
         and _ascii_charset(ds)

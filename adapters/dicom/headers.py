@@ -125,7 +125,7 @@ _text = elements.text
 
 
 def _int(ds: Dataset, keyword: str) -> int | None:
-    text = _text(ds, keyword)
+    text = elements.plain_text(ds, keyword)
     try:
         return int(float(text)) if text else None
     except ValueError:

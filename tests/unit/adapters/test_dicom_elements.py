@@ -36,6 +36,7 @@ KEYWORDS = [
 ]
 VALUES = st.one_of(
     st.sampled_from(["", " ", "A", "1.2.840.10008", "CT", "20251103", "101500.5", "+0800", "A\\B", " A \\ B ", "\\"]),
+    st.sampled_from(["1", " 12", "+7", "-3", "007", "1.0", "1e3", "123456789", "1234567890", "99999999999", "1\\2"]),
     st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=12),
     st.text(alphabet="AB1 \\.-^", max_size=12),
     st.sampled_from(["胸部CT", "张三", "ÄÖ", "A\tB", "A\nB", "\x1b$B", "ｱｲ"]),
