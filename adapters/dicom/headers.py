@@ -121,9 +121,6 @@ class StudyFacts:
         return sum(s.count if s.count is not None else len(s.instances) for s in self.series.values())
 
 
-_text = elements.text
-
-
 def _int(ds: Dataset, keyword: str) -> int | None:
     text = elements.plain_text(ds, keyword)
     try:
@@ -194,64 +191,64 @@ def _checked(ds: Dataset, keyword: str, warnings: list[str]) -> str:
 
 def facts_from_dataset(ds: Dataset, where: str = "dataset") -> InstanceFacts:
     """The facts of one instance; ``DicomInputError`` names a missing identifying attribute or an unreadable header."""
-    top = elements.plain_text
+    read = elements.plain_text
     try:
-        missing = [k for k in REQUIRED if not top(ds, k)]
+        missing = [k for k in REQUIRED if not read(ds, k)]
         if missing:
             raise DicomInputError(f"{where}: required DICOM attribute(s) missing or empty: {', '.join(missing)}")
         other: list[OtherId] = []
         for item in ds.get("OtherPatientIDsSequence") or []:
             qualifiers = item.get("IssuerOfPatientIDQualifiersSequence") or []
-            type_code = _text(qualifiers[0], "IdentifierTypeCode") if qualifiers else ""
-            if _text(item, "PatientID"):
+            type_code = read(qualifiers[0], "IdentifierTypeCode") if qualifiers else ""
+            if read(item, "PatientID"):
                 other.append(
                     OtherId(
-                        _text(item, "PatientID"),
-                        _text(item, "IssuerOfPatientID"),
-                        type_code or _text(item, "TypeOfPatientID"),
+                        read(item, "PatientID"),
+                        read(item, "IssuerOfPatientID"),
+                        type_code or read(item, "TypeOfPatientID"),
                     )
                 )
         procedures = tuple(
-            ProcedureCode(_text(i, "CodeValue"), _text(i, "CodingSchemeDesignator"), _text(i, "CodeMeaning"))
+            ProcedureCode(read(i, "CodeValue"), read(i, "CodingSchemeDesignator"), read(i, "CodeMeaning"))
             for i in ds.get("ProcedureCodeSequence") or []
-            if _text(i, "CodeValue")
+            if read(i, "CodeValue")
         )
         family, given = _name(ds)
         warnings: list[str] = []
         dated = {k: _checked(ds, k, warnings) for k in _TAGS}
         accession_issuer = ""
         for item in ds.get("IssuerOfAccessionNumberSequence") or []:
-            accession_issuer = _text(item, "LocalNamespaceEntityID") or _text(item, "UniversalEntityID")
+            accession_issuer = read(item, "LocalNamespaceEntityID") or read(item, "UniversalEntityID")
         return InstanceFacts(
-            study_uid=top(ds, "StudyInstanceUID"),
-            series_uid=top(ds, "SeriesInstanceUID"),
-            sop_uid=top(ds, "SOPInstanceUID"),
-            sop_class=top(ds, "SOPClassUID"),
-            modality=top(ds, "Modality").upper(),
+            study_uid=read(ds, "StudyInstanceUID"),
+            series_uid=read(ds, "SeriesInstanceUID"),
+            sop_uid=read(ds, "SOPInstanceUID"),
+            sop_class=read(ds, "SOPClassUID"),
+            modality=read(ds, "Modality").upper(),
             instance_number=_int(ds, "InstanceNumber"),
             series_number=_int(ds, "SeriesNumber"),
-            series_description=top(ds, "SeriesDescription"),
-            body_part=top(ds, "BodyPartExamined").upper(),
-            laterality=top(ds, "Laterality").upper(),
+            series_description=read(ds, "SeriesDescription"),
+            body_part=read(ds, "BodyPartExamined").upper(),
+            laterality=read(ds, "Laterality").upper(),
             series_date=dated["SeriesDate"],
             series_time=dated["SeriesTime"],
             study_date=dated["StudyDate"],
             study_time=dated["StudyTime"],
             tz_offset=dated["TimezoneOffsetFromUTC"],
-            accession=top(ds, "AccessionNumber"),
+            accession=read(ds, "AccessionNumber"),
             accession_issuer=accession_issuer,
-            study_id=top(ds, "StudyID"),
-            study_description=top(ds, "StudyDescription"),
+            study_id=read(ds, "StudyID"),
+            study_description=read(ds, "StudyDescription"),
             referring=str(ds.get("ReferringPhysicianName") or "").split("=")[0].replace("^", " ").strip(),
-            patient_id=top(ds, "PatientID"),
-            patient_id_issuer=top(ds, "IssuerOfPatientID"),
+            patient_id=read(ds, "PatientID"),
+            patient_id_issuer=read(ds, "IssuerOfPatientID"),
             other_ids=tuple(other),
             family=family,
             given=given,
             birth_date=dated["PatientBirthDate"],
-            sex=top(ds, "PatientSex").upper(),
+            sex=read(ds, "PatientSex").upper(),
             procedure_codes=procedures,
-            contrast_agent=top(ds, "ContrastBolusAgent"),
+            contrast_agent=read(ds, "ContrastBolusAgent"),
             warnings=tuple(warnings),
         )
     except DicomInputError:

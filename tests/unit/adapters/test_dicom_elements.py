@@ -34,6 +34,12 @@ KEYWORDS = [
     for k in headers.HEADER_KEYWORDS
     if not k.endswith("Sequence") and k not in ("PatientName", "ReferringPhysicianName")
 ]
+ITEMS = {
+    "OtherPatientIDsSequence": ("PatientID", "IssuerOfPatientID", "TypeOfPatientID"),
+    "ProcedureCodeSequence": ("CodeValue", "CodingSchemeDesignator", "CodeMeaning"),
+    "IssuerOfAccessionNumberSequence": ("LocalNamespaceEntityID", "UniversalEntityID"),
+}
+"""The sequences the facts read, and the attributes of their items."""
 VALUES = st.one_of(
     st.sampled_from(["", " ", "A", "1.2.840.10008", "CT", "20251103", "101500.5", "+0800", "A\\B", " A \\ B ", "\\"]),
     st.sampled_from(["1", " 12", "+7", "-3", "007", "1.0", "1e3", "123456789", "1234567890", "99999999999", "1\\2"]),
@@ -55,11 +61,21 @@ def facts(data: bytes) -> Any:
     charset=st.sampled_from(CHARSETS),
     implicit=st.booleans(),
     values=st.dictionaries(st.sampled_from(KEYWORDS), VALUES, max_size=8),
+    items=st.dictionaries(st.sampled_from(sorted(ITEMS)), st.lists(VALUES, min_size=3, max_size=3), max_size=3),
 )
 def test_plain_reads_are_pydicoms(
-    charset: str, implicit: bool, values: dict[str, str], monkeypatch: pytest.MonkeyPatch
+    charset: str,
+    implicit: bool,
+    values: dict[str, str],
+    items: dict[str, list[str]],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     ds = sample("CT_small.dcm")
+    for sequence, texts in items.items():
+        item = Dataset()
+        for keyword, value in zip(ITEMS[sequence], texts, strict=False):
+            setattr(item, keyword, value)
+        setattr(ds, sequence, [item])
     if charset:
         ds.SpecificCharacterSet = charset
     try:
