@@ -21,6 +21,7 @@ from pydicom import config
 from pydicom.datadict import tag_for_keyword
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.tag import BaseTag
 
 _PLAIN = re.compile(rb"[\x20-\x7e]*\x00?")
 _INTEGER = re.compile(rb" *[+-]?[0-9]{1,9} *\x00?")  # an IS pydicom reads as the int it writes, and prints as sent
@@ -42,7 +43,7 @@ def text(ds: Dataset, keyword: str) -> str:
 
 def plain_text(ds: Dataset, keyword: str) -> str:
     """:func:`text`, without pydicom's conversion where it would only decode ASCII (see the module's note)."""
-    tag = tag_for_keyword(keyword)
+    tag = _TAG.get(keyword) or tag_for_keyword(keyword)
     # a RawDataElement until something converts it (pydicom's annotation says DataElement)
     elem: object = ds.get_item(tag) if tag is not None else None
     if (
@@ -56,6 +57,21 @@ def plain_text(ds: Dataset, keyword: str) -> str:
     ):
         return elem.value.decode("ascii").rstrip(" \x00").split("\\")[0].strip()
     return text(ds, keyword)
+
+
+_TAG = {
+    keyword: BaseTag(tag)
+    for keyword in (
+        *("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID", "Modality", "InstanceNumber"),
+        *("SeriesNumber", "SeriesDescription", "BodyPartExamined", "Laterality", "AccessionNumber", "StudyID"),
+        *("StudyDescription", "PatientID", "IssuerOfPatientID", "PatientSex", "ContrastBolusAgent", "StudyDate"),
+        *("SeriesDate", "StudyTime", "SeriesTime", "PatientBirthDate", "TimezoneOffsetFromUTC", "CodeValue"),
+        *("CodingSchemeDesignator", "CodeMeaning", "TypeOfPatientID", "IdentifierTypeCode"),
+        *("LocalNamespaceEntityID", "UniversalEntityID"),
+    )
+    if (tag := tag_for_keyword(keyword)) is not None
+}
+"""The tags of the keywords the facts read (pydicom's dictionary, looked up once)."""
 
 
 def _ascii_charset(ds: Dataset) -> bool:

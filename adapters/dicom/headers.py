@@ -193,7 +193,8 @@ def facts_from_dataset(ds: Dataset, where: str = "dataset") -> InstanceFacts:
     """The facts of one instance; ``DicomInputError`` names a missing identifying attribute or an unreadable header."""
     read = elements.plain_text
     try:
-        missing = [k for k in REQUIRED if not read(ds, k)]
+        required = {k: read(ds, k) for k in REQUIRED}
+        missing = [k for k, v in required.items() if not v]
         if missing:
             raise DicomInputError(f"{where}: required DICOM attribute(s) missing or empty: {', '.join(missing)}")
         other: list[OtherId] = []
@@ -220,11 +221,11 @@ def facts_from_dataset(ds: Dataset, where: str = "dataset") -> InstanceFacts:
         for item in ds.get("IssuerOfAccessionNumberSequence") or []:
             accession_issuer = read(item, "LocalNamespaceEntityID") or read(item, "UniversalEntityID")
         return InstanceFacts(
-            study_uid=read(ds, "StudyInstanceUID"),
-            series_uid=read(ds, "SeriesInstanceUID"),
-            sop_uid=read(ds, "SOPInstanceUID"),
-            sop_class=read(ds, "SOPClassUID"),
-            modality=read(ds, "Modality").upper(),
+            study_uid=required["StudyInstanceUID"],
+            series_uid=required["SeriesInstanceUID"],
+            sop_uid=required["SOPInstanceUID"],
+            sop_class=required["SOPClassUID"],
+            modality=required["Modality"].upper(),
             instance_number=_int(ds, "InstanceNumber"),
             series_number=_int(ds, "SeriesNumber"),
             series_description=read(ds, "SeriesDescription"),
