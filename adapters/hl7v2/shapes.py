@@ -9,8 +9,9 @@ pydantic type fhir.resources validates that primitive with (the same ``fhirtypes
 the registry reads them). Anything else — an element not listed, an extension, an odd value — is not proven, and the
 caller validates that resource with the fhir.resources models as before, so an error reads the same as ever.
 
-tests/unit/test_hl7_shapes.py holds the shapes against the fhir.resources R4B models (every element, its type, its
-cardinality, the required elements and the choices) and checks on generated resources that what is proven validates.
+tests/unit/adapters/test_hl7_shapes.py holds the shapes against the fhir.resources R4B models (every element, its
+type, its cardinality, the required elements and the choices), checks on generated resources that what is proven
+validates, and that check_bundle answers mutated messages the same with the proof as without it.
 """
 
 from __future__ import annotations
