@@ -5,10 +5,13 @@ delivery rate into a live registry on PostgreSQL.
     .venv/bin/python scripts/bench_adapters.py --messages 2000 --files 2000 --deliver 2000 --batch-size 20 --write-docs
 
 - **HL7**: a CBC ORU^R01 (1 report, 5 results) with a new report number each time, (a) parsed and mapped only,
-  (b) through the whole processor (parse, map, durable outbox commit, ACK), (c) over MLLP from one connection
-  (each message waits for its ACK, as a LIS does).
-- **DICOM**: copies of pydicom's CT_small.dcm (new UIDs, 20 instances per study) read with pydicom up to the pixel
-  data, grouped and mapped to ImagingStudy Bundles.
+  beside the bare ``hl7.parse`` (python-hl7) of the same messages in alternating rounds (the median of
+  ``--rounds`` each, and their ratio), (b) through the whole processor (parse, map, durable outbox commit, ACK),
+  (c) over MLLP from one connection (each message waits for its ACK, as a LIS does).
+- **DICOM**: copies of pydicom's CT_small.dcm (new UIDs, 20 instances per study) read up to the pixel data, grouped
+  and mapped to ImagingStudy Bundles, beside the bare ``dcmread(path, stop_before_pixels=True)`` of the same files in
+  alternating rounds (the median of ``--rounds`` each, and their ratio; the files are read once before, so both
+  read from the page cache).
 - **Delivery**: that many queued HL7 messages (one report, 5 results and the patient) delivered by the outbox
   (4 requests in flight) to the registry (uvicorn, 2 workers, PostgreSQL) until the outbox is empty — side by side on
   one registry in one run: one message per request (``batch_size 1``, delivery as it was before batching), then
@@ -27,10 +30,12 @@ import argparse
 import asyncio
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from io import BytesIO
 from pathlib import Path
@@ -84,16 +89,38 @@ def config(
     return config_from_mapping(raw, folder)
 
 
-def bench_hl7(n: int, folder: Path) -> dict[str, float]:
+def side_by_side(rounds: int, n: int, bare: Callable[[], object], ours: Callable[[], object]) -> tuple[float, float]:
+    """The median rate (items/s) of ``bare`` and of ``ours`` over ``rounds`` alternating rounds of ``n`` items each
+    (which goes first alternates too), so that both see the same load on a shared machine."""
+    rates: dict[str, list[float]] = {"bare": [], "ours": []}
+    for r in range(rounds):
+        order = [("bare", bare), ("ours", ours)]
+        for name, run in order if r % 2 == 0 else order[::-1]:
+            t = time.perf_counter()
+            run()
+            rates[name].append(n / (time.perf_counter() - t))
+    return statistics.median(rates["bare"]), statistics.median(rates["ours"])
+
+
+def bench_hl7(n: int, folder: Path, rounds: int) -> dict[str, float]:
+    import hl7
+
     cfg = config(folder)
     catalog = load_catalog()
     coder = Coder(catalog, "hosp-a", read_code_map(cfg.codes.map_file, catalog))
     messages = [message(i) for i in range(n)]
     mapper = OruMapper(cfg, coder)
-    t = time.perf_counter()
-    for raw in messages:
-        dumps(mapper.map(parse(raw)).bundle)
-    mapped = n / (time.perf_counter() - t)
+
+    def bare() -> None:
+        for raw in messages:
+            hl7.parse(raw)
+
+    def ours() -> None:
+        for raw in messages:
+            dumps(mapper.map(parse(raw)).bundle)
+
+    ours()  # warm: the code map, the UCUM grammar, the FHIR models
+    bare_rate, mapped = side_by_side(rounds, n, bare, ours)
 
     outbox = Outbox(folder / "outbox.sqlite")
     processor = Hl7Processor(cfg, coder, outbox)
@@ -124,10 +151,16 @@ def bench_hl7(n: int, folder: Path) -> dict[str, float]:
     loop.call_soon_threadsafe(loop.stop)
     outbox.close()
     outbox2.close()
-    return {"hl7_mapped_per_s": mapped, "hl7_handled_per_s": handled, "hl7_mllp_per_s": over_mllp}
+    return {
+        "hl7_mapped_per_s": mapped,
+        "hl7_bare_parse_per_s": bare_rate,
+        "hl7_ratio": mapped / bare_rate,
+        "hl7_handled_per_s": handled,
+        "hl7_mllp_per_s": over_mllp,
+    }
 
 
-def bench_dicom(n: int, folder: Path) -> dict[str, float]:
+def bench_dicom(n: int, folder: Path, rounds: int) -> dict[str, float]:
     from pydicom import dcmread
     from pydicom.data import get_testdata_file
     from pydicom.uid import generate_uid
@@ -150,12 +183,24 @@ def bench_dicom(n: int, folder: Path) -> dict[str, float]:
     catalog = load_catalog()
     mapper = StudyMapper(cfg, Coder(catalog, "hosp-a", []))
     paths = sorted(files.iterdir())
-    t = time.perf_counter()
-    facts = [read_file(p) for p in paths]
-    bundles = [dumps(mapper.map(s).bundle) for s in group(facts).values()]
-    elapsed = time.perf_counter() - t
-    assert len(bundles) == (n + 19) // 20
-    return {"dicom_headers_per_s": n / elapsed, "file_kib": (paths[0].stat().st_size / 1024)}
+
+    def bare() -> None:
+        for p in paths:
+            dcmread(p, stop_before_pixels=True)
+
+    def ours() -> None:
+        facts = [read_file(p) for p in paths]
+        bundles = [dumps(mapper.map(s).bundle) for s in group(facts).values()]
+        assert len(bundles) == (n + 19) // 20
+
+    ours()  # warm: the page cache, the code map
+    bare_rate, rate = side_by_side(rounds, n, bare, ours)
+    return {
+        "dicom_headers_per_s": rate,
+        "dicom_bare_read_per_s": bare_rate,
+        "dicom_ratio": rate / bare_rate,
+        "file_kib": (paths[0].stat().st_size / 1024),
+    }
 
 
 def deliver(n: int, folder: Path, base: str, secret: str, batch_size: int, first: int, patients: int = 0) -> float:
@@ -253,32 +298,44 @@ def main() -> int:
     ap.add_argument("--deliver", type=int, default=2000)
     ap.add_argument("--batch-size", type=int, default=20, help="messages per transaction Bundle in the batched run")
     ap.add_argument("--pg", default=None, help="an existing server's URL (default: a cluster of the run's own)")
+    ap.add_argument("--rounds", type=int, default=5, help="alternating rounds against the bare baselines (median)")
+    ap.add_argument(
+        "--no-delivery",
+        action="store_true",
+        help="HL7 and DICOM only (no PostgreSQL nor registry; not with --write-docs)",
+    )
     ap.add_argument("--write-docs", action="store_true")
     args = ap.parse_args()
+    if args.rounds < 3:
+        ap.error("--rounds must be at least 3 (the figures are medians)")
+    if args.no_delivery and args.write_docs:
+        ap.error("--write-docs records the whole run: leave out --no-delivery")
     folder = Path(tempfile.mkdtemp(prefix="hr-bench-adapters-"))
     try:
         (folder / "hl7").mkdir()
-        results = bench_hl7(args.messages, folder / "hl7")
-        results |= bench_dicom(args.files, folder)
+        results = bench_hl7(args.messages, folder / "hl7", args.rounds)
+        results |= bench_dicom(args.files, folder, args.rounds)
         load_before = os.getloadavg()[0]
-        with ExitStack() as stack:
-            pg = args.pg
-            if pg is None:
-                cluster = stack.enter_context(PgCluster.running(prefix="hr-bench-pg-"))
-                pg, pg_desc = cluster.server_url, f"a cluster of its own ({cluster.describe()})"
-            else:
-                pg_desc = f"the server at {pg.split('@')[-1]}"
-            results |= bench_delivery(args.deliver, folder, pg, args.batch_size)
-        results |= bench_delivery_cost(args.deliver, folder, args.batch_size)
+        pg_desc = ""
+        if not args.no_delivery:
+            with ExitStack() as stack:
+                pg = args.pg
+                if pg is None:
+                    cluster = stack.enter_context(PgCluster.running(prefix="hr-bench-pg-"))
+                    pg, pg_desc = cluster.server_url, f"a cluster of its own ({cluster.describe()})"
+                else:
+                    pg_desc = f"the server at {pg.split('@')[-1]}"
+                results |= bench_delivery(args.deliver, folder, pg, args.batch_size)
+            results |= bench_delivery_cost(args.deliver, folder, args.batch_size)
         load = f"{load_before:.1f} / {os.getloadavg()[0]:.1f}"
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     for k, v in results.items():
-        print(f"{k}: {v:.1f}")
+        print(f"{k}: {v:.2f}" if k.endswith("_ratio") else f"{k}: {v:.1f}")
     if args.write_docs:
         command = (
             f".venv/bin/python scripts/bench_adapters.py --messages {args.messages} --files {args.files} "
-            f"--deliver {args.deliver} --batch-size {args.batch_size}"
+            f"--deliver {args.deliver} --batch-size {args.batch_size} --rounds {args.rounds}"
             f"{' --pg ' + args.pg if args.pg else ''} --write-docs"
         )
         body = (
@@ -287,12 +344,20 @@ def main() -> int:
             "| figure | value |\n|---|---|\n"
             f"| HL7 ORU^R01 parsed + mapped to a Bundle (1 report, 5 results) | "
             f"{results['hl7_mapped_per_s']:.0f} messages/s |\n"
+            f"| HL7: the bare `hl7.parse` (python-hl7) of the same messages, alternating rounds, same run | "
+            f"{results['hl7_bare_parse_per_s']:.0f} messages/s |\n"
+            f"| HL7 parsed + mapped ÷ bare `hl7.parse` (median of {args.rounds} rounds each) | "
+            f"{results['hl7_ratio']:.2f}× |\n"
             f"| HL7 through the processor (parse, map, durable outbox commit, ACK) | "
             f"{results['hl7_handled_per_s']:.0f} messages/s |\n"
             f"| HL7 over MLLP, one connection, each message waiting for its ACK | "
             f"{results['hl7_mllp_per_s']:.0f} messages/s |\n"
             f"| DICOM headers read (pydicom, to the pixel data), grouped, mapped | "
             f"{results['dicom_headers_per_s']:.0f} files/s ({results['file_kib']:.0f} KiB files) |\n"
+            f"| DICOM: the bare `dcmread(path, stop_before_pixels=True)` of the same files, alternating rounds, same "
+            f"run | {results['dicom_bare_read_per_s']:.0f} files/s |\n"
+            f"| DICOM headers read, grouped, mapped ÷ bare `dcmread` (median of {args.rounds} rounds each) | "
+            f"{results['dicom_ratio']:.2f}× |\n"
             f"| outbox delivery to the registry, one message per request (4 in flight; registry 2 workers, "
             f"PostgreSQL) | {results['delivered_per_s']:.0f} messages/s |\n"
             f"| outbox delivery to the registry, batches of up to {args.batch_size} messages (4 in flight; same "

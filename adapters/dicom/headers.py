@@ -13,7 +13,6 @@ descriptive, the identifiers are what matters (README "DICOM").
 
 from __future__ import annotations
 
-import os
 import re
 import struct
 import zlib
@@ -24,10 +23,13 @@ from typing import IO, Any
 
 import orjson
 from pydicom import dcmread
+from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.valuerep import DA, TM
 
+from adapters.dicom import elements
+from adapters.dicom.pixels import pixel_data_problem
 from adapters.errors import DicomInputError
 
 REQUIRED = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID", "Modality")
@@ -119,17 +121,8 @@ class StudyFacts:
         return sum(s.count if s.count is not None else len(s.instances) for s in self.series.values())
 
 
-def _text(ds: Dataset, keyword: str) -> str:
-    value = ds.get(keyword)
-    if value is None:
-        return ""
-    if isinstance(value, list | tuple) or (hasattr(value, "__iter__") and not isinstance(value, str | bytes)):
-        value = value[0] if len(value) else ""
-    return str(value).strip()
-
-
 def _int(ds: Dataset, keyword: str) -> int | None:
-    text = _text(ds, keyword)
+    text = elements.plain_text(ds, keyword)
     try:
         return int(float(text)) if text else None
     except ValueError:
@@ -181,7 +174,7 @@ def checked_time(text: str) -> tuple[str, str | None]:
 
 
 def _checked(ds: Dataset, keyword: str, warnings: list[str]) -> str:
-    text = _text(ds, keyword)
+    text = elements.plain_text(ds, keyword)
     if keyword == "TimezoneOffsetFromUTC":
         m = _OFFSET.match(text)
         ok = not text or (m is not None and int(m.group(1)) <= 14 and int(m.group(2)) < 60)
@@ -198,69 +191,96 @@ def _checked(ds: Dataset, keyword: str, warnings: list[str]) -> str:
 
 def facts_from_dataset(ds: Dataset, where: str = "dataset") -> InstanceFacts:
     """The facts of one instance; ``DicomInputError`` names a missing identifying attribute or an unreadable header."""
+    read = elements.plain_text
     try:
-        missing = [k for k in REQUIRED if not _text(ds, k)]
+        required = {k: read(ds, k) for k in REQUIRED}
+        missing = [k for k, v in required.items() if not v]
         if missing:
             raise DicomInputError(f"{where}: required DICOM attribute(s) missing or empty: {', '.join(missing)}")
         other: list[OtherId] = []
         for item in ds.get("OtherPatientIDsSequence") or []:
             qualifiers = item.get("IssuerOfPatientIDQualifiersSequence") or []
-            type_code = _text(qualifiers[0], "IdentifierTypeCode") if qualifiers else ""
-            if _text(item, "PatientID"):
+            type_code = read(qualifiers[0], "IdentifierTypeCode") if qualifiers else ""
+            if read(item, "PatientID"):
                 other.append(
                     OtherId(
-                        _text(item, "PatientID"),
-                        _text(item, "IssuerOfPatientID"),
-                        type_code or _text(item, "TypeOfPatientID"),
+                        read(item, "PatientID"),
+                        read(item, "IssuerOfPatientID"),
+                        type_code or read(item, "TypeOfPatientID"),
                     )
                 )
         procedures = tuple(
-            ProcedureCode(_text(i, "CodeValue"), _text(i, "CodingSchemeDesignator"), _text(i, "CodeMeaning"))
+            ProcedureCode(read(i, "CodeValue"), read(i, "CodingSchemeDesignator"), read(i, "CodeMeaning"))
             for i in ds.get("ProcedureCodeSequence") or []
-            if _text(i, "CodeValue")
+            if read(i, "CodeValue")
         )
         family, given = _name(ds)
         warnings: list[str] = []
         dated = {k: _checked(ds, k, warnings) for k in _TAGS}
         accession_issuer = ""
         for item in ds.get("IssuerOfAccessionNumberSequence") or []:
-            accession_issuer = _text(item, "LocalNamespaceEntityID") or _text(item, "UniversalEntityID")
+            accession_issuer = read(item, "LocalNamespaceEntityID") or read(item, "UniversalEntityID")
         return InstanceFacts(
-            study_uid=_text(ds, "StudyInstanceUID"),
-            series_uid=_text(ds, "SeriesInstanceUID"),
-            sop_uid=_text(ds, "SOPInstanceUID"),
-            sop_class=_text(ds, "SOPClassUID"),
-            modality=_text(ds, "Modality").upper(),
+            study_uid=required["StudyInstanceUID"],
+            series_uid=required["SeriesInstanceUID"],
+            sop_uid=required["SOPInstanceUID"],
+            sop_class=required["SOPClassUID"],
+            modality=required["Modality"].upper(),
             instance_number=_int(ds, "InstanceNumber"),
             series_number=_int(ds, "SeriesNumber"),
-            series_description=_text(ds, "SeriesDescription"),
-            body_part=_text(ds, "BodyPartExamined").upper(),
-            laterality=_text(ds, "Laterality").upper(),
+            series_description=read(ds, "SeriesDescription"),
+            body_part=read(ds, "BodyPartExamined").upper(),
+            laterality=read(ds, "Laterality").upper(),
             series_date=dated["SeriesDate"],
             series_time=dated["SeriesTime"],
             study_date=dated["StudyDate"],
             study_time=dated["StudyTime"],
             tz_offset=dated["TimezoneOffsetFromUTC"],
-            accession=_text(ds, "AccessionNumber"),
+            accession=read(ds, "AccessionNumber"),
             accession_issuer=accession_issuer,
-            study_id=_text(ds, "StudyID"),
-            study_description=_text(ds, "StudyDescription"),
+            study_id=read(ds, "StudyID"),
+            study_description=read(ds, "StudyDescription"),
             referring=str(ds.get("ReferringPhysicianName") or "").split("=")[0].replace("^", " ").strip(),
-            patient_id=_text(ds, "PatientID"),
-            patient_id_issuer=_text(ds, "IssuerOfPatientID"),
+            patient_id=read(ds, "PatientID"),
+            patient_id_issuer=read(ds, "IssuerOfPatientID"),
             other_ids=tuple(other),
             family=family,
             given=given,
             birth_date=dated["PatientBirthDate"],
-            sex=_text(ds, "PatientSex").upper(),
+            sex=read(ds, "PatientSex").upper(),
             procedure_codes=procedures,
-            contrast_agent=_text(ds, "ContrastBolusAgent"),
+            contrast_agent=read(ds, "ContrastBolusAgent"),
             warnings=tuple(warnings),
         )
     except DicomInputError:
         raise
     except (ValueError, TypeError, KeyError, AttributeError, EOFError, OSError, struct.error, LookupError) as exc:
         raise DicomInputError(f"{where}: the DICOM header cannot be read ({type(exc).__name__}: {exc})") from None
+
+
+HEADER_KEYWORDS = (
+    *REQUIRED,
+    *_TAGS,
+    "OtherPatientIDsSequence",
+    "ProcedureCodeSequence",
+    "IssuerOfAccessionNumberSequence",
+    "PatientName",
+    "InstanceNumber",
+    "SeriesNumber",
+    "SeriesDescription",
+    "BodyPartExamined",
+    "Laterality",
+    "AccessionNumber",
+    "StudyID",
+    "StudyDescription",
+    "ReferringPhysicianName",
+    "PatientID",
+    "IssuerOfPatientID",
+    "PatientSex",
+    "ContrastBolusAgent",
+)
+"""The top-level attributes ``facts_from_dataset`` reads (a sequence is read whole, its items' attributes with it)."""
+_HEADER_TAGS: list[int] | None = [t for t in map(tag_for_keyword, HEADER_KEYWORDS) if t is not None]
 
 
 def read_file(source: Path | IO[bytes], where: str | None = None) -> InstanceFacts:
@@ -270,8 +290,10 @@ def read_file(source: Path | IO[bytes], where: str | None = None) -> InstanceFac
     try:
         with ExitStack() as stack:
             fp = stack.enter_context(source.open("rb")) if isinstance(source, Path) else source
-            ds = dcmread(fp, stop_before_pixels=True, force=False)
-            problem = _pixel_data_problem(fp, ds)
+            # only the attributes read (the rest are skipped, not decoded); the reader still walks every element's
+            # header up to the Pixel Data, where the check below takes over
+            ds = dcmread(fp, stop_before_pixels=True, force=False, specific_tags=_HEADER_TAGS)
+            problem = pixel_data_problem(fp, ds)
     except InvalidDicomError:
         raise DicomInputError(f"{label}: not a DICOM file (no DICM preamble)") from None
     except (EOFError, struct.error, ValueError, TypeError, KeyError, OverflowError, LookupError, zlib.error) as exc:
@@ -281,59 +303,6 @@ def read_file(source: Path | IO[bytes], where: str | None = None) -> InstanceFac
     if problem:
         raise DicomInputError(f"{label}: truncated DICOM file: {problem}")
     return facts_from_dataset(ds, label)
-
-
-_LONG_VRS = {b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"UN", b"SQ", b"UT", b"UC", b"UR"}
-_ITEM, _SEQUENCE_END = 0xFFFEE000, 0xFFFEE0DD
-
-
-def _pixel_data_problem(fp: IO[bytes], ds: Dataset) -> str | None:
-    """What is missing of the Pixel Data element at the stream's position (where ``stop_before_pixels`` left it), or
-    None. Native pixel data must fit its declared length; encapsulated pixel data (PS3.5 A.4) must reach its
-    sequence delimiter. Only the element headers are read (the fragments are skipped), so this costs a few seeks."""
-    if not fp.seekable() or ds.original_encoding[0] is None:
-        return None
-    ts = getattr(ds.file_meta, "TransferSyntaxUID", None) if hasattr(ds, "file_meta") else None
-    if ts is not None and ts.is_deflated:
-        return None  # the dataset was inflated into memory: a cut stream already failed to inflate
-    implicit, little = ds.original_encoding
-    end = "<" if little else ">"
-    start = fp.tell()
-    size = fp.seek(0, os.SEEK_END)
-    fp.seek(start)
-    head = fp.read(8)
-    if not head:
-        return None  # no pixel data (a structured report, a presentation state)
-    if len(head) < 8:
-        return "the file ends inside the Pixel Data element's header"
-    if implicit:
-        length, body = struct.unpack(f"{end}L", head[4:8])[0], start + 8
-    elif head[4:6] in _LONG_VRS:
-        more = fp.read(4)
-        if len(more) < 4:
-            return "the file ends inside the Pixel Data element's header"
-        length, body = struct.unpack(f"{end}L", more)[0], start + 12
-    else:
-        length, body = struct.unpack(f"{end}H", head[6:8])[0], start + 8
-    if length != 0xFFFFFFFF:
-        if body + length > size:
-            return f"Pixel Data (7FE0,0010) declares {length} bytes, the file holds {max(size - body, 0)}"
-        return None
-    position = body
-    while True:
-        fp.seek(position)
-        item = fp.read(8)
-        if len(item) < 8:
-            return "encapsulated Pixel Data (7FE0,0010) ends before its sequence delimiter"
-        group, element, item_length = struct.unpack("<HHL", item)  # items are little endian (PS3.5 A.4)
-        tag = (group << 16) | element
-        if tag == _SEQUENCE_END:
-            return None
-        if tag != _ITEM:
-            return f"encapsulated Pixel Data (7FE0,0010) holds ({group:04X},{element:04X}) where an item belongs"
-        position += 8 + item_length
-        if position > size:
-            return f"a Pixel Data fragment declares {item_length} bytes past the end of the file"
 
 
 def group(instances: list[InstanceFacts]) -> dict[str, StudyFacts]:

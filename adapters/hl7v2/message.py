@@ -1,7 +1,7 @@
 """HL7 v2 ORU^R01 (v2.3–2.5.1) from raw bytes to a plain description of its content.
 
 Bytes are decoded with the character set MSH-18 names (or the configured default — many Chinese LIS send GB 18030),
-the segment structure is parsed with the ``hl7`` library, and the ORU structure is walked:
+the segment structure is split as the ``hl7`` library splits it (segments.py), and the ORU structure is walked:
 ``MSH { PID [PV1] { [ORC] OBR {NTE} { OBX {NTE} } } }``. Everything wrong is an ``Hl7Error`` naming the segment
 and field, with the ACK code and HL7 table 0357 error code to answer with.
 """
@@ -11,12 +11,11 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass, field
-from typing import Any
-
-import hl7
 
 from adapters.errors import Hl7Error
+from adapters.hl7v2 import segments
 from adapters.hl7v2.header import Header, read_header, strip_preamble
+from adapters.hl7v2.segments import Segment
 
 log = logging.getLogger("hr_adapter.hl7")
 
@@ -103,51 +102,14 @@ class OruMessage:
 
 
 # ---------------------------------------------------------------------------------------------------- field access
-def _get(seg: Any, field_no: int, rep: int = 1, comp: int = 1, sub: int = 1) -> str:
-    try:
-        value = seg.extract_field(1, field_no, rep, comp, sub)
-    except (IndexError, KeyError, TypeError, ValueError):
-        return ""
-    return str(value).strip() if value is not None else ""
+_get = segments.get
+_reps = segments.reps
+_components = segments.components
+_get_components = segments.get_components
 
 
-def _reps(seg: Any, field_no: int) -> int:
-    """How many repetitions a field has (0 when empty)."""
-    n = 0
-    while n < 100:
-        try:
-            seg.extract_field(1, field_no, n + 1, 1, 1)
-        except (IndexError, KeyError, TypeError, ValueError):
-            break
-        n += 1
-    if n == 1 and not _raw(seg, field_no):
-        return 0
-    return n
-
-
-def _raw(seg: Any, field_no: int) -> str:
-    try:
-        return str(seg[field_no]) if field_no < len(seg) else ""
-    except (IndexError, TypeError):
-        return ""
-
-
-def _components(seg: Any, field_no: int, rep: int) -> list[str]:
-    out: list[str] = []
-    for comp in range(1, 30):
-        try:
-            value = seg.extract_field(1, field_no, rep, comp, 1)
-        except (IndexError, KeyError, TypeError, ValueError):
-            break
-        out.append(str(value))
-    while out and out[-1] == "":
-        out.pop()
-    # a component with subcomponents: keep its first; the rest are never needed for values
-    return out
-
-
-def _ce(seg: Any, field_no: int, rep: int = 1) -> CE:
-    return CE(*(_get(seg, field_no, rep, c) for c in range(1, 7)))
+def _ce(seg: Segment, field_no: int, rep: int = 1) -> CE:
+    return CE(*_get_components(seg, field_no, rep, 6))
 
 
 # ---------------------------------------------------------------------------------------------------- parse
@@ -180,8 +142,8 @@ def parse(raw: bytes, *, default_encoding: str = "utf-8", processing_ids: tuple[
         ) from None
     text = "\r".join(s for s in text.replace("\r\n", "\r").replace("\n", "\r").split("\r") if s.strip())
     try:
-        message = hl7.parse(text)
-    except Exception as exc:  # the library raises assorted types on malformed input
+        message = segments.split_message(text)
+    except Exception as exc:  # defensive: as hl7.parse, whose splitting this is
         raise Hl7Error(f"the message cannot be parsed as HL7 v2: {exc}", error_code=100) from None
     try:
         return _walk(message, header, processing_ids)
@@ -192,7 +154,7 @@ def parse(raw: bytes, *, default_encoding: str = "utf-8", processing_ids: tuple[
         raise Hl7Error(f"the message structure cannot be read: {type(exc).__name__}", error_code=100) from None
 
 
-def _walk(message: Any, header: Header, processing_ids: tuple[str, ...]) -> OruMessage:
+def _walk(message: list[Segment], header: Header, processing_ids: tuple[str, ...]) -> OruMessage:
     if not header.control_id:
         raise Hl7Error("the message control id is empty", error_code=101, location=("MSH", 1, 10, 0))
     msg_type, event = header.message_type, header.event
@@ -231,7 +193,7 @@ def _walk(message: Any, header: Header, processing_ids: tuple[str, ...]) -> OruM
     last_obx: ObxData | None = None
     counts = {"PID": 0, "OBR": 0, "OBX": 0}
     for seg in message[1:]:
-        name = str(seg[0]).strip()
+        name = seg.name
         if name in counts:
             counts[name] += 1
         if name == "PID":
@@ -279,7 +241,7 @@ def _walk(message: Any, header: Header, processing_ids: tuple[str, ...]) -> OruM
     return OruMessage(header, groups)
 
 
-def _patient(seg: Any, seq: int) -> PatientData:
+def _patient(seg: Segment, seq: int) -> PatientData:
     ids: list[CX] = []
     for rep in range(1, _reps(seg, 3) + 1):
         value = _get(seg, 3, rep, 1)
@@ -294,7 +256,7 @@ def _patient(seg: Any, seq: int) -> PatientData:
     return PatientData(ids, _get(seg, 5, 1, 1), given, birth, _get(seg, 8))
 
 
-def _order(seg: Any, seq: int) -> OrderData:
+def _order(seg: Segment, seq: int) -> OrderData:
     code = _ce(seg, 4)
     if code.empty:
         raise Hl7Error("the universal service identifier is empty", error_code=101, location=("OBR", seq, 4, 0))
@@ -311,7 +273,7 @@ def _order(seg: Any, seq: int) -> OrderData:
     )
 
 
-def _observation(seg: Any, seq: int) -> ObxData:
+def _observation(seg: Segment, seq: int) -> ObxData:
     code = _ce(seg, 3)
     if code.empty:
         raise Hl7Error("the observation identifier is empty", error_code=101, location=("OBX", seq, 3, 0))

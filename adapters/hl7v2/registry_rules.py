@@ -4,7 +4,9 @@
 service) and where each is made here:
 
 - structure and value types of every resource: the fhir.resources R4B models the registry validates with (the
-  same pinned version), then the required bindings it adds (status, gender) — here, on every entry;
+  same pinned version), then the required bindings it adds (status, gender) — here, on every entry (a resource
+  of the shapes the mapping writes is proven valid element by element with the models' own primitive types,
+  shapes.py; any other is validated with the models);
 - one business identifier per resource in one Bundle (two entries of a type carrying the same identifier are a
   400): the same OBR-3 twice in a message (mapping.py, 205), the same MRN with two patients' data (205), and here
   as the last guard over every entry;
@@ -32,6 +34,7 @@ from pydantic import ValidationError
 
 from adapters.errors import Hl7Error
 from adapters.fhir import dumps
+from adapters.hl7v2.shapes import proven
 
 MAX_BUNDLE_ENTRIES = 1000
 """The registry's default ``REGISTRY_MAX_BUNDLE_ENTRIES``: a larger transaction is refused with 413."""
@@ -107,7 +110,10 @@ def check_bundle(bundle: dict[str, Any], origins: list[tuple[str, int]]) -> None
     for entry, origin in zip(entries, origins, strict=True):
         resource = entry["resource"]
         rtype = resource["resourceType"]
-        for path, text in _strings(resource):
+        # proven: no control character and valid with the fhir.resources model (shapes.py), checked value by value;
+        # anything else takes the full checks below, which name the problem
+        valid = proven(resource)
+        for path, text in () if valid else _strings(resource):
             if _CONTROL.search(text):
                 raise Hl7Error(
                     f"{rtype}.{path} would hold a control character",
@@ -133,6 +139,8 @@ def check_bundle(bundle: dict[str, Any], origins: list[tuple[str, int]]) -> None
         if rtype == "Patient" and resource.get("gender", "unknown") not in _GENDER:
             raise Hl7Error("gender is not a FHIR AdministrativeGender", error_code=103,
                            location=_location(rtype, "gender", origin))  # fmt: skip
+        if valid:
+            continue
         try:
             get_fhir_model_class(rtype).model_validate(_plain(resource))
         except ValidationError as exc:
