@@ -1,5 +1,6 @@
 # Debian packages the test suite starts for real: Orthanc + its DICOMweb plugin (a PACS for the DICOMweb adapter
-# tests), dcmtk (a modality's storescu and its compressors, for the C-STORE tests), Chromium (the browser tests).
+# tests), dcmtk (a modality's storescu and its compressors, for the C-STORE tests), Chromium (the browser tests),
+# etcd, Patroni and HAProxy (the scaled-out topology the failover tests build: tests/topology).
 # Installed when missing and apt-get is usable (root, or passwordless sudo); otherwise the tests that need them say
 # they are skipped, and under CI=true they fail instead.
 # Usage: . scripts/lib/system-deps.sh; ensure_system_deps
@@ -11,6 +12,9 @@ ensure_system_deps() {
   [ -x /usr/bin/chromium ] || missing+=(chromium)
   # the pages are Chinese first: without a CJK font the screenshots show boxes
   ls /usr/share/fonts/opentype/noto/NotoSansCJK* >/dev/null 2>&1 || missing+=(fonts-noto-cjk)
+  command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
+  command -v patroni >/dev/null 2>&1 || missing+=(patroni)
+  command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
   if [ ${#missing[@]} -eq 0 ]; then
     return 0
   fi

@@ -23,12 +23,12 @@ from registry.app import create_app
 from registry.errors import ConflictError
 from scripts.pg_cluster import PgCluster, available
 from tests.integration.conftest import Api, make_settings, resident_id, setup_region, unique
-from tests.integration.test_nodes import REDIS, _redis_up
+from tests.integration.test_nodes import REDIS, redis_present  # noqa: F401 - the fixture
 
 pytestmark = [
     pytest.mark.postgres,
     pytest.mark.skipif(available() is not None, reason=f"needs PostgreSQL server binaries: {available()}"),
-    pytest.mark.skipif(not _redis_up(), reason="needs Redis on 127.0.0.1:6379 (CI has it)"),
+    pytest.mark.usefixtures("redis_present"),
 ]
 
 
