@@ -13,10 +13,12 @@ from __future__ import annotations
 import re
 
 PARTITIONS = 8
-PARTITIONED: dict[str, tuple[tuple[str, str], ...]] = {
-    # table: its indexes (name, columns), re-created on the partitioned parent
-    "result_index": (("ix_result_lookup", "patient_key, item_id, effective_us"), ("ix_result_res", "res_pk")),
-    "order_check": (("ix_order_check_time", "checked_us"),),
+PARTITIONED: dict[str, str] = {  # table: the migration that partitioned it
+    "result_index": "0014",  # primary key (pk) became (pk, patient_key)
+    "order_check": "0014",  # the same
+    "share_restriction": "0015",  # primary keys that hold patient_key already
+    "sensitive_share": "0015",
+    "notification_preference": "0015",
 }
 _PARTITION_NAME = re.compile(r"^(?P<table>[a-z_]+)_p\d+$")
 

@@ -10,12 +10,20 @@ from __future__ import annotations
 
 from alembic import op
 
-from registry.store.partitions import PARTITIONED, PARTITIONS, partition_names
-
 revision = "0014_patient_partitions"
 down_revision = "0013_imaging_gateway"
 branch_labels = None
 depends_on = None
+
+PARTITIONS = 8
+PARTITIONED: dict[str, tuple[tuple[str, str], ...]] = {  # as of this revision (registry.store.partitions grows)
+    "result_index": (("ix_result_lookup", "patient_key, item_id, effective_us"), ("ix_result_res", "res_pk")),
+    "order_check": (("ix_order_check_time", "checked_us"),),
+}
+
+
+def partition_names(table: str) -> list[str]:
+    return [f"{table}_p{n}" for n in range(PARTITIONS)]
 
 
 def _set_aside(table: str) -> str:
