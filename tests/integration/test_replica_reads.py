@@ -122,6 +122,14 @@ def test_a_read_on_the_standby_is_audited_on_the_primary(pair: Pair) -> None:
     with engine.connect() as conn:
         assert conn.execute(query, {"rid": report["id"]}).scalar_one() == before + 1
     engine.dispose()
+    # a search with its includes and paging, on the standby too
+    served = _served(pair.b)["standby"]
+    found = pair.b.get(f"/fhir/DiagnosticReport?subject=Patient/{patient['id']}&_include=DiagnosticReport:subject"
+                       "&_count=1", who="admin")  # fmt: skip
+    assert found.status_code == 200, found.text
+    kinds = sorted(e["resource"]["resourceType"] for e in found.json()["entry"])
+    assert kinds == ["DiagnosticReport", "Patient"]
+    assert _served(pair.b)["standby"] == served + 1
 
 
 def test_with_the_standby_down_reads_go_to_the_primary(pair: Pair) -> None:
