@@ -19,7 +19,6 @@ import hashlib
 import hmac
 import logging
 import math
-import threading
 import time
 from collections.abc import Callable
 
@@ -28,6 +27,7 @@ from limits.errors import StorageError
 from limits.storage import RedisStorage
 from limits.strategies import MovingWindowRateLimiter
 
+from registry.outage import Outage
 from registry.ratelimit import RateLimiter
 
 log = logging.getLogger("registry.ratelimit")
@@ -52,41 +52,26 @@ class SharedRateLimiter:
     ) -> None:
         self.rate = rate_per_second
         self.fallback = fallback
-        self.retry_seconds = retry_seconds
-        self._timer = timer
         period = max(1, round(burst / rate_per_second)) if rate_per_second > 0 else 1
         self._item = RateLimitItemPerSecond(burst, period, namespace=prefix)
         self._storage = RedisStorage(
             url, wrap_exceptions=True, key_prefix="hr-registry", socket_timeout=timeout, socket_connect_timeout=timeout
         )
         self._limiter = MovingWindowRateLimiter(self._storage)
-        self._down_until = 0.0
-        self._lock = threading.Lock()
-
-    def _usable(self) -> bool:
-        with self._lock:
-            return self._timer() >= self._down_until
-
-    def _down(self, exc: Exception) -> None:
-        with self._lock:
-            first = self._down_until == 0.0 or self._timer() - self._down_until > self.retry_seconds
-            self._down_until = self._timer() + self.retry_seconds
-        if first:
-            log.warning(
-                "rate-limit store unreachable (%s); counting in this process until it is back", type(exc).__name__
-            )
+        self._outage = Outage(log, retry_seconds, timer)
 
     def acquire(self, key: str) -> int:
         if self.rate <= 0:
             return 0
-        if not self._usable():
+        if not self._outage.usable():
             return self.fallback.acquire(key)
         try:
             if self._limiter.hit(self._item, key):
                 return 0
             stats = self._limiter.get_window_stats(self._item, key)
         except StorageError as exc:
-            self._down(exc)
+            why = type(exc).__name__
+            self._outage.failed("rate-limit store unreachable (%s); counting in this process until it is back", why)
             return self.fallback.acquire(key)
         return max(1, math.ceil(stats.reset_time - time.time()))
 

@@ -26,6 +26,7 @@ from cachetools import TTLCache
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
+from registry.outage import Outage
 from registry.store.repository import Repository, UnitOfWork
 
 log = logging.getLogger("registry.replica")
@@ -47,11 +48,9 @@ class WriteMarks:
     ) -> None:
         self.ttl = ttl_seconds
         self.prefix = prefix
-        self.retry_seconds = retry_seconds
-        self._timer = timer
         self._local: TTLCache[str, str] = TTLCache(maxsize=100_000, ttl=ttl_seconds, timer=timer)
         self._redis = redis.Redis.from_url(url, socket_timeout=0.25, socket_connect_timeout=0.25) if url else None
-        self._down_until = 0.0
+        self._outage = Outage(log, retry_seconds, timer)
         self._lock = threading.Lock()
 
     def _key(self, client: str) -> str:
@@ -59,11 +58,7 @@ class WriteMarks:
 
     def unavailable(self, exc: Exception) -> None:
         """The marks cannot be trusted for ``retry_seconds``: every read goes to the primary."""
-        with self._lock:
-            first = self._timer() >= self._down_until
-            self._down_until = self._timer() + self.retry_seconds
-        if first:
-            log.warning("read-your-writes store unreachable (%s); reads go to the primary", type(exc).__name__)
+        self._outage.failed("read-your-writes marks unavailable (%s); reads go to the primary", type(exc).__name__)
 
     def wrote(self, client: str, lsn: str) -> None:
         if self._redis is None:
@@ -77,10 +72,10 @@ class WriteMarks:
 
     def last(self, client: str) -> str | None:
         """The client's mark; None when it has none; :data:`UNKNOWN` when it cannot be known now."""
-        with self._lock:
-            if self._timer() < self._down_until:
-                return UNKNOWN
-            if self._redis is None:
+        if not self._outage.usable():
+            return UNKNOWN
+        if self._redis is None:
+            with self._lock:
                 return self._local.get(client)
         try:
             value = self._redis.get(self._key(client))
@@ -105,10 +100,8 @@ class ReplicaReads:
         self.primary = primary
         self.standby = standby
         self.marks = marks
+        self._standby_outage = Outage(log, retry_seconds, timer)
         self.retry_seconds = retry_seconds
-        self._timer = timer
-        self._skip_until = 0.0
-        self._lock = threading.Lock()
         self.served = {"standby": 0, "primary": 0}  # counts, for tests and metrics
 
     def mark(self, client: str) -> None:
@@ -122,16 +115,8 @@ class ReplicaReads:
             return
         self.marks.wrote(client, str(lsn))
 
-    def _standby_usable(self) -> bool:
-        with self._lock:
-            return self._timer() >= self._skip_until
-
     def _skip(self, why: str) -> None:
-        with self._lock:
-            first = self._timer() >= self._skip_until
-            self._skip_until = self._timer() + self.retry_seconds
-        if first:
-            log.warning("standby not used for %g s: %s", self.retry_seconds, why)
+        self._standby_outage.failed("standby not used for %g s: %s", self.retry_seconds, why)
 
     def _standby_for(self, mark: str | None) -> Connection | None:
         """A standby connection in a transaction that sees ``mark``, or None (the standby cannot answer this read)."""
@@ -162,7 +147,7 @@ class ReplicaReads:
         """A read transaction for ``reader`` (a client id; None: no mark to honour) on the standby if it may
         answer, else on the primary. What the block writes must go to the primary on its own."""
         mark = self.marks.last(reader) if reader else None
-        conn = self._standby_for(mark) if mark != UNKNOWN and self._standby_usable() else None
+        conn = self._standby_for(mark) if mark != UNKNOWN and self._standby_outage.usable() else None
         if conn is not None:
             with conn:
                 try:
