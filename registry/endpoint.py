@@ -14,6 +14,7 @@ from registry.context import AppContext
 from registry.errors import ForbiddenError, RateLimitedError, UnauthorizedError
 from registry.fhir.bundle import weak_etag
 from registry.fhir.response import fhir_response
+from registry.ratelimit import acquire_in_loop
 from registry.services import policy
 from registry.services.audit import AuditContext, AuditTrail, audit_row
 from registry.services.policy.purpose import REASON_HEADER, BreakGlass
@@ -147,9 +148,7 @@ async def authenticate_in_loop(request: Request) -> Principal:
     principal = _remembered_principal(request)
     if principal is None:
         return await run_in_threadpool(authenticate, request)
-    limiter = ctx_of(request).limiter
-    key = principal.client_id
-    wait = await run_in_threadpool(limiter.acquire, key) if limiter.blocking else limiter.acquire(key)
+    wait = await acquire_in_loop(ctx_of(request).limiter, principal.client_id)
     if wait:
         await run_in_threadpool(_rate_limited, request, principal, wait)
     request.state.principal = principal

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from cachetools import TTLCache
+from starlette.concurrency import run_in_threadpool
 
 
 class Limiter(Protocol):
@@ -28,6 +29,11 @@ class Limiter(Protocol):
     def acquire(self, key: str) -> int:
         """0 when the request may proceed; otherwise the seconds to wait (for ``Retry-After``)."""
         ...
+
+
+async def acquire_in_loop(limiter: Limiter, key: str) -> int:
+    """:meth:`Limiter.acquire` for an async handler: in a worker thread when it may wait on the network."""
+    return await run_in_threadpool(limiter.acquire, key) if limiter.blocking else limiter.acquire(key)
 
 
 @dataclass(slots=True)

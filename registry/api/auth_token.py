@@ -31,6 +31,7 @@ from starlette.concurrency import run_in_threadpool
 from registry.auth import DEFAULT_SCOPES, PrincipalKind
 from registry.endpoint import audit_context, ctx_of
 from registry.errors import BadRequestError, UnauthorizedError
+from registry.ratelimit import acquire_in_loop
 from registry.services.audit import AuditTrail, audit_row
 from registry.services.client_keys import ASSERTION_TYPE, MAX_LIFETIME_SECONDS, SIGNING_ALGS
 
@@ -101,7 +102,7 @@ async def token(request: Request) -> JSONResponse:
         return found
     client_id, secret, assertion = found
     limit_key = client_id or _claimed_issuer(assertion or "")
-    wait = ctx.limiter.acquire(f"token:{limit_key}")
+    wait = await acquire_in_loop(ctx.limiter, f"token:{limit_key}")
     if wait:
         return JSONResponse({"error": "slow_down", "error_description": f"retry in {wait} s"}, status_code=429,
                             headers={**_NO_STORE, "Retry-After": str(wait)})  # fmt: skip
