@@ -110,6 +110,7 @@ def signed_in(request: Request, ctx: AppContext, area: str) -> Principal | None:
     if principal is None or not policy.may_use_area(area, principal):
         sign_out(request, area)
         return None
+    request.state.principal = principal  # as for a token: its writes mark read-your-writes (registry.middleware)
     return principal
 
 

@@ -20,10 +20,12 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 
 from registry.app import create_app
+from registry.auth import PrincipalKind
 from registry.errors import ConflictError
 from scripts.pg_cluster import PgCluster, available
 from tests.integration.conftest import Api, make_settings, resident_id, setup_region, unique
 from tests.integration.test_nodes import REDIS, redis_present  # noqa: F401 - the fixture
+from tests.integration.test_pages import csrf_of, sign_in
 
 pytestmark = [
     pytest.mark.postgres,
@@ -143,3 +145,22 @@ def test_with_the_standby_down_reads_go_to_the_primary(pair: Pair) -> None:
             assert read.status_code == 200, read.text
     finally:
         pair.standby.start()
+
+
+def test_a_page_sessions_write_marks_its_patient_too(pair: Pair) -> None:
+    """A patient's write through the pages (a signed-in session, no token) keeps the patient's mark, as a token's
+    write does, so the pages' next reads see it."""
+    nid = resident_id(int(unique("")[1:8], 16) % 10_000)
+    pair.a.patient("hosp-a", unique("A"), nid)
+    key = pair.a.ctx.identity.master_key("https://hr-registry.org.cn/fhir/sid/cn-resident-id", nid)
+    account = unique("patient")
+    secret = pair.a.ctx.principals.add(PrincipalKind.PATIENT, account, "患者", patient_key=key).secret
+    replica = pair.a.ctx.replica
+    assert replica is not None
+    with TestClient(pair.a.client.app, follow_redirects=False) as browser:
+        assert sign_in(browser, "portal", account, secret).status_code == 303
+        assert replica.marks.last(account) is None
+        page = browser.get("/portal/notifications")
+        saved = browser.post("/portal/notifications", data={"sms": "on", "language": "zh", "csrf": csrf_of(page.text)})
+        assert saved.status_code == 200, saved.text
+        assert replica.marks.last(account) is not None
