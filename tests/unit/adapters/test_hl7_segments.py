@@ -4,7 +4,6 @@ same exception) for every field path, and the same parsed message from ``parse``
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import SimpleNamespace
@@ -12,7 +11,7 @@ from typing import Any
 
 import hl7
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from adapters.errors import AdapterError
@@ -20,16 +19,11 @@ from adapters.hl7v2 import message as message_module
 from adapters.hl7v2 import segments
 from adapters.hl7v2.message import parse
 
-from .test_hl7_fuzz import MUTATED, SAMPLES, sample_encoding
+from .test_hl7_fuzz import FUZZ, MUTATED, SAMPLES, sample_encoding
 
 pytestmark = pytest.mark.filterwarnings("ignore:The 'warn' method is deprecated:DeprecationWarning")  # hl7.util
 
-PROPERTY = settings(
-    max_examples=int(os.environ.get("HR_FUZZ_EXAMPLES", "300")),
-    deadline=None,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+PROPERTY = FUZZ  # the HL7 fuzz tests' settings (HR_FUZZ_EXAMPLES)
 
 
 # ---------------------------------------------------------------------------------------------------- the library's

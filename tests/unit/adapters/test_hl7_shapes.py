@@ -5,7 +5,6 @@ models; and a mapped message comes out of ``check_bundle`` the same (Bundle or e
 
 from __future__ import annotations
 
-import os
 import types
 import typing
 from decimal import Decimal
@@ -15,7 +14,7 @@ from typing import Any
 import orjson
 import pytest
 from fhir.resources.R4B import get_fhir_model_class
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
@@ -29,16 +28,11 @@ from adapters.hl7v2.shapes import PRIMITIVES, RESOURCES, Shape, proven
 from catalog import Catalog
 
 from .conftest import hosp_a_config
-from .test_hl7_fuzz import MUTATED, SAMPLES, sample_encoding
+from .test_hl7_fuzz import FUZZ, MUTATED, SAMPLES, sample_encoding
 
 pytestmark = pytest.mark.filterwarnings("ignore:The 'warn' method is deprecated:DeprecationWarning")  # hl7.util
 
-PROPERTY = settings(
-    max_examples=int(os.environ.get("HR_FUZZ_EXAMPLES", "300")),
-    deadline=None,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+PROPERTY = FUZZ  # the HL7 fuzz tests' settings (HR_FUZZ_EXAMPLES)
 
 
 def all_shapes() -> list[Shape]:
