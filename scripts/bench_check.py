@@ -38,7 +38,7 @@ from registry.services.demo import REGION_EXT  # noqa: E402
 from registry.settings import Settings  # noqa: E402
 from scripts.bench_common import create_database, finish, machine, national_id, percentile, record, start_registry  # noqa: E402
 from scripts.bench_cpu import profiled, top_entries, tree_cpu_seconds  # noqa: E402
-from scripts.bench_load import http_load, pgbench  # noqa: E402
+from scripts.bench_load import http_load, http_load_paths, pgbench  # noqa: E402
 from scripts.pg_cluster import PgCluster  # noqa: E402
 
 NATIONAL = "https://hr-registry.org.cn/fhir/sid/cn-resident-id"
@@ -156,6 +156,23 @@ def sequential(port: int, bodies: list[bytes], headers: dict[str, str]) -> tuple
     return latencies, cards, (time.process_time() - cpu) / len(bodies) * 1000
 
 
+def livez_latencies(port: int, calls: int) -> list[float]:
+    """One kept-alive client asking ``GET /livez`` (no token, no database): the HTTP stack's own latency (ms)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    latencies: list[float] = []
+    for n in range(calls + 50):
+        t = time.perf_counter()
+        conn.request("GET", "/livez")
+        response = conn.getresponse()
+        response.read()
+        if n >= 50:  # after the warm-up
+            latencies.append((time.perf_counter() - t) * 1000)
+        if response.status != 200:
+            raise RuntimeError(f"/livez answered {response.status}")
+    conn.close()
+    return latencies
+
+
 def run(args: argparse.Namespace, server_url: str, described: str) -> int:
     db, url = create_database(server_url, args.database)
     var = Path(tempfile.mkdtemp(prefix="hr-bench-check-"))
@@ -235,6 +252,9 @@ def run(args: argparse.Namespace, server_url: str, described: str) -> int:
             print(f"  {on_top * 100:5.1f} % own  {anywhere * 100:5.1f} % on the stack  {name}")
         load = http_load(f"{base}/cds-services/hr-order-sign", bodies, headers, clients=args.clients,
                          seconds=args.seconds)  # fmt: skip
+        # the floor of the HTTP stack alone: the same server, middleware and routing, no token and no database
+        floor_one = livez_latencies(args.port, len(bodies))
+        floor = http_load_paths(base, ["/livez"], {}, clients=args.clients, seconds=min(10, args.seconds))
         results = {
             "cds_p50_ms": statistics.median(cds_ms),
             "cds_p99_ms": percentile(cds_ms, 0.99),
@@ -252,6 +272,8 @@ def run(args: argparse.Namespace, server_url: str, described: str) -> int:
             "bare_client_cpu_ms": bare_load["client_cpu_ms"],
             "cards_per_call": cards / len(cases),
             "load_seconds": load_seconds,
+            "floor_p50_ms": statistics.median(floor_one),
+            "floor_throughput": floor["calls_per_s"],
         }
         results["ratio_p50"] = results["cds_p50_ms"] / results["bare_p50_ms"]
         results["ratio_p99"] = results["cds_p99_ms"] / results["bare_p99_ms"]
@@ -306,7 +328,11 @@ def write_docs(
         f"| the load generator's CPU per call | {r['load_client_cpu_ms']:.3f} ms (one client: "
         f"{r['client_cpu_ms']:.3f} ms) | {r['bare_client_cpu_ms']:.3f} ms | | |\n"
         f"| CPU per call, one client: the registry's workers / PostgreSQL's backends | {r['registry_cpu_ms']:.2f} ms / "
-        f"{r['pg_cpu_ms']:.2f} ms | | | |\n\n"
+        f"{r['pg_cpu_ms']:.2f} ms | | | |\n"
+        f"| the HTTP stack alone: `GET /livez` on the same server (no token, no database), p50 one client / "
+        f"{args.clients} clients' throughput | {r['cds_p50_ms']:.2f} ms / {r['throughput']:.0f} calls/s | "
+        f"{r['floor_p50_ms']:.2f} ms / {r['floor_throughput']:.0f} calls/s | "
+        f"{r['throughput'] / r['floor_throughput']:.2f} of the floor's throughput | |\n\n"
         f"Two of the five orders per call are items the patient has an indexed result for; "
         f"{r['cards_per_call']:.2f} cards per call on average. The order-sign figure is end to end: HTTP, token, "
         "patient key, code maps, the index query, qualifications, the rule, the cards, and a committed write of the "

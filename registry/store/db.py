@@ -55,12 +55,11 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
-        # Every execution planned for its own parameters and the table as it is now. psycopg prepares a statement
-        # after a few runs, and PostgreSQL may then keep one generic plan for the connection's life: one made while
-        # a table was small (a sequential scan, ``res_pk = ANY(…)`` tested row by row) stayed in use as the table
-        # grew until the next ANALYZE — 1 ms per Bundle became 18 ms within 60 Bundles on a server without
-        # autovacuum. Planning these short statements costs tens of microseconds.
-        connect_args={"options": "-c plan_cache_mode=force_custom_plan"},
+        # PostgreSQL's default plan caching (``plan_cache_mode = auto``): the order check's and the reads' short
+        # statements keep one generic plan per connection once psycopg has prepared them (a quarter of the server's
+        # CPU per order check went to re-planning them). The write path plans every execution instead
+        # (UnitOfWork.begin(plan_each=True)): there a generic plan made while a table was small stayed in use as it
+        # grew — 1 ms per Bundle became 18 ms within 60 Bundles on a server without autovacuum.
         hide_parameters=True,
         json_serializer=_dumps,
         json_deserializer=orjson.loads,

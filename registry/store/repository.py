@@ -28,10 +28,18 @@ class UnitOfWork:
         self.engine = engine
 
     @contextmanager
-    def begin(self, *, audit_only: bool = False) -> Iterator[Repository]:
+    def begin(self, *, audit_only: bool = False, plan_each: bool = False) -> Iterator[Repository]:
+        """``audit_only``: the transaction writes nothing but read audits. ``plan_each``: every statement planned for
+        its own parameters and the tables as they are now (the ingest, whose tables grow under it; registry.store.db)."""
         with self.engine.begin() as conn:
-            if audit_only and conn.dialect.name == "postgresql":
-                # Read audits commit without waiting for the WAL flush: a crash may lose the last few hundred
-                # milliseconds of read audits, never a write (writes audit inside their own transaction).
-                conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
+            if conn.dialect.name == "postgresql" and (audit_only or plan_each):
+                settings = []
+                if audit_only:
+                    # Read audits commit without waiting for the WAL flush: a crash may lose the last few hundred
+                    # milliseconds of read audits, never a write (writes audit inside their own transaction).
+                    settings.append("SET LOCAL synchronous_commit = off")
+                if plan_each:
+                    settings.append("SET LOCAL plan_cache_mode = force_custom_plan")
+                for setting in settings:
+                    conn.exec_driver_sql(setting)
             yield Repository(conn)

@@ -5,16 +5,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
-from sqlalchemy import Engine, func, select, text
+from sqlalchemy import Engine, event, func, select, text
 from sqlalchemy.exc import IntegrityError
 
 from registry.fhir.extract import to_us
 from registry.store.db import make_engine
 from registry.store.migrate import upgrade
 from registry.store.recognition import AUD, CARD, CHECK, RIX, RecognitionStore
-from tests.integration.conftest import Database
+from tests.integration.conftest import Api, Database, resident_id, unique
 
 NOW = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 
@@ -113,3 +114,33 @@ def test_a_dropped_connection_raises_what_sqlalchemy_raises_and_is_not_reused(en
         assert victim.invalidated
     with engine.connect() as conn:  # the next connection is a new one, and it works
         assert conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one() != pid
+
+
+def test_the_write_path_plans_each_statement_and_the_rest_keep_postgresql_s_plan_cache(
+    api: Api, database: Database
+) -> None:
+    """registry.store.db: the ingest's transactions plan every execution (a generic plan made on a small table once
+    stayed in use as it grew); every other transaction keeps PostgreSQL's default, so the order check's prepared
+    statements are planned once per connection."""
+    if database.backend != "postgresql":
+        pytest.skip("plan caching is PostgreSQL's; SQLite plans every statement")
+    seen: list[tuple[str, str]] = []
+
+    def observe(conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+        if statement.lstrip().upper().startswith(("INSERT", "UPDATE", "SELECT")):
+            mode = conn.connection.driver_connection.execute("SHOW plan_cache_mode").fetchone()[0]
+            seen.append((statement.split()[0].upper(), mode))
+
+    engine = api.ctx.engine
+    event.listen(engine, "before_cursor_execute", observe)
+    try:
+        api.patient("hosp-a", unique("PLAN"), resident_id(9601))
+    finally:
+        event.remove(engine, "before_cursor_execute", observe)
+    writes = [mode for kind, mode in seen if kind in ("INSERT", "UPDATE")]
+    assert writes and set(writes) == {"force_custom_plan"}, seen
+    with engine.connect() as conn:  # SET LOCAL ended with the ingest's transaction: the pooled connections are default
+        modes = {conn.exec_driver_sql("SHOW plan_cache_mode").scalar_one()}
+    with api.ctx.uow.begin() as repo:
+        modes.add(repo.conn.exec_driver_sql("SHOW plan_cache_mode").scalar_one())
+    assert modes == {"auto"}

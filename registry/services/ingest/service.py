@@ -89,7 +89,7 @@ class Ingest:
         for attempt in range(ATTEMPTS):
             now = self.ctx.clock()
             try:
-                with self.ctx.uow.begin() as repo:
+                with self.ctx.uow.begin(plan_each=True) as repo:
                     s = Session(repo, principal, now, locking=attempt > 0)
                     result = fn(s)
                     repo.add_audit(s.audit_rows)
