@@ -30,7 +30,7 @@ class UnitOfWork:
     @contextmanager
     def begin(self, *, audit_only: bool = False, plan_each: bool = False) -> Iterator[Repository]:
         """``audit_only``: the transaction writes nothing but read audits. ``plan_each``: every statement planned for
-        its own parameters and the tables as they are now (the ingest, whose tables grow under it; registry.store.db)."""
+        its own parameters and the tables as they are now (the ingest: its tables grow under it; registry.store.db)."""
         with self.engine.begin() as conn:
             if conn.dialect.name == "postgresql" and (audit_only or plan_each):
                 settings = []
