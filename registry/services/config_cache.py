@@ -64,6 +64,13 @@ class ConfigCache:
             self._entries[key] = (generation, now + self.ttl, value)
         return value
 
+    def latest(self, key: Hashable) -> tuple[int, Any] | None:
+        """``(generation, value)`` last loaded for ``key``, however old: a guess for reading ahead, to be confirmed
+        against the generation the transaction then reads (``get``)."""
+        with self._lock:
+            hit = self._entries.get(key)
+        return (hit[0], hit[2]) if hit is not None else None
+
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()

@@ -47,6 +47,7 @@ from registry.services.ingest import Ingest
 from registry.services.recognizability import prior_of, qualification_facts
 from registry.services.result_index import ResultIndexer
 from registry.services.sharing import sharing_of
+from registry.store.check_reads import CheckReads, read_ahead
 from registry.store.consent import ConsentStore
 from registry.store.namespaces import NamespaceStore
 from registry.store.recognition import Org, RecognitionStore
@@ -145,13 +146,41 @@ class RecognitionService:
         return found
 
     def _subject(
-        self, repo: Repository, principal: Principal, audit: AuditContext, query: PatientQuery, generation: int
+        self,
+        repo: Repository,
+        principal: Principal,
+        audit: AuditContext,
+        query: PatientQuery,
+        generation: int,
+        ahead: CheckReads | None = None,
     ) -> policy.CheckSubject:
         systems = tuple(sorted({s for s, _v in query.identifiers}))
         owners = self.cache.get(generation, ("owners", systems), lambda: NamespaceStore(repo.conn).owners(systems))
+        in_care = {(ahead.org_id, ahead.patient_key): ahead.in_care} if ahead and ahead.org_id and \
+            ahead.in_care is not None else None  # fmt: skip
         return policy.check_subject(
-            principal, repo, self.identity, owners, query.identifiers, query.patient_id, audit.break_glass
+            principal, repo, self.identity, owners, query.identifiers, query.patient_id, audit.break_glass, in_care
         )
+
+    def _read_ahead(
+        self, repo: Repository, principal: Principal, query: PatientQuery, orders: Sequence[DraftOrder], now: datetime
+    ) -> CheckReads | None:
+        """The check's first reads in one round trip, when the request names its patient by a national identifier:
+        the generation, the care context, the index rows for the items the orders resolve to with the code map last
+        loaded (used only if the generation read confirms the same items) and the sharing projection."""
+        key = policy.presented_national_key(self.identity, query.identifiers)
+        if key is None:
+            return None
+        ordering = principal.org_id or ""
+        guess = self.cache.latest(("code-map", ordering)) if ordering else None
+        wanted = self._wanted(orders, guess[1] if guess is not None else None)
+        org = principal.org_id if principal.kind is not PrincipalKind.ADMIN else None
+        return read_ahead(repo.conn, key, org, sorted(wanted), to_us(now - self.max_window), sorted(self.sensitive))
+
+    def _wanted(self, orders: Sequence[DraftOrder], code_map: Any) -> set[str]:
+        """The catalog items the orders resolve to, and the panels containing them."""
+        wanted = {i.id for o in orders if (i := self.catalog.resolve(o.codes, code_map)) is not None}
+        return wanted | {p for i in list(wanted) for p in self.catalog.panels_containing(i)}
 
     def _register(self, principal: Principal, audit: AuditContext, reg: policy.Registration) -> None:
         registrar = Principal(principal.client_id, PrincipalKind.HOSPITAL, parse_scopes("system/Patient.write"),
@@ -188,11 +217,12 @@ class RecognitionService:
             # audit, committed before the answer; a patient the check must register first is written in its own
             # (the ingest's) transaction, and the check then runs in a second.
             with self.uow.begin() as repo:
-                generation = self.cache.generation(repo.conn)
-                found = self._subject(repo, principal, audit, patient, generation)
+                ahead = self._read_ahead(repo, principal, patient, orders, now)
+                generation = ahead.generation if ahead is not None else self.cache.generation(repo.conn)
+                found = self._subject(repo, principal, audit, patient, generation, ahead)
                 if found.registration is None:
                     return self._checked(repo, generation, principal, audit, found, orders, now, source,
-                                         hook_instance)  # fmt: skip
+                                         hook_instance, ahead)  # fmt: skip
                 registration = found.registration
             self._register(principal, audit, registration)
             with self.uow.begin() as repo:
@@ -213,9 +243,10 @@ class RecognitionService:
         now: datetime,
         source: str,
         hook_instance: str | None,
+        ahead: CheckReads | None = None,
     ) -> list[CheckedOrder]:
         key = found.patient_key
-        checked = self._check(repo, principal, key, orders, now, found.break_glass, generation)
+        checked = self._check(repo, principal, key, orders, now, found.break_glass, generation, ahead)
         checks, cards = self._log_rows(principal, key, checked, now, source, hook_instance)
         audited = rows_for_patients(audit, now=now, status=200, patient_keys=[key],
                                     detail=f"order check ({found.grounds})")  # fmt: skip
@@ -231,6 +262,7 @@ class RecognitionService:
         now: datetime,
         break_glass: policy.BreakGlass | None,
         generation: int | None = None,
+        ahead: CheckReads | None = None,
     ) -> list[CheckedOrder]:
         store = RecognitionStore(repo.conn)
         generation = self.cache.generation(repo.conn) if generation is None else generation
@@ -243,17 +275,19 @@ class RecognitionService:
             else None
         )
         items = [self.catalog.resolve(o.codes, code_map) for o in orders]
-        wanted = {i.id for i in items if i is not None}
-        wanted |= {p for i in list(wanted) for p in self.catalog.panels_containing(i)}
-        rows, paused = self._shared(
-            repo, principal, key, store.results_for(key, sorted(wanted), to_us(now - self.max_window)), break_glass
-        )
+        wanted = tuple(sorted(self._wanted(orders, code_map)))
+        since = to_us(now - self.max_window)
+        if ahead is not None and ahead.patient_key != key:
+            ahead = None  # read ahead for the national identifier's person; the check is about another
+        same = ahead if ahead is not None and (ahead.items, ahead.since_us) == (wanted, since) else None
+        found = same.results if same is not None else store.results_for(key, wanted, since)
+        rows, paused = self._shared(repo, principal, key, found, break_glass, ahead)
         org_ids = frozenset({r.org_id for r in rows if r.org_id} | {ordering})
         orgs = self.cache.get(generation, ("orgs", org_ids), lambda: store.organizations(org_ids))
         issuers = frozenset(r.org_id for r in rows if r.org_id)
         quals = self.cache.get(generation, ("qualifications", issuers), lambda: qualification_facts(store, issuers))
         facts = {oid: OrgFacts(oid, org.regions) for oid, org in orgs.items()}
-        members = self._members(store, key, rows)
+        members = self._members(store, key, rows, same.members if same is not None else None)
         priors = [self._prior(r, facts, members) for r in rows]
         by_ref = {f"{r.res_type}/{r.res_id}": r for r in rows}
         ordering_facts = facts.get(ordering, OrgFacts(ordering))
@@ -271,18 +305,26 @@ class RecognitionService:
         return out
 
     def _shared(
-        self, repo: Repository, principal: Principal, key: str, rows: list[Any], break_glass: policy.BreakGlass | None
+        self,
+        repo: Repository,
+        principal: Principal,
+        key: str,
+        rows: Sequence[Any],
+        break_glass: policy.BreakGlass | None,
+        known: CheckReads | None = None,
     ) -> tuple[list[Any], set[str]]:
         """The rows the patient's consent shares with the calling hospital (policy.consent), and the items of those
         withheld because sharing is paused (announced; sensitive ones without consent are not)."""
         if break_glass is not None or not any(
             policy.needs_sharing_check(principal, r.res_type, r.org_id) for r in rows
         ):
-            return rows, set()
-        sharing = sharing_of(repo, key)
+            return list(rows), set()
+        sharing = (policy.Sharing.of(known.sharing.paused, known.sharing.sensitive_shared) if known
+                   else sharing_of(repo, key))  # fmt: skip
         reports = sorted({r.report_id for r in rows if r.report_id})
         sensitive_reports = (
             set() if sharing.sensitive_shared
+            else known.sensitive_reports & set(reports) if known
             else ConsentStore(repo.conn).sensitive_reports(key, reports, sorted(self.sensitive))
         )  # fmt: skip
         kept: list[Any] = []
@@ -297,12 +339,17 @@ class RecognitionService:
         return kept, paused
 
     @staticmethod
-    def _members(store: RecognitionStore, key: str, rows: Sequence[Any]) -> dict[str, list[Any]]:
+    def _members(
+        store: RecognitionStore, key: str, rows: Sequence[Any], known: Sequence[Any] | None = None
+    ) -> dict[str, list[Any]]:
         """The Observation rows of each DiagnosticReport among ``rows``: a panel's values, shown on the card, and
-        what the panel actually contains (rule 2)."""
+        what the panel actually contains (rule 2). ``known``: the members of a superset of those reports, read
+        ahead."""
         reports = sorted({r.report_id for r in rows if r.res_type == "DiagnosticReport" and r.report_id})
         members: dict[str, list[Any]] = {}
-        for m in store.report_members(key, reports):
+        wanted = set(reports)
+        found = [m for m in known if m.report_id in wanted] if known is not None else store.report_members(key, reports)
+        for m in found:
             members.setdefault(m.report_id, []).append(m)
         return members
 

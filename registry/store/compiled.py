@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any, cast
 
 import psycopg
@@ -70,6 +70,46 @@ class Compiled:
         return rows[0] if rows else None
 
 
+def all_together(conn: Connection, queries: Sequence[tuple[Compiled, Mapping[str, Any]]]) -> list[Sequence[Any]]:
+    """Every row of each statement (plain reads: no locks), in order. On PostgreSQL they go to the server in one round
+    trip (psycopg's pipeline mode), as the server's implicit transaction when the caller's has sent nothing yet
+    (:func:`_before_the_transaction`); elsewhere they run one by one."""
+    if conn.dialect.name != POSTGRES:
+        return [q.all(conn, params) for q, params in queries]
+    raw = _driver(conn)
+    texts = [(q._pg_text(conn), {**q._defaults, **params}) for q, params in queries]
+    with _driver_errors(conn, texts[0][0] if texts else "", {}), _before_the_transaction(raw):
+        with raw.pipeline():
+            cursors = []
+            for text, bound in texts:
+                cur = raw.cursor(row_factory=namedtuple_row)
+                cur.execute(text, bound)
+                cursors.append(cur)
+        out: list[Sequence[Any]] = []
+        for cur in cursors:
+            out.append(cur.fetchall())
+            cur.close()
+        return out
+
+
+@contextmanager
+def _before_the_transaction(raw: Any) -> Iterator[None]:
+    """Statements sent before the caller's transaction has sent any (psycopg has not begun it yet) run without BEGIN
+    and COMMIT: PostgreSQL's extended protocol runs everything up to a Sync as one implicit transaction, committed at
+    the Sync or rolled back whole (PostgreSQL: Protocol, Pipelining). Plain reads see what they would have seen in the
+    caller's READ COMMITTED transaction; writes sent this way must be the transaction's last (``insert_rows``'s
+    ``closing``). Inside a begun transaction this does nothing."""
+    if raw.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        yield
+        return
+    raw.autocommit = True
+    try:
+        yield
+    finally:
+        if not raw.closed:  # a connection lost meanwhile is invalidated by _driver_errors: never pooled again
+            raw.autocommit = False
+
+
 def one_of(column: Any, name: str, dialect: str) -> ColumnElement[bool]:
     """``column`` is one of the list bound as ``name``: ``= ANY`` of an array on PostgreSQL (one statement text
     whatever the list's length), an expanding ``IN`` elsewhere."""
@@ -78,8 +118,14 @@ def one_of(column: Any, name: str, dialect: str) -> ColumnElement[bool]:
     return column.in_(bindparam(name, expanding=True))  # type: ignore[no-any-return]
 
 
-def insert_rows(conn: Connection, batches: Sequence[tuple[Any, Sequence[Mapping[str, Any]]]]) -> None:
-    """``(table, rows)`` pairs written in the caller's transaction: every row of a table has the same keys."""
+def insert_rows(
+    conn: Connection, batches: Sequence[tuple[Any, Sequence[Mapping[str, Any]]]], *, closing: bool = False
+) -> None:
+    """``(table, rows)`` pairs written in the caller's transaction: every row of a table has the same keys.
+
+    ``closing``: the caller's transaction writes nothing after these. On PostgreSQL the rows go in one round trip
+    (psycopg's pipeline mode); with ``closing``, and the transaction having sent nothing before, that round trip is
+    the whole transaction — the rows commit together or not at all, without BEGIN and COMMIT of their own."""
     batches = [(t, rows) for t, rows in batches if rows]
     if not batches:
         return
@@ -88,7 +134,8 @@ def insert_rows(conn: Connection, batches: Sequence[tuple[Any, Sequence[Mapping[
             conn.execute(insert(table), [dict(r) for r in rows])
         return
     raw = _driver(conn)
-    with _driver_errors(conn, "INSERT (check log)", {}), raw.pipeline(), raw.cursor() as cur:
+    outside = _before_the_transaction(raw) if closing else nullcontext()
+    with _driver_errors(conn, "INSERT (check log)", {}), outside, raw.pipeline(), raw.cursor() as cur:
         for table, rows in batches:
             columns = list(rows[0])
             names = ", ".join(f'"{c}"' for c in columns)

@@ -40,6 +40,11 @@ class SharingRows:
     paused: frozenset[str] = frozenset()
     sensitive_shared: bool = False
 
+    @classmethod
+    def of_rows(cls, rows: Sequence[Any]) -> SharingRows:
+        """From the rows of ``_SHARING``: a hospital each, and a row with no hospital for the sensitive consent."""
+        return cls(frozenset(r.org_id for r in rows if r.org_id is not None), any(r.org_id is None for r in rows))
+
 
 def paused_for(res: Any, org_id: str) -> ColumnElement[bool]:
     """The resource row's patient paused sharing with ``org_id`` (or with every other hospital)."""
@@ -79,9 +84,7 @@ class ConsentStore:
 
     def sharing(self, patient_key: str) -> SharingRows:
         # one round trip: the hospitals sharing is paused for, and (a row with no hospital) sensitive sharing
-        rows = _SHARING.all(self.conn, {"key": patient_key})
-        paused = frozenset(r.org_id for r in rows if r.org_id is not None)
-        return SharingRows(paused, any(r.org_id is None for r in rows))
+        return SharingRows.of_rows(_SHARING.all(self.conn, {"key": patient_key}))
 
     def replace(
         self, patient_key: str, paused: Iterable[str], sensitive: bool, consent_id: str, *, now: datetime

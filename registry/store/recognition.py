@@ -171,7 +171,7 @@ class RecognitionStore:
         self, checks: Sequence[dict[str, Any]], cards: Sequence[dict[str, Any]], audit: Sequence[dict[str, Any]]
     ) -> None:
         """An order check's log, cards and audit rows, in one round trip on PostgreSQL."""
-        insert_rows(self.conn, [(CHECK, checks), (CARD, cards), (AUD, audit)])
+        insert_rows(self.conn, [(CHECK, checks), (CARD, cards), (AUD, audit)], closing=True)
 
     def card(self, uuid: str) -> Any | None:
         return self.conn.execute(select(CARD).where(CARD.c.uuid == uuid)).first()

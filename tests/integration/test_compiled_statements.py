@@ -115,6 +115,21 @@ def test_a_dropped_connection_raises_what_sqlalchemy_raises_and_is_not_reused(en
     with engine.connect() as conn:  # the next connection is a new one, and it works
         assert conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one() != pid
 
+    # the same for the first reads sent together before the transaction has begun (all_together)
+    from registry.store.check_reads import read_ahead
+
+    with engine.connect() as victim:
+        pid = victim.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+        victim.rollback()
+        with engine.connect() as other:
+            other.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+        with pytest.raises(OperationalError):
+            read_ahead(victim, "k-gone", "hosp-a", ["glu"], 0, ["hiv"])
+        assert victim.invalidated
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one() != pid
+        assert conn.connection.driver_connection.autocommit is False
+
 
 def test_the_write_path_plans_each_statement_and_the_rest_keep_postgresql_s_plan_cache(
     api: Api, database: Database

@@ -20,7 +20,7 @@ Modules: :mod:`.routes` (who may call each route at all), :mod:`.reading`, :mod:
 :mod:`.consent` (the patient's sharing consent).
 """
 
-from registry.services.policy.care import CheckSubject, Registration, check_subject
+from registry.services.policy.care import CheckSubject, Registration, check_subject, presented_national_key
 from registry.services.policy.consent import (
     CONSENT_TYPES,
     NOT_SHARED,
@@ -118,6 +118,7 @@ __all__ = [
     "needs_sharing_check",
     "notification_owner",
     "own_organization",
+    "presented_national_key",
     "read_filter",
     "require_admin",
     "require_scope",

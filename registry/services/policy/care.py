@@ -55,6 +55,19 @@ def _patients(repo: Repository, system: str, value: str) -> list[tuple[str | Non
     return [(r.org_id, r.patient_key) for r in rows if r.patient_key]
 
 
+def presented_national_key(identity: IdentityPolicy, identifiers: Sequence[tuple[str, str]]) -> str | None:
+    """The master key of the one national identifier presented in full, if there is exactly one person's; None
+    otherwise (a bad or conflicting one is check_subject's to refuse)."""
+    keys: set[str] = set()
+    for system, value in identifiers:
+        if identity.is_national(system) and MASK not in value:
+            try:
+                keys.add(identity.master_key(system, value))
+            except NationalIdError:
+                return None
+    return keys.pop() if len(keys) == 1 else None
+
+
 def check_subject(
     principal: Principal,
     repo: Repository,
@@ -63,8 +76,16 @@ def check_subject(
     identifiers: Sequence[tuple[str, str]],
     patient_id: str | None,
     break_glass: BreakGlass | None,
+    in_care: Mapping[tuple[str, str], bool] | None = None,
 ) -> CheckSubject:
-    """Decide whom an order check (or reminder) may be answered about; refuse otherwise (module docstring)."""
+    """Decide whom an order check (or reminder) may be answered about; refuse otherwise (module docstring).
+    ``in_care``: care-context facts ``(org, patient key) → bool`` already read in the transaction (the order check
+    reads them ahead with its other first reads); any other is looked up."""
+
+    def cared(org_id: str, key: str) -> bool:
+        known = in_care.get((org_id, key)) if in_care else None
+        return repo.has_care_context(org_id, key) if known is None else known
+
     if principal.kind not in (PrincipalKind.ADMIN, PrincipalKind.HOSPITAL, PrincipalKind.CLINICIAN):
         raise ForbiddenError("the order check is for hospitals and their clinicians")
     require_scope(principal, "DiagnosticReport", "read")
@@ -129,7 +150,7 @@ def check_subject(
             f"no patient {system}|{value} is registered at your hospital: send the national identifier with the MRN "
             "(the ID card read at registration) to register them, or push the Patient from your HIS first"
         )
-    if national_key is not None and repo.has_care_context(org, national_key):
+    if national_key is not None and cared(org, national_key):
         return CheckSubject(national_key, "local", break_glass=break_glass)
     if patient_id:
         found = repo.get("Patient", patient_id)
@@ -140,6 +161,6 @@ def check_subject(
         key = any_key()
         if key is None:
             raise PreconditionFailedError("the patient cannot be identified from what was sent")
-        grounds = "local" if repo.has_care_context(org, key) else "break-glass"
+        grounds = "local" if cared(org, key) else "break-glass"
         return CheckSubject(key, grounds, break_glass=break_glass)
     raise ForbiddenError(f"the order check answers only for your hospital's patients: {OUTSIDE_CARE}")
