@@ -3,9 +3,10 @@ qualifications — which every order check needs and which changes rarely.
 
 Every change to that configuration, through the API or the command line, bumps the configuration generation in the
 same transaction (``registry.store.config_generation``). A reader asks for the current generation once per request
-(one primary-key SELECT, in the request's transaction) and gets only entries loaded at that generation, so a change
-is seen **at once** by the next order check of every process, whichever process made it. ``ttl_seconds`` (60 s) is a
-backstop for changes written behind the registry's back (SQL typed into the database): those are seen within it.
+(one primary-key SELECT, before it loads anything; the order check sends it with its first reads) and gets only
+entries loaded at that generation, so a change is seen **at once** by the next order check of every process,
+whichever process made it. ``ttl_seconds`` (60 s) is a backstop for changes written behind the registry's back (SQL
+typed into the database): those are seen within it.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ class ConfigCache:
     def get(self, generation: int, key: Hashable, load: Callable[[], T]) -> T:
         """The entry for ``key`` loaded at ``generation`` (and younger than the TTL), else ``load()``'s value.
 
-        The generation is read before the load, in the same transaction: the value is at least as new as the
+        The generation is read before the load, on the same connection: the value is at least as new as the
         generation it is filed under, never older."""
         now = self.monotonic()
         with self._lock:
