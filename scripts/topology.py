@@ -319,6 +319,17 @@ class Topology:
         node.kill()
         return node
 
+    def rejoin(self, node: PatroniNode, timeout: float = 90) -> None:
+        """The machine of a killed node comes back: Patroni rewinds its data directory to the new primary's timeline
+        (pg_rewind) and it streams again, until it is the synchronous standby."""
+        node.start()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.wait_for_sync_standby(timeout=max(1, deadline - time.monotonic())) == node.member:
+                return
+            time.sleep(0.5)
+        raise RuntimeError(f"{node.member} did not rejoin within {timeout:.0f} s: {self.cluster()}\n{node.tail(30)}")
+
     def time_until_writes(self, write: Callable[[], bool], timeout: float = 60, pause: float = 0.1) -> float:
         """Seconds until ``write()`` (one attempt: True when it was acknowledged) succeeds, trying every ``pause``."""
         started = time.monotonic()

@@ -244,11 +244,12 @@ class PatroniNode(Service):
                     "synchronous_mode": True,
                     "synchronous_mode_strict": False,
                     "postgresql": {
-                        "use_pg_rewind": False,
+                        "use_pg_rewind": True,  # a dead primary comes back as a standby of the new one
                         "use_slots": True,
                         "parameters": {
                             "wal_level": "replica",
                             "hot_standby": "on",
+                            "wal_log_hints": "on",  # what pg_rewind needs without data checksums
                             "synchronous_commit": "on",
                             "max_wal_senders": 5,
                             "max_replication_slots": 5,

@@ -13,7 +13,8 @@ when its answer was 2xx. A client retries whatever failed (a transport error, 50
 Afterwards every acknowledged write is searched by its identifier through the registry: exactly one Observation,
 with the value written. Through the primary's failover a hospital's hr-adapter also accepts HL7 messages into its
 durable outbox and delivers them (tests/topology/outbox_feed.py): every message it accepted is in the registry
-exactly once, none dead.
+exactly once, none dead. Then the old primary's machine comes back: Patroni rewinds it (pg_rewind) onto the new
+primary's timeline and it rejoins as the synchronous standby, holding what the new primary holds.
 
     PYTHONPATH=. .venv/bin/python -m pytest -m topology tests/topology -s
 """
@@ -31,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 
 from catalog.codes import HR_MARK
@@ -269,6 +271,22 @@ def assert_every_ack_is_there_once(topo: Topology, acked: dict[str, float]) -> N
     assert not wrong, f"{len(wrong)} Observations do not hold the value written: {wrong[:10]}"
 
 
+def assert_standby_matches(primary: Any, standby: Any, timeout: float = 30) -> None:
+    """Once the standby has replayed the primary's WAL up to now, both have the same stored resources."""
+
+    def query(node: Any, sql: str) -> Any:
+        with psycopg.connect(f"postgresql://postgres@127.0.0.1:{node.pg_port}/registry", autocommit=True) as conn:
+            return conn.execute(sql).fetchone()
+
+    lsn = query(primary, "SELECT pg_current_wal_lsn()")[0]
+    deadline = time.monotonic() + timeout
+    while query(standby, f"SELECT pg_last_wal_replay_lsn() >= '{lsn}'::pg_lsn")[0] is not True:
+        assert time.monotonic() < deadline, f"the standby did not replay up to {lsn} within {timeout:.0f} s"
+        time.sleep(0.2)
+    stored = "SELECT count(*), max(pk), count(DISTINCT (type, id)) FROM resource"
+    assert query(standby, stored) == query(primary, stored)
+
+
 def _report(text: str) -> None:
     print(f"\n[topology] {text}", flush=True)  # noqa: T201 - the measurement is the point of the run
 
@@ -369,3 +387,11 @@ def test_a_killed_primary_is_replaced_and_no_acknowledged_write_is_lost(topo: To
     assert feed.accepted and drained.pending == 0 and drained.dead == 0 and feed.dead_letters == 0, drained
     assert drained.delivered == len(feed.accepted), drained
     assert_every_report_is_there_once(topo, feed.accepted)
+    # the old primary's machine comes back: rewound to the new timeline, it is the synchronous standby again and holds
+    # what the new primary holds
+    started = time.monotonic()
+    topo.rejoin(old)
+    rewound = [line for line in old.tail(400).splitlines() if "rewind" in line.lower()]
+    _report(f"{old.member} rejoined as the synchronous standby {time.monotonic() - started:.1f} s after its restart; "
+            f"Patroni on pg_rewind: {rewound[-3:] or 'not needed (no diverged WAL)'}")  # fmt: skip
+    assert_standby_matches(new, old)
