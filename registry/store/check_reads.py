@@ -14,10 +14,10 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, select
 
 from registry.store.compiled import Compiled, all_together, one_of
-from registry.store.config_generation import _CURRENT, RECOGNITION
-from registry.store.consent import _SHARING, SharingRows
-from registry.store.recognition import _RESULTS_FOR, RIX
-from registry.store.resource_sql import _CARE_CONTEXT
+from registry.store.config_generation import CURRENT_GENERATION, RECOGNITION
+from registry.store.consent import SHARING_ROWS, SharingRows
+from registry.store.recognition import RESULTS_FOR, RIX, members_of
+from registry.store.resource_sql import CARE_CONTEXT
 
 # the reports of the patient holding a sensitive result (bounded by the patient's own rows, ix_result_lookup)
 _SENSITIVE_REPORTS = Compiled(
@@ -26,16 +26,14 @@ _SENSITIVE_REPORTS = Compiled(
            RIX.c.report_id.is_not(None))
     .distinct()
 )  # fmt: skip
-# the Observation rows of every DiagnosticReport among the rows _RESULTS_FOR finds (a panel's values)
+# the Observation rows of every DiagnosticReport among the rows RESULTS_FOR finds (a panel's values)
 _MEMBERS = Compiled(
-    lambda d: select(RIX)
-    .where(RIX.c.patient_key == bindparam("key"), RIX.c.res_type == "Observation",
-           RIX.c.report_id.in_(
-               select(RIX.c.report_id).where(
-                   RIX.c.patient_key == bindparam("key"), one_of(RIX.c.item_id, "items", d),
-                   RIX.c.effective_us >= bindparam("since"), RIX.c.res_type == "DiagnosticReport",
-               ).scalar_subquery()))
-    .order_by(RIX.c.item_id)
+    lambda d: members_of(
+        RIX.c.report_id.in_(
+            select(RIX.c.report_id).where(
+                RIX.c.patient_key == bindparam("key"), one_of(RIX.c.item_id, "items", d),
+                RIX.c.effective_us >= bindparam("since"), RIX.c.res_type == "DiagnosticReport",
+            ).scalar_subquery()))
 )  # fmt: skip
 
 
@@ -64,14 +62,14 @@ def read_ahead(
     """The reads for ``patient_key`` (the care context only with a calling hospital ``org_id``)."""
     wanted = tuple(items)
     queries: list[tuple[Compiled, Mapping[str, Any]]] = [
-        (_CURRENT, {"name": RECOGNITION}),
-        (_SHARING, {"key": patient_key}),
+        (CURRENT_GENERATION, {"name": RECOGNITION}),
+        (SHARING_ROWS, {"key": patient_key}),
     ]
-    queries.append((_RESULTS_FOR, {"key": patient_key, "items": list(wanted), "since": since_us}))
+    queries.append((RESULTS_FOR, {"key": patient_key, "items": list(wanted), "since": since_us}))
     queries.append((_SENSITIVE_REPORTS, {"key": patient_key, "sensitive": list(sensitive_items)}))
     queries.append((_MEMBERS, {"key": patient_key, "items": list(wanted), "since": since_us}))
     if org_id:
-        queries.append((_CARE_CONTEXT, {"org": org_id, "key": patient_key}))
+        queries.append((CARE_CONTEXT, {"org": org_id, "key": patient_key}))
     found = all_together(conn, queries)
     generation = int(found[0][0].generation) if found[0] else 0
     sharing = SharingRows.of_rows(found[1])

@@ -16,7 +16,7 @@ from registry.store.tables import metadata
 
 GEN = cast(Any, metadata.tables["config_generation"])
 RECOGNITION = "recognition"
-_CURRENT = Compiled(lambda _d: select(GEN.c.generation).where(GEN.c.name == bindparam("name")))
+CURRENT_GENERATION = Compiled(lambda _d: select(GEN.c.generation).where(GEN.c.name == bindparam("name")))
 
 
 class ConfigGenerations:
@@ -24,7 +24,7 @@ class ConfigGenerations:
         self.conn = conn
 
     def current(self, name: str = RECOGNITION) -> int:
-        found = _CURRENT.first(self.conn, {"name": name})
+        found = CURRENT_GENERATION.first(self.conn, {"name": name})
         return int(found.generation if found is not None else 0)
 
     def bump(self, name: str = RECOGNITION) -> None:

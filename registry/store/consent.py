@@ -42,7 +42,7 @@ class SharingRows:
 
     @classmethod
     def of_rows(cls, rows: Sequence[Any]) -> SharingRows:
-        """From the rows of ``_SHARING``: a hospital each, and a row with no hospital for the sensitive consent."""
+        """From the rows of ``SHARING_ROWS``: a hospital each, and a row with no hospital for the sensitive consent."""
         return cls(frozenset(r.org_id for r in rows if r.org_id is not None), any(r.org_id is None for r in rows))
 
 
@@ -70,7 +70,7 @@ def is_sensitive(res: Any, sensitive_items: Sequence[str]) -> ColumnElement[bool
     )  # fmt: skip
 
 
-_SHARING = Compiled(
+SHARING_ROWS = Compiled(
     lambda _d: union_all(
         select(SR.c.org_id).where(SR.c.patient_key == bindparam("key")),
         select(null().label("org_id")).where(SS.c.patient_key == bindparam("key")),
@@ -84,7 +84,7 @@ class ConsentStore:
 
     def sharing(self, patient_key: str) -> SharingRows:
         # one round trip: the hospitals sharing is paused for, and (a row with no hospital) sensitive sharing
-        return SharingRows.of_rows(_SHARING.all(self.conn, {"key": patient_key}))
+        return SharingRows.of_rows(SHARING_ROWS.all(self.conn, {"key": patient_key}))
 
     def replace(
         self, patient_key: str, paused: Iterable[str], sensitive: bool, consent_id: str, *, now: datetime

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any, cast
 
 import orjson
-from sqlalchemy import Connection, and_, bindparam, delete, insert, or_, select, tuple_, update
+from sqlalchemy import ColumnElement, Connection, Select, and_, bindparam, delete, insert, or_, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 
 from registry.store.compiled import Compiled, insert_rows, one_of
@@ -32,18 +32,24 @@ AUD = cast(Any, metadata.tables["audit_event"])
 
 REGION_EXT = "https://hr-registry.org.cn/fhir/StructureDefinition/recognition-region"
 
-_RESULTS_FOR = Compiled(
+RESULTS_FOR = Compiled(
     lambda d: select(RIX)
     .where(RIX.c.patient_key == bindparam("key"), one_of(RIX.c.item_id, "items", d),
            RIX.c.effective_us >= bindparam("since"))
     .order_by(RIX.c.effective_us.desc())
 )  # fmt: skip
-_REPORT_MEMBERS = Compiled(
-    lambda d: select(RIX)
-    .where(RIX.c.patient_key == bindparam("key"), one_of(RIX.c.report_id, "reports", d),
-           RIX.c.res_type == "Observation")
-    .order_by(RIX.c.item_id)
-)  # fmt: skip
+
+
+def members_of(reports: ColumnElement[bool]) -> Select[Any]:
+    """The patient's (bound as ``key``) Observation rows whose report satisfies ``reports``: a panel's values."""
+    return (
+        select(RIX)
+        .where(RIX.c.patient_key == bindparam("key"), reports, RIX.c.res_type == "Observation")
+        .order_by(RIX.c.item_id)
+    )
+
+
+_REPORT_MEMBERS = Compiled(lambda d: members_of(one_of(RIX.c.report_id, "reports", d)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +68,7 @@ class RecognitionStore:
         """Index rows of one patient for these items, effective since ``since_us``, newest first."""
         if not item_ids:
             return []
-        return list(_RESULTS_FOR.all(self.conn, {"key": patient_key, "items": list(item_ids), "since": since_us}))
+        return list(RESULTS_FOR.all(self.conn, {"key": patient_key, "items": list(item_ids), "since": since_us}))
 
     def results_of_patient(self, patient_key: str, since_us: int) -> list[Any]:
         return list(

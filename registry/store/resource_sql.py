@@ -44,7 +44,7 @@ from registry.store.records import (
 )
 from registry.store.sql_base import SqlBase
 
-_CARE_CONTEXT = Compiled(
+CARE_CONTEXT = Compiled(
     lambda _d: select(R.c.pk)
     .where(R.c.type == "Patient", R.c.org_id == bindparam("org"), R.c.patient_key == bindparam("key"),
            R.c.deleted.is_(False))
@@ -332,7 +332,7 @@ class ResourceSql(SqlBase):
         return [self._stored(r) for r in rows]
 
     def has_care_context(self, org_id: str, patient_key: str) -> bool:
-        return _CARE_CONTEXT.first(self.conn, {"org": org_id, "key": patient_key}) is not None
+        return CARE_CONTEXT.first(self.conn, {"org": org_id, "key": patient_key}) is not None
 
     def max_pk(self) -> int:
         return int(self.conn.execute(select(func.coalesce(func.max(R.c.pk), 0))).scalar_one())

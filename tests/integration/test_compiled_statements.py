@@ -3,12 +3,12 @@ Core expression they are compiled from, and the check log written whole or not a
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, event, func, select, text
+from sqlalchemy import Connection, Engine, event, func, select, text
 from sqlalchemy.exc import IntegrityError
 
 from registry.fhir.extract import to_us
@@ -95,40 +95,35 @@ def test_the_check_log_is_written_whole_or_not_at_all(engine: Engine) -> None:
         assert conn.execute(text("SELECT 1")).scalar_one() == 1
 
 
+def _on_a_dropped_connection(engine: Engine, call: Callable[[Connection], object]) -> None:
+    """Run ``call`` on a connection whose server process was terminated; it raises SQLAlchemy's OperationalError and
+    leaves the connection invalidated, and the next connection from the pool is a new one, in its default mode."""
+    from sqlalchemy.exc import OperationalError
+
+    with engine.connect() as victim:
+        pid = victim.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+        victim.rollback()
+        with engine.connect() as other:
+            other.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+        with pytest.raises(OperationalError):
+            call(victim)
+        assert victim.invalidated
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one() != pid
+        assert conn.connection.driver_connection.autocommit is False
+
+
 def test_a_dropped_connection_raises_what_sqlalchemy_raises_and_is_not_reused(engine: Engine) -> None:
     """A statement run through the driver on a connection the server dropped fails as SQLAlchemy's
     OperationalError (the registry answers 503 for it), and the connection is invalidated, not pooled again."""
     if engine.dialect.name != "postgresql":
         pytest.skip("SQLite statements go through SQLAlchemy itself; there is no server to drop the connection")
-    from sqlalchemy.exc import OperationalError
-
+    from registry.store.check_reads import read_ahead
     from registry.store.config_generation import ConfigGenerations
 
-    with engine.connect() as victim:
-        pid = victim.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
-        victim.rollback()
-        with engine.connect() as other:
-            other.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid})
-        with pytest.raises(OperationalError):
-            ConfigGenerations(victim).current()
-        assert victim.invalidated
-    with engine.connect() as conn:  # the next connection is a new one, and it works
-        assert conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one() != pid
-
+    _on_a_dropped_connection(engine, lambda conn: ConfigGenerations(conn).current())
     # the same for the first reads sent together before the transaction has begun (all_together)
-    from registry.store.check_reads import read_ahead
-
-    with engine.connect() as victim:
-        pid = victim.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
-        victim.rollback()
-        with engine.connect() as other:
-            other.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid})
-        with pytest.raises(OperationalError):
-            read_ahead(victim, "k-gone", "hosp-a", ["glu"], 0, ["hiv"])
-        assert victim.invalidated
-    with engine.connect() as conn:
-        assert conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one() != pid
-        assert conn.connection.driver_connection.autocommit is False
+    _on_a_dropped_connection(engine, lambda conn: read_ahead(conn, "k-gone", "hosp-a", ["glu"], 0, ["hiv"]))
 
 
 def test_the_write_path_plans_each_statement_and_the_rest_keep_postgresql_s_plan_cache(
