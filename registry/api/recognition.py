@@ -41,7 +41,7 @@ from registry.fhir.response import fhir_response
 from registry.services.audit import AuditTrail
 from registry.services.decisions import DecisionInput
 from registry.services.policy import RESTRICTED_EN, RESTRICTED_ZH
-from registry.services.recognition import CheckedOrder, DraftOrder, PatientQuery
+from registry.services.recognition_orders import CheckedOrder, DraftOrder, PatientQuery
 from registry.services.stats import Period, parse_period
 
 T = TypeVar("T")

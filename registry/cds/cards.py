@@ -29,7 +29,7 @@ from catalog import REASONS, Status, last_valid_day
 from catalog.codes import NONRECOGNITION_REASONS
 from registry.fhir.ids import new_id
 from registry.services.policy import RESTRICTED_EN, RESTRICTED_ZH
-from registry.services.recognition import Candidate, CheckedOrder
+from registry.services.recognition_orders import Candidate, CheckedOrder
 
 CARD_TYPE = "http://terminology.hl7.org/CodeSystem/cdshooks-card-type"
 SOURCE_LABEL = "区域检查检验结果互认平台"

@@ -31,7 +31,7 @@ from registry.endpoint import CurrentPrincipal, LoopPrincipal, audit_context, ct
 from registry.errors import BadRequestError, NotFoundError
 from registry.fhir.response import JsonResponse
 from registry.services.feedback import FeedbackInput
-from registry.services.recognition import DraftOrder, PatientQuery
+from registry.services.recognition_orders import DraftOrder, PatientQuery
 
 router = APIRouter(prefix="/cds-services", tags=["CDS Hooks"])
 

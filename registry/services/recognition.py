@@ -14,7 +14,6 @@ order whose earlier results were withheld because sharing is paused is marked ``
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
@@ -27,7 +26,6 @@ from catalog import (
     Coding,
     Decision,
     Evaluation,
-    Item,
     Order,
     OrgFacts,
     PriorResult,
@@ -44,6 +42,14 @@ from registry.services.audit import AuditContext, AuditTrail, audit_row, rows_fo
 from registry.services.config_cache import ConfigCache
 from registry.services.identity import IdentityPolicy
 from registry.services.ingest import Ingest
+from registry.services.recognition_orders import (
+    Candidate,
+    CheckedOrder,
+    DraftOrder,
+    PatientQuery,
+    Reminder,
+    log_rows,
+)
 from registry.services.recognizability import prior_of, qualification_facts
 from registry.services.result_index import ResultIndexer
 from registry.services.sharing import sharing_of
@@ -54,63 +60,6 @@ from registry.store.recognition import Org, RecognitionStore
 from registry.store.repository import Repository, UnitOfWork
 
 PASSED = (Status.RECOGNIZABLE, Status.SAME_HOSPITAL_DUPLICATE)
-
-
-@dataclass(frozen=True, slots=True)
-class DraftOrder:
-    """A draft order as the order screen sends it: its reference (``ServiceRequest/<id>``) and codes."""
-
-    ref: str | None
-    codes: tuple[Coding, ...]
-    display: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Candidate:
-    """A recognizable (or same-hospital) prior result, as the clinician is shown it."""
-
-    result_ref: str
-    report_ref: str | None
-    issuer: Org | None
-    item: Item
-    effective: datetime
-    valid_until: datetime
-    value_text: str | None
-    interpretation: str | None
-    hr_mark: str | None
-    same_hospital: bool
-    members: tuple[tuple[Item, str | None, str | None], ...] = ()  # a panel's analytes: (item, value, flag)
-
-
-@dataclass(frozen=True, slots=True)
-class CheckedOrder:
-    order: DraftOrder
-    decision: Decision
-    candidates: tuple[Candidate, ...] = ()
-    card_uuid: str | None = None
-    suggestion_uuid: str | None = None
-    restricted: bool = False  # earlier results exist but the patient paused sharing them with this hospital
-
-    @property
-    def item(self) -> Item | None:
-        return self.decision.item
-
-
-@dataclass(frozen=True, slots=True)
-class Reminder:
-    """The patient-view reminder: the results it lists, and its card's uuid (None when there is nothing to list)."""
-
-    card_uuid: str | None
-    results: list[CheckedOrder]
-    restricted: bool = False  # results from other hospitals exist but the patient paused sharing them
-
-
-@dataclass(slots=True)
-class PatientQuery:
-    """How the caller names the patient: a national identifier, a hospital identifier (MRN), or a registry Patient."""
-
-    identifiers: list[tuple[str, str]] = field(default_factory=list)
-    patient_id: str | None = None
 
 
 class RecognitionService:
@@ -247,7 +196,7 @@ class RecognitionService:
     ) -> list[CheckedOrder]:
         key = found.patient_key
         checked = self._check(repo, principal, key, orders, now, found.break_glass, generation, ahead)
-        checks, cards = self._log_rows(principal, key, checked, now, source, hook_instance)
+        checks, cards = log_rows(principal, key, checked, now, source, hook_instance)
         audited = rows_for_patients(audit, now=now, status=200, patient_keys=[key],
                                     detail=f"order check ({found.grounds})")  # fmt: skip
         RecognitionStore(repo.conn).add_check_log(checks, cards, audited)
@@ -405,40 +354,6 @@ class RecognitionService:
                 )
             )
         return tuple(out)
-
-    @staticmethod
-    def _log_rows(
-        principal: Principal,
-        key: str,
-        checked: Sequence[CheckedOrder],
-        now: datetime,
-        source: str,
-        hook_instance: str | None,
-    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """The check log's rows (one per order) and the cards' (one per piece of advice)."""
-        cards: list[dict[str, Any]] = []
-        checks: list[dict[str, Any]] = []
-        ordering = principal.org_id
-        for c in checked:
-            item = c.decision.item
-            best = c.candidates[0] if c.candidates else None
-            order_key = f"{ordering}|{key}|{c.order.ref or ''}|{item.id if item else ','.join(map(str, c.order.codes))}"
-            checks.append({
-                "checked": now, "checked_us": to_us(now), "source": source, "hook_instance": hook_instance,
-                "order_key": order_key[:300], "client_id": principal.client_id, "ordering_org": ordering,
-                "patient_key": key, "item_id": item.id if item else None, "kind": item.kind.value if item else None,
-                "status": c.decision.status.value, "issuer_org": best.issuer.id if best and best.issuer else None,
-                "card_uuid": c.card_uuid, "sharing_paused": c.restricted,
-            })  # fmt: skip
-            if c.card_uuid and item is not None:
-                cards.append({
-                    "uuid": c.card_uuid, "issued": now, "source": source, "client_id": principal.client_id,
-                    "ordering_org": ordering, "patient_key": key, "order_ref": c.order.ref, "item_id": item.id,
-                    "status": c.decision.status.value, "result_ref": best.result_ref if best else None,
-                    "issuer_org": best.issuer.id if best and best.issuer else None,
-                    "suggestion_uuid": c.suggestion_uuid,
-                })  # fmt: skip
-        return checks, cards
 
     # ------------------------------------------------------------------ patient-view (接诊历史提醒)
     def recognizable_history(

@@ -36,7 +36,7 @@ from registry.services import policy
 from registry.services.audit import AuditContext
 from registry.services.demo import REGION_EXT
 from registry.services.policy.routes import DICOMWEB_PATHS
-from registry.services.recognition import DraftOrder, PatientQuery
+from registry.services.recognition_orders import DraftOrder, PatientQuery
 from tests.e2e.imaging_samples import Study, endpoint, imaging_study, make_study
 from tests.e2e.orthanc import Orthanc, orthanc  # noqa: F401 - the fixture
 from tests.integration.conftest import NATIONAL, Database, make_settings, namespaces_of, resident_id

@@ -24,7 +24,8 @@ from registry.services.decisions import DECLINED, RECOGNIZED, DecisionInput, Dec
 from registry.services.demo.people import HOSPITALS, NATIONAL_ID, DemoPatient
 from registry.services.identity import IdentityPolicy
 from registry.services.policy.purpose import BreakGlass
-from registry.services.recognition import DraftOrder, PatientQuery, RecognitionService
+from registry.services.recognition import RecognitionService
+from registry.services.recognition_orders import DraftOrder, PatientQuery
 from registry.services.result_index import ResultIndexer
 from registry.store.recognition import RecognitionStore
 from registry.store.repository import UnitOfWork
