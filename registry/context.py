@@ -211,7 +211,7 @@ class AppContext:
             ),
             clock=clock,
             indexer=indexer,
-            recognition=RecognitionService(uow, catalog, identity, indexer, clock, config_cache, ingest),
+            recognition=RecognitionService(uow, catalog, identity, indexer, clock, config_cache, ingest, replica),
             decisions=decisions,
             feedback=Feedback(uow, decisions, clock),
             statistics=Statistics(uow, catalog, local_tz),

@@ -14,7 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from registry.fhir.outcome import operation_outcome
 from registry.fhir.response import fhir_response
-from registry.store.replica import ReplicaReads
+from registry.store.replica import ReplicaReads, readers
 
 
 class BodyLimitMiddleware:
@@ -196,9 +196,14 @@ class CORSPolicyMiddleware(CORSMiddleware):
 class ReadYourWritesMiddleware:
     """With reads from a standby (``registry.store.replica``): once a client's write has been handled — any request
     but GET/HEAD/OPTIONS answered below 400 — the primary's WAL position is kept as the client's mark *before* the
-    answer starts, so the client's next read, on whichever node, is served by a standby that has replayed it."""
+    answer starts, so the client's next read, on whichever node, is served by a standby that has replayed it.
+
+    An order check keeps no mark: it writes only its own log, which no client reads back, and a mark would send the
+    hospital's next check to the primary until the standby had replayed the last one. (A check that registers its
+    patient marks that write itself: ``services.recognition``.)"""
 
     SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
+    CHECKS = frozenset({("POST", "/fhir/ServiceRequest/$recognition-check"), ("POST", "/cds-services/{service_id}")})
 
     def __init__(self, app: ASGIApp, replica: ReplicaReads) -> None:
         self.app = app
@@ -210,10 +215,14 @@ class ReadYourWritesMiddleware:
             return
 
         async def marking_send(message: Message) -> None:
-            if message["type"] == "http.response.start" and message["status"] < 400:
+            route = getattr(scope.get("route"), "path", None)
+            if message["type"] == "http.response.start" and message["status"] < 400 and \
+                    (scope["method"], route) not in self.CHECKS:  # fmt: skip
                 principal = (scope.get("state") or {}).get("principal")
                 if principal is not None:
-                    await run_in_threadpool(self.replica.mark, principal.client_id)
+                    await run_in_threadpool(
+                        self.replica.mark, readers(principal.client_id, principal.org_id, principal.patient_key)
+                    )
             await send(message)
 
         await self.app(scope, receive, marking_send)

@@ -53,10 +53,11 @@ from registry.services.recognition_orders import (
 from registry.services.recognizability import prior_of, qualification_facts
 from registry.services.result_index import ResultIndexer
 from registry.services.sharing import sharing_of
-from registry.store.check_reads import CheckReads, read_ahead
+from registry.store.check_reads import CheckReads, ahead_queries, read_ahead, reads_of
 from registry.store.consent import ConsentStore
 from registry.store.namespaces import NamespaceStore
 from registry.store.recognition import Org, RecognitionStore
+from registry.store.replica import ReplicaReads, readers
 from registry.store.repository import Repository, UnitOfWork
 
 PASSED = (Status.RECOGNIZABLE, Status.SAME_HOSPITAL_DUPLICATE)
@@ -72,8 +73,10 @@ class RecognitionService:
         clock: Callable[[], datetime],
         cache: ConfigCache | None = None,
         ingest: Ingest | None = None,
+        replica: ReplicaReads | None = None,
     ) -> None:
         self.ingest = ingest
+        self.replica = replica
         self.cache = cache or ConfigCache(ttl_seconds=0)
         self.uow = uow
         self.catalog = catalog
@@ -112,19 +115,33 @@ class RecognitionService:
         )
 
     def _read_ahead(
-        self, repo: Repository, principal: Principal, query: PatientQuery, orders: Sequence[DraftOrder], now: datetime
+        self,
+        principal: Principal,
+        query: PatientQuery,
+        orders: Sequence[DraftOrder],
+        now: datetime,
+        repo: Repository | None = None,
     ) -> CheckReads | None:
         """The check's first reads in one round trip, when the request names its patient by a national identifier:
         the generation, the care context, the index rows for the items the orders resolve to with the code map last
-        loaded (used only if the generation read confirms the same items) and the sharing projection."""
+        loaded (used only if the generation read confirms the same items) and the sharing projection. Without
+        ``repo``, on the standby (``registry.store.replica``) when it has replayed the last write of the client, its
+        hospital and the patient — else None, and the caller reads on the primary with its ``repo``."""
         key = policy.presented_national_key(self.identity, query.identifiers)
         if key is None:
             return None
         ordering = principal.org_id or ""
         guess = self.cache.latest(("code-map", ordering)) if ordering else None
-        wanted = self._wanted(orders, guess[1] if guess is not None else None)
+        wanted = sorted(self._wanted(orders, guess[1] if guess is not None else None))
         org = principal.org_id if principal.kind is not PrincipalKind.ADMIN else None
-        return read_ahead(repo.conn, key, org, sorted(wanted), to_us(now - self.max_window), sorted(self.sensitive))
+        since = to_us(now - self.max_window)
+        if repo is not None:
+            return read_ahead(repo.conn, key, org, wanted, since, sorted(self.sensitive))
+        if self.replica is None:
+            return None
+        queries = ahead_queries(key, org, wanted, since, sorted(self.sensitive))
+        found = self.replica.together(readers(principal.client_id, principal.org_id, key), queries)
+        return reads_of(found, key, org, wanted, since) if found is not None else None
 
     def _wanted(self, orders: Sequence[DraftOrder], code_map: Any) -> set[str]:
         """The catalog items the orders resolve to, and the panels containing them."""
@@ -148,6 +165,8 @@ class RecognitionService:
         if self.ingest is None:
             return  # a service built without the write path (tests of the rule): nothing to register with
         self.ingest.conditional_update(registrar, writing, "Patient", condition, orjson.dumps(patient).decode())
+        if self.replica is not None:  # the hospital's next check sees the patient in its care, on any node
+            self.replica.mark(readers(principal.client_id, principal.org_id))
 
     # ------------------------------------------------------------------ the check
     def check(
@@ -165,8 +184,9 @@ class RecognitionService:
             # One transaction for the usual case — who the patient is, their results, the check log, cards and
             # audit, committed before the answer; a patient the check must register first is written in its own
             # (the ingest's) transaction, and the check then runs in a second.
+            ahead = self._read_ahead(principal, patient, orders, now) if self.replica else None  # the standby's
             with self.uow.begin() as repo:
-                ahead = self._read_ahead(repo, principal, patient, orders, now)
+                ahead = ahead or self._read_ahead(principal, patient, orders, now, repo)
                 generation = ahead.generation if ahead is not None else self.cache.generation(repo.conn)
                 found = self._subject(repo, principal, audit, patient, generation, ahead)
                 if found.registration is None:

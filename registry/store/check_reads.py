@@ -60,20 +60,33 @@ def read_ahead(
     sensitive_items: Sequence[str],
 ) -> CheckReads:
     """The reads for ``patient_key`` (the care context only with a calling hospital ``org_id``)."""
-    wanted = tuple(items)
+    queries = ahead_queries(patient_key, org_id, items, since_us, sensitive_items)
+    return reads_of(all_together(conn, queries), patient_key, org_id, items, since_us)
+
+
+def ahead_queries(
+    patient_key: str, org_id: str | None, items: Sequence[str], since_us: int, sensitive_items: Sequence[str]
+) -> list[tuple[Compiled, Mapping[str, Any]]]:
+    """The statements :func:`read_ahead` sends (a standby may answer them: ``registry.store.replica``)."""
+    wanted = list(items)
     queries: list[tuple[Compiled, Mapping[str, Any]]] = [
         (CURRENT_GENERATION, {"name": RECOGNITION}),
         (SHARING_ROWS, {"key": patient_key}),
+        (RESULTS_FOR, {"key": patient_key, "items": wanted, "since": since_us}),
+        (_SENSITIVE_REPORTS, {"key": patient_key, "sensitive": list(sensitive_items)}),
+        (_MEMBERS, {"key": patient_key, "items": wanted, "since": since_us}),
     ]
-    queries.append((RESULTS_FOR, {"key": patient_key, "items": list(wanted), "since": since_us}))
-    queries.append((_SENSITIVE_REPORTS, {"key": patient_key, "sensitive": list(sensitive_items)}))
-    queries.append((_MEMBERS, {"key": patient_key, "items": list(wanted), "since": since_us}))
     if org_id:
         queries.append((CARE_CONTEXT, {"org": org_id, "key": patient_key}))
-    found = all_together(conn, queries)
+    return queries
+
+
+def reads_of(
+    found: Sequence[Sequence[Any]], patient_key: str, org_id: str | None, items: Sequence[str], since_us: int
+) -> CheckReads:
+    """What the statements of :func:`ahead_queries` answered."""
     generation = int(found[0][0].generation) if found[0] else 0
-    sharing = SharingRows.of_rows(found[1])
     in_care = bool(found[5]) if org_id else None
     sensitive = frozenset(r.report_id for r in found[3])
-    return CheckReads(generation, patient_key, wanted, since_us, org_id, in_care, list(found[2]), sharing, sensitive,
-                      list(found[4]))  # fmt: skip
+    return CheckReads(generation, patient_key, tuple(items), since_us, org_id, in_care, list(found[2]),
+                      SharingRows.of_rows(found[1]), sensitive, list(found[4]))  # fmt: skip

@@ -18,18 +18,27 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from typing import Any, cast
 
 import redis
 from cachetools import TTLCache
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
 from registry.outage import Outage
+from registry.store.compiled import Compiled, all_together
 from registry.store.repository import Repository, UnitOfWork
 
 log = logging.getLogger("registry.replica")
+# sent first with a standby's reads: may it answer them (still a standby, and it has replayed the reader's mark)?
+_STANDING = Compiled(
+    lambda _d: text(
+        "SELECT pg_is_in_recovery() AS in_recovery, "
+        "CAST(:mark AS pg_lsn) IS NULL OR pg_last_wal_replay_lsn() >= CAST(:mark AS pg_lsn) AS caught_up"
+    )
+)
 UNKNOWN = "unknown"
 """A mark that could not be read: the primary answers."""
 
@@ -60,29 +69,59 @@ class WriteMarks:
         """The marks cannot be trusted for ``retry_seconds``: every read goes to the primary."""
         self._outage.failed("read-your-writes marks unavailable (%s); reads go to the primary", type(exc).__name__)
 
-    def wrote(self, client: str, lsn: str) -> None:
+    def wrote(self, readers: Sequence[str], lsn: str) -> None:
+        """``lsn`` is the mark of each of ``readers`` (one Redis round trip)."""
         if self._redis is None:
             with self._lock:
-                self._local[client] = lsn
+                for reader in readers:
+                    self._local[reader] = lsn
             return
         try:
-            self._redis.set(self._key(client), lsn, px=int(self.ttl * 1000))
+            with self._redis.pipeline(transaction=False) as pipe:
+                for reader in readers:
+                    pipe.set(self._key(reader), lsn, px=int(self.ttl * 1000))
+                pipe.execute()
         except redis.RedisError as exc:
             self.unavailable(exc)
 
     def last(self, client: str) -> str | None:
         """The client's mark; None when it has none; :data:`UNKNOWN` when it cannot be known now."""
+        return self.latest([client])
+
+    def latest(self, readers: Sequence[str]) -> str | None:
+        """The newest mark of ``readers`` (one Redis round trip); None when none has one; :data:`UNKNOWN` when it
+        cannot be known now."""
         if not self._outage.usable():
             return UNKNOWN
         if self._redis is None:
             with self._lock:
-                return self._local.get(client)
-        try:
-            value = self._redis.get(self._key(client))
-        except redis.RedisError as exc:
-            self.unavailable(exc)
-            return UNKNOWN
-        return value.decode() if isinstance(value, bytes) else None
+                values: list[Any] = [self._local.get(r) for r in readers]
+        else:
+            try:
+                values = list(cast(list[Any], self._redis.mget([self._key(r) for r in readers])))
+            except redis.RedisError as exc:
+                self.unavailable(exc)
+                return UNKNOWN
+        found = [v.decode() if isinstance(v, bytes) else v for v in values if v is not None]
+        return max(found, key=lsn_order) if found else None
+
+
+def readers(client_id: str, org_id: str | None = None, patient_key: str | None = None) -> list[str]:
+    """The marks a write keeps and a read honours: the client's own; its hospital's, so a hospital that pushes
+    through one client and checks orders through another sees its push; and a patient's, so the next order check
+    of any hospital honours a consent change the patient just made (only the patient writes their consent)."""
+    out = [client_id]
+    if org_id:
+        out.append(f"org:{org_id}")
+    if patient_key:
+        out.append(f"patient:{patient_key}")
+    return out
+
+
+def lsn_order(lsn: str) -> int:
+    """A WAL position (``pg_lsn``'s text, ``16/B374D848``) as a number, for comparing."""
+    high, _, low = lsn.partition("/")
+    return (int(high, 16) << 32) + int(low, 16)
 
 
 class ReplicaReads:
@@ -104,16 +143,16 @@ class ReplicaReads:
         self.retry_seconds = retry_seconds
         self.served = {"standby": 0, "primary": 0}  # counts, for tests and metrics
 
-    def mark(self, client: str) -> None:
-        """Record the primary's WAL position as ``client``'s mark (call after its write committed, before the
-        answer goes out)."""
+    def mark(self, readers: Sequence[str]) -> None:
+        """Record the primary's WAL position as the mark of each of ``readers`` (call after their write committed,
+        before the answer goes out)."""
         try:
             with self.primary.engine.connect() as conn:
                 lsn = conn.exec_driver_sql("SELECT pg_current_wal_lsn()::text").scalar_one()
         except DBAPIError as exc:  # the write is committed and answered; only its mark is missing
             self.marks.unavailable(exc)
             return
-        self.marks.wrote(client, str(lsn))
+        self.marks.wrote(readers, str(lsn))
 
     def _skip(self, why: str) -> None:
         self._standby_outage.failed("standby not used for %g s: %s", self.retry_seconds, why)
@@ -159,3 +198,29 @@ class ReplicaReads:
         self.served["primary"] += 1
         with self.primary.begin() as repo:
             yield repo
+
+    def together(
+        self, readers: Sequence[str], queries: Sequence[tuple[Compiled, Mapping[str, Any]]]
+    ) -> list[Sequence[Any]] | None:
+        """``queries`` (plain reads) on the standby in one round trip (``all_together``), behind a first statement
+        asking whether the standby may answer for ``readers``; None when it may not — the caller reads on the
+        primary. The statements are not one snapshot (the caller decides on each row on its own)."""
+        mark = self.marks.latest(readers)
+        if mark == UNKNOWN or not self._standby_outage.usable():
+            self.served["primary"] += 1
+            return None
+        try:
+            with self.standby.connect() as conn:
+                found = all_together(conn, [(_STANDING, {"mark": mark}), *queries])
+        except DBAPIError as exc:
+            self._skip(f"unreachable ({type(exc.orig).__name__})")
+            self.served["primary"] += 1
+            return None
+        standing = found[0][0]
+        if not standing.in_recovery:
+            self._skip("it is not in recovery (promoted, or not a standby)")
+        if not (standing.in_recovery and standing.caught_up):
+            self.served["primary"] += 1
+            return None
+        self.served["standby"] += 1
+        return found[1:]

@@ -40,11 +40,8 @@ def add_organization(ctx: AppContext, org: str, regions: list[str]) -> None:
         ctx.namespaces.declare(admin, org, namespaces_of(org))
 
 
-@contextmanager
-def recognition_region(database: Database, var: Path, clock: Clock) -> Iterator[Api]:
-    settings = make_settings(var, database.url)
-    app = create_app(settings, clock=clock)
-    ctx: AppContext = app.state.ctx
+def set_up_recognition(ctx: AppContext) -> None:
+    """The region's hospitals, principals, qualifications and code map, written through ``ctx``."""
     admin = ctx.principals.add(PrincipalKind.ADMIN, "admin", "Admin").principal
     audit = AuditContext("setup", admin, "update")
     for org, regions in REGIONS.items():
@@ -70,6 +67,14 @@ def recognition_region(database: Database, var: Path, clock: Clock) -> Iterator[
         ],
     }
     ctx.ingest.update(admin, audit, "ConceptMap", "hosp-b-orders", orjson.dumps(concept_map).decode(), None)
+
+
+@contextmanager
+def recognition_region(database: Database, var: Path, clock: Clock) -> Iterator[Api]:
+    settings = make_settings(var, database.url)
+    app = create_app(settings, clock=clock)
+    ctx: AppContext = app.state.ctx
+    set_up_recognition(ctx)
     try:
         with TestClient(app) as client:
             yield Api(client, ctx)

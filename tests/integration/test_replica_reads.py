@@ -7,10 +7,14 @@ Redis for the write marks.
   behind — the proof that reads do go there.
 - The read's audit row is on the primary.
 - A standby that is down costs nothing but its use: reads go to the primary.
+- The order check's look-ups go to the standby too, and its check log to the primary; a hospital's own push (by
+  any of its clients), a patient the check registered and the patient's consent change are seen by the next check
+  at once, even while the standby has stopped replaying. An order check keeps no mark of its own.
 """
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, suppress
@@ -23,9 +27,12 @@ from registry.app import create_app
 from registry.auth import PrincipalKind
 from registry.errors import ConflictError
 from scripts.pg_cluster import PgCluster, available
-from tests.integration.conftest import Api, make_settings, resident_id, setup_region, unique
+from tests.integration.conftest import Api, make_settings, resident_id, unique
+from tests.integration.recognition_region import new_person, set_up_recognition
+from tests.integration.test_consent import CBC_ORDER, Portal
 from tests.integration.test_nodes import REDIS, redis_present  # noqa: F401 - the fixture
 from tests.integration.test_pages import csrf_of, sign_in
+from tests.integration.test_recognition import T0, Clock, card_for, push_cbc, sign
 
 pytestmark = [
     pytest.mark.postgres,
@@ -51,9 +58,9 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
     with ExitStack() as stack:
         primary = stack.enter_context(PgCluster.running(prefix="hr-pg-primary-"))
         secret = f"replica-{uuid.uuid4().hex}"
-        first = create_app(make_settings(var, primary.url, identity_secret=secret))  # migrates the primary
+        first = create_app(make_settings(var, primary.url, identity_secret=secret), clock=Clock(T0))  # migrates it
         with suppress(ConflictError):
-            setup_region(first.state.ctx)
+            set_up_recognition(first.state.ctx)
         first.state.ctx.engine.dispose()
         standby = primary.standby(prefix="hr-pg-standby-")
         stack.callback(standby.remove)
@@ -61,7 +68,7 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
         for _ in range(2):
             settings = make_settings(var, primary.url, identity_secret=secret, database_replica_url=standby.url,
                                      shared_state_url=REDIS)  # fmt: skip
-            app = create_app(settings)
+            app = create_app(settings, clock=Clock(T0))
             client = stack.enter_context(TestClient(app))
             stack.callback(app.state.ctx.engine.dispose)
             assert app.state.ctx.replica is not None
@@ -145,6 +152,20 @@ def test_with_the_standby_down_reads_go_to_the_primary(pair: Pair) -> None:
             assert read.status_code == 200, read.text
     finally:
         pair.standby.start()
+        _standby_used_again(pair)
+
+
+def _standby_used_again(pair: Pair) -> None:
+    """Wait until both nodes read from the standby again (a node leaves a failed standby alone for a few seconds)."""
+    for api in (pair.a, pair.b):
+        for _ in range(150):
+            before = _served(api)["standby"]
+            api.get("/fhir/Organization/hosp-a", who="admin")
+            if _served(api)["standby"] > before:
+                break
+            time.sleep(0.1)
+        else:
+            raise AssertionError("a node did not use the restarted standby within 15 s")
 
 
 def test_a_page_sessions_write_marks_its_patient_too(pair: Pair) -> None:
@@ -164,3 +185,114 @@ def test_a_page_sessions_write_marks_its_patient_too(pair: Pair) -> None:
         saved = browser.post("/portal/notifications", data={"sms": "on", "language": "zh", "csrf": csrf_of(page.text)})
         assert saved.status_code == 200, saved.text
         assert replica.marks.last(account) is not None
+
+
+def _replayed(pair: Pair) -> None:
+    """Wait until the standby has replayed everything the primary has written so far."""
+    engine = create_engine(pair.primary.url)
+    with engine.connect() as conn:
+        lsn = conn.execute(text("SELECT pg_current_wal_lsn()::text")).scalar_one()
+    engine.dispose()
+    standby = create_engine(pair.standby.url)
+    try:
+        for _ in range(500):
+            with standby.connect() as conn:
+                if conn.execute(text("SELECT pg_last_wal_replay_lsn() >= CAST(:l AS pg_lsn)"), {"l": lsn}).scalar():
+                    return
+            time.sleep(0.01)
+        raise AssertionError("the standby did not replay the primary's writes within 5 s")
+    finally:
+        standby.dispose()
+
+
+def _checks_logged(pair: Pair, client: str) -> int:
+    engine = create_engine(pair.primary.url)
+    with engine.connect() as conn:
+        found = conn.execute(text("SELECT count(*) FROM order_check WHERE client_id = :c"), {"c": client}).scalar_one()
+    engine.dispose()
+    return int(found)
+
+
+def test_the_order_checks_look_ups_are_answered_by_the_standby_and_its_log_written_to_the_primary(pair: Pair) -> None:
+    person = new_person(pair.a)
+    push_cbc(pair.a, "hosp-a", f"Patient/{person['a']['id']}", unique("R"))
+    _replayed(pair)
+    before, logged = _served(pair.b), _checks_logged(pair, "dr-hosp-b")
+    marks = pair.b.ctx.replica.marks if pair.b.ctx.replica else None
+    assert marks is not None
+    mark = marks.last("dr-hosp-b")
+    card = card_for(sign(pair.b, "dr-hosp-b", person["nid"], CBC_ORDER), "o-cbc")
+    assert card is not None and "| 血红蛋白 | 131 g/L |" in card["detail"]
+    assert _served(pair.b)["standby"] == before["standby"] + 1
+    assert _checks_logged(pair, "dr-hosp-b") == logged + 1
+    assert marks.last("dr-hosp-b") == mark  # the check wrote only its log: no mark, the next check may go there too
+
+
+def test_a_hospitals_own_push_is_seen_by_its_next_check_at_once_while_the_standby_lags(pair: Pair) -> None:
+    person = new_person(pair.a)
+    pair.a.patient("hosp-c", unique("C"), person["nid"])
+    _replayed(pair)
+    pair.replay(False)
+    try:
+        # B pushes through its system client (node a) and its clinician checks at once (node b): the primary answers
+        push_cbc(pair.a, "hosp-b", f"Patient/{person['b']['id']}", unique("R"))
+        before = _served(pair.b)
+        card = card_for(sign(pair.b, "dr-hosp-b", person["nid"], CBC_ORDER), "o-cbc")
+        assert card is not None and "本院" in card["summary"]
+        assert _served(pair.b)["primary"] == before["primary"] + 1
+        # C wrote nothing: its check reads the standby, which has not replayed B's push
+        before = _served(pair.b)
+        assert card_for(sign(pair.b, "dr-hosp-c", person["nid"], CBC_ORDER), "o-cbc") is None
+        assert _served(pair.b)["standby"] == before["standby"] + 1
+    finally:
+        pair.replay(True)
+
+
+def test_a_patients_consent_change_is_honoured_by_every_hospitals_next_check_at_once(pair: Pair) -> None:
+    person = new_person(pair.a)
+    push_cbc(pair.a, "hosp-a", f"Patient/{person['a']['id']}", unique("R"))
+    portal = Portal(pair.a, person["nid"])
+    _replayed(pair)
+    assert card_for(sign(pair.b, "dr-hosp-b", person["nid"], CBC_ORDER), "o-cbc") is not None
+    pair.replay(False)
+    try:
+        portal.change("pause", "hosp-b")  # through node a; the standby has not replayed it
+        before = _served(pair.b)
+        response = sign(pair.b, "dr-hosp-b", person["nid"], CBC_ORDER)
+        assert card_for(response, "o-cbc") is None
+        assert _served(pair.b)["primary"] == before["primary"] + 1
+    finally:
+        pair.replay(True)
+
+
+def test_a_patient_registered_by_a_check_is_in_the_hospitals_care_at_its_next_check(pair: Pair) -> None:
+    nid = resident_id(int(unique("")[1:8], 16) % 10_000)
+    a = pair.a.patient("hosp-a", unique("A"), nid)
+    push_cbc(pair.a, "hosp-a", f"Patient/{a['id']}", unique("R"))
+    _replayed(pair)
+    pair.replay(False)
+    try:
+        mrn = {"system": "http://hosp-b.example/mrn", "value": unique("B")}
+        prefetch = {"patient": {"resourceType": "Patient", "id": "ehr-1", "identifier": [
+            mrn, {"system": "https://hr-registry.org.cn/fhir/sid/cn-resident-id", "value": nid}]}}  # fmt: skip
+        # the first check registers the patient at B (on the primary) and keeps B's mark
+        assert card_for(sign(pair.b, "dr-hosp-b", nid, CBC_ORDER, prefetch=prefetch), "o-cbc") is not None
+        # the second finds B's patient at once: the primary answers, the standby would not know it
+        before = _served(pair.b)
+        assert card_for(sign(pair.b, "dr-hosp-b", nid, CBC_ORDER, prefetch=prefetch), "o-cbc") is not None
+        assert _served(pair.b) == {**before, "primary": before["primary"] + 1}
+    finally:
+        pair.replay(True)
+    found = pair.a.get(f"/fhir/Patient?identifier={mrn['system']}|{mrn['value']}", who="hosp-b-system").json()
+    assert len(found.get("entry", [])) == 1  # registered once
+
+
+def test_with_the_standby_down_order_checks_go_to_the_primary(pair: Pair) -> None:
+    person = new_person(pair.a)
+    push_cbc(pair.a, "hosp-a", f"Patient/{person['a']['id']}", unique("R"))
+    pair.standby.stop("immediate")
+    try:
+        assert card_for(sign(pair.b, "dr-hosp-b", person["nid"], CBC_ORDER), "o-cbc") is not None
+    finally:
+        pair.standby.start()
+        _standby_used_again(pair)
