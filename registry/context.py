@@ -62,13 +62,16 @@ class Published:
         return cls(body, etag_of(body))
 
 
-def replica_reads(settings: Settings, primary: UnitOfWork, secret: bytes) -> ReplicaReads | None:
+def replica_reads(
+    settings: Settings, primary: UnitOfWork, secret: bytes, metrics: Metrics | None = None
+) -> ReplicaReads | None:
     """Reads from the standby at ``REGISTRY_DATABASE_REPLICA_URL``, if one is configured (registry.store.replica)."""
     if not settings.database_replica_url:
         return None
     region = hmac.new(secret, b"hr-registry write marks", hashlib.sha256).hexdigest()[:16]
     marks = WriteMarks(settings.shared_state_url, settings.read_your_writes_seconds, prefix=region)
-    return ReplicaReads(primary, make_engine(settings.database_replica_url), marks)
+    counted = metrics.replica_read if metrics is not None else None
+    return ReplicaReads(primary, make_engine(settings.database_replica_url), marks, counted=counted)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +127,8 @@ class AppContext:
         identity = IdentityPolicy(dict(settings.national_id_systems), secret)
         cursor_key = hmac.new(secret, b"hr-registry paging cursor", hashlib.sha256).digest()
         tokens = TokenService(load_signing_key(settings), settings.public_base_url, settings.token_ttl_seconds)
-        replica = replica_reads(settings, uow, secret)
+        metrics = Metrics()
+        replica = replica_reads(settings, uow, secret, metrics)
         local_tz = catalog.timezone if catalog.timezone is not None else timezone(timedelta(hours=8))
         reads = Reads(
             ReadContext(
@@ -220,7 +224,7 @@ class AppContext:
             portal=Portal(reads, uow, catalog, indexer, config_cache, local_tz, clock),
             session_key=hmac.new(secret, b"hr-registry web session", hashlib.sha256).digest(),
             local_tz=local_tz,
-            metrics=Metrics(),
+            metrics=metrics,
             subscriptions=subscriptions,
             delivery=DeliveryPolicy(
                 settings.subscription_max_attempts,

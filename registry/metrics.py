@@ -10,7 +10,10 @@
   ``operation``) and the rule's outcome (``recognizable``, ``no-prior-result``…), and
   ``hr_reminders_total{source}`` the patient-view reminders issued;
 - ``hr_decisions_total{source,outcome,new}``: recognition decisions (``feedback`` or ``operation``; ``recognized`` or
-  ``declined``; ``new`` false for a repeat) and ``hr_reminder_feedback_total{outcome}``.
+  ``declined``; ``new`` false for a repeat) and ``hr_reminder_feedback_total{outcome}``;
+- ``hr_replica_reads_total{on}``: with reads from a standby (``registry.store.replica``), each read transaction and
+  each order check's look-ups by where they ran — ``standby``, or ``primary`` (the standby had not replayed the
+  reader's last write, was down or promoted).
 
 Every label takes values from a closed set (methods, route templates, status codes, resource types the server holds,
 the rule's statuses), so the number of series is bounded whatever clients send; no label carries a patient, client,
@@ -49,6 +52,8 @@ class Metrics:
         self.reminders = Counter("hr_reminders", "patient-view reminder cards issued", ["source"], registry=r)
         self.decisions = Counter("hr_decisions", "Recognition decisions recorded", ["source", "outcome", "new"],
                                  registry=r)  # fmt: skip
+        self.replica_reads = Counter("hr_replica_reads", "Reads offered to the standby, by where they ran", ["on"],
+                                     registry=r)  # fmt: skip
         self.reminder_feedback = Counter("hr_reminder_feedback", "Feedback on patient-view reminders", ["outcome"],
                                          registry=r)  # fmt: skip
 
@@ -71,6 +76,9 @@ class Metrics:
     def checked(self, source: str, statuses: list[str]) -> None:
         for status in statuses:
             self.checks.labels(source, status).inc()
+
+    def replica_read(self, where: str) -> None:
+        self.replica_reads.labels(where).inc()
 
     def decided(self, source: str, outcome: str, new: bool) -> None:
         self.decisions.labels(source, outcome, "true" if new else "false").inc()

@@ -135,13 +135,22 @@ class ReplicaReads:
         *,
         retry_seconds: float = 5.0,
         timer: Callable[[], float] = time.monotonic,
+        counted: Callable[[str], None] | None = None,
     ) -> None:
+        self.counted = counted  # told ``standby`` or ``primary`` for each read (registry.metrics)
+        self._lock = threading.Lock()
         self.primary = primary
         self.standby = standby
         self.marks = marks
         self._standby_outage = Outage(log, retry_seconds, timer)
         self.retry_seconds = retry_seconds
         self.served = {"standby": 0, "primary": 0}  # counts, for tests and metrics
+
+    def _count(self, where: str) -> None:
+        with self._lock:
+            self.served[where] += 1
+        if self.counted is not None:
+            self.counted(where)
 
     def mark(self, readers: Sequence[str]) -> None:
         """Record the primary's WAL position as the mark of each of ``readers`` (call after their write committed,
@@ -190,12 +199,12 @@ class ReplicaReads:
         if conn is not None:
             with conn:
                 try:
-                    self.served["standby"] += 1
+                    self._count("standby")
                     yield Repository(conn)
                 finally:
                     conn.rollback()  # a read: nothing to commit
             return
-        self.served["primary"] += 1
+        self._count("primary")
         with self.primary.begin() as repo:
             yield repo
 
@@ -207,20 +216,20 @@ class ReplicaReads:
         primary. The statements are not one snapshot (the caller decides on each row on its own)."""
         mark = self.marks.latest(readers)
         if mark == UNKNOWN or not self._standby_outage.usable():
-            self.served["primary"] += 1
+            self._count("primary")
             return None
         try:
             with self.standby.connect() as conn:
                 found = all_together(conn, [(_STANDING, {"mark": mark}), *queries])
         except DBAPIError as exc:
             self._skip(f"unreachable ({type(exc.orig).__name__})")
-            self.served["primary"] += 1
+            self._count("primary")
             return None
         standing = found[0][0]
         if not standing.in_recovery:
             self._skip("it is not in recovery (promoted, or not a standby)")
         if not (standing.in_recovery and standing.caught_up):
-            self.served["primary"] += 1
+            self._count("primary")
             return None
-        self.served["standby"] += 1
+        self._count("standby")
         return found[1:]

@@ -14,6 +14,7 @@ Redis for the write marks.
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -205,6 +206,13 @@ def _replayed(pair: Pair) -> None:
         standby.dispose()
 
 
+def _counted(api: Api) -> dict[str, int]:
+    """``hr_replica_reads_total`` by where the reads ran, from ``GET /metrics``."""
+    text_ = api.get("/metrics", who="admin").text
+    found = re.findall(r'^hr_replica_reads_total\{on="(\w+)"\} ([0-9.]+)$', text_, re.M)
+    return {"standby": 0, "primary": 0, **{on: int(float(n)) for on, n in found}}
+
+
 def _checks_logged(pair: Pair, client: str) -> int:
     engine = create_engine(pair.primary.url)
     with engine.connect() as conn:
@@ -224,6 +232,7 @@ def test_the_order_checks_look_ups_are_answered_by_the_standby_and_its_log_writt
     card = card_for(sign(pair.b, "dr-hosp-b", person["nid"], CBC_ORDER), "o-cbc")
     assert card is not None and "| 血红蛋白 | 131 g/L |" in card["detail"]
     assert _served(pair.b)["standby"] == before["standby"] + 1
+    assert _counted(pair.b) == _served(pair.b)  # and counted for the operators (registry.metrics)
     assert _checks_logged(pair, "dr-hosp-b") == logged + 1
     assert marks.last("dr-hosp-b") == mark  # the check wrote only its log: no mark, the next check may go there too
 
