@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import re
 import sys
 import threading
 import time
@@ -70,8 +71,10 @@ def measure(topo: Topology, args: argparse.Namespace, part: list[bytes], patient
             first = http.post("/cds-services/hr-order-sign", content=body)
             if first.status_code != 200:
                 raise RuntimeError(f"order-sign: {first.status_code} {first.text[:400]}")
+    offered = replica_reads(topo)
     sign = http_load(f"{topo.balancer}/cds-services/hr-order-sign", signs, cds, clients=args.clients,
                      seconds=args.seconds)  # fmt: skip
+    on = {where: n - offered[where] for where, n in replica_reads(topo).items()}
     paths = [
         "/fhir/DiagnosticReport?"
         + urlencode({"patient.identifier": f"{NATIONAL}|{national_id(rng.randrange(patients))}"})
@@ -87,10 +90,25 @@ def measure(topo: Topology, args: argparse.Namespace, part: list[bytes], patient
         "sign_calls_per_s": sign["calls_per_s"],
         "sign_p50_ms": sign["p50_ms"],
         "sign_p99_ms": sign["p99_ms"],
+        "sign_on_standby": on["standby"] / sum(on.values()) if sum(on.values()) else -1.0,  # -1: no replica
         "search_calls_per_s": search["calls_per_s"],
         "search_p50_ms": search["p50_ms"],
         "search_p99_ms": search["p99_ms"],
     }
+
+
+def replica_reads(topo: Topology) -> dict[str, float]:
+    """``hr_replica_reads_total`` summed over the running registry nodes (registry.metrics), by where they ran."""
+    admin = {"Authorization": f"Bearer {topo.seed_data.tokens['admin']}"}
+    total = {"standby": 0.0, "primary": 0.0}
+    for node in topo.registries:
+        try:
+            text = httpx.get(f"{node.url}/metrics", headers=admin, timeout=5).text
+        except httpx.HTTPError:
+            continue  # a stopped node
+        for where, n in re.findall(r'^hr_replica_reads_total\{on="(\w+)"\} ([0-9.e+]+)$', text, re.M):
+            total[where] += float(n)
+    return total
 
 
 def commit_cost(topo: Topology, commits: int = 500) -> dict[str, float]:
@@ -220,6 +238,10 @@ def main() -> int:
     return 0
 
 
+def _share(fraction: float) -> str:
+    return f"{fraction:.0%}" if fraction >= 0 else "—"
+
+
 def write_docs(args: argparse.Namespace, results: dict[str, dict[str, float]], pause: dict[str, float]) -> None:
     command = (f".venv/bin/python scripts/bench_scale.py --reports {args.reports} --patients {args.patients} "
                f"--clients {args.clients} --seconds {args.seconds:g} --write-docs")  # fmt: skip
@@ -228,15 +250,17 @@ def write_docs(args: argparse.Namespace, results: dict[str, dict[str, float]], p
         f"\n### {time.strftime('%Y-%m-%d %H:%M')} UTC — {args.reports:,} reports, {args.clients} clients\n\n"
         f"- machine: {machine()}\n- command: `{command}`\n- load average before the failover: "
         f"{os.getloadavg()[0]:.1f}\n\n"
-        "| configuration | ingest (reports/s) | order-sign (calls/s; p50 / p99) | search (calls/s; p50 / p99) |\n"
-        "|---|---|---|---|\n"
+        "| configuration | ingest (reports/s) | order-sign (calls/s; p50 / p99) | order-sign look-ups on the standby "
+        "| search (calls/s; p50 / p99) |\n"
+        "|---|---|---|---|---|\n"
     )
     for label, r in results.items():
         body += (
             f"| {label} | {r['ingest_reports_per_s']:.0f} "
             f"({r['ingest_reports_per_s'] / one['ingest_reports_per_s']:.2f}×)"
             f" | {r['sign_calls_per_s']:.0f} ({r['sign_calls_per_s'] / one['sign_calls_per_s']:.2f}×; "
-            f"{r['sign_p50_ms']:.1f} / {r['sign_p99_ms']:.1f} ms) | {r['search_calls_per_s']:.0f} "
+            f"{r['sign_p50_ms']:.1f} / {r['sign_p99_ms']:.1f} ms) | "
+            f"{_share(r['sign_on_standby'])} | {r['search_calls_per_s']:.0f} "
             f"({r['search_calls_per_s'] / one['search_calls_per_s']:.2f}×; {r['search_p50_ms']:.1f} / "
             f"{r['search_p99_ms']:.1f} ms) |\n"
         )

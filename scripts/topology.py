@@ -226,6 +226,7 @@ class Topology:
                 "hosp-a-system": ctx.principals.token(hosp, ttl_seconds=86_400).access_token,
                 "hosp-b-system": ctx.principals.token(hosp_b, ttl_seconds=86_400).access_token,
                 "dr-b": ctx.principals.token(doctor, ttl_seconds=86_400).access_token,
+                "admin": ctx.principals.token(admin, ttl_seconds=86_400).access_token,
             }
         finally:
             ctx.engine.dispose()
