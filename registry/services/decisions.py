@@ -92,7 +92,7 @@ class Decisions:
                 if card is None:
                     raise NotFoundError(f"card {d.card_uuid} was not issued by this registry")
                 policy.check_decision(principal, card.ordering_org)
-                existing = store.decision_for(d.card_uuid)
+                existing = store.decision_for(d.card_uuid, card.patient_key)
                 if existing is not None:
                     if existing.outcome == d.outcome and existing.reason_code == reason_code:
                         repo.add_audit(

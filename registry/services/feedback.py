@@ -124,7 +124,7 @@ class Feedback:
         try:
             with self.uow.begin() as repo:
                 store = RecognitionStore(repo.conn)
-                existing = store.reminder_feedback_for(item.card)
+                existing = store.reminder_feedback_for(item.card, card.patient_key)
                 if existing is not None and existing.outcome != item.outcome:
                     raise ConflictError(f"card {item.card} already has the feedback {existing.outcome}")
                 new = existing is None and store.add_reminder_feedback({
@@ -132,6 +132,7 @@ class Feedback:
                     "outcome": item.outcome, "reason_system": (item.reason_system or "")[:255] or None,
                     "reason_code": (item.reason_code or "")[:64] or None,
                     "comment": (item.comment or "").strip()[:1000] or None, "client_id": principal.client_id,
+                    "patient_key": card.patient_key,
                 })  # fmt: skip
                 note = "" if new else " (a repeat)"
                 detail = f"feedback {item.outcome} on reminder {item.card}{note}"

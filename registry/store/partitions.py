@@ -3,9 +3,10 @@ tables are declared ``PARTITION BY HASH (patient_key)`` with :data:`PARTITIONS` 
 which filters on ``patient_key`` — touches one partition, and a region that outgrows one primary can distribute the
 same tables by the same column (Citus) without changing a query. SQLite keeps plain tables.
 
-A partitioned table's primary key must hold the partition key: ``(pk, patient_key)`` in the database, while the
-models keep ``pk`` alone (it is unique on its own: one sequence for all partitions; Alembic does not compare
-primary keys).
+A partitioned table's primary key must hold the partition key: ``(pk, patient_key)`` (``(uuid, patient_key)`` for
+the cards) in the database, while the models keep ``pk`` alone (it is unique on its own: one sequence for all
+partitions; Alembic does not compare primary keys). Its unique keys must hold it too, and the models say so
+(``uq_decision_card``: one decision per card, the card's patient copied into it).
 """
 
 from __future__ import annotations
@@ -19,6 +20,10 @@ PARTITIONED: dict[str, str] = {  # table: the migration that partitioned it
     "share_restriction": "0015",  # primary keys that hold patient_key already
     "sensitive_share": "0015",
     "notification_preference": "0015",
+    "recognition_card": "0016",  # primary key (uuid) became (uuid, patient_key)
+    "reminder_card": "0016",
+    "decision": "0016",  # primary key (pk, patient_key); one per card: UNIQUE (card_uuid, patient_key)
+    "reminder_feedback": "0016",  # the same, with its card's patient_key added
 }
 _PARTITION_NAME = re.compile(r"^(?P<table>[a-z_]+)_p\d+$")
 

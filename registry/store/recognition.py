@@ -180,13 +180,17 @@ class RecognitionStore:
         insert_rows(self.conn, [(CHECK, checks), (CARD, cards), (AUD, audit)], closing=True)
 
     def card(self, uuid: str) -> Any | None:
+        """The card ``uuid`` names (feedback names no patient: on PostgreSQL one index probe per partition)."""
         return self.conn.execute(select(CARD).where(CARD.c.uuid == uuid)).first()
 
-    def decision_for(self, card_uuid: str) -> Any | None:
-        return self.conn.execute(select(DEC).where(DEC.c.card_uuid == card_uuid)).first()
+    def decision_for(self, card_uuid: str, patient_key: str) -> Any | None:
+        """The decision on a card of ``patient_key`` (one partition)."""
+        return self.conn.execute(
+            select(DEC).where(DEC.c.card_uuid == card_uuid, DEC.c.patient_key == patient_key)
+        ).first()
 
     def add_decision(self, row: dict[str, Any]) -> bool:
-        """False when the card already has a decision (a repeated post)."""
+        """False when the card already has a decision (a repeated post); ``row`` holds the card's patient key."""
         try:
             with self.conn.begin_nested():
                 self.conn.execute(insert(DEC).values(**row))
@@ -199,13 +203,16 @@ class RecognitionStore:
         self.conn.execute(insert(REM).values(**row))
 
     def reminder(self, uuid: str) -> Any | None:
+        """The reminder card ``uuid`` names (as :meth:`card`: one index probe per partition)."""
         return self.conn.execute(select(REM).where(REM.c.uuid == uuid)).first()
 
-    def reminder_feedback_for(self, card_uuid: str) -> Any | None:
-        return self.conn.execute(select(REMF).where(REMF.c.card_uuid == card_uuid)).first()
+    def reminder_feedback_for(self, card_uuid: str, patient_key: str) -> Any | None:
+        return self.conn.execute(
+            select(REMF).where(REMF.c.card_uuid == card_uuid, REMF.c.patient_key == patient_key)
+        ).first()
 
     def add_reminder_feedback(self, row: dict[str, Any]) -> bool:
-        """False when the card already has feedback (a repeated post)."""
+        """False when the card already has feedback (a repeated post); ``row`` holds the card's patient key."""
         try:
             with self.conn.begin_nested():
                 self.conn.execute(insert(REMF).values(**row))

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Column, DateTime, Integer, String
+from sqlalchemy import BigInteger, Column, DateTime, Integer, String, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 PK = BigInteger().with_variant(Integer, "sqlite")
@@ -30,9 +30,12 @@ class ReminderFeedbackRow(SQLModel, table=True):
     """The clinician's feedback on a reminder card, one per card (a repeat changes nothing)."""
 
     __tablename__ = "reminder_feedback"
+    # one per card (its patient's key copied from the card: registry.store.partitions)
+    __table_args__ = (UniqueConstraint("card_uuid", "patient_key", name="uq_reminder_feedback_card"),)
 
     pk: int | None = Field(default=None, sa_column=Column(PK, primary_key=True, autoincrement=True))
-    card_uuid: str = Field(sa_column=Column(String(40), nullable=False, unique=True))
+    card_uuid: str = Field(sa_column=Column(String(40), nullable=False))
+    patient_key: str = Field(sa_column=Column(String(64), nullable=False))
     recorded: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     outcome_time: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
     outcome: str = Field(sa_column=Column(String(20), nullable=False))  # accepted | overridden (CDS Hooks terms)

@@ -358,10 +358,15 @@ class DecisionRow(SQLModel, table=True):
     """The clinician's decision on a card: recognized, or declined with a coded reason. Append-only; one per card."""
 
     __tablename__ = "decision"
-    __table_args__ = (Index("ix_decision_time", "recorded_us"),)
+    __table_args__ = (
+        Index("ix_decision_time", "recorded_us"),
+        # one per card: a card has one patient, whose key the decision copies (a partitioned table's unique keys
+        # hold its partition key: registry.store.partitions)
+        UniqueConstraint("card_uuid", "patient_key", name="uq_decision_card"),
+    )
 
     pk: int | None = Field(default=None, sa_column=Column(PK, primary_key=True, autoincrement=True))
-    card_uuid: str = Field(sa_column=Column(String(40), nullable=False, unique=True))
+    card_uuid: str = Field(sa_column=Column(String(40), nullable=False))
     recorded: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     recorded_us: int = Field(sa_column=Column(BigInteger, nullable=False))
     outcome_time: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))

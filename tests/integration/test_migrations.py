@@ -53,6 +53,11 @@ def test_patient_scoped_hot_tables_are_hash_partitioned_by_patient_on_postgresql
             )
             touched = {n for n in partitions.partition_names("result_index") if f" {n} " in f"{plan} "}
             assert len(touched) == 1, plan
+            # a card's decision, looked up with the card's patient (registry.store.recognition.decision_for)
+            plan = "\n".join(str(r[0]) for r in conn.exec_driver_sql(
+                "EXPLAIN SELECT pk FROM decision WHERE card_uuid = 'c' AND patient_key = 'k'"))  # fmt: skip
+            touched = {n for n in partitions.partition_names("decision") if f" {n} " in f"{plan} "}
+            assert len(touched) == 1, plan
         assert kinds == dict.fromkeys(partitions.PARTITIONED, "p")
     finally:
         engine.dispose()
