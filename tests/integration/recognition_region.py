@@ -18,7 +18,7 @@ from registry.context import AppContext
 from registry.services.audit import AuditContext
 from registry.services.code_maps import CODE_MAP_ORG
 from registry.services.demo import REGION_EXT
-from tests.integration.conftest import Api, Database, make_settings, namespaces_of, resident_id, unique
+from tests.integration.conftest import Api, Database, make_settings, namespaces_of, new_resident_id, unique
 from tests.integration.test_recognition import B_CODES, Clock
 
 REGIONS = {"hosp-a": ["beijing", "jjjl"], "hosp-b": ["beijing", "jjjl"], "hosp-c": ["beijing"]}
@@ -84,5 +84,5 @@ def recognition_region(database: Database, var: Path, clock: Clock) -> Iterator[
 
 def new_person(api: Api) -> dict[str, Any]:
     """One person at A (MRN A-…) and at B (MRN B-…), one national identifier."""
-    nid = resident_id(int(unique("")[1:8], 16) % 10_000)
+    nid = new_resident_id()
     return {"nid": nid, "a": api.patient("hosp-a", unique("A"), nid), "b": api.patient("hosp-b", unique("B"), nid)}

@@ -18,7 +18,7 @@ from registry.auth import PrincipalKind
 from registry.services.audit import AuditContext
 from registry.services.demo import REGION_EXT
 from tests.integration.cds_rules import assert_valid_cds_response
-from tests.integration.conftest import NATIONAL, Api, namespaces_of, resident_id, unique
+from tests.integration.conftest import NATIONAL, Api, namespaces_of, new_resident_id, unique
 from tests.integration.test_recognition import (  # noqa: F401 - the module's fixtures
     ORDERS,
     api,
@@ -149,7 +149,7 @@ def _assert_inert(html: str) -> None:
 
 def test_hospital_data_in_a_card_detail_cannot_break_out_of_its_text(api: Api) -> None:
     org = _hospital_with_a_name(api, f"示范医院{PAYLOAD}")
-    nid = resident_id(int(unique("")[1:8], 16) % 10_000)
+    nid = new_resident_id()
     pa = api.patient(org, unique("X"), nid)
     api.patient("hosp-b", unique("B"), nid)
     observation = {

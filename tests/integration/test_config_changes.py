@@ -15,7 +15,7 @@ from click.testing import Result
 from typer.testing import CliRunner
 
 from registry.cli import app as cli_app
-from tests.integration.conftest import Api, Database, resident_id, unique
+from tests.integration.conftest import Api, Database, new_resident_id, unique
 from tests.integration.recognition_region import recognition_region
 from tests.integration.test_recognition import B_CODES, T0, Clock, card_for, push_cbc, sign
 
@@ -50,7 +50,7 @@ def cli(api: Api, database: Database, tmp_path: Path, monkeypatch: pytest.Monkey
 
 
 def person_at(api: Api, org: str) -> dict[str, Any]:
-    nid = resident_id(int(unique("")[1:8], 16) % 10_000)
+    nid = new_resident_id()
     return {"nid": nid, org: api.patient(org, unique("P"), nid), "hosp-b": api.patient("hosp-b", unique("B"), nid)}
 
 

@@ -24,7 +24,7 @@ from registry.app import create_app
 from registry.auth import PrincipalKind
 from registry.errors import ConflictError
 from registry.shared_ratelimit import SharedRateLimiter
-from tests.integration.conftest import Api, Database, make_settings, resident_id, setup_region, unique
+from tests.integration.conftest import Api, Database, make_settings, new_resident_id, setup_region, unique
 from tests.integration.test_pages import csrf_of, sign_in
 
 REDIS = "redis://127.0.0.1:6379/0"
@@ -117,7 +117,7 @@ def test_a_token_a_session_and_a_paging_cursor_are_valid_on_either_node(nodes: N
     r = nodes.b.client.get("/fhir/Organization/hosp-a", headers={"Authorization": f"Bearer {token}"})
     assert r.status_code == 200, r.text
     # a patient signs in on node A; node B serves the portal with that cookie
-    nid = resident_id(int(unique("")[1:8], 16) % 10_000)
+    nid = new_resident_id()
     patient = nodes.a.patient("hosp-a", unique("A"), nid)
     for n in range(3):
         nodes.a.report("hosp-a", patient["id"], unique("R"), conclusion=f"结论-{n}")

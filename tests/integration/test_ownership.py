@@ -21,7 +21,15 @@ from registry.auth import PrincipalKind
 from registry.context import AppContext
 from registry.services.audit import AuditContext
 from registry.services.demo import REGION_EXT
-from tests.integration.conftest import NATIONAL, Api, Database, make_settings, namespaces_of, resident_id, unique
+from tests.integration.conftest import (
+    NATIONAL,
+    Api,
+    Database,
+    make_settings,
+    namespaces_of,
+    new_resident_id,
+    unique,
+)
 from tests.integration.test_recognition import T0, Clock, card_for, push_cbc, sign
 
 ORDERS = [("o-cbc", "http://loinc.org", "58410-2")]
@@ -53,7 +61,7 @@ def api(database: Database, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
 
 def _nid() -> str:
-    return resident_id(int(uuid.uuid4().hex[:7], 16) % 100_000)
+    return new_resident_id()
 
 
 def _issue(r: Any) -> str:

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from registry.app import create_app
 from registry.auth import PrincipalKind
 from registry.store.records import AuditFilter
-from tests.integration.conftest import Api, make_settings, resident_id, unique
+from tests.integration.conftest import Api, make_settings, new_resident_id, unique
 
 FULL_NATIONAL_ID = re.compile(r"(?<![0-9A-Za-z])\d{17}[\dXx](?![0-9A-Za-z])")
 
@@ -46,7 +46,7 @@ def two_patients(api: Api) -> dict[str, Any]:
     """Two people with a report each (at hospital A) and a patient sign-in for each."""
     out: dict[str, Any] = {}
     for who in ("p1", "p2"):
-        nid = resident_id(int(unique("")[1:8], 16) % 10_000)
+        nid = new_resident_id()
         patient = api.patient("hosp-a", unique("A"), nid)
         report = api.report("hosp-a", patient["id"], unique("R"), conclusion=f"结论-{unique('c')}")
         key = api.ctx.identity.master_key("https://hr-registry.org.cn/fhir/sid/cn-resident-id", nid)

@@ -5,18 +5,17 @@ transaction Bundles too (FHIRPath Patch Parameters, or a JSON Patch in a Binary)
 from __future__ import annotations
 
 import base64
-import uuid
 from typing import Any
 
 import orjson
 
-from tests.integration.conftest import NATIONAL, Api, resident_id, unique
+from tests.integration.conftest import NATIONAL, Api, new_resident_id, unique
 
 JSON_PATCH = {"Content-Type": "application/json-patch+json"}
 
 
 def _nid() -> str:
-    return resident_id(int(uuid.uuid4().hex[:7], 16) % 100_000)
+    return new_resident_id()
 
 
 def _patch(api: Api, path: str, body: Any, who: str = "hosp-a-system", **headers: str) -> Any:

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from catalog import Coding
 from catalog.codes import HR_MARK
 from registry.auth import PrincipalKind
-from tests.integration.conftest import NATIONAL, Api, Database, resident_id, unique
+from tests.integration.conftest import NATIONAL, Api, Database, new_resident_id, unique
 from tests.integration.recognition_region import recognition_region
 from tests.integration.test_pages import sign_in
 from tests.integration.test_recognition import Clock, push_cbc
@@ -41,7 +41,7 @@ def api(database: Database, tmp_path_factory: pytest.TempPathFactory, clock: Clo
 
 def patient_at(api: Api, org: str) -> dict[str, Any]:
     """A person with a record at ``org`` and at hospital B, and a portal sign-in of their own."""
-    nid = resident_id(int(unique("")[1:8], 16) % 10_000)
+    nid = new_resident_id()
     patient = api.patient(org, unique("P"), nid)
     api.patient("hosp-b", unique("B"), nid)
     key = api.ctx.identity.master_key(NATIONAL, nid)

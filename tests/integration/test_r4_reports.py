@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.integration.conftest import Api, resident_id, unique
+from tests.integration.conftest import Api, new_resident_id, unique
 
 LOINC = "http://loinc.org"
 SCT = "http://snomed.info/sct"
@@ -32,7 +32,7 @@ def _text(what: str) -> dict[str, str]:
 
 
 def _nid() -> str:
-    return resident_id(int(uuid.uuid4().hex[:7], 16) % 100_000)
+    return new_resident_id()
 
 
 def _created(api: Api, body: dict[str, Any], who: str = "hosp-a-system") -> dict[str, Any]:

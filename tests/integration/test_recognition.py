@@ -20,7 +20,15 @@ from registry.services.audit import AuditContext
 from registry.services.code_maps import CODE_MAP_ORG
 from registry.services.demo import REGION_EXT
 from tests.integration.cds_rules import assert_valid_cds_response
-from tests.integration.conftest import NATIONAL, Api, Database, make_settings, namespaces_of, resident_id, unique
+from tests.integration.conftest import (
+    NATIONAL,
+    Api,
+    Database,
+    make_settings,
+    namespaces_of,
+    new_resident_id,
+    unique,
+)
 
 T0 = datetime(2026, 3, 2, 2, 0, tzinfo=UTC)  # 10:00 in Beijing
 B_CODES = "http://hosp-b.example/order-codes"
@@ -220,7 +228,7 @@ def card_for(response: dict[str, Any], order_id: str) -> dict[str, Any] | None:
 @pytest.fixture
 def person(api: Api) -> dict[str, Any]:
     """One person at A (MRN A-…) and at B (MRN B-…), one national identifier."""
-    nid = resident_id(int(unique("")[1:8], 16) % 10_000)
+    nid = new_resident_id()
     pa = api.patient("hosp-a", unique("A"), nid)
     pb = api.patient("hosp-b", unique("B"), nid)
     return {"nid": nid, "a": pa, "b": pb}
@@ -272,12 +280,12 @@ def test_after_the_validity_window_the_card_is_gone(api: Api, person: dict[str, 
 
 
 def test_no_card_for_an_unqualified_issuer_or_a_result_without_the_hr_mark(api: Api) -> None:
-    nid = resident_id(int(unique("")[1:8], 16) % 10_000)
+    nid = new_resident_id()
     pc = api.patient("hosp-c", unique("C"), nid)
     api.patient("hosp-b", unique("B"), nid)
     push_cbc(api, "hosp-c", f"Patient/{pc['id']}", unique("R"))  # hosp-c passed no EQA
     assert card_for(sign(api, "dr-hosp-b", nid, ORDERS[:1]), "o-cbc") is None
-    nid2 = resident_id(int(unique("")[1:8], 16) % 10_000)
+    nid2 = new_resident_id()
     pa = api.patient("hosp-a", unique("A"), nid2)
     api.patient("hosp-b", unique("B"), nid2)
     push_cbc(api, "hosp-a", f"Patient/{pa['id']}", unique("R"), marked=False)

@@ -28,7 +28,7 @@ from registry.app import create_app
 from registry.auth import PrincipalKind
 from registry.errors import ConflictError
 from scripts.pg_cluster import PgCluster, available
-from tests.integration.conftest import Api, make_settings, resident_id, unique
+from tests.integration.conftest import Api, make_settings, new_resident_id, unique
 from tests.integration.recognition_region import new_person, set_up_recognition
 from tests.integration.test_consent import CBC_ORDER, Portal
 from tests.integration.test_nodes import REDIS, redis_present  # noqa: F401 - the fixture
@@ -85,7 +85,7 @@ def _served(api: Api) -> dict[str, int]:
 
 
 def test_a_push_is_read_back_at_once_through_the_other_node_even_while_the_standby_lags(pair: Pair) -> None:
-    nid = resident_id(int(unique("")[1:8], 16) % 10_000)
+    nid = new_resident_id()
     patient = pair.a.patient("hosp-a", unique("A"), nid)
     pair.replay(False)
     try:
@@ -115,7 +115,7 @@ def test_a_push_is_read_back_at_once_through_the_other_node_even_while_the_stand
 
 
 def test_a_read_on_the_standby_is_audited_on_the_primary(pair: Pair) -> None:
-    nid = resident_id(int(unique("")[1:8], 16) % 10_000)
+    nid = new_resident_id()
     patient = pair.a.patient("hosp-a", unique("A"), nid)
     report = pair.a.report("hosp-a", patient["id"], unique("R"), conclusion="结论")
     path = f"/fhir/DiagnosticReport/{report['id']}"
@@ -143,7 +143,7 @@ def test_a_read_on_the_standby_is_audited_on_the_primary(pair: Pair) -> None:
 
 
 def test_with_the_standby_down_reads_go_to_the_primary(pair: Pair) -> None:
-    nid = resident_id(int(unique("")[1:8], 16) % 10_000)
+    nid = new_resident_id()
     patient = pair.a.patient("hosp-a", unique("A"), nid)
     report = pair.a.report("hosp-a", patient["id"], unique("R"), conclusion="结论")
     pair.standby.stop("immediate")
@@ -172,7 +172,7 @@ def _standby_used_again(pair: Pair) -> None:
 def test_a_page_sessions_write_marks_its_patient_too(pair: Pair) -> None:
     """A patient's write through the pages (a signed-in session, no token) keeps the patient's mark, as a token's
     write does, so the pages' next reads see it."""
-    nid = resident_id(int(unique("")[1:8], 16) % 10_000)
+    nid = new_resident_id()
     pair.a.patient("hosp-a", unique("A"), nid)
     key = pair.a.ctx.identity.master_key("https://hr-registry.org.cn/fhir/sid/cn-resident-id", nid)
     account = unique("patient")
@@ -275,7 +275,7 @@ def test_a_patients_consent_change_is_honoured_by_every_hospitals_next_check_at_
 
 
 def test_a_patient_registered_by_a_check_is_in_the_hospitals_care_at_its_next_check(pair: Pair) -> None:
-    nid = resident_id(int(unique("")[1:8], 16) % 10_000)
+    nid = new_resident_id()
     a = pair.a.patient("hosp-a", unique("A"), nid)
     push_cbc(pair.a, "hosp-a", f"Patient/{a['id']}", unique("R"))
     _replayed(pair)

@@ -4,16 +4,15 @@ may not see comes back through it — and declared in the CapabilityStatement (`
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import pytest
 
-from tests.integration.conftest import Api, resident_id, unique
+from tests.integration.conftest import Api, new_resident_id, unique
 
 
 def _nid() -> str:
-    return resident_id(int(uuid.uuid4().hex[:7], 16) % 100_000)
+    return new_resident_id()
 
 
 def _found(api: Api, rtype: str, params: dict[str, str], who: str = "admin", **headers: str) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from urllib.parse import parse_qsl, urlsplit
 import orjson
 import pytest
 
-from tests.integration.conftest import Api, resident_id, unique
+from tests.integration.conftest import Api, new_resident_id, unique
 
 SUBSETTED = ("http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "SUBSETTED")
 LOINC = "http://loinc.org"
@@ -24,7 +24,7 @@ def _tagged(resource: dict[str, Any]) -> bool:
 
 @pytest.fixture(scope="module")
 def data(api: Api) -> dict[str, str]:
-    patient = api.patient("hosp-a", unique("A"), resident_id(int(uuid.uuid4().hex[:6], 16) % 90_000))["id"]
+    patient = api.patient("hosp-a", unique("A"), new_resident_id())["id"]
     observation = (
         '{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://loinc.org",'
         '"code":"2345-7"}]},"subject":{"reference":"Patient/' + patient + '"},"effectiveDateTime":"2026-03-01",'

@@ -17,7 +17,7 @@ from sqlalchemy import text
 from registry.auth import PrincipalKind
 from registry.web.i18n import TEXT
 from tests.e2e.imaging_samples import endpoint
-from tests.integration.conftest import Api, resident_id, unique
+from tests.integration.conftest import Api, new_resident_id, unique
 from tests.integration.test_pages import csrf_of, sign_in
 
 CSP = (
@@ -46,7 +46,7 @@ def imaging(api: Api) -> dict[str, Any]:
     assert r.status_code in (200, 201), r.text
     out: dict[str, Any] = {}
     for who in ("in_care", "outside"):
-        nid = resident_id(int(unique("")[2:8], 16) % 100_000)
+        nid = new_resident_id()
         patient = api.patient("hosp-a", unique("A"), nid)
         if who == "in_care":
             api.patient("hosp-b", unique("B"), nid)
