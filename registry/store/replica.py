@@ -4,9 +4,11 @@
 - **Read-your-writes.** After a client's write is answered, the WAL position of the primary at that moment
   (``pg_current_wal_lsn()``, read after the commit, so at or past the commit record) is kept as the client's *mark*
   (:class:`WriteMarks`: in the shared Redis when nodes share one, so a push answered by one node and a search sent to
-  the other agree; else in this process). A read of that client opens its standby transaction with
-  ``pg_last_wal_replay_lsn() >= mark``: a standby that has not replayed the write yet is not used, the primary is.
-  Other clients may read a standby that is a moment behind (the usual replica semantics).
+  the other agree; else in this process), and as its hospital's and its patient's (:func:`readers`). A read of that
+  client opens its standby transaction with ``pg_last_wal_replay_lsn() >= mark``: a standby that has not replayed
+  the write yet is not used, the primary is. The order check's look-ups (:meth:`ReplicaReads.together`) honour the
+  newest mark of the client, its hospital and the patient. Other readers may read a standby that is a moment behind
+  (the usual replica semantics).
 - **Nothing unsafe on failure.** A standby that cannot be reached or is not in recovery any more (it was promoted,
   or the URL is wrong) is not used for ``retry_seconds``; a mark that could not be read (the shared store down) sends
   the read to the primary. A mark that could not be *written* is logged, and for ``retry_seconds`` every read goes to
