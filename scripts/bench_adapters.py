@@ -160,15 +160,19 @@ def bench_hl7(n: int, folder: Path, rounds: int) -> dict[str, float]:
     }
 
 
-def bench_dicom(n: int, folder: Path, rounds: int) -> dict[str, float]:
+def bench_dicom(n: int, folder: Path, rounds: int, image: int = 0) -> dict[str, float]:
+    """``image``: the pixel matrix's side (0: the sample's own 128 × 128; 512 is a CT slice, about 512 KiB)."""
     from pydicom import dcmread
     from pydicom.data import get_testdata_file
     from pydicom.uid import generate_uid
 
     base = dcmread(get_testdata_file("CT_small.dcm"))
     base.BodyPartExamined = "CHEST"
+    if image:
+        base.Rows = base.Columns = image
+        base.PixelData = bytes(image * image * 2)
     files = folder / "dicom"
-    files.mkdir()
+    files.mkdir(parents=True)
     study = series = ""
     for i in range(n):
         if i % 20 == 0:
@@ -304,6 +308,8 @@ def main() -> int:
         action="store_true",
         help="HL7 and DICOM only (no PostgreSQL nor registry; not with --write-docs)",
     )
+    ap.add_argument("--ct-slices", type=int, default=0,
+                    help="the DICOM figures again for this many 512 × 512 slices (about 512 KiB each)")  # fmt: skip
     ap.add_argument("--write-docs", action="store_true")
     args = ap.parse_args()
     if args.rounds < 3:
@@ -315,6 +321,9 @@ def main() -> int:
         (folder / "hl7").mkdir()
         results = bench_hl7(args.messages, folder / "hl7", args.rounds)
         results |= bench_dicom(args.files, folder, args.rounds)
+        if args.ct_slices:
+            ct = bench_dicom(args.ct_slices, folder / "ct", args.rounds, image=512)
+            results |= {f"ct512_{k}": v for k, v in ct.items()}
         load_before = os.getloadavg()[0]
         pg_desc = ""
         if not args.no_delivery:

@@ -22,14 +22,13 @@ from pathlib import Path
 from typing import IO, Any
 
 import orjson
-from pydicom import dcmread
 from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.valuerep import DA, TM
 
 from adapters.dicom import elements
-from adapters.dicom.pixels import pixel_data_problem
+from adapters.dicom.prefix import read_header
 from adapters.errors import DicomInputError
 
 REQUIRED = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID", "Modality")
@@ -291,9 +290,8 @@ def read_file(source: Path | IO[bytes], where: str | None = None) -> InstanceFac
         with ExitStack() as stack:
             fp = stack.enter_context(source.open("rb")) if isinstance(source, Path) else source
             # only the attributes read (the rest are skipped, not decoded); the reader still walks every element's
-            # header up to the Pixel Data, where the check below takes over
-            ds = dcmread(fp, stop_before_pixels=True, force=False, specific_tags=_HEADER_TAGS)
-            problem = pixel_data_problem(fp, ds)
+            # header up to the Pixel Data — in memory (adapters.dicom.prefix) — where the pixel check takes over
+            ds, problem = read_header(fp, _HEADER_TAGS)
     except InvalidDicomError:
         raise DicomInputError(f"{label}: not a DICOM file (no DICM preamble)") from None
     except (EOFError, struct.error, ValueError, TypeError, KeyError, OverflowError, LookupError, zlib.error) as exc:
