@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import re
 import sys
 import threading
 import time
@@ -39,6 +38,7 @@ from scripts.bench_check import order_sign_body  # noqa: E402
 from scripts.bench_common import machine, national_id, record  # noqa: E402
 from scripts.bench_load import http_load, http_load_paths, http_push  # noqa: E402
 from scripts.topology import Topology  # noqa: E402
+from scripts.topology_front import replica_reads  # noqa: E402
 from scripts.topology_processes import missing  # noqa: E402
 
 LAB_ITEMS = ["L001", "L002", "L003", "L004", "L005", "L006", "L007", "L008"]
@@ -71,10 +71,11 @@ def measure(topo: Topology, args: argparse.Namespace, part: list[bytes], patient
             first = http.post("/cds-services/hr-order-sign", content=body)
             if first.status_code != 200:
                 raise RuntimeError(f"order-sign: {first.status_code} {first.text[:400]}")
-    offered = replica_reads(topo)
+    admin = topo.seed_data.tokens["admin"]
+    offered = replica_reads(topo.registries, admin)
     sign = http_load(f"{topo.balancer}/cds-services/hr-order-sign", signs, cds, clients=args.clients,
                      seconds=args.seconds)  # fmt: skip
-    on = {where: n - offered[where] for where, n in replica_reads(topo).items()}
+    on = {where: n - offered[where] for where, n in replica_reads(topo.registries, admin).items()}
     paths = [
         "/fhir/DiagnosticReport?"
         + urlencode({"patient.identifier": f"{NATIONAL}|{national_id(rng.randrange(patients))}"})
@@ -95,20 +96,6 @@ def measure(topo: Topology, args: argparse.Namespace, part: list[bytes], patient
         "search_p50_ms": search["p50_ms"],
         "search_p99_ms": search["p99_ms"],
     }
-
-
-def replica_reads(topo: Topology) -> dict[str, float]:
-    """``hr_replica_reads_total`` summed over the running registry nodes (registry.metrics), by where they ran."""
-    admin = {"Authorization": f"Bearer {topo.seed_data.tokens['admin']}"}
-    total = {"standby": 0.0, "primary": 0.0}
-    for node in topo.registries:
-        try:
-            text = httpx.get(f"{node.url}/metrics", headers=admin, timeout=5).text
-        except httpx.HTTPError:
-            continue  # a stopped node
-        for where, n in re.findall(r'^hr_replica_reads_total\{on="(\w+)"\} ([0-9.e+]+)$', text, re.M):
-            total[where] += float(n)
-    return total
 
 
 def commit_cost(topo: Topology, commits: int = 500) -> dict[str, float]:

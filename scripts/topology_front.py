@@ -4,11 +4,14 @@ checking Patroni's REST API, and the registry nodes' HTTP frontend) and the regi
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+
+import httpx
 
 from scripts.topology_processes import ROOT, PatroniNode, Service, get_quietly
 
@@ -160,3 +163,17 @@ class RegistryNode(Service):
     def ready(self) -> bool:
         r = get_quietly(f"{self.url}/readyz", timeout=3)
         return r is not None and r.status_code == 200
+
+
+def replica_reads(nodes: list[RegistryNode], admin_token: str) -> dict[str, float]:
+    """``hr_replica_reads_total`` summed over the registry nodes that answer (registry.metrics), by where the reads
+    ran: ``standby`` or ``primary``."""
+    total = {"standby": 0.0, "primary": 0.0}
+    for node in nodes:
+        try:
+            text = httpx.get(f"{node.url}/metrics", headers={"Authorization": f"Bearer {admin_token}"}, timeout=5).text
+        except httpx.HTTPError:
+            continue  # a stopped node
+        for where, n in re.findall(r'^hr_replica_reads_total\{on="(\w+)"\} ([0-9.e+]+)$', text, re.M):
+            total[where] += float(n)
+    return total

@@ -1,5 +1,6 @@
 """The scaled-out registry under failures, with real processes (scripts/topology.py): etcd, two PostgreSQL nodes
-managed by Patroni in synchronous mode, HAProxy, two registry nodes.
+managed by Patroni in synchronous mode, HAProxy, two registry nodes reading from the standby (replica reads on, the
+write marks in the machine's Redis).
 
 Under a steady load — writer threads pushing idempotent transaction Bundles (an Observation by conditional update
 or by conditional create with ``ifNoneExist``, keyed by its identifier) and a thread checking orders
@@ -38,6 +39,7 @@ import pytest
 from catalog.codes import HR_MARK
 from scripts.bench_common import national_id
 from scripts.topology import Topology
+from scripts.topology_front import replica_reads
 from scripts.topology_processes import missing
 from tests.topology.outbox_feed import REPORT_NUMBERS, OutboxFeed
 
@@ -58,6 +60,7 @@ OBS = "http://hosp-a.example/obs"
 MRN = "http://hosp-a.example/mrn"
 NATIONAL = "https://hr-registry.org.cn/fhir/sid/cn-resident-id"
 ITEMS = "https://hr-registry.org.cn/fhir/CodeSystem/recognized-items"
+REDIS = "redis://127.0.0.1:6379/0"  # the machine's Redis: the read-your-writes marks both nodes share
 FHIR_JSON = "application/fhir+json"
 RETRIED = {502, 503, 504, 429}
 
@@ -293,7 +296,11 @@ def _report(text: str) -> None:
 
 @pytest.fixture(scope="module")
 def topo() -> Iterator[Topology]:
+    """The topology of docs/deploy.md with reads from the standby on: searches and the order check's look-ups go to
+    it while it has the reader's writes, and to the primary while it is gone (promoted, rewinding, rejoining)."""
     with Topology(registries=2) as topology:
+        topology.restart_registries({"REGISTRY_DATABASE_REPLICA_URL": topology.standby_url,
+                                     "REGISTRY_SHARED_STATE_URL": REDIS})  # fmt: skip
         yield topology
 
 
@@ -301,6 +308,8 @@ def test_a_killed_registry_node_is_routed_around(topo: Topology) -> None:
     load = Load(topo.balancer, topo.seed_data.tokens, prefix="r").start()
     try:
         time.sleep(4)
+        offered = replica_reads(topo.registries, topo.seed_data.tokens["admin"])
+        assert offered["standby"] > 0, f"no read went to the standby: {offered}"
         assert load.acked, "no write was acknowledged before the kill"
         killed = time.monotonic()
         topo.kill_registry(1)
@@ -313,7 +322,8 @@ def test_a_killed_registry_node_is_routed_around(topo: Topology) -> None:
         f"registry node killed: {len(load.acked)} writes acknowledged, {len(after)} of them started > 2 s after the "
         f"kill; {len(failures)} failed attempts seen by clients (retried): "
         f"{Counter((a.status, a.detail[:60]) for a in failures).most_common()}; order checks acknowledged after: "
-        f"{len(load.acks_after(killed + 2, 'check'))}"
+        f"{len(load.acks_after(killed + 2, 'check'))}; reads on the standby / the primary before the kill: "
+        f"{offered['standby']:.0f} / {offered['primary']:.0f}"
     )
     assert not load.unexpected, load.unexpected[:5]
     assert len(after) >= 10, "writes did not go on through the surviving node"
