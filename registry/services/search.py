@@ -28,7 +28,7 @@ from registry.services.search_query import ParsedSearch, SearchLimits, SearchPar
 from registry.services.sharing import check_shared_read
 from registry.store.query import Clause, DateValue, PatientKeyClause, Query, ReferenceClause
 from registry.store.records import Stored, StoredVersion
-from registry.store.replica import ReplicaReads
+from registry.store.replica import ReplicaReads, readers
 from registry.store.repository import Repository, UnitOfWork
 
 SUPPORTED_TYPES = frozenset(SEARCH_PARAMS)
@@ -79,13 +79,11 @@ class Reads:
         """Run a read in one transaction with its audit rows; a refusal or error is audited on its own."""
         now = self.ctx.clock()
         try:
-            if (
-                self.ctx.replica is not None
-            ):  # read on the standby (when it has the reader's writes), audit on the primary
-                reader = audit.principal.client_id if audit.principal else None
-                with self.ctx.replica.begin(reader) as repo:
-                    result, patient_keys = fn(repo)
-                self.ctx.audit.record(rows_for_patients(audit, now=now, status=200, patient_keys=patient_keys))
+            if self.ctx.replica is not None:  # on the standby when it has the readers' writes; audit on the primary
+                principal = audit.principal
+                marks = readers(principal.client_id, principal.org_id) if principal else []
+                result, patient_keys = self.ctx.replica.read(marks, fn)
+                self.ctx.audit.record(rows_for_patients(audit, now=now, status=200, patient_keys=list(patient_keys)))
                 return result
             with self.ctx.uow.begin(audit_only=True) as repo:
                 result, patient_keys = fn(repo)

@@ -7,8 +7,9 @@
   the other agree; else in this process), and as its hospital's and its patient's (:func:`readers`). A read of that
   client opens its standby transaction with ``pg_last_wal_replay_lsn() >= mark``: a standby that has not replayed
   the write yet is not used, the primary is. The order check's look-ups (:meth:`ReplicaReads.together`) honour the
-  newest mark of the client, its hospital and the patient. Other readers may read a standby that is a moment behind
-  (the usual replica semantics).
+  newest mark of the client, its hospital and the patient; a read (:meth:`ReplicaReads.read`) those of the client
+  and its hospital, then those of the patients its answer is about. Other writes may be missed for a moment (the
+  usual replica semantics).
 - **Nothing unsafe on failure.** A standby that cannot be reached or is not in recovery any more (it was promoted,
   or the URL is wrong) is not used for ``retry_seconds``; a mark that could not be read (the shared store down) sends
   the read to the primary. A mark that could not be *written* is logged, and for ``retry_seconds`` every read goes to
@@ -20,9 +21,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from typing import Any, cast
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar, cast
 
 import redis
 from cachetools import TTLCache
@@ -34,6 +34,7 @@ from registry.store.compiled import Compiled, all_together
 from registry.store.repository import Repository, UnitOfWork
 
 log = logging.getLogger("registry.replica")
+T = TypeVar("T")
 # sent first with a standby's reads: may it answer them (still a standby, and it has replayed the reader's mark)?
 _STANDING = Compiled(
     lambda _d: text(
@@ -93,6 +94,8 @@ class WriteMarks:
     def latest(self, readers: Sequence[str]) -> str | None:
         """The newest mark of ``readers`` (one Redis round trip); None when none has one; :data:`UNKNOWN` when it
         cannot be known now."""
+        if not readers:
+            return None
         if not self._outage.usable():
             return UNKNOWN
         if self._redis is None:
@@ -116,8 +119,12 @@ def readers(client_id: str, org_id: str | None = None, patient_key: str | None =
     if org_id:
         out.append(f"org:{org_id}")
     if patient_key:
-        out.append(f"patient:{patient_key}")
+        out.append(patient_reader(patient_key))
     return out
+
+
+def patient_reader(patient_key: str) -> str:
+    return f"patient:{patient_key}"
 
 
 def lsn_order(lsn: str) -> int:
@@ -168,14 +175,16 @@ class ReplicaReads:
     def _skip(self, why: str) -> None:
         self._standby_outage.failed("standby not used for %g s: %s", self.retry_seconds, why)
 
-    def _standby_for(self, mark: str | None) -> Connection | None:
-        """A standby connection in a transaction that sees ``mark``, or None (the standby cannot answer this read)."""
+    def _standby_for(self, mark: str | None) -> tuple[Connection, str] | None:
+        """A standby connection in a transaction that sees ``mark``, and the WAL position it had replayed when the
+        transaction began; or None (the standby cannot answer this read)."""
         conn: Connection | None = None
         try:
             conn = self.standby.connect()
             conn.begin()
-            in_recovery, caught_up = conn.exec_driver_sql(
-                "SELECT pg_is_in_recovery(), %(mark)s::pg_lsn IS NULL OR pg_last_wal_replay_lsn() >= %(mark)s::pg_lsn",
+            in_recovery, caught_up, position = conn.exec_driver_sql(
+                "SELECT pg_is_in_recovery(), %(mark)s::pg_lsn IS NULL OR pg_last_wal_replay_lsn() >= %(mark)s::pg_lsn, "
+                "pg_last_wal_replay_lsn()::text",
                 {"mark": mark},
             ).one()
         except DBAPIError as exc:
@@ -187,28 +196,37 @@ class ReplicaReads:
             conn.close()
             self._skip("it is not in recovery (promoted, or not a standby)")
             return None
-        if not caught_up:
+        if not caught_up or position is None:
             conn.close()
             return None
-        return conn
+        return conn, str(position)
 
-    @contextmanager
-    def begin(self, reader: str | None) -> Iterator[Repository]:
-        """A read transaction for ``reader`` (a client id; None: no mark to honour) on the standby if it may
-        answer, else on the primary. What the block writes must go to the primary on its own."""
-        mark = self.marks.last(reader) if reader else None
-        conn = self._standby_for(mark) if mark != UNKNOWN and self._standby_outage.usable() else None
-        if conn is not None:
+    def read(
+        self, readers: Sequence[str], fn: Callable[[Repository], tuple[T, Sequence[str | None]]]
+    ) -> tuple[T, Sequence[str | None]]:
+        """``fn`` (a read: what it writes must go to the primary on its own) returns its answer and the patients it
+        is about. It runs on the standby if the standby has replayed the newest mark of ``readers`` and, once it
+        has answered, of each of those patients (a consent change the patient made binds every reader at once);
+        else — or then — on the primary."""
+        mark = self.marks.latest(readers)
+        standing = self._standby_for(mark) if mark != UNKNOWN and self._standby_outage.usable() else None
+        if standing is not None:
+            conn, position = standing
             with conn:
                 try:
-                    self._count("standby")
-                    yield Repository(conn)
+                    answer, patients = fn(Repository(conn))
+                except Exception:
+                    self._count("standby")  # its refusal stands: it shows nothing the primary would withhold
+                    raise
                 finally:
                     conn.rollback()  # a read: nothing to commit
-            return
+            newest = self.marks.latest([patient_reader(k) for k in dict.fromkeys(patients) if k])
+            if newest is None or (newest != UNKNOWN and lsn_order(newest) <= lsn_order(position)):
+                self._count("standby")
+                return answer, patients
         self._count("primary")
         with self.primary.begin() as repo:
-            yield repo
+            return fn(repo)
 
     def together(
         self, readers: Sequence[str], queries: Sequence[tuple[Compiled, Mapping[str, Any]]]

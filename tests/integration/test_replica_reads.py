@@ -30,7 +30,7 @@ from registry.errors import ConflictError
 from scripts.pg_cluster import PgCluster, available
 from tests.integration.conftest import Api, make_settings, new_resident_id, unique
 from tests.integration.recognition_region import new_person, set_up_recognition
-from tests.integration.test_consent import CBC_ORDER, Portal
+from tests.integration.test_consent import CBC_ORDER, Portal, _found, _report_id
 from tests.integration.test_nodes import REDIS, redis_present  # noqa: F401 - the fixture
 from tests.integration.test_pages import csrf_of, sign_in
 from tests.integration.test_recognition import T0, Clock, card_for, push_cbc, sign
@@ -270,6 +270,29 @@ def test_a_patients_consent_change_is_honoured_by_every_hospitals_next_check_at_
         response = sign(pair.b, "dr-hosp-b", person["nid"], CBC_ORDER)
         assert card_for(response, "o-cbc") is None
         assert _served(pair.b)["primary"] == before["primary"] + 1
+    finally:
+        pair.replay(True)
+
+
+def test_a_patients_consent_change_is_honoured_by_every_hospitals_next_search_and_read_at_once(pair: Pair) -> None:
+    """A search or read the standby answered about a patient whose last write (the consent change) it has not
+    replayed is answered again by the primary: the paused results never reach the hospital."""
+    person = new_person(pair.a)
+    report = _report_id(push_cbc(pair.a, "hosp-a", f"Patient/{person['a']['id']}", unique("R")))
+    portal = Portal(pair.a, person["nid"])
+    query = f"DiagnosticReport?patient={person['a']['id']}"
+    _replayed(pair)
+    before = _served(pair.b)
+    assert _found(pair.b, "dr-hosp-b", query) == {report}
+    assert _served(pair.b)["standby"] == before["standby"] + 1
+    pair.replay(False)
+    try:
+        portal.change("pause", "hosp-b")  # through node a; the standby has not replayed it
+        before = _served(pair.b)
+        assert _found(pair.b, "dr-hosp-b", query) == set()
+        refused = pair.b.get(f"/fhir/DiagnosticReport/{report}", who="dr-hosp-b")
+        assert refused.status_code == 403, refused.text
+        assert _served(pair.b) == {**before, "primary": before["primary"] + 2}
     finally:
         pair.replay(True)
 
