@@ -13,7 +13,7 @@ order whose earlier results were withheld because sharing is paused is marked ``
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
@@ -21,14 +21,10 @@ from urllib.parse import urlencode
 import orjson
 
 from catalog import (
-    FINAL_STATUSES,
     Catalog,
     Coding,
-    Decision,
-    Evaluation,
     Order,
     OrgFacts,
-    PriorResult,
     Status,
     recognize,
 )
@@ -43,20 +39,20 @@ from registry.services.config_cache import ConfigCache
 from registry.services.identity import IdentityPolicy
 from registry.services.ingest import Ingest
 from registry.services.recognition_orders import (
-    Candidate,
     CheckedOrder,
     DraftOrder,
     PatientQuery,
     Reminder,
+    candidates_of,
     log_rows,
 )
-from registry.services.recognizability import prior_of, qualification_facts
+from registry.services.recognizability import panel_prior, qualification_facts
 from registry.services.result_index import ResultIndexer
 from registry.services.sharing import sharing_of
 from registry.store.check_reads import CheckReads, ahead_queries, read_ahead, reads_of
 from registry.store.consent import ConsentStore
 from registry.store.namespaces import NamespaceStore
-from registry.store.recognition import Org, RecognitionStore
+from registry.store.recognition import RecognitionStore
 from registry.store.replica import ReplicaReads, readers
 from registry.store.repository import Repository, UnitOfWork
 
@@ -257,7 +253,7 @@ class RecognitionService:
         quals = self.cache.get(generation, ("qualifications", issuers), lambda: qualification_facts(store, issuers))
         facts = {oid: OrgFacts(oid, org.regions) for oid, org in orgs.items()}
         members = self._members(store, key, rows, same.members if same is not None else None)
-        priors = [self._prior(r, facts, members) for r in rows]
+        priors = [panel_prior(self.catalog, r, facts, members) for r in rows]
         by_ref = {f"{r.res_type}/{r.res_id}": r for r in rows}
         ordering_facts = facts.get(ordering, OrgFacts(ordering))
         out: list[CheckedOrder] = []
@@ -266,7 +262,7 @@ class RecognitionService:
             decision = recognize(
                 Order(codes, key, ordering_facts, None, order.ref), priors, self.catalog, quals, now=now
             )
-            candidates = self._candidates(decision, by_ref, orgs, members)
+            candidates = candidates_of(self.catalog, decision, by_ref, orgs, members)
             card = new_id() if decision.status in PASSED else None
             related = {item.id, *self.catalog.panels_containing(item.id)} if item is not None else set()
             out.append(CheckedOrder(order, decision, candidates, card, new_id() if card else None,
@@ -321,59 +317,6 @@ class RecognitionService:
         for m in found:
             members.setdefault(m.report_id, []).append(m)
         return members
-
-    def _prior(self, row: Any, facts: Mapping[str, OrgFacts], members: Mapping[str, Sequence[Any]]) -> PriorResult:
-        issuer = facts.get(row.org_id or "", OrgFacts(row.org_id or ""))
-        contains: frozenset[str] = frozenset()
-        if row.item_id in self.catalog and self.catalog.item(row.item_id).is_panel:
-            # rule 2: the analytes this panel result carries a final value for (its report's other rows)
-            contains = frozenset(
-                m.item_id
-                for m in members.get(row.report_id or "", ())
-                if m.res_pk != row.res_pk and m.value_text is not None and m.status in FINAL_STATUSES
-            )
-        return prior_of(row, issuer, contains)
-
-    def _candidates(
-        self,
-        decision: Decision,
-        by_ref: Mapping[str, Any],
-        orgs: Mapping[str, Org],
-        members: Mapping[str, Sequence[Any]],
-    ) -> tuple[Candidate, ...]:
-        groups: dict[str, list[tuple[Evaluation, Any]]] = {}
-        for ev in decision.candidates:
-            row = by_ref[ev.result.ref]
-            # the same report reached through its panel, its analytes or its study is shown once
-            exam = f"DiagnosticReport/{row.report_id}" if row.report_id else ev.result.ref
-            groups.setdefault(exam, []).append((ev, row))
-        chosen = [
-            next(((ev, row) for ev, row in group if row.res_type == "DiagnosticReport"), group[0])
-            for group in groups.values()
-        ]
-        out: list[Candidate] = []
-        for ev, row in chosen:
-            panel = tuple(
-                (self.catalog.item(m.item_id), m.value_text, m.interpretation)
-                for m in members.get(row.report_id or "", [])
-                if m.item_id in self.catalog
-            )
-            out.append(
-                Candidate(
-                    result_ref=ev.result.ref,
-                    report_ref=f"DiagnosticReport/{row.report_id}" if row.report_id else None,
-                    issuer=orgs.get(row.org_id or ""),
-                    item=self.catalog.item(row.item_id),
-                    effective=ev.result.effective,
-                    valid_until=ev.valid_until,
-                    value_text=row.value_text,
-                    interpretation=row.interpretation,
-                    hr_mark=row.hr_mark,
-                    same_hospital=ev.status is Status.SAME_HOSPITAL_DUPLICATE,
-                    members=panel,
-                )
-            )
-        return tuple(out)
 
     # ------------------------------------------------------------------ patient-view (接诊历史提醒)
     def recognizable_history(

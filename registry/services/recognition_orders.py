@@ -4,12 +4,12 @@ orders, the patient-view reminder, how the caller names the patient — and the 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from catalog import Coding, Decision, Item
+from catalog import Catalog, Coding, Decision, Evaluation, Item, Status
 from registry.auth import Principal
 from registry.fhir.extract import to_us
 from registry.store.recognition import Org
@@ -104,3 +104,46 @@ def log_rows(
                 "suggestion_uuid": c.suggestion_uuid,
             })  # fmt: skip
     return checks, cards
+
+
+def candidates_of(
+    catalog: Catalog,
+    decision: Decision,
+    by_ref: Mapping[str, Any],
+    orgs: Mapping[str, Org],
+    members: Mapping[str, Sequence[Any]],
+) -> tuple[Candidate, ...]:
+    """The prior results the clinician is shown for ``decision``: one per exam, its report's panel values."""
+    groups: dict[str, list[tuple[Evaluation, Any]]] = {}
+    for ev in decision.candidates:
+        row = by_ref[ev.result.ref]
+        # the same report reached through its panel, its analytes or its study is shown once
+        exam = f"DiagnosticReport/{row.report_id}" if row.report_id else ev.result.ref
+        groups.setdefault(exam, []).append((ev, row))
+    chosen = [
+        next(((ev, row) for ev, row in group if row.res_type == "DiagnosticReport"), group[0])
+        for group in groups.values()
+    ]
+    out: list[Candidate] = []
+    for ev, row in chosen:
+        panel = tuple(
+            (catalog.item(m.item_id), m.value_text, m.interpretation)
+            for m in members.get(row.report_id or "", [])
+            if m.item_id in catalog
+        )
+        out.append(
+            Candidate(
+                result_ref=ev.result.ref,
+                report_ref=f"DiagnosticReport/{row.report_id}" if row.report_id else None,
+                issuer=orgs.get(row.org_id or ""),
+                item=catalog.item(row.item_id),
+                effective=ev.result.effective,
+                valid_until=ev.valid_until,
+                value_text=row.value_text,
+                interpretation=row.interpretation,
+                hr_mark=row.hr_mark,
+                same_hospital=ev.status is Status.SAME_HOSPITAL_DUPLICATE,
+                members=panel,
+            )
+        )
+    return tuple(out)

@@ -9,12 +9,13 @@ not final, expired, or from an issuer without the qualification — with its las
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, tzinfo
 from typing import Any
 
 from catalog import (
+    FINAL_STATUSES,
     Catalog,
     Coding,
     OrgFacts,
@@ -60,6 +61,22 @@ def prior_of(row: Any, issuer: OrgFacts, contains: frozenset[str] = frozenset())
         effective_latest=from_us(latest),
         contains=contains,
     )
+
+
+def panel_prior(
+    catalog: Catalog, row: Any, facts: Mapping[str, OrgFacts], members: Mapping[str, Sequence[Any]]
+) -> PriorResult:
+    """An index row as the rule sees it (:func:`prior_of`), a panel's with the analytes its report holds."""
+    issuer = facts.get(row.org_id or "", OrgFacts(row.org_id or ""))
+    contains: frozenset[str] = frozenset()
+    if row.item_id in catalog and catalog.item(row.item_id).is_panel:
+        # rule 2: the analytes this panel result carries a final value for (its report's other rows)
+        contains = frozenset(
+            m.item_id
+            for m in members.get(row.report_id or "", ())
+            if m.res_pk != row.res_pk and m.value_text is not None and m.status in FINAL_STATUSES
+        )
+    return prior_of(row, issuer, contains)
 
 
 def qualification_facts(store: RecognitionStore, issuers: Iterable[str]) -> list[Qualification]:
