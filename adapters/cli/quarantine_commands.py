@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import sys
 import time
-from pathlib import Path
 from typing import Annotated, Any
 
 import orjson
 import typer
 from rich.table import Table
 
+from adapters.cli.base import ConfigOption, adapter_for, config_of, err, intake_summary, out
 from adapters.config import AdapterConfig
 from adapters.dicom.headers import InstanceFacts
 from adapters.dicom.quarantine import HeldStudy, Quarantine
@@ -26,10 +26,6 @@ from adapters.push.outbox import Outbox
 quarantine_app = typer.Typer(
     help="DICOM studies that could not be mapped: why, and send them after the fix.", no_args_is_help=True
 )
-ConfigOption = Annotated[
-    Path,
-    typer.Option("--config", "-c", envvar="HR_ADAPTER_CONFIG", help="The hospital's adapter YAML configuration."),
-]
 
 
 def _when(at: float) -> str:
@@ -47,9 +43,8 @@ def _held(config: AdapterConfig, uids: list[str] | None = None) -> list[HeldStud
 @quarantine_app.command("list")
 def quarantine_list(config_path: ConfigOption, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """The held studies, oldest first, each with the reason it could not be mapped."""
-    from adapters.cli import _config, out
 
-    held = _held(_config(config_path, need_registry=False))
+    held = _held(config_of(config_path, need_registry=False))
     if as_json:
         doc = [
             {
@@ -91,9 +86,8 @@ def _shown(facts: InstanceFacts) -> dict[str, Any]:
 @quarantine_app.command("show")
 def quarantine_show(config_path: ConfigOption, study_uid: str) -> None:
     """One held study: the reason and its instances' header facts (names hidden, identifiers masked)."""
-    from adapters.cli import _config, err
 
-    held = _held(_config(config_path, need_registry=False), [study_uid])
+    held = _held(config_of(config_path, need_registry=False), [study_uid])
     if not held:
         err.print(f"no study {study_uid} in the quarantine")
         raise typer.Exit(1)
@@ -128,11 +122,10 @@ def quarantine_replay(
     """Map held studies again with the current code map and configuration (and the corrections given).
 
     Those that map now are queued for the registry and leave the quarantine; exit 1 when some are still held."""
-    from adapters.cli import _adapter, _config, _intake_summary, err, out
     from adapters.dicom.intake import corrections
     from adapters.errors import AdapterError
 
-    config = _config(config_path, need_registry=False)  # replaying only queues; delivery sends
+    config = config_of(config_path, need_registry=False)  # replaying only queues; delivery sends
     try:
         fixes = corrections(fix or [])
     except AdapterError as exc:
@@ -141,7 +134,7 @@ def quarantine_replay(
     if fixes and not study_uids:
         err.print("[red]--set corrects named studies only: give their Study Instance UIDs[/red]")
         raise typer.Exit(2)
-    adapter = _adapter(config)
+    adapter = adapter_for(config)
     try:
         missing = sorted(set(study_uids or []) - {h.study_uid for h in adapter.dicom.quarantine.studies(study_uids)})
         report = adapter.dicom.replay(study_uids, fixes)
@@ -150,6 +143,6 @@ def quarantine_replay(
     for uid in missing:
         err.print(f"  ✗ no study {uid} in the quarantine")
     out.print(f"replayed {report.studies} study(ies)", highlight=False)
-    _intake_summary(report)
+    intake_summary(report)
     if missing:
         raise typer.Exit(1)
