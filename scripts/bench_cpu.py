@@ -84,6 +84,29 @@ def tree_cpu_seconds(pid: int) -> float:
     return total
 
 
+def peak_rss_mib(pid: int) -> float:
+    """The largest peak resident set (``VmHWM``, MiB) of ``pid`` and its live descendants — uvicorn's master and each
+    worker is its own process: the issue's "≤ 300 MB per worker" is the largest of them."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                continue
+    peak, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            for line in Path(f"/proc/{current}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peak = max(peak, int(line.split()[1]) / 1024)
+        except OSError:
+            pass  # gone meanwhile
+        todo += [child for child, parent in parents.items() if parent == current]
+    return peak
+
+
 def _busy_ticks() -> tuple[int, int]:
     """Clock ticks the machine's cores spent busy since boot (``/proc/stat``: user, nice, system, irq, softirq; not
     idle, iowait, nor guest, which user already holds), and the ticks the hypervisor took from them (steal)."""

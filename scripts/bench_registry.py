@@ -43,7 +43,7 @@ sys.path.insert(0, str(ROOT))
 from scripts.bench_baselines import copy_baseline, snapshot, stored_rows, validation_seconds  # noqa: E402
 from scripts.bench_bundles import BASE, NATIONAL, bundles  # noqa: E402
 from scripts.bench_common import create_database, finish, national_id, percentile, start_registry  # noqa: E402
-from scripts.bench_cpu import cpu_split, profiled, top_entries  # noqa: E402
+from scripts.bench_cpu import cpu_split, peak_rss_mib, profiled, top_entries  # noqa: E402
 from scripts.bench_load import http_load_paths, http_push, wrk_binary  # noqa: E402
 from scripts.bench_portal import PORTAL, portal_session  # noqa: E402
 from scripts.bench_registry_docs import write_docs  # noqa: E402
@@ -341,6 +341,7 @@ def run(args: argparse.Namespace, server_url: str, described: str, pg_pid: int |
                 notes[f"{kind}_{clients}c"] = str(load["spread"])
                 notes[f"{kind}_{clients}c_autovacuum"] = str(load["autovacuum"])
             r[f"{kind}_ratio_p99"] = r[f"{kind}_{args.search_clients}c_p99_ms"] / r[f"{kind}_1c_p99_ms"]
+        r["registry_peak_rss_mib"] = peak_rss_mib(server.pid)
         for k, v in r.items():
             print(f"{k}: {v:.3f}" if v < 10 else f"{k}: {v:.1f}")
         print("connections per worker, autovacuum: " + ", ".join(f"{k} {v}" for k, v in notes.items()))

@@ -47,6 +47,8 @@ def write_docs(
         f"{r['ingest_postgres_cpu_ms']:.2f} ms | | | |\n"
         f"| the load generator's CPU per report | {r['client_cpu_ms_per_report']:.3f} ms in the send loops "
         f"({r['client_processes_cpu_ms_per_report']:.3f} ms with the processes' start) | | | |\n"
+        f"| the largest registry process's peak RSS (`VmHWM`) over the whole run | "
+        f"{r['registry_peak_rss_mib']:.0f} MiB | | | ≤ 300 MB |\n"
     )
     for kind, label in (("search", "`DiagnosticReport?patient.identifier=<system>\\|<national id>`"),
                         ("read", "`DiagnosticReport/<id>`"),
