@@ -49,7 +49,7 @@ from registry.services.recognition_orders import (
 from registry.services.recognizability import panel_prior, qualification_facts
 from registry.services.result_index import ResultIndexer
 from registry.services.sharing import sharing_of
-from registry.store.check_reads import CheckReads, ahead_queries, read_ahead, reads_of
+from registry.store.check_reads import CheckAsk, CheckReads
 from registry.store.consent import ConsentStore
 from registry.store.namespaces import NamespaceStore
 from registry.store.recognition import RecognitionStore
@@ -82,6 +82,7 @@ class RecognitionService:
         self.audit = AuditTrail(uow)
         self.max_window = timedelta(days=max(i.validity.days for i in catalog.items) + 1)
         self.sensitive = frozenset(i.id for i in catalog.items if i.sensitive)
+        self._sensitive_items = tuple(sorted(self.sensitive))
 
     # ------------------------------------------------------------------ who is the patient
     def subject(self, principal: Principal, audit: AuditContext, query: PatientQuery) -> policy.CheckSubject:
@@ -110,34 +111,29 @@ class RecognitionService:
             principal, repo, self.identity, owners, query.identifiers, query.patient_id, audit.break_glass, in_care
         )
 
-    def _read_ahead(
-        self,
-        principal: Principal,
-        query: PatientQuery,
-        orders: Sequence[DraftOrder],
-        now: datetime,
-        repo: Repository | None = None,
-    ) -> CheckReads | None:
-        """The check's first reads in one round trip, when the request names its patient by a national identifier:
-        the generation, the care context, the index rows for the items the orders resolve to with the code map last
-        loaded (used only if the generation read confirms the same items) and the sharing projection. Without
-        ``repo``, on the standby (``registry.store.replica``) when it has replayed the last write of the client, its
-        hospital and the patient — else None, and the caller reads on the primary with its ``repo``."""
+    def _ask(
+        self, principal: Principal, query: PatientQuery, orders: Sequence[DraftOrder], now: datetime
+    ) -> CheckAsk | None:
+        """What the check reads ahead (one round trip), when the request names its patient by a national
+        identifier: the generation, the care context, the sharing projection and the index rows for the items the
+        orders resolve to with the code map last loaded (used only if the generation read confirms the same
+        items)."""
         key = policy.presented_national_key(self.identity, query.identifiers)
         if key is None:
             return None
         ordering = principal.org_id or ""
         guess = self.cache.latest(("code-map", ordering)) if ordering else None
-        wanted = sorted(self._wanted(orders, guess[1] if guess is not None else None))
+        wanted = tuple(sorted(self._wanted(orders, guess[1] if guess is not None else None)))
         org = principal.org_id if principal.kind is not PrincipalKind.ADMIN else None
-        since = to_us(now - self.max_window)
-        if repo is not None:
-            return read_ahead(repo.conn, key, org, wanted, since, sorted(self.sensitive))
+        return CheckAsk(key, org, wanted, to_us(now - self.max_window), self._sensitive_items)
+
+    def _on_standby(self, principal: Principal, ask: CheckAsk) -> CheckReads | None:
+        """The reads on the standby (``registry.store.replica``) when it has replayed the last write of the client,
+        its hospital and the patient; else None (the caller reads on the primary)."""
         if self.replica is None:
             return None
-        queries = ahead_queries(key, org, wanted, since, sorted(self.sensitive))
-        found = self.replica.together(readers(principal.client_id, principal.org_id, key), queries)
-        return reads_of(found, key, org, wanted, since) if found is not None else None
+        found = self.replica.together(readers(principal.client_id, principal.org_id, ask.patient_key), ask.queries())
+        return ask.answered(found) if found is not None else None
 
     def _wanted(self, orders: Sequence[DraftOrder], code_map: Any) -> set[str]:
         """The catalog items the orders resolve to, and the panels containing them."""
@@ -180,9 +176,11 @@ class RecognitionService:
             # One transaction for the usual case — who the patient is, their results, the check log, cards and
             # audit, committed before the answer; a patient the check must register first is written in its own
             # (the ingest's) transaction, and the check then runs in a second.
-            ahead = self._read_ahead(principal, patient, orders, now) if self.replica else None  # the standby's
+            ask = self._ask(principal, patient, orders, now)
+            ahead = self._on_standby(principal, ask) if ask is not None else None
             with self.uow.begin() as repo:
-                ahead = ahead or self._read_ahead(principal, patient, orders, now, repo)
+                if ahead is None and ask is not None:
+                    ahead = ask.read(repo.conn)
                 generation = ahead.generation if ahead is not None else self.cache.generation(repo.conn)
                 found = self._subject(repo, principal, audit, patient, generation, ahead)
                 if found.registration is None:
@@ -290,7 +288,7 @@ class RecognitionService:
         sensitive_reports = (
             set() if sharing.sensitive_shared
             else known.sensitive_reports & set(reports) if known
-            else ConsentStore(repo.conn).sensitive_reports(key, reports, sorted(self.sensitive))
+            else ConsentStore(repo.conn).sensitive_reports(key, reports, self._sensitive_items)
         )  # fmt: skip
         kept: list[Any] = []
         paused: set[str] = set()

@@ -51,42 +51,39 @@ class CheckReads:
     members: Sequence[Any]  # the Observation rows of the DiagnosticReports among ``results``
 
 
-def read_ahead(
-    conn: Connection,
-    patient_key: str,
-    org_id: str | None,
-    items: Sequence[str],
-    since_us: int,
-    sensitive_items: Sequence[str],
-) -> CheckReads:
-    """The reads for ``patient_key`` (the care context only with a calling hospital ``org_id``)."""
-    queries = ahead_queries(patient_key, org_id, items, since_us, sensitive_items)
-    return reads_of(all_together(conn, queries), patient_key, org_id, items, since_us)
+@dataclass(frozen=True, slots=True)
+class CheckAsk:
+    """What the check reads ahead: for ``patient_key``, the index rows of ``items`` since ``since_us``, and the care
+    context only with a calling hospital ``org_id``."""
 
+    patient_key: str
+    org_id: str | None
+    items: tuple[str, ...]
+    since_us: int
+    sensitive_items: tuple[str, ...]
 
-def ahead_queries(
-    patient_key: str, org_id: str | None, items: Sequence[str], since_us: int, sensitive_items: Sequence[str]
-) -> list[tuple[Compiled, Mapping[str, Any]]]:
-    """The statements :func:`read_ahead` sends (a standby may answer them: ``registry.store.replica``)."""
-    wanted = list(items)
-    queries: list[tuple[Compiled, Mapping[str, Any]]] = [
-        (CURRENT_GENERATION, {"name": RECOGNITION}),
-        (SHARING_ROWS, {"key": patient_key}),
-        (RESULTS_FOR, {"key": patient_key, "items": wanted, "since": since_us}),
-        (_SENSITIVE_REPORTS, {"key": patient_key, "sensitive": list(sensitive_items)}),
-        (_MEMBERS, {"key": patient_key, "items": wanted, "since": since_us}),
-    ]
-    if org_id:
-        queries.append((CARE_CONTEXT, {"org": org_id, "key": patient_key}))
-    return queries
+    def queries(self) -> list[tuple[Compiled, Mapping[str, Any]]]:
+        """The statements, in order (a standby may answer them: ``registry.store.replica``)."""
+        key, wanted = self.patient_key, list(self.items)
+        queries: list[tuple[Compiled, Mapping[str, Any]]] = [
+            (CURRENT_GENERATION, {"name": RECOGNITION}),
+            (SHARING_ROWS, {"key": key}),
+            (RESULTS_FOR, {"key": key, "items": wanted, "since": self.since_us}),
+            (_SENSITIVE_REPORTS, {"key": key, "sensitive": list(self.sensitive_items)}),
+            (_MEMBERS, {"key": key, "items": wanted, "since": self.since_us}),
+        ]
+        if self.org_id:
+            queries.append((CARE_CONTEXT, {"org": self.org_id, "key": key}))
+        return queries
 
+    def answered(self, found: Sequence[Sequence[Any]]) -> CheckReads:
+        """What the statements of :meth:`queries` answered."""
+        generation = int(found[0][0].generation) if found[0] else 0
+        in_care = bool(found[5]) if self.org_id else None
+        sensitive = frozenset(r.report_id for r in found[3])
+        return CheckReads(generation, self.patient_key, self.items, self.since_us, self.org_id, in_care,
+                          list(found[2]), SharingRows.of_rows(found[1]), sensitive, list(found[4]))  # fmt: skip
 
-def reads_of(
-    found: Sequence[Sequence[Any]], patient_key: str, org_id: str | None, items: Sequence[str], since_us: int
-) -> CheckReads:
-    """What the statements of :func:`ahead_queries` answered."""
-    generation = int(found[0][0].generation) if found[0] else 0
-    in_care = bool(found[5]) if org_id else None
-    sensitive = frozenset(r.report_id for r in found[3])
-    return CheckReads(generation, patient_key, tuple(items), since_us, org_id, in_care, list(found[2]),
-                      SharingRows.of_rows(found[1]), sensitive, list(found[4]))  # fmt: skip
+    def read(self, conn: Connection) -> CheckReads:
+        """The reads on ``conn``, in one round trip."""
+        return self.answered(all_together(conn, self.queries()))

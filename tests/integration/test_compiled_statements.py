@@ -118,12 +118,12 @@ def test_a_dropped_connection_raises_what_sqlalchemy_raises_and_is_not_reused(en
     OperationalError (the registry answers 503 for it), and the connection is invalidated, not pooled again."""
     if engine.dialect.name != "postgresql":
         pytest.skip("SQLite statements go through SQLAlchemy itself; there is no server to drop the connection")
-    from registry.store.check_reads import read_ahead
+    from registry.store.check_reads import CheckAsk
     from registry.store.config_generation import ConfigGenerations
 
     _on_a_dropped_connection(engine, lambda conn: ConfigGenerations(conn).current())
     # the same for the first reads sent together before the transaction has begun (all_together)
-    _on_a_dropped_connection(engine, lambda conn: read_ahead(conn, "k-gone", "hosp-a", ["glu"], 0, ["hiv"]))
+    _on_a_dropped_connection(engine, lambda conn: CheckAsk("k-gone", "hosp-a", ("glu",), 0, ("hiv",)).read(conn))
 
 
 def test_the_write_path_plans_each_statement_and_the_rest_keep_postgresql_s_plan_cache(
