@@ -299,9 +299,9 @@ class ResultIndexer:
         """Recompute the rows of these resources (and of the results their reports list) inside the caller's
         transaction; return the codes that mapped to nothing. ``known``: rows the caller holds as they now are
         (what this transaction wrote), not read again (a deleted one is: its last body lists its former results)."""
-        pks, rows, unmapped = self._compute(repo, refs, known or {})
-        if pks:
-            repo.replace_index_rows(pks, [r.as_dict() for r in rows])
+        replaced, rows, unmapped = self._compute(repo, refs, known or {})
+        if replaced or rows:
+            repo.replace_index_rows(replaced, [r.as_dict() for r in rows])
         return unmapped
 
     def compute(self, repo: Repository, refs: Iterable[tuple[str, str]]) -> list[IndexRow]:
@@ -322,17 +322,24 @@ class ResultIndexer:
     def _compute(
         self, repo: Repository, refs: Iterable[tuple[str, str]], known: Mapping[tuple[str, str], Stored]
     ) -> tuple[list[int], list[IndexRow], list[Unmapped]]:
+        """The rows to write, and the pks of the resources whose old rows they replace."""
         targets = {r for r in refs if r[0] in INDEXED}
         if not targets:
             return [], [], []
         current = {k: known[k] for k in targets if k in known and not known[k].deleted}  # a deletion: its last body
         if len(current) < len(targets):
             current |= repo.get_any(targets - set(current))
+        # Created by this transaction (version 1): no index rows yet, and no stored report lists it — a reference
+        # must resolve to a live resource when it is written, and this one was not there before — so only this
+        # transaction's reports can. Nothing to delete for these, nor to look up.
+        new = {k for k, s in current.items() if k in known and s.version == 1}
+        bodies: dict[tuple[str, str], Any] = {}
+        listed_here: dict[tuple[str, str], list[tuple[str, str]]] = {}
         # A report's results inherit its mark and withdrawal: recompute them too (a deleted report keeps its last
         # body, so its former results are found as well).
-        for stored in list(current.values()):
+        for key, stored in list(current.items()):
             if stored.type == "DiagnosticReport" and stored.body:
-                body = orjson.loads(stored.body)
+                body = bodies[key] = orjson.loads(stored.body)
                 for path in ("result", "imagingStudy"):
                     for ref in values_at(body, path):
                         parsed = (
@@ -342,22 +349,32 @@ class ResultIndexer:
                         )
                         if parsed is not None and parsed[0] in INDEXED:
                             targets.add(parsed)
+                            if not stored.deleted:
+                                listed_here.setdefault(parsed, []).append(key)
         for key, stored in repo.get_any(targets - set(current)).items():
             current[key] = stored
-        # Reports listing the results (outside this write too).
-        listing = repo.reports_listing([k for k, s in current.items() if s.type != "DiagnosticReport"])
+        # Reports listing the results (outside this write too, except for the new ones).
+        results = [k for k, s in current.items() if s.type != "DiagnosticReport"]
+        listing = repo.reports_listing([k for k in results if k not in new])
+        listing |= {k: listed_here[k] for k in results if k in new and k in listed_here}
         wanted = {ref for refs in listing.values() for ref in refs}
-        report_bodies = {key: (s, orjson.loads(s.body)) for key, s in repo.get_any(wanted).items() if not s.deleted}
+        report_bodies = {
+            key: (current[key], bodies[key]) for key in wanted if key in bodies and not current[key].deleted
+        }
+        report_bodies |= {
+            key: (s, orjson.loads(s.body)) for key, s in repo.get_any(wanted - set(report_bodies)).items()
+            if not s.deleted
+        }  # fmt: skip
         maps = self.code_maps(repo, {s.org_id for s in current.values() if s.org_id})
         rows: list[IndexRow] = []
         unmapped: list[Unmapped] = []
-        for stored in current.values():
-            resource = orjson.loads(stored.body) if not stored.deleted else {}
-            reports = [report_bodies[k] for k in listing.get((stored.type, stored.id), ()) if k in report_bodies]
+        for key, stored in current.items():
+            resource = (bodies[key] if key in bodies else orjson.loads(stored.body)) if not stored.deleted else {}
+            reports = [report_bodies[k] for k in listing.get(key, ()) if k in report_bodies]
             r, u = self.rows(stored, resource, maps.get(stored.org_id or ""), reports)
             rows += r
             unmapped += u
-        return [s.pk for s in current.values()], rows, unmapped
+        return [s.pk for k, s in current.items() if k not in new], rows, unmapped
 
     def code_maps(self, repo: Repository, org_ids: Iterable[str]) -> dict[str, CodeMap]:
         """Each hospital's local code map (from its ConceptMaps), as the pure rule takes it."""
