@@ -8,8 +8,9 @@
   client opens its standby transaction with ``pg_last_wal_replay_lsn() >= mark``: a standby that has not replayed
   the write yet is not used, the primary is. The order check's look-ups (:meth:`ReplicaReads.together`) honour the
   newest mark of the client, its hospital and the patient; a read (:meth:`ReplicaReads.read`) those of the client
-  and its hospital, then those of the patients its answer is about. Other writes may be missed for a moment (the
-  usual replica semantics).
+  and its hospital, then those of the patients its answer is about; a refusal or a not-found from the standby is
+  read again on the primary. Other writes may be missed for a moment (the usual replica semantics): a search the
+  standby answered can lack a result pushed or shared a moment ago.
 - **Nothing unsafe on failure.** A standby that cannot be reached or is not in recovery any more (it was promoted,
   or the URL is wrong) is not used for ``retry_seconds``; a mark that could not be read (the shared store down) sends
   the read to the primary. A mark that could not be *written* is logged, and for ``retry_seconds`` every read goes to
@@ -29,6 +30,7 @@ from cachetools import TTLCache
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
+from registry.errors import ForbiddenError, GoneError, NotFoundError
 from registry.outage import Outage
 from registry.store.compiled import Compiled, all_together
 from registry.store.repository import Repository, UnitOfWork
@@ -44,6 +46,9 @@ _STANDING = Compiled(
 )
 UNKNOWN = "unknown"
 """A mark that could not be read: the primary answers."""
+# What a standby that lags may answer wrongly where the primary would answer: read again on the primary.
+_STALE_REFUSALS = (ForbiddenError, NotFoundError, GoneError)
+_RECOVERY_CONFLICT = "40001"  # "canceling statement due to conflict with recovery" (hot standby)
 
 
 class WriteMarks:
@@ -207,23 +212,29 @@ class ReplicaReads:
         """``fn`` (a read: what it writes must go to the primary on its own) returns its answer and the patients it
         is about. It runs on the standby if the standby has replayed the newest mark of ``readers`` and, once it
         has answered, of each of those patients (a consent change the patient made binds every reader at once);
-        else — or then — on the primary."""
+        else — or then — on the primary. A refusal or a not-found from the standby, or a read its replay cancelled,
+        is read again on the primary: a standby that lags never withholds what the primary would show."""
         mark = self.marks.latest(readers)
         standing = self._standby_for(mark) if mark != UNKNOWN and self._standby_outage.usable() else None
         if standing is not None:
             conn, position = standing
+            declined = False
             with conn:
                 try:
                     answer, patients = fn(Repository(conn))
-                except Exception:
-                    self._count("standby")  # its refusal stands: it shows nothing the primary would withhold
-                    raise
+                except _STALE_REFUSALS:  # a share resumed, a resource made a moment ago: the primary decides
+                    declined = True
+                except DBAPIError as exc:
+                    if getattr(exc.orig, "sqlstate", None) != _RECOVERY_CONFLICT:
+                        raise
+                    declined = True  # cancelled by the standby's replay: run again where nothing replays
                 finally:
                     conn.rollback()  # a read: nothing to commit
-            newest = self.marks.latest([patient_reader(k) for k in dict.fromkeys(patients) if k])
-            if newest is None or (newest != UNKNOWN and lsn_order(newest) <= lsn_order(position)):
-                self._count("standby")
-                return answer, patients
+            if not declined:
+                newest = self.marks.latest([patient_reader(k) for k in dict.fromkeys(patients) if k])
+                if newest is None or (newest != UNKNOWN and lsn_order(newest) <= lsn_order(position)):
+                    self._count("standby")
+                    return answer, patients
         self._count("primary")
         with self.primary.begin() as repo:
             return fn(repo)

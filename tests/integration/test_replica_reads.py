@@ -4,7 +4,8 @@ Redis for the write marks.
 
 - A hospital that pushes through one node and reads at once through the other sees its push, even while the standby
   has stopped replaying (the read then goes to the primary); a client that wrote nothing reads the standby, a moment
-  behind — the proof that reads do go there.
+  behind — the proof that reads do go there; what that standby refuses or does not find (a share resumed, a
+  resource made a moment ago) or a read its replay cancelled is read again on the primary.
 - The read's audit row is on the primary.
 - A standby that is down costs nothing but its use: reads go to the primary.
 - The order check's look-ups go to the standby too, and its check log to the primary; a hospital's own push (by
@@ -19,10 +20,12 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, suppress
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
+from sqlalchemy.exc import DBAPIError
 
 from registry.app import create_app
 from registry.auth import PrincipalKind
@@ -98,10 +101,15 @@ def test_a_push_is_read_back_at_once_through_the_other_node_even_while_the_stand
         assert [e["resource"]["id"] for e in found.json().get("entry", [])] == [report["id"]]
         after = _served(pair.b)
         assert after["primary"] - before["primary"] == 2 and after["standby"] == before["standby"]
-        # a client that wrote nothing reads the standby, which does not have the report yet
+        # a client that wrote nothing reads the standby, which does not have the report yet: its not-found is
+        # read again on the primary, which has it
         other = pair.b.get(f"/fhir/DiagnosticReport/{report['id']}", who="admin")
-        assert other.status_code == 404
-        assert _served(pair.b)["standby"] == after["standby"] + 1
+        assert other.status_code == 200, other.text
+        assert _served(pair.b) == {**after, "primary": after["primary"] + 1}
+        # and its search, which the standby answers without it (a search may lag; a read never refuses)
+        listed = pair.b.get(f"/fhir/DiagnosticReport?subject=Patient/{patient['id']}", who="admin")
+        assert listed.json().get("entry", []) == []
+        assert _served(pair.b) == {"standby": after["standby"] + 1, "primary": after["primary"] + 1}
     finally:
         pair.replay(True)
     # once replayed, the writer's reads go to the standby too
@@ -295,6 +303,48 @@ def test_a_patients_consent_change_is_honoured_by_every_hospitals_next_search_an
         assert _served(pair.b) == {**before, "primary": before["primary"] + 2}
     finally:
         pair.replay(True)
+
+
+def test_a_read_the_lagging_standby_refuses_is_answered_by_the_primary(pair: Pair) -> None:
+    """The patient resumes sharing with B; the standby, which has not replayed it, would refuse B's read of the
+    report: the primary answers it."""
+    person = new_person(pair.a)
+    report = _report_id(push_cbc(pair.a, "hosp-a", f"Patient/{person['a']['id']}", unique("R")))
+    portal = Portal(pair.a, person["nid"])
+    portal.change("pause", "hosp-b")
+    _replayed(pair)
+    before = _served(pair.b)
+    refused = pair.b.get(f"/fhir/DiagnosticReport/{report}", who="dr-hosp-b")
+    assert refused.status_code == 403, refused.text
+    assert _served(pair.b) == {**before, "primary": before["primary"] + 1}  # read on both: they agree
+    pair.replay(False)
+    try:
+        portal.change("resume", "hosp-b")
+        before = _served(pair.b)
+        shown = pair.b.get(f"/fhir/DiagnosticReport/{report}", who="dr-hosp-b")
+        assert shown.status_code == 200, shown.text
+        assert _served(pair.b) == {**before, "primary": before["primary"] + 1}
+    finally:
+        pair.replay(True)
+
+
+def test_a_read_cancelled_by_the_standbys_replay_is_read_again_on_the_primary(pair: Pair) -> None:
+    """A hot standby cancels a query that holds back its replay (SQLSTATE 40001, "conflict with recovery"): the
+    read runs again on the primary; another database error is not retried."""
+    replica = pair.b.ctx.replica
+    assert replica is not None
+    _replayed(pair)
+
+    def read(repo: Any, errcode: str) -> tuple[str, list[str | None]]:
+        if repo.conn.execute(text("SELECT pg_is_in_recovery()")).scalar_one():
+            repo.conn.execute(text(f"DO $$ BEGIN RAISE EXCEPTION 'cancelled' USING ERRCODE = '{errcode}'; END $$"))
+        return "primary", []
+
+    before = dict(replica.served)
+    assert replica.read([], lambda repo: read(repo, "40001")) == ("primary", [])
+    assert replica.served == {**before, "primary": before["primary"] + 1}
+    with pytest.raises(DBAPIError):
+        replica.read([], lambda repo: read(repo, "XX000"))
 
 
 def test_a_patient_registered_by_a_check_is_in_the_hospitals_care_at_its_next_check(pair: Pair) -> None:
