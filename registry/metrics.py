@@ -12,8 +12,8 @@
 - ``hr_decisions_total{source,outcome,new}``: recognition decisions (``feedback`` or ``operation``; ``recognized`` or
   ``declined``; ``new`` false for a repeat) and ``hr_reminder_feedback_total{outcome}``;
 - ``hr_replica_reads_total{on}``: with reads from a standby (``registry.store.replica``), each read transaction and
-  each order check's look-ups by where they ran — ``standby``, or ``primary`` (the standby had not replayed the
-  reader's last write, was down or promoted).
+  each order check's look-ups by where they were answered — ``standby``, or ``primary`` (the standby had not
+  replayed the reader's last write, was down or promoted, or refused what the primary then answered).
 
 Every label takes values from a closed set (methods, route templates, status codes, resource types the server holds,
 the rule's statuses), so the number of series is bounded whatever clients send; no label carries a patient, client,
