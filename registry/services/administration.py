@@ -166,11 +166,16 @@ class Administration:
             with self.uow.begin(audit_only=True) as repo:
                 expected = {_key(r) for r in self.indexer.compute(repo, refs)}
                 actual = {_key(r) for r in repo.index_rows_of(refs)}
-            missing += [dict(k) for k in sorted(expected - actual)]
-            extra += [dict(k) for k in sorted(actual - expected)]
+            missing += [dict(k) for k in sorted(expected - actual, key=_order)]
+            extra += [dict(k) for k in sorted(actual - expected, key=_order)]
             if progress is not None:
                 progress(len(refs))
         return IndexDifference(missing, extra)
+
+
+def _order(key: tuple[tuple[str, Any], ...]) -> tuple[tuple[str, bool, str], ...]:
+    """A row key as something sortable whatever its values (a report id may be None in one row, text in another)."""
+    return tuple((name, value is not None, str(value)) for name, value in key)
 
 
 def _key(row: IndexRow | dict[str, Any]) -> tuple[tuple[str, Any], ...]:

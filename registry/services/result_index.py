@@ -41,6 +41,8 @@ _PART_OF_SNOMED = {code: term for term, (code, _meaning) in BODY_PART_SNOMED.ite
 
 INDEXED = frozenset({"DiagnosticReport", "Observation", "ImagingStudy"})
 WITHDRAWN = frozenset({"entered-in-error", "cancelled"})
+# what a report lists, by element, as its search parameters index it (``result`` and ``imaging-study``)
+_LISTED = {"result": "Observation", "imagingStudy": "ImagingStudy"}
 DCM = "http://dicom.nema.org/resources/ontology/DCM"
 
 
@@ -294,12 +296,18 @@ class ResultIndexer:
 
     # ------------------------------------------------------------------ maintenance
     def reindex(
-        self, repo: Repository, refs: Iterable[tuple[str, str]], known: Mapping[tuple[str, str], Stored] | None = None
+        self,
+        repo: Repository,
+        refs: Iterable[tuple[str, str]],
+        known: Mapping[tuple[str, str], Stored] | None = None,
+        fresh: Iterable[tuple[str, str]] = (),
     ) -> list[Unmapped]:
         """Recompute the rows of these resources (and of the results their reports list) inside the caller's
         transaction; return the codes that mapped to nothing. ``known``: rows the caller holds as they now are
-        (what this transaction wrote), not read again (a deleted one is: its last body lists its former results)."""
-        replaced, rows, unmapped = self._compute(repo, refs, known or {})
+        (what this transaction wrote), not read again (a deleted one is: its last body lists its former results).
+        ``fresh``: those of ``known`` this transaction created with an id of its own making (POST): no index row
+        and no stored report can name an id nobody had seen, so only this transaction's reports list them."""
+        replaced, rows, unmapped = self._compute(repo, refs, known or {}, frozenset(fresh))
         if replaced or rows:
             repo.replace_index_rows(replaced, [r.as_dict() for r in rows])
         return unmapped
@@ -320,7 +328,11 @@ class ResultIndexer:
         return rows
 
     def _compute(
-        self, repo: Repository, refs: Iterable[tuple[str, str]], known: Mapping[tuple[str, str], Stored]
+        self,
+        repo: Repository,
+        refs: Iterable[tuple[str, str]],
+        known: Mapping[tuple[str, str], Stored],
+        fresh: frozenset[tuple[str, str]],
     ) -> tuple[list[int], list[IndexRow], list[Unmapped]]:
         """The rows to write, and the pks of the resources whose old rows they replace."""
         targets = {r for r in refs if r[0] in INDEXED}
@@ -329,10 +341,9 @@ class ResultIndexer:
         current = {k: known[k] for k in targets if k in known and not known[k].deleted}  # a deletion: its last body
         if len(current) < len(targets):
             current |= repo.get_any(targets - set(current))
-        # Created by this transaction (version 1): no index rows yet, and no stored report lists it — a reference
-        # must resolve to a live resource when it is written, and this one was not there before — so only this
-        # transaction's reports can. Nothing to delete for these, nor to look up.
-        new = {k for k, s in current.items() if k in known and s.version == 1}
+        # Created by this transaction with an id of its making: nothing to delete for these, nor to look up (not
+        # every version 1: a client's id may have been named before it existed, as a dangling reference).
+        new = {k for k, s in current.items() if k in fresh and k in known and s.version == 1}
         bodies: dict[tuple[str, str], Any] = {}
         listed_here: dict[tuple[str, str], list[tuple[str, str]]] = {}
         # A report's results inherit its mark and withdrawal: recompute them too (a deleted report keeps its last
@@ -349,7 +360,7 @@ class ResultIndexer:
                         )
                         if parsed is not None and parsed[0] in INDEXED:
                             targets.add(parsed)
-                            if not stored.deleted:
+                            if not stored.deleted and parsed[0] == _LISTED[path]:  # as the stored listing has it
                                 listed_here.setdefault(parsed, []).append(key)
         for key, stored in repo.get_any(targets - set(current)).items():
             current[key] = stored

@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import text
 
 from catalog.codes import HR_MARK, NONRECOGNITION_REASONS
 from registry.app import create_app
@@ -666,4 +667,25 @@ def test_the_index_matches_a_recomputation(api: Api) -> None:
     diff = api.ctx.administration.check()
     assert diff.clean, (diff.missing[:3], diff.extra[:3])
     assert api.ctx.administration.rebuild() > 0
+    assert api.ctx.administration.check().clean
+
+
+def test_the_index_check_lists_rows_that_differ_in_a_value_one_of_them_lacks(api: Api, person: dict[str, Any]) -> None:
+    """``index check`` compares rows whose mark (or report) is missing in one and present in another: it lists
+    them, it does not fail on comparing nothing with text."""
+    push_cbc(api, "hosp-a", f"Patient/{person['a']['id']}", unique("R"))
+    kept = "patient_key, effective_us, effective_high_us, org_id, status, res_type, res_id, res_pk, report_id"
+    first = "(SELECT min(pk) FROM result_index WHERE res_type = 'Observation')"
+    copy = (
+        f"INSERT INTO result_index ({kept}, item_id, hr_mark) "
+        f"SELECT {kept}, 'L999', {{mark}} FROM result_index WHERE pk = {first}"
+    )
+    with api.ctx.uow.begin() as repo:
+        for mark in ("NULL", "'HR'"):
+            repo.conn.execute(text(copy.format(mark=mark)))
+    try:
+        diff = api.ctx.administration.check()
+        assert sorted(str(row["hr_mark"]) for row in diff.extra) == ["HR", "None"] and not diff.missing
+    finally:
+        api.ctx.administration.rebuild()
     assert api.ctx.administration.check().clean

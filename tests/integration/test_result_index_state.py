@@ -97,7 +97,9 @@ class IndexMachine(RuleBasedStateMachine):
                         "valueQuantity": {"value": content["value"] + k},
                         "performer": [{"reference": "Organization/hosp-a"}],
                     },
-                    "request": {"method": "PUT", "url": f"Observation?identifier={base}/obs|{number}-{k}"},
+                    "request": {"method": "POST", "url": "Observation"}
+                    if content.get("post")
+                    else {"method": "PUT", "url": f"Observation?identifier={base}/obs|{number}-{k}"},
                 }
             )
         system, code = content["code"]
@@ -112,9 +114,11 @@ class IndexMachine(RuleBasedStateMachine):
                     "subject": {"reference": f"Patient/{content['patient']}"},
                     "effectiveDateTime": content["when"],
                     "performer": [{"reference": "Organization/hosp-a"}],
-                    "result": [{"reference": e["fullUrl"]} for e in entries],
+                    content.get("listed_as", "result"): [{"reference": e["fullUrl"]} for e in entries],
                 },
-                "request": {"method": "PUT", "url": f"DiagnosticReport?identifier={base}/report|{number}"},
+                "request": {"method": "POST", "url": "DiagnosticReport"}
+                if content.get("post")
+                else {"method": "PUT", "url": f"DiagnosticReport?identifier={base}/report|{number}"},
             }
         )
         bundle = {"resourceType": "Bundle", "type": "transaction", "entry": entries}
@@ -130,12 +134,21 @@ class IndexMachine(RuleBasedStateMachine):
         status=st.sampled_from(STATUSES),
         day=st.integers(1, 28),
         value=st.integers(50, 200),
+        post=st.booleans(),
+        listed_as=st.sampled_from(["result", "result", "imagingStudy"]),
     )
-    def push(self, patient: int, code: Any, obs: Any, marked: bool, status: str, day: int, value: int) -> str:
+    def push(
+        self, patient: int, code: Any, obs: Any, marked: bool, status: str, day: int, value: int, post: bool,
+        listed_as: str,
+    ) -> str:  # fmt: skip
+        """A new report and its results, created by POST (ids of the server's making) or by conditional PUT; listed
+        as ``result`` or, wrongly for an Observation, as ``imagingStudy`` (which governs nothing of it)."""
         number = f"{self.run}-{len(self.contents)}"
         self._push(
             number,
             {
+                "post": post,
+                "listed_as": listed_as,
                 "patient": self.patients[patient],
                 "code": code,
                 "obs": obs,
@@ -150,12 +163,12 @@ class IndexMachine(RuleBasedStateMachine):
 
     @rule(number=reports, status=st.sampled_from(STATUSES), value=st.integers(50, 200), marked=st.booleans())
     def correct(self, number: str, status: str, value: int, marked: bool) -> None:
-        content = {**self.contents[number], "status": status, "value": value, "marked": marked}
+        content = {**self.contents[number], "status": status, "value": value, "marked": marked, "post": False}
         self._push(number, content)
 
     @rule(number=reports)
     def withdraw_results(self, number: str) -> None:
-        self._push(number, {**self.contents[number], "obs_status": "entered-in-error"})
+        self._push(number, {**self.contents[number], "obs_status": "entered-in-error", "post": False})
 
     @rule(number=reports)
     def delete_report(self, number: str) -> None:

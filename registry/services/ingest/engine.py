@@ -174,7 +174,8 @@ class WriteEngine:
         written = s.repo.apply(plan, now=s.now, now_us=to_us(s.now)) if (plan.creates or plan.replaces or
                                                                           plan.deletes) else {}  # fmt: skip
         if written:
-            self._maintain_recognition(s, written)
+            fresh = {(st.type, st.id) for st in steps if st.method == "POST" and st.done is None}
+            self._maintain_recognition(s, written, fresh)
             subscriptions = self.ctx.subscriptions
             if subscriptions is not None and subscriptions.after_write(s.repo, s.principal, written, s.now):
                 s.after_commit.append(subscriptions.queued)  # FHIR R4 subscription.html: notify what matched
@@ -207,8 +208,11 @@ class WriteEngine:
             results.append(step.done)
         return results
 
-    def _maintain_recognition(self, s: Session, written: Mapping[tuple[str, str], Stored]) -> None:
-        """Keep the code maps and the result index in step with what this transaction wrote (docs/design.md §4)."""
+    def _maintain_recognition(
+        self, s: Session, written: Mapping[tuple[str, str], Stored], fresh: set[tuple[str, str]]
+    ) -> None:
+        """Keep the code maps and the result index in step with what this transaction wrote (docs/design.md §4);
+        ``fresh``: what it created under ids of its own making."""
         indexer = self.ctx.indexer
         if indexer is None:
             return
@@ -220,7 +224,7 @@ class WriteEngine:
                 systems = code_maps.sync(s.repo, stored, indexer.catalog)
                 if stored.org_id:
                     refs |= s.repo.results_with_codes(stored.org_id, systems)
-        unmapped = indexer.reindex(s.repo, refs, known=written)
+        unmapped = indexer.reindex(s.repo, refs, known=written, fresh=fresh)
         if unmapped:
             s.repo.count_unmapped(unmapped, now=s.now)
 
