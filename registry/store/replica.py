@@ -226,8 +226,12 @@ class ReplicaReads:
                     declined = True
                 except DBAPIError as exc:
                     if getattr(exc.orig, "sqlstate", None) != _RECOVERY_CONFLICT:
+                        self._count("standby")
                         raise
                     declined = True  # cancelled by the standby's replay: run again where nothing replays
+                except Exception:
+                    self._count("standby")  # an error the primary would give too (a bad parameter, say)
+                    raise
                 finally:
                     conn.rollback()  # a read: nothing to commit
             if not declined:
