@@ -305,8 +305,9 @@ class ResultIndexer:
         """Recompute the rows of these resources (and of the results their reports list) inside the caller's
         transaction; return the codes that mapped to nothing. ``known``: rows the caller holds as they now are
         (what this transaction wrote), not read again (a deleted one is: its last body lists its former results).
-        ``fresh``: those of ``known`` this transaction created with an id of its own making (POST): no index row
-        and no stored report can name an id nobody had seen, so only this transaction's reports list them."""
+        ``fresh``: those of ``known`` this transaction created under an id of the server's making (a POST, a
+        conditional update that matched nothing): no index row and no stored report can name an id nobody had seen,
+        so only this transaction's reports list them."""
         replaced, rows, unmapped = self._compute(repo, refs, known or {}, frozenset(fresh))
         if replaced or rows:
             repo.replace_index_rows(replaced, [r.as_dict() for r in rows])

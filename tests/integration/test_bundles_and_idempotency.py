@@ -4,6 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+import pytest
+
+from registry.auth import Principal, PrincipalKind, parse_scopes
+from registry.services.audit import AuditContext
+from registry.services.ingest.entries import BundleItem
+from registry.services.ingest.session import RetryError, Session
 from tests.integration.conftest import NATIONAL, Api, resident_id, unique
 
 
@@ -315,6 +322,79 @@ def test_a_repeated_create_answers_the_existing_resource_and_a_different_one_con
     assert conflict.status_code == 409
     assert "PUT DiagnosticReport?identifier=" in conflict.json()["issue"][0]["diagnostics"]
     assert _count(api, "DiagnosticReport", identifier=f"http://hosp-a.example/report|{number}") == 1
+
+
+def test_a_new_report_listing_a_result_sent_again_by_post_refers_to_the_stored_result(api: Api) -> None:
+    """A transaction POSTs an Observation the registry already holds (same identifier, same content: a repeat,
+    answered with the stored one) and a new report listing it by its fullUrl: the report must refer to the stored
+    Observation, not to an id that was never written."""
+    p = api.patient("hosp-a", unique("A"), resident_id(111))
+    number = unique("R")
+    observation = {
+        "resourceType": "Observation",
+        "identifier": [{"system": "http://hosp-a.example/obs", "value": f"{number}-1"}],
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "718-7"}]},
+        "subject": {"reference": f"Patient/{p['id']}"},
+        "effectiveDateTime": "2025-03-01T08:00:00+08:00",
+        "valueQuantity": {"value": 131, "unit": "g/L"},
+        "performer": [{"reference": "Organization/hosp-a"}],
+    }
+
+    def bundle(report_no: str, full_url: str) -> dict[str, Any]:
+        report = {
+            "resourceType": "DiagnosticReport",
+            "identifier": [{"system": "http://hosp-a.example/report", "value": report_no}],
+            "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "58410-2"}]},
+            "subject": {"reference": f"Patient/{p['id']}"},
+            "effectiveDateTime": "2025-03-01T08:00:00+08:00",
+            "performer": [{"reference": "Organization/hosp-a"}],
+            "result": [{"reference": full_url}],
+        }
+        return {"resourceType": "Bundle", "type": "transaction", "entry": [
+            {"fullUrl": full_url, "resource": observation, "request": {"method": "POST", "url": "Observation"}},
+            {"fullUrl": "urn:uuid:" + unique("r"), "resource": report,
+             "request": {"method": "POST", "url": "DiagnosticReport"}},
+        ]}  # fmt: skip
+
+    first = api.post("/fhir", bundle(number, "urn:uuid:aaaaaaaa-0000-4000-8000-000000000001"), who="hosp-a-system")
+    assert first.status_code == 200, first.text
+    stored = first.json()["entry"][0]["response"]["location"].split("/")[1]
+    second = api.post(
+        "/fhir", bundle(f"{number}-b", "urn:uuid:aaaaaaaa-0000-4000-8000-000000000002"), who="hosp-a-system"
+    )
+    assert second.status_code == 200, second.text
+    entries = second.json()["entry"]
+    assert [e["response"]["status"] for e in entries] == ["200 OK", "201 Created"]
+    assert entries[0]["response"]["location"].split("/")[1] == stored
+    report = api.get(f"/fhir/{entries[1]['response']['location'].split('/_history')[0]}").json()
+    assert report["result"] == [{"reference": f"Observation/{stored}"}]
+    listed = api.get("/fhir/DiagnosticReport", params={"result": f"Observation/{stored}"}).json()
+    assert len(listed.get("entry", [])) == 2
+    assert api.ctx.administration.check().clean
+
+
+def test_a_repeat_learnt_by_an_earlier_attempt_is_decided_afresh_when_the_stored_resource_changed(api: Api) -> None:
+    """The next attempt takes the entry for the stored resource only while it still is the same: changed in
+    between, the attempt is run again without that knowledge (and the entry is then decided as any POST)."""
+    p = api.patient("hosp-a", unique("A"), resident_id(112))
+    stored = api.report("hosp-a", p["id"], unique("R"))
+    changed = {k: v for k, v in stored.items() if k not in ("id", "meta")} | {"conclusion": "changed"}
+    hospital = Principal("hosp-a-system", PrincipalKind.HOSPITAL, parse_scopes("system/*.write"), "hosp-a")
+    audit = AuditContext("test", hospital, "transaction")
+    item = BundleItem(0, "POST", "DiagnosticReport", None, orjson.dumps(changed).decode(), None, None)
+    with api.ctx.uow.begin() as repo:
+        s = Session(repo, hospital, api.ctx.clock(), repeats={0: stored["id"], 3: "other"})
+        with pytest.raises(RetryError) as raised:
+            api.ctx.ingest.engine.apply(s, audit, [item])
+    assert raised.value.repeats == {3: "other"}
+    same = {k: v for k, v in stored.items() if k not in ("id", "meta")}
+    item = BundleItem(0, "POST", "DiagnosticReport", None, orjson.dumps(same).decode(), None, None)
+    with api.ctx.uow.begin() as repo:
+        (done,) = api.ctx.ingest.engine.apply(Session(repo, hospital, api.ctx.clock(), repeats={0: stored["id"]}),
+                                              audit, [item])  # fmt: skip
+    assert done.status_text == "200 OK" and done.stored is not None and done.stored.id == stored["id"]
 
 
 def test_an_entry_cap_answers_413(api: Api) -> None:

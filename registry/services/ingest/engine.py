@@ -6,28 +6,21 @@ recognition index maintained in the same transaction."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import replace
 from datetime import datetime
 from typing import Any
-
-import orjson
 
 from registry.auth import PrincipalKind
 from registry.errors import (
     BadRequestError,
     ConflictError,
-    GoneError,
     NotFoundError,
-    NotSupportedPatchError,
     PreconditionFailedError,
     RegistryError,
-    UnprocessableError,
 )
 from registry.fhir.bundle import instant
 from registry.fhir.extract import parse_reference, to_us
 from registry.fhir.ids import new_id
-from registry.fhir.json_text import JsonShapeError, with_changed_members, with_server_members
-from registry.fhir.patch import PatchFailedError, PatchSyntaxError, PatchUnsupportedError
+from registry.fhir.json_text import JsonShapeError, with_server_members
 from registry.fhir.validation import ID_RE
 from registry.services import code_maps, policy
 from registry.services.audit import AuditContext, audit_row
@@ -39,6 +32,7 @@ from registry.services.ingest.entries import (
     at_entry,
     identifier_condition,
 )
+from registry.services.ingest.patching import patch_step
 from registry.services.ingest.preparation import Preparer
 from registry.services.ingest.session import (
     PREPARE_ORDER,
@@ -85,7 +79,7 @@ class WriteEngine:
         steps = [Step.of(it) for it in items]
         for step in steps:
             if step.method == "PATCH":  # R4 http.html §3.1.0.5: the patched resource is then written as an update
-                guarded(step, self._patch_step, s, step)
+                guarded(step, patch_step, s, step)
             guarded(step, self._parse_step, step, single)
 
         # 1. identities: one query for every identifier-only condition — request conditions and conditional
@@ -117,7 +111,9 @@ class WriteEngine:
         # repeats turn out unchanged (the patient of every report), and a lock held to the commit for those would
         # queue every write about that patient behind each other. What is replaced is locked in step 4. A retry
         # (the rows moved under the first attempt) locks as it reads, so writers of one resource take turns.
-        targets = [(st.type, st.id) for st in steps if st.method in ("PUT", "DELETE") and st.done is None]
+        targets = [
+            (st.type, st.id) for st in steps if (st.method in ("PUT", "DELETE") or st.repeating) and st.done is None
+        ]
         current = (s.repo.get_for_write(targets) if s.locking else s.repo.get_any(targets)) if targets else {}
 
         # 3. prepare, what others refer to first (every stored reference checked in one query up front).
@@ -166,15 +162,16 @@ class WriteEngine:
         for step in steps:
             if step.done is None:
                 guarded(step, self._plan, s, step, current.get((step.type, step.id)), holders, plan)
+        self._check_repeats_named(s, steps)
         changed = [*(e for e, _c in plan.replaces), *plan.deletes]
         if changed:  # locked until the commit; a version that moved since step 2 was decided on stale rows
             locked = s.repo.get_for_write([(e.type, e.id) for e in changed])
             if any((row := locked.get((e.type, e.id))) is None or row.version != e.version for e in changed):
-                raise RetryError
+                raise RetryError(s.repeats)
         written = s.repo.apply(plan, now=s.now, now_us=to_us(s.now)) if (plan.creates or plan.replaces or
                                                                           plan.deletes) else {}  # fmt: skip
         if written:
-            fresh = {(st.type, st.id) for st in steps if st.method == "POST" and st.done is None}
+            fresh = {(st.type, st.id) for st in steps if st.minted and st.done is None}
             self._maintain_recognition(s, written, fresh)
             subscriptions = self.ctx.subscriptions
             if subscriptions is not None and subscriptions.after_write(s.repo, s.principal, written, s.now):
@@ -208,11 +205,32 @@ class WriteEngine:
             results.append(step.done)
         return results
 
+    def _check_repeats_named(self, s: Session, steps: list[Step]) -> None:
+        """A POST found to repeat a stored resource writes nothing; the entries to be written that name it by its
+        fullUrl were prepared with the id it would have had. Run the transaction again with what was learnt: they
+        then refer to the stored resource."""
+        repeated = {
+            (st.type, st.id): (st.index, st.done.stored.id)
+            for st in steps
+            if st.minted and st.done is not None and st.done.stored is not None and st.done.stored.id != st.id
+        }
+        if not repeated:
+            return
+        named = {
+            repeated[target]
+            for st in steps
+            if st.done is None and st.prepared is not None
+            for _path, node in st.references
+            if (target := parse_reference(str(node["reference"]), self.ctx.base_url)) in repeated
+        }
+        if named:
+            raise RetryError({**s.repeats, **dict(named)})
+
     def _maintain_recognition(
         self, s: Session, written: Mapping[tuple[str, str], Stored], fresh: set[tuple[str, str]]
     ) -> None:
         """Keep the code maps and the result index in step with what this transaction wrote (docs/design.md §4);
-        ``fresh``: what it created under ids of its own making."""
+        ``fresh``: what it created under ids of this server's making."""
         indexer = self.ctx.indexer
         if indexer is None:
             return
@@ -227,40 +245,6 @@ class WriteEngine:
         unmapped = indexer.reindex(s.repo, refs, known=written, fresh=fresh)
         if unmapped:
             s.repo.count_unmapped(unmapped, now=s.now)
-
-    def _patch_step(self, s: Session, step: Step) -> None:
-        """Turn a PATCH into the PUT of the patched resource, decided from then on like any update: the current row
-        is locked, the writer must own it (checked before the patch is applied, so a refused patch learns nothing of
-        the content), ``If-Match`` is checked, and the members the patch left alone keep their stored bytes."""
-        rtype, rid, _query = step.item.target()
-        if rtype not in SUPPORTED:
-            raise NotFoundError(f"resource type {rtype!r} is not supported")
-        policy.require_scope(s.principal, rtype, "write")
-        existing = s.repo.get_for_write([(rtype, rid)]).get((rtype, rid))
-        if existing is None:
-            raise NotFoundError(f"{rtype}/{rid} is not known; a patch changes an existing resource")
-        policy.check_change(s.principal, existing)
-        if existing.deleted:
-            raise GoneError(f"{rtype}/{rid} was deleted (version {existing.version})")
-        if_match = step.item.if_match
-        if if_match is not None and if_match.strip().removeprefix("W/").strip('"') != str(existing.version):
-            raise PreconditionFailedError(f"If-Match {if_match} does not match the current version "
-                                          f'(W/"{existing.version}")')  # fmt: skip
-        patch = step.item.patch
-        assert patch is not None  # noqa: S101 - a PATCH item always carries its document
-        text = existing.body.decode()
-        before = orjson.loads(text)
-        try:
-            after = patch.apply(before)
-        except PatchSyntaxError as exc:
-            raise BadRequestError(str(exc)) from None
-        except PatchUnsupportedError as exc:
-            raise NotSupportedPatchError(str(exc)) from None
-        except PatchFailedError as exc:
-            raise UnprocessableError(str(exc)) from None
-        patched = with_changed_members(text, before, after)
-        step.item = replace(step.item, method="PUT", text=patched, if_match=f'W/"{existing.version}"')
-        step.patched = True
 
     def _parse_step(self, step: Step, single: bool) -> None:
         step.type, step.id, step.query = step.item.target()
@@ -311,8 +295,12 @@ class WriteEngine:
                 if matches and body_id not in (None, matches[0]):
                     raise BadRequestError(f"the resource id {body_id!r} is not the matched {step.type}/{matches[0]}")
                 step.id = matches[0] if matches else str(body_id or new_id())
-        if step.method == "POST":
+                step.minted = not matches and body_id is None
+        if step.method == "POST" and step.index in s.repeats:  # an earlier attempt found it repeats a stored one
+            step.id = step.repeating = s.repeats[step.index]
+        elif step.method == "POST":
             step.id = new_id()
+            step.minted = True
         if not step.id or not ID_RE.match(step.id):
             raise BadRequestError(f"{step.id!r} is not a valid FHIR id")
 
@@ -350,6 +338,12 @@ class WriteEngine:
             return
         p = step.prepared
         assert p is not None  # noqa: S101 - prepared above for every POST/PUT still to write
+        if step.repeating is not None:
+            if (existing is not None and not existing.deleted and existing.content_hash == p.content.content_hash
+                    and policy.visible_to_writer(principal, existing)):  # fmt: skip
+                step.done = Done(step.index, "200 OK", existing)  # the same resource pushed again
+                return
+            raise RetryError({k: v for k, v in s.repeats.items() if k != step.index})  # it changed: decide afresh
         if step.item.if_match is not None:
             expected = step.item.if_match.strip().removeprefix("W/").strip('"')
             if existing is None or existing.deleted or str(existing.version) != expected:
@@ -376,7 +370,7 @@ class WriteEngine:
                 if simple is None or simple[1:] == clash_key:
                     # The condition found nothing, but a concurrent writer has since committed the resource it
                     # described: start again, and this time the condition finds it.
-                    raise RetryError
+                    raise RetryError(s.repeats)
                 raise ConflictError(
                     f"{p.type}.identifier {clash_key[0]}|{clash_key[1]} already belongs to {p.type}/{clash.id}, "
                     f"which {simple[1]}|{simple[2]} does not name: a business identifier names one resource"

@@ -58,6 +58,8 @@ class Step:
     recreated: bool = False
     patched: bool = False  # a PATCH, turned into the update of its result
     condition_missed: bool = False
+    repeating: str | None = None  # a POST an earlier attempt found to repeat this stored resource (its id)
+    minted: bool = False  # its id is of this server's making, here and now (a POST, a conditional update that missed)
     survey: Survey | None = None  # the one walk over ``resource`` as parsed
 
     @classmethod

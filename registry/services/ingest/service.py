@@ -86,17 +86,21 @@ class Ingest:
 
     def _run(self, audit: AuditContext, principal: Principal, fn: Callable[[Session], T]) -> T:
         last: Exception | None = None
+        repeats: dict[int, str] = {}
         for attempt in range(ATTEMPTS):
             now = self.ctx.clock()
             try:
                 with self.ctx.uow.begin(plan_each=True) as repo:
-                    s = Session(repo, principal, now, locking=attempt > 0)
+                    s = Session(repo, principal, now, locking=attempt > 0, repeats=repeats)
                     result = fn(s)
                     repo.add_audit(s.audit_rows)
                 for told in s.after_commit:
                     told()
                 return result
-            except (RetryError, DuplicateIdentifierError) as exc:
+            except RetryError as exc:
+                last = exc
+                repeats = exc.repeats
+            except DuplicateIdentifierError as exc:
                 last = exc
             except IntegrityError as exc:  # (type, id) taken by a concurrent create-with-id
                 last = exc

@@ -27,7 +27,12 @@ EXECUTE_ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "GET": 3}
 
 
 class RetryError(Exception):
-    """A unique-key race was lost: run the whole operation again (it will now see the winner's row)."""
+    """A unique-key race was lost: run the whole operation again (it will now see the winner's row). ``repeats``:
+    what this attempt learnt for the next — entries (by index) that repeat a stored resource (by id)."""
+
+    def __init__(self, repeats: dict[int, str] | None = None) -> None:
+        super().__init__("run the operation again")
+        self.repeats = repeats or {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,3 +94,6 @@ class Session:
     owners: dict[str, str] = field(default_factory=dict)  # identifier system → the Organization owning it
     after_commit: list[Callable[[], None]] = field(default_factory=list)  # told once the transaction committed
     locking: bool = False  # lock the current rows as they are read (a retry after a lost race), not only when replaced
+    # entries an earlier attempt found to repeat a stored resource, by index → that resource's id: other entries
+    # that name them by fullUrl refer to it (a RetryError carries them)
+    repeats: dict[int, str] = field(default_factory=dict)
