@@ -372,6 +372,22 @@ def test_a_new_report_listing_a_result_sent_again_by_post_refers_to_the_stored_r
     assert report["result"] == [{"reference": f"Observation/{stored}"}]
     listed = api.get("/fhir/DiagnosticReport", params={"result": f"Observation/{stored}"}).json()
     assert len(listed.get("entry", [])) == 2
+    # the first Bundle again, all POSTs: the report repeats too once it names the stored Observation
+    again = api.post("/fhir", bundle(number, "urn:uuid:aaaaaaaa-0000-4000-8000-000000000003"), who="hosp-a-system")
+    assert again.status_code == 200, again.text
+    assert [e["response"]["status"] for e in again.json()["entry"]] == ["200 OK", "200 OK"]
+    assert [e["response"]["location"] for e in again.json()["entry"]] == [
+        e["response"]["location"] for e in first.json()["entry"]
+    ]
+    # a report naming the re-sent Observation by its identifier (a conditional reference) refers to the stored one
+    conditional = bundle(f"{number}-c", "urn:uuid:aaaaaaaa-0000-4000-8000-000000000004")
+    conditional["entry"][1]["resource"]["result"] = [
+        {"reference": f"Observation?identifier=http://hosp-a.example/obs|{number}-1"}
+    ]
+    by_identifier = api.post("/fhir", conditional, who="hosp-a-system")
+    assert by_identifier.status_code == 200, by_identifier.text
+    report = api.get(f"/fhir/{by_identifier.json()['entry'][1]['response']['location'].split('/_history')[0]}")
+    assert report.json()["result"] == [{"reference": f"Observation/{stored}"}]
     assert api.ctx.administration.check().clean
 
 

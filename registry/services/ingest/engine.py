@@ -162,7 +162,10 @@ class WriteEngine:
         for step in steps:
             if step.done is None:
                 guarded(step, self._plan, s, step, current.get((step.type, step.id)), holders, plan)
-        self._check_repeats_named(s, steps)
+        self._check_repeats_named(s, steps)  # before any clash: it may be one only for want of what is learnt
+        for step in steps:
+            if step.conflict is not None:
+                raise (step.conflict if single else at_entry(step.conflict, where(step)))
         changed = [*(e for e, _c in plan.replaces), *plan.deletes]
         if changed:  # locked until the commit; a version that moved since step 2 was decided on stale rows
             locked = s.repo.get_for_write([(e.type, e.id) for e in changed])
@@ -379,10 +382,14 @@ class WriteEngine:
                 step.done = Done(step.index, "200 OK", clash)  # the same report pushed again
                 return
             system, value = sorted(p.content.identifiers)[0]
-            raise ConflictError(
+            conflict = ConflictError(
                 f"{p.type} with identifier {system}|{value} already exists as {p.type}/{clash.id} with different "
                 f"content; send a correction as an update (PUT {p.type}?identifier={system}|{value})"
             )
+            if step.method != "POST":
+                raise conflict
+            step.conflict = conflict  # or a repeat naming another repeat by the id that one would have had
+            return
         if existing is None:
             p.content.body = self._body(p, 1, s.now)
             plan.creates.append(p.content)

@@ -59,6 +59,7 @@ class Step:
     patched: bool = False  # a PATCH, turned into the update of its result
     condition_missed: bool = False
     repeating: str | None = None  # a POST an earlier attempt found to repeat this stored resource (its id)
+    conflict: RegistryError | None = None  # a POST's clash, raised once no repeat is left to learn
     minted: bool = False  # its id is of this server's making, here and now (a POST, a conditional update that missed)
     survey: Survey | None = None  # the one walk over ``resource`` as parsed
 

@@ -262,7 +262,9 @@ class Preparer:
         if simple is not None and simple in s.by_identifier:
             found = s.by_identifier[simple]
             matches = [found.id] if found is not None and policy.visible_to_writer(s.principal, found) else []
-            pending = [p.id for p in s.pending.values() if p.type == target_type and simple[1:] in p.identifiers]
+            # an entry of this Bundle carrying the identifier the found one holds is a repeat of it or a conflict
+            pending = [] if matches else [p.id for p in s.pending.values()
+                                          if p.type == target_type and simple[1:] in p.identifiers]  # fmt: skip
             matches += [i for i in pending if i not in matches]
         else:
             matches = self.matches(s, target_type, query)

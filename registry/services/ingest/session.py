@@ -19,7 +19,7 @@ from registry.store.repository import Repository, UnitOfWork
 
 SUPPORTED = frozenset(SEARCH_PARAMS)
 T = TypeVar("T")
-ATTEMPTS = 4
+ATTEMPTS = 5
 # Resources are prepared so that what others refer to is known first (a report's Patient, Observations, study…).
 PREPARE_ORDER = {t: i for i, t in enumerate(("Organization", "Practitioner", "Endpoint", "Patient", "ServiceRequest",
                                              "ImagingStudy", "Observation", "DiagnosticReport"))}  # fmt: skip
