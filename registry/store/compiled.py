@@ -118,6 +118,9 @@ def one_of(column: Any, name: str, dialect: str) -> ColumnElement[bool]:
     return column.in_(bindparam(name, expanding=True))  # type: ignore[no-any-return]
 
 
+_ROWS_AT_ONCE = 500  # rows in one INSERT (PostgreSQL takes at most 65,535 parameters a statement)
+
+
 def insert_rows(
     conn: Connection, batches: Sequence[tuple[Any, Sequence[Mapping[str, Any]]]], *, closing: bool = False
 ) -> None:
@@ -136,11 +139,14 @@ def insert_rows(
     raw = _driver(conn)
     outside = _before_the_transaction(raw) if closing else nullcontext()
     with _driver_errors(conn, "INSERT (check log)", {}), outside, raw.pipeline(), raw.cursor() as cur:
-        for table, rows in batches:
+        for table, rows in batches:  # multi-row INSERTs: one statement a table for up to _ROWS_AT_ONCE rows
             columns = list(rows[0])
             names = ", ".join(f'"{c}"' for c in columns)
-            values = ", ".join(f"%({c})s" for c in columns)
-            cur.executemany(f'INSERT INTO "{table.name}" ({names}) VALUES ({values})', rows)  # noqa: S608 - names from the metadata
+            one = "(" + ", ".join(["%s"] * len(columns)) + ")"
+            for i in range(0, len(rows), _ROWS_AT_ONCE):
+                chunk = rows[i : i + _ROWS_AT_ONCE]
+                values = [r[c] for r in chunk for c in columns]
+                cur.execute(f'INSERT INTO "{table.name}" ({names}) VALUES {", ".join([one] * len(chunk))}', values)  # noqa: S608 - names from the metadata
 
 
 @contextmanager
