@@ -118,7 +118,7 @@ def one_of(column: Any, name: str, dialect: str) -> ColumnElement[bool]:
     return column.in_(bindparam(name, expanding=True))  # type: ignore[no-any-return]
 
 
-_ROWS_AT_ONCE = 500  # rows in one INSERT (PostgreSQL takes at most 65,535 parameters a statement)
+_ROWS_AT_ONCE = 256  # rows in one INSERT at most (PostgreSQL takes at most 65,535 parameters a statement)
 
 
 def insert_rows(
@@ -139,14 +139,26 @@ def insert_rows(
     raw = _driver(conn)
     outside = _before_the_transaction(raw) if closing else nullcontext()
     with _driver_errors(conn, "INSERT (check log)", {}), outside, raw.pipeline(), raw.cursor() as cur:
-        for table, rows in batches:  # multi-row INSERTs: one statement a table for up to _ROWS_AT_ONCE rows
+        for table, rows in batches:  # multi-row INSERTs, of a power of two rows each (see _row_counts)
             columns = list(rows[0])
             names = ", ".join(f'"{c}"' for c in columns)
             one = "(" + ", ".join(["%s"] * len(columns)) + ")"
-            for i in range(0, len(rows), _ROWS_AT_ONCE):
-                chunk = rows[i : i + _ROWS_AT_ONCE]
+            start = 0
+            for count in _row_counts(len(rows)):
+                chunk = rows[start : start + count]
+                start += count
                 values = [r[c] for r in chunk for c in columns]
-                cur.execute(f'INSERT INTO "{table.name}" ({names}) VALUES {", ".join([one] * len(chunk))}', values)  # noqa: S608 - names from the metadata
+                cur.execute(f'INSERT INTO "{table.name}" ({names}) VALUES {", ".join([one] * count)}', values)  # noqa: S608 - names from the metadata
+
+
+def _row_counts(n: int) -> list[int]:
+    """``n`` rows as INSERTs of a power of two rows each, at most ``_ROWS_AT_ONCE`` (5 → 4 + 1): a handful of
+    statement texts a table, so the driver's cache of prepared statements (which the hot reads rely on) is not
+    flooded with one text per row count."""
+    out = [_ROWS_AT_ONCE] * (n // _ROWS_AT_ONCE)
+    rest = n % _ROWS_AT_ONCE
+    out += [1 << bit for bit in range(rest.bit_length() - 1, -1, -1) if rest >> bit & 1]
+    return out
 
 
 @contextmanager
