@@ -15,18 +15,19 @@ from urllib.parse import urlencode
 import orjson
 
 from registry.auth import Principal
-from registry.errors import BadRequestError, ForbiddenError, GoneError, NotFoundError, RegistryError
+from registry.errors import BadRequestError, GoneError, NotFoundError, RegistryError
 from registry.fhir.bundle import Entry, instant, render
 from registry.fhir.integers import MAX_INTEGER, whole_number
-from registry.fhir.search_params import INCLUDES, SEARCH_PARAMS
+from registry.fhir.search_params import SEARCH_PARAMS
 from registry.fhir.subsetting import Subset, SubsetError
 from registry.services import policy
 from registry.services.audit import AuditContext, AuditTrail, audit_row, rows_for_patients
 from registry.services.identity import IdentityPolicy
 from registry.services.policy import BreakGlass
+from registry.services.search_includes import includes, revincludes
 from registry.services.search_query import ParsedSearch, SearchLimits, SearchParser
 from registry.services.sharing import check_shared_read
-from registry.store.query import Clause, DateValue, PatientKeyClause, Query, ReferenceClause
+from registry.store.query import DateValue, Query
 from registry.store.records import Stored, StoredVersion
 from registry.store.replica import ReplicaReads, readers
 from registry.store.repository import Repository, UnitOfWork
@@ -286,9 +287,11 @@ class Reads:
         rows, last = repo.search(query)
         shown = parsed.subset.apply if parsed.subset is not None else _whole
         entries = [Entry(f"{self.ctx.base_url}/{s.type}/{s.id}", shown(s.body), "match") for s in rows]
-        included = self._includes(repo, principal, rows, parsed.includes, break_glass)
+        included = includes(repo, principal, rows, parsed.includes, self._visible, break_glass)
         seen = {(s.type, s.id) for s in (*rows, *included)}
-        revincluded, cut = self._revincludes(repo, principal, rows, parsed.revincludes, seen, break_glass)
+        revincluded, cut = revincludes(repo, principal, rows, parsed.revincludes, seen, self._visible,
+                                       cap=self.ctx.max_page_size, sensitive=self.ctx.sensitive_items,
+                                       break_glass=break_glass)  # fmt: skip
         included += revincluded
         entries += [Entry(f"{self.ctx.base_url}/{s.type}/{s.id}", shown(s.body), "include") for s in included]
         if cut:
@@ -305,84 +308,6 @@ class Reads:
         total = repo.count(query) if parsed.total else None
         body = render("searchset", entries, now=now, total=total, links=links)
         return SearchOutcome(body, len(rows)), [s.patient_key for s in (*rows, *included)]
-
-    def _revincludes(
-        self,
-        repo: Repository,
-        principal: Principal,
-        rows: list[Stored],
-        revincludes: list[tuple[str, str]],
-        seen: set[tuple[str, str]],
-        break_glass: BreakGlass | None = None,
-    ) -> tuple[list[Stored], int]:
-        """Resources referring to the page's matches (R4 search.html §3.1.1.5.4 ``_revinclude``), each limited as a
-        search of its type would be and checked like a read; at most a page's worth (the cap is returned when
-        reached, else 0)."""
-        if not revincludes or not rows:
-            return [], 0
-        cap = self.ctx.max_page_size
-        targets = tuple((s.type, s.id) for s in rows)
-        out: list[Stored] = []
-        for source, param in revincludes:
-            if len(out) >= cap:
-                break
-            try:
-                policy.require_scope(principal, source, "read")
-                limits = _patient_scoped_limits(principal, source, rows, break_glass, self.ctx.sensitive_items)
-            except ForbiddenError:
-                continue  # a type the principal may not read is left out, as an include would be
-            clauses: tuple[Clause, ...] = (ReferenceClause(param, targets), *limits)
-            found, _last = repo.search(Query(source, clauses, count=cap - len(out)))
-            for stored in found:
-                if (stored.type, stored.id) in seen:
-                    continue
-                try:
-                    self._visible(repo, principal, stored, break_glass)
-                except ForbiddenError:
-                    continue
-                seen.add((stored.type, stored.id))
-                out.append(stored)
-        return out, cap if len(out) >= cap else 0
-
-    def _includes(
-        self,
-        repo: Repository,
-        principal: Principal,
-        rows: list[Stored],
-        includes: list[tuple[str, str]],
-        break_glass: BreakGlass | None = None,
-    ) -> list[Stored]:
-        if not includes or not rows:
-            return []
-        params = [p for source, p in includes if p in INCLUDES.get(source, frozenset())]
-        targets = repo.referenced([s.pk for s in rows], params)
-        found = repo.get_many(targets)
-        seen = {(s.type, s.id) for s in rows}
-        out: list[Stored] = []
-        for key in targets:
-            stored = found.get(key)
-            if stored is None or key in seen:
-                continue
-            seen.add(key)
-            try:
-                self._visible(repo, principal, stored, break_glass)
-            except ForbiddenError:
-                continue  # an included resource the principal may not see is left out, not an error
-            out.append(stored)
-        return out
-
-
-def _patient_scoped_limits(
-    principal: Principal, rtype: str, rows: Sequence[Stored], break_glass: BreakGlass | None, sensitive: frozenset[str]
-) -> tuple[Clause, ...]:
-    """What a ``_revinclude`` of ``rtype`` may show: what a search of it would (the care context and the patients'
-    sharing consent, the patient's own records); under break-glass, only the records of the patients the search
-    itself opened."""
-    keys = tuple(sorted({s.patient_key for s in rows if s.patient_key}))
-    if break_glass is not None and keys and policy.needs_care_context(principal, rtype):
-        return (PatientKeyClause(keys),)
-    found = (policy.read_filter(principal, rtype), policy.sharing_filter(principal, rtype, sensitive, break_glass=None))
-    return tuple(c for c in found if c is not None)
 
 
 def _whole(body: bytes) -> bytes:
