@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from catalog.errors import Problem
+from catalog.model import Kind
 
 
 class Collector:
@@ -39,3 +40,13 @@ def list_of(c: Collector, where: str, raw: Mapping[str, Any], key: str) -> Seque
         c.add(where, key, "must be a list")
         return []
     return value
+
+
+def kind_of(c: Collector, where: str, raw: Mapping[str, Any]) -> Kind | None:
+    """The ``kind`` field: ``lab`` or ``imaging`` (None, and a problem, for anything else)."""
+    kind_text = text_of(c, where, raw, "kind")
+    try:
+        return Kind(kind_text)
+    except ValueError:
+        c.add(where, "kind", f"must be 'lab' or 'imaging', got {kind_text!r}")
+        return None

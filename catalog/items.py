@@ -9,7 +9,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from catalog.codes import LOINC, SYSTEM_ALIASES, Coding
-from catalog.fields import Collector, list_of, text_of
+from catalog.fields import Collector, kind_of, list_of, text_of
 from catalog.model import (
     DICOM_MODALITIES,
     Contrast,
@@ -95,11 +95,8 @@ def parse_item(
         if key not in _ITEM_KEYS:
             c.add(where, str(key), "unknown field")
 
-    kind_text = text_of(c, where, raw, "kind")
-    try:
-        kind = Kind(kind_text)
-    except ValueError:
-        c.add(where, "kind", f"must be 'lab' or 'imaging', got {kind_text!r}")
+    kind = kind_of(c, where, raw)
+    if kind is None:
         return None
     if not isinstance(item_id, str) or not _ID[kind].match(item_id):
         c.add(where, "id", f"must look like {'L001' if kind is Kind.LAB else 'I001'} for a {kind} item")

@@ -13,9 +13,9 @@ from typing import Any, TypeVar
 
 from catalog.codes import Coding
 from catalog.errors import InvalidCatalogError, Problem
-from catalog.fields import Collector, list_of, text_of
+from catalog.fields import Collector, kind_of, list_of, text_of
 from catalog.items import loinc_check_digit_ok, parse_item
-from catalog.model import Catalog, Contrast, Group, Item, Kind, Scope, Specimen
+from catalog.model import Catalog, Contrast, Group, Item, Scope, Specimen
 
 __all__ = ["loinc_check_digit_ok", "parse_catalog"]
 
@@ -166,11 +166,8 @@ def _parse_scopes(c: Collector, document: Mapping[str, Any]) -> dict[str, Scope]
 
 def _parse_groups(c: Collector, document: Mapping[str, Any]) -> dict[str, Group]:
     def build(where: str, raw: Mapping[str, Any]) -> Group | None:
-        kind_text = text_of(c, where, raw, "kind")
-        try:
-            kind = Kind(kind_text)
-        except ValueError:
-            c.add(where, "kind", f"must be 'lab' or 'imaging', got {kind_text!r}")
+        kind = kind_of(c, where, raw)
+        if kind is None:
             return None
         return Group(str(raw.get("code")), kind, text_of(c, where, raw, "name_zh"), text_of(c, where, raw, "name_en"))
 
