@@ -196,3 +196,13 @@ def test_sensitive_is_a_flag_and_a_panel_of_sensitive_members_is_sensitive() -> 
         _item(d, "L002")["sensitive"] = "yes"
 
     assert ("L002", "sensitive", "must be true or false, got 'yes'") in _problems(not_a_flag)
+
+
+def test_a_kind_other_than_lab_or_imaging_is_named_for_items_and_groups() -> None:
+    def mutate(doc: dict[str, Any]) -> None:
+        _item(doc, "L002")["kind"] = "pathology"
+        doc["groups"][0]["kind"] = "x"
+
+    problems = _problems(mutate)
+    assert ("L002", "kind", "must be 'lab' or 'imaging', got 'pathology'") in problems
+    assert ("groups[0]", "kind", "must be 'lab' or 'imaging', got 'x'") in problems
